@@ -1,0 +1,71 @@
+# MST toolkit. `make demo` runs the main job on this machine; `make test` runs the tests.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SWEEP ?= loss_weight_smoke
+CLUSTER ?= local
+RUNS ?= runs
+FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+
+.PHONY: setup data slurm-up slurm-down test test-fast demo sweep report status bench quality lint clean
+
+$(BIN)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+setup: $(BIN)/.installed data
+
+# Fashion-MNIST comes from a Debian package; nothing is ever downloaded at run time.
+data:
+	@if [ -f $(FMNIST) ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  echo "installing Debian package dataset-fashion-mnist"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends dataset-fashion-mnist >/dev/null; \
+	else echo "Fashion-MNIST is missing; run: sudo apt-get install dataset-fashion-mnist"; exit 2; fi
+
+# The real local Slurm clusters (a DCU-like one and a V100-like one) used by the integration tests.
+slurm-up:
+	@if [ "$$(id -u)" = 0 ]; then bash clusters/local-slurm/start.sh start; \
+	else echo "not root: the Slurm integration tests will be skipped (run as root: bash clusters/local-slurm/start.sh)"; fi
+
+slurm-down:
+	bash clusters/local-slurm/start.sh stop
+
+test: setup slurm-up
+	$(BIN)/pytest -q
+
+test-fast: setup
+	$(BIN)/pytest -q -m "not slurm and not slow"
+
+demo: setup
+	$(BIN)/mst-sweep submit $(SWEEP) --cluster $(CLUSTER) --runs $(RUNS)
+	$(BIN)/mst-report tables --runs $(RUNS) --sweep $(SWEEP)
+
+sweep: setup
+	$(BIN)/mst-sweep submit $(SWEEP) --cluster $(CLUSTER) --runs $(RUNS)
+
+report: setup
+	$(BIN)/mst-report tables --runs $(RUNS)
+
+status: setup
+	$(BIN)/mst-report status --runs $(RUNS)
+
+bench: setup
+	$(BIN)/python benchmarks/bench_step.py
+	$(BIN)/python benchmarks/bench_knn.py
+	$(BIN)/python benchmarks/bench_report.py
+	@if sinfo >/dev/null 2>&1; then $(BIN)/python benchmarks/bench_submit.py; \
+	else echo "bench_submit: skipped, no Slurm cluster answers (make slurm-up)"; fi
+
+quality: setup
+	$(BIN)/python benchmarks/quality_fmnist.py
+
+lint: setup
+	$(BIN)/ruff check mst jobs analysis tests benchmarks
+
+clean:
+	rm -rf $(RUNS) .pytest_cache

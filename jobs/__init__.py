@@ -1,0 +1,1 @@
+"""Everything that knows clusters, YAML and command lines; the method lives in `mst`."""
