@@ -1,0 +1,389 @@
+"""Cluster profiles (`clusters/*.yaml`): typed, validated, and mapped onto submitit's Slurm parameters.
+
+A profile says where jobs run and how they ask for devices; it never changes what a job computes, except
+for `environment.precision` (the hardware decides fp16 vs bf16) and `storage.data_roots` (where a data set
+lives on that site). `slurm_parameters` is the one place a profile becomes submitit parameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+CLUSTERS_DIR = Path(__file__).resolve().parent.parent / "clusters"
+STAGES_WITH_PRETRAIN_SHAPE = ("pretrain",)
+SIGNALS = ("USR1", "USR2", "TERM", "INT", "HUP", "URG")
+
+
+class ProfileError(ValueError):
+    """A bad profile. The message is one line: what is wrong and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Placement:
+    partition: str | None = None
+    """Slurm partition (site-specific); required for scheduler slurm."""
+    account: str | None = None
+    """Slurm account charged for the jobs (--account), if the site needs one."""
+    qos: str | None = None
+    """Quality of service (--qos), if the site uses them."""
+    constraint: str | None = None
+    """Node features to require (--constraint), e.g. volta32gb."""
+
+
+@dataclass(frozen=True)
+class Accelerators:
+    kind: Literal["dcu", "cuda", "cpu"] = "cpu"
+    """Device family: dcu (ROCm-like DTK stack, torch.cuda API over HIP), cuda, or cpu (no devices)."""
+    per_node: int = 0
+    """Devices a node of this cluster has; one task per device, so tasks per node never exceed it."""
+    request: Literal["gres", "gpus_per_node", "none"] = "none"
+    """How jobs ask for devices: a raw --gres string (custom names like dcu), --gpus-per-node, or not at all."""
+    gres: str | None = None
+    """The raw gres string of a pre-training job, e.g. 'dcu:4' or 'dcu:Hygon:4' (count = tasks per node)."""
+
+
+@dataclass(frozen=True)
+class Resources:
+    nodes: int = 1
+    """Nodes per job."""
+    tasks_per_node: int = 1
+    """Tasks (processes) per node: one per device (srun starts them; ranks come from Slurm)."""
+    cpus_per_task: int = 1
+    """CPU cores per task (data loading workers live here)."""
+    mem_gb: float = 4.0
+    """Memory per node in GB; 0 asks for all of the node's memory (--mem=0)."""
+    time_min: int = 60
+    """Time limit in minutes; the preemption signal arrives `preemption.delay_s` before it."""
+    exclusive: bool = False
+    """Whole nodes only (--exclusive), as sites with 4-device nodes usually want."""
+
+
+@dataclass(frozen=True)
+class Preemption:
+    signal: str = "USR2"
+    """Signal Slurm sends before preemption or the time limit (not USR1: NCCL/RCCL may swallow it)."""
+    delay_s: int = 120
+    """Seconds between that signal and the kill: enough to reach a step boundary and save."""
+    max_requeues: int = 3
+    """How many times a timed-out job requeues itself from its checkpoint before giving up."""
+
+
+@dataclass(frozen=True)
+class Environment:
+    setup: tuple[str, ...] = ()
+    """Shell lines run before the job starts (module loads, env scripts, conda activation)."""
+    env: dict[str, str] = field(default_factory=dict)
+    """Environment variables exported for the job; values may use $SLURM_JOB_ID and $MST_SCRATCH."""
+    node_dirs: tuple[str, ...] = ()
+    """Names of variables in `env` that hold directories each task creates on its node before starting."""
+    visible_devices: Literal["cuda_per_task", "hip_per_node", "none"] = "none"
+    """cuda_per_task: CUDA_VISIBLE_DEVICES = local rank; hip_per_node: HIP_VISIBLE_DEVICES lists the node's
+    devices, no CUDA mask is set, and each rank picks device LOCAL_RANK; none: leave the variables alone."""
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    """Training precision this hardware wants; written into the run's config as train.precision."""
+    python: str | None = None
+    """Interpreter command on the nodes; empty means the one submitting (same venv on a shared disk)."""
+
+
+@dataclass(frozen=True)
+class Storage:
+    run_root: str = "runs"
+    """Default runs root on the cluster's shared filesystem (mst-sweep --runs overrides it)."""
+    scratch: str = "/tmp"
+    """Node-local scratch directory (exported as MST_SCRATCH; per-job caches live under it)."""
+    data_roots: dict[str, str] = field(default_factory=dict)
+    """Where each data set (by data.name) lives on this cluster; written into the config as data.root."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    array_size: int = 1000
+    """Most tasks in one job array (Slurm's MaxArraySize - 1); bigger sweeps are split."""
+    array_parallelism: int = 64
+    """Tasks of one array allowed to run at the same time (--array=...%N)."""
+    sacct: bool = True
+    """Whether accounting (sacct) answers; without it `status` asks squeue, which forgets finished jobs."""
+
+
+@dataclass(frozen=True)
+class ClusterProfile:
+    name: str
+    """Profile name (equals the file name)."""
+    scheduler: Literal["slurm", "local"] = "local"
+    """slurm: submit through sbatch; local: run the stages in this process, one after another."""
+    slurm_conf: str | None = None
+    """SLURM_CONF of this cluster when it is not the machine's default (e.g. a second local cluster)."""
+    placement: Placement = field(default_factory=Placement)
+    """Partition, account, qos, constraint."""
+    accelerators: Accelerators = field(default_factory=Accelerators)
+    """Device kind, count per node and how to request them."""
+    resources: Resources = field(default_factory=Resources)
+    """Shape of a pre-training job."""
+    downstream: Resources = field(default_factory=Resources)
+    """Shape of an evaluation job (k-NN, linear probes, attention maps): usually one device."""
+    preemption: Preemption = field(default_factory=Preemption)
+    """Signal, its delay, and requeues on timeout."""
+    environment: Environment = field(default_factory=Environment)
+    """Setup lines, variables, visible-device policy, precision."""
+    storage: Storage = field(default_factory=Storage)
+    """Run root, node-local scratch, data roots."""
+    limits: Limits = field(default_factory=Limits)
+    """Scheduler limits: array size and parallelism, sacct."""
+
+    def shape(self, stage: str) -> Resources:
+        """The resources of a job running `stage`."""
+        return self.resources if stage in STAGES_WITH_PRETRAIN_SHAPE else self.downstream
+
+    def gres(self, stage: str) -> str | None:
+        """The raw --gres string of a `stage` job: the profile's string with the count set to its tasks."""
+        if self.accelerators.request != "gres":
+            return None
+        head = self.accelerators.gres.rsplit(":", 1)[0]
+        return f"{head}:{self.shape(stage).tasks_per_node}"
+
+
+# ---------------------------------------------------------------------------------------- parsing
+
+
+def _dotted_keys(cls: type, prefix: str = "") -> list[str]:
+    keys = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            keys += _dotted_keys(hints[f.name], f"{prefix}{f.name}.")
+        else:
+            keys.append(prefix + f.name)
+    return keys
+
+
+def valid_keys() -> list[str]:
+    """Every dotted key a profile accepts, e.g. 'resources.nodes'."""
+    return _dotted_keys(ClusterProfile)
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(map(str, typing.get_args(tp)))
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return f"{_type_name(args[0])} or null"
+    if origin is tuple:
+        return "a list of strings"
+    if origin is dict:
+        return "a mapping of string to string"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, str(tp))
+
+
+def _value(where: str, key: str, value: Any, tp: Any) -> Any:
+    bad = ProfileError(f"profile {where}: '{key}' must be {_type_name(tp)}, got {value!r}; fix that value")
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise bad
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            return None
+        return _value(where, key, value, [a for a in typing.get_args(tp) if a is not type(None)][0])
+    if origin is tuple:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise bad
+        return tuple(value)
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise bad
+        if not all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in value.values()):
+            raise bad
+        return {k: str(v) for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise bad
+        return value
+    raise TypeError(f"unsupported profile field type {tp}")
+
+
+def _build(where: str, cls: type, data: Any, prefix: str = "") -> Any:
+    if not isinstance(data, dict):
+        raise ProfileError(f"profile {where}: '{prefix.rstrip('.') or 'top level'}' must be a mapping; "
+                           f"valid keys: {', '.join(valid_keys())}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        valid = ", ".join(k for k in valid_keys() if k.startswith(prefix))
+        raise ProfileError(f"profile {where}: unknown key '{prefix}{unknown[0]}'; valid keys: {valid}")
+    kwargs = {}
+    for name, value in data.items():
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(where, tp, value, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _value(where, prefix + name, value, tp)
+    return cls(**kwargs)
+
+
+def _check(where: str, p: ClusterProfile) -> None:
+    def fail(problem: str, fix: str) -> None:
+        raise ProfileError(f"profile {where}: {problem}; {fix}")
+
+    acc, env = p.accelerators, p.environment
+    if acc.kind != "cpu" and acc.per_node < 1:
+        fail(f"accelerators.per_node is {acc.per_node} for kind {acc.kind}",
+             "set it to the devices each node has (e.g. 4), or use kind cpu")
+    if acc.kind == "cpu" and acc.request != "none":
+        fail(f"accelerators.request is {acc.request} but kind is cpu", "use request none for cpu nodes")
+    if acc.kind != "cpu" and acc.request == "none" and p.scheduler == "slurm":
+        fail(f"accelerators.request is none for {acc.kind} devices", "use request gres or gpus_per_node")
+    if acc.request == "gres":
+        if not acc.gres or not re.fullmatch(r"[A-Za-z][\w-]*(:[\w-]+)?:\d+", acc.gres):
+            fail(f"accelerators.gres is {acc.gres!r}", "write it as name:count or name:type:count, e.g. dcu:4")
+        if int(acc.gres.rsplit(":", 1)[1]) != p.resources.tasks_per_node:
+            fail(f"accelerators.gres {acc.gres} asks for a different count than resources.tasks_per_node "
+                 f"({p.resources.tasks_per_node})", "use one task per device")
+    elif acc.gres:
+        fail("accelerators.gres is set but request is not gres", "set request: gres or drop gres")
+    if acc.kind == "dcu" and acc.request == "gpus_per_node":
+        fail("DCUs cannot be requested with gpus_per_node (it asks for gres gpu)", "use request: gres, gres: dcu:4")
+    if acc.kind == "dcu" and env.visible_devices == "cuda_per_task":
+        fail("visible_devices cuda_per_task on DCU nodes can leave zero devices", "use hip_per_node")
+    for section in ("resources", "downstream"):
+        r: Resources = getattr(p, section)
+        for key in ("nodes", "tasks_per_node", "cpus_per_task", "time_min"):
+            if getattr(r, key) < 1:
+                fail(f"{section}.{key} is {getattr(r, key)}", f"set {section}.{key} to at least 1")
+        if r.mem_gb < 0:
+            fail(f"{section}.mem_gb is {r.mem_gb}", "use 0 for the whole node or a positive size")
+        if acc.kind != "cpu" and r.tasks_per_node > acc.per_node:
+            fail(f"{section}.tasks_per_node ({r.tasks_per_node}) exceeds the {acc.per_node} devices per node",
+                 f"use at most {acc.per_node} tasks per node (one per device)")
+    if p.scheduler == "slurm" and not p.placement.partition:
+        fail("placement.partition is missing", "name the Slurm partition (sinfo lists them)")
+    if p.preemption.signal not in SIGNALS:
+        fail(f"preemption.signal {p.preemption.signal!r} is not supported", f"use one of {', '.join(SIGNALS)}")
+    if p.preemption.delay_s < 1 or p.preemption.max_requeues < 0:
+        fail("preemption.delay_s must be >= 1 and max_requeues >= 0", "e.g. delay_s: 120, max_requeues: 3")
+    if p.limits.array_size < 1 or p.limits.array_parallelism < 1:
+        fail("limits.array_size and limits.array_parallelism must be >= 1", "e.g. array_size: 1000")
+    missing = [v for v in env.node_dirs if v not in env.env]
+    if missing:
+        fail(f"environment.node_dirs names {missing[0]}, which environment.env does not set", "add it to env")
+
+
+def profile_names() -> list[str]:
+    return sorted(p.stem for p in CLUSTERS_DIR.glob("*.yaml"))
+
+
+def load_profile(name_or_path: str) -> ClusterProfile:
+    """The profile `clusters/<name>.yaml`, or a YAML file path; raises ProfileError (one line) when bad."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = CLUSTERS_DIR / f"{name_or_path}.yaml"
+        if not path.is_file():
+            raise ProfileError(f"unknown cluster '{name_or_path}'; choose one of {', '.join(profile_names())} "
+                               "or give a profile .yaml path")
+    elif not path.is_file():
+        raise ProfileError(f"profile file {path} does not exist; give an existing .yaml path")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        raise ProfileError(f"profile {path}{f' line {mark.line + 1}' if mark else ''} is not valid YAML; "
+                           "fix its syntax") from None
+    data = {} if data is None else data
+    where = str(path)
+    if isinstance(data, dict) and "name" not in data:
+        raise ProfileError(f"profile {where}: 'name' is missing; add name: {path.stem}")
+    profile = _build(where, ClusterProfile, data)
+    if profile.name != path.stem:
+        raise ProfileError(f"profile {where}: name '{profile.name}' differs from the file name; "
+                           f"set name: {path.stem}")
+    _check(where, profile)
+    return profile
+
+
+# ---------------------------------------------------------------------------------------- submitit
+
+
+def config_overrides(profile: ClusterProfile, data_name: str) -> dict[str, Any]:
+    """Dotted config overrides a profile implies: precision, and the data root of this site."""
+    out: dict[str, Any] = {"train.precision": profile.environment.precision}
+    if data_name in profile.storage.data_roots:
+        out["data.root"] = profile.storage.data_roots[data_name]
+    return out
+
+
+def setup_lines(profile: ClusterProfile) -> list[str]:
+    """Shell lines of the sbatch script before srun: site setup, then the profile's variables."""
+    lines = list(profile.environment.setup)
+    lines.append(f'export MST_SCRATCH="{profile.storage.scratch}"')
+    # submitit's job side reads the preemption signal from this variable
+    lines.append(f"export SUBMITIT_PREEMPT_SIGNAL={profile.preemption.signal}")
+    if profile.slurm_conf:
+        # the job's own scontrol/sacct calls (requeue) must reach the same cluster
+        lines.append(f"export SLURM_CONF={profile.slurm_conf}")
+    for key, value in profile.environment.env.items():
+        lines.append(f'export {key}="{value}"')
+    return lines
+
+
+def slurm_parameters(profile: ClusterProfile, stage: str, job_name: str) -> dict[str, Any]:
+    """The submitit SlurmExecutor parameters of a `stage` job on this profile (the only mapping there is).
+
+    Devices go through `gres` (raw string) or `gpus_per_node`, never both: submitit's gpus_per_node means
+    gres `gpu`, which DCU nodes do not have.
+    """
+    if profile.scheduler != "slurm":
+        raise ProfileError(f"profile {profile.name} has scheduler {profile.scheduler}; it submits nothing")
+    shape = profile.shape(stage)
+    pre = profile.preemption
+    params: dict[str, Any] = {
+        "job_name": job_name,
+        "partition": profile.placement.partition,
+        "nodes": shape.nodes,
+        "ntasks_per_node": shape.tasks_per_node,
+        "cpus_per_task": shape.cpus_per_task,
+        "time": shape.time_min,
+        "signal_delay_s": pre.delay_s,
+        "setup": setup_lines(profile),
+        "stderr_to_stdout": True,
+        "array_parallelism": profile.limits.array_parallelism,
+        # a dependency that can no longer be met cancels the job instead of leaving it pending forever
+        "additional_parameters": {"signal": f"{pre.signal}@{pre.delay_s}", "kill-on-invalid-dep": "yes"},
+    }
+    if shape.mem_gb == 0:
+        params["mem"] = "0"
+    else:
+        params["mem"] = f"{int(shape.mem_gb * 1024)}M"
+    for key in ("account", "qos", "constraint"):
+        value = getattr(profile.placement, key)
+        if value:
+            params[key] = value
+    if shape.exclusive:
+        params["exclusive"] = True
+    acc = profile.accelerators
+    if acc.request == "gres":
+        params["gres"] = profile.gres(stage)
+    elif acc.request == "gpus_per_node":
+        params["gpus_per_node"] = shape.tasks_per_node
+    return params
