@@ -1,6 +1,6 @@
 """Configuration: frozen dataclasses per concern, validation with fix-it messages, overrides, hashing."""
 
-from .codec import apply_overrides, config_from_dict, config_hash, config_to_dict, valid_keys
+from .codec import apply_overrides, config_from_dict, config_hash, config_to_dict, dict_hash, valid_keys
 from .errors import ConfigError
 from .schema import (
     AugmentConfig,
@@ -18,5 +18,5 @@ from .schema import (
 __all__ = [
     "AugmentConfig", "Config", "ConfigError", "DataConfig", "DecoderConfig", "EvalConfig", "LossConfig",
     "MaskConfig", "ModelConfig", "OptimConfig", "TrainConfig", "apply_overrides", "config_from_dict",
-    "config_hash", "config_to_dict", "valid_keys",
+    "config_hash", "config_to_dict", "dict_hash", "valid_keys",
 ]

@@ -126,5 +126,10 @@ def apply_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
 
 def config_hash(cfg: Config) -> str:
     """A stable 12-hex-digit id of the resolved config (same on every machine and process)."""
-    text = json.dumps(config_to_dict(cfg), sort_keys=True, separators=(",", ":"))
+    return dict_hash(config_to_dict(cfg))
+
+
+def dict_hash(data: dict) -> str:
+    """`config_hash` of the config whose `config_to_dict` is `data` (lets sweeps hash many seeds quickly)."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
