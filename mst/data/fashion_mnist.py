@@ -1,0 +1,75 @@
+"""Fashion-MNIST from the IDX .gz files of the Debian package `dataset-fashion-mnist`.
+
+The whole split is decoded once into one uint8 tensor, padded 28 -> 32 px with zeros so that patch sizes
+4, 8 and 16 tile it, and served as 3-channel images (the channel is repeated per item, not stored).
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+
+from mst.data.errors import DatasetMissingError
+
+CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+           "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+PAD = 2  # 28 + 2 * 2 = 32
+_UBYTE = 0x08  # IDX type code of unsigned bytes
+
+
+def _missing(path: Path, problem: str) -> DatasetMissingError:
+    return DatasetMissingError(
+        f"Fashion-MNIST file {path} {problem}; install it with `apt-get install dataset-fashion-mnist` "
+        f"or point --set data.root=... at a folder holding the four IDX .gz files")
+
+
+@functools.lru_cache(maxsize=4)
+def read_idx(path: Path, ndim: int) -> torch.Tensor:
+    """Decode one gzip'ed IDX file of unsigned bytes with `ndim` dimensions (cached: files are read once)."""
+    if not path.is_file():
+        raise _missing(path, "does not exist")
+    try:
+        raw = gzip.decompress(path.read_bytes())
+    except (OSError, EOFError) as exc:
+        raise _missing(path, f"is not a readable gzip file ({exc})") from None
+    # IDX header: two zero bytes, a type code, the number of dimensions, then one big-endian uint32 per dim.
+    if len(raw) < 4 + 4 * ndim or raw[0:2] != b"\0\0" or raw[2] != _UBYTE or raw[3] != ndim:
+        raise _missing(path, f"has no IDX header of {ndim}-d unsigned bytes")
+    shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    size = int(np.prod(shape))
+    if len(raw) != 4 + 4 * ndim + size:
+        raise _missing(path, f"holds {len(raw) - 4 - 4 * ndim} bytes of data, its header says {size}")
+    data = np.frombuffer(raw, dtype=np.uint8, count=size, offset=4 + 4 * ndim).reshape(shape)
+    return torch.from_numpy(data.copy())
+
+
+class FashionMNIST(Dataset):
+    """The official split ("train": 60,000 images, "test": 10,000), items (Image uint8 [3, 32, 32], label)."""
+
+    classes = CLASSES
+
+    def __init__(self, root: str | Path, split: str):
+        images_file, labels_file = (Path(root) / name for name in FILES[split])
+        images = read_idx(images_file, 3)  # [N, 28, 28]
+        labels = read_idx(labels_file, 1)  # [N]
+        if len(images) != len(labels) or images.shape[1:] != (28, 28):
+            raise _missing(images_file, f"has images of shape {tuple(images.shape)} for {len(labels)} labels")
+        self.images = torch.nn.functional.pad(images, (PAD, PAD, PAD, PAD))  # [N, 32, 32], zero border
+        self.targets = labels.long()  # [N]
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int) -> tuple[tv_tensors.Image, int]:
+        image = self.images[index].expand(3, -1, -1).clone()  # [3, 32, 32] greyscale as RGB
+        return tv_tensors.Image(image), int(self.targets[index])

@@ -1,0 +1,35 @@
+"""ImageNet-style folders: <root>/<split>/<class>/<image>, decoded to uint8 RGB tensors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torchvision import datasets, tv_tensors
+from torchvision.io import ImageReadMode, decode_image
+
+from mst.data.errors import DatasetMissingError
+
+# The formats torchvision.io decodes natively (ImageNet is JPEG, with a few PNG/CMYK files among them).
+EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+
+
+def load_image(path: str) -> tv_tensors.Image:
+    """Decode one file to Image uint8 [3, H, W] (greyscale, palette and CMYK are converted to RGB)."""
+    return tv_tensors.Image(decode_image(path, mode=ImageReadMode.RGB))
+
+
+class ImageFolderDataset(datasets.ImageFolder):
+    """torchvision's ImageFolder (classes sorted by folder name, `targets`, `samples`) on uint8 tensors."""
+
+    def __init__(self, root: str | Path, split_dir: str):
+        folder = Path(root) / split_dir
+        fix = ("set --set data.root=... to a folder holding train/<class>/*.jpg and val/<class>/*.jpg "
+               "(or --set data.name=fashion_mnist)")
+        if not folder.is_dir():
+            raise DatasetMissingError(f"image folder {folder} does not exist; {fix}")
+        try:
+            super().__init__(str(folder), loader=load_image, extensions=EXTENSIONS)
+        except FileNotFoundError:
+            # ImageFolder's own message spans several lines and lists extensions; say it in one.
+            raise DatasetMissingError(
+                f"image folder {folder} has no class folder with {'/'.join(EXTENSIONS)} images; {fix}") from None
