@@ -126,3 +126,15 @@ def test_50k_queries_by_10k_train_in_fixed_chunks():
     metrics = weighted_knn(train, train_labels, test, test_labels, ks=(10, 20, 100, 200))
     assert set(metrics) == {f"top{t}@{k}" for t in (1, 5) for k in (10, 20, 100, 200)}
     assert metrics["top1@10"] > 90.0  # separable clusters: a broken vote would fall towards 10 %
+
+
+def test_rank_keys_equal_a_stable_sort_on_heavy_ties():
+    from mst.eval.knn import _rank
+
+    g = torch.Generator().manual_seed(7)
+    votes = torch.randint(0, 4, (300, 50), generator=g).float() * 0.5  # many equal totals, many zeros
+    votes[:, 7] = float("inf")  # an overflowed exp(sim / T) still ranks first
+    votes[0] = 0.0
+    expected = votes.sort(dim=1, descending=True, stable=True).indices[:, :5]
+    assert torch.equal(_rank(votes, 5), expected)
+    assert _rank(votes, 5)[0].tolist() == [0, 1, 2, 3, 4]

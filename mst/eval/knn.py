@@ -8,7 +8,8 @@ plus the next neighbours' votes.
 Edge cases (deterministic, documented here once):
 - k larger than the training set is clipped to the training set size (every training sample votes);
   the metric keeps the requested k in its name.
-- Equal vote totals between classes are broken towards the lowest class index (a stable descending sort).
+- Equal vote totals between classes are broken towards the lowest class index (see `_rank`); with fewer
+  than 5 voted classes, top-5 is filled with the lowest-index classes that got no vote.
 - Equal similarities at the k-th neighbour boundary are resolved by `torch.topk`; with real-valued features
   this practically never happens and does not affect the vote weights, only which sample is counted.
 """
@@ -24,6 +25,25 @@ import torch.nn.functional as F
 # 2**25 fp32 values = 128 MiB, small enough for any host or device, large enough to keep matmul efficient.
 _AUTO_BLOCK_ELEMENTS = 2**25
 _MAX_AUTO_CHUNK = 4096
+
+
+# Class indices packed below the vote bits of a ranking key (see `_rank`); supports up to 2**20 classes.
+_CLASS_BITS = 20
+
+
+def _rank(votes: torch.Tensor, top: int) -> torch.Tensor:
+    """The `top` classes of each row by vote, highest first, equal votes towards the lowest class index.
+
+    Non-negative float32 values order like their int32 bit patterns, so one int64 key per class,
+    (vote bits << 20) + (2**20 - 1 - class), is unique and orders by vote, then by ascending class:
+    a single top-k then gives the deterministic ranking that a full stable sort would, much cheaper.
+    """
+    num_classes = votes.shape[1]
+    if votes.dtype != torch.float32 or num_classes > 2**_CLASS_BITS:
+        return votes.sort(dim=1, descending=True, stable=True).indices[:, :top]
+    reverse_class = (2**_CLASS_BITS - 1) - torch.arange(num_classes, device=votes.device)  # [K]
+    keys = (votes.view(torch.int32).long() << _CLASS_BITS) + reverse_class  # [C, K]
+    return keys.topk(top, dim=1).indices
 
 
 def auto_chunk_size(n_train: int) -> int:
@@ -85,6 +105,7 @@ def knn_predictions(
         del sims
         weights = (top_sims / temperature).exp_()  # [C, k_max]
         neighbour_labels = labels[top_idx]  # [C, k_max]
+        # votes are sums of positive weights, so they are >= +0.0 (what `_rank` relies on)
         votes = torch.zeros(queries.shape[0], num_classes, dtype=weights.dtype, device=weights.device)
         ranked: dict[int, torch.Tensor] = {}
         done = 0
@@ -93,8 +114,7 @@ def knn_predictions(
             if upto > done:  # add the votes of neighbours done..upto only: every k shares one search
                 votes.scatter_add_(1, neighbour_labels[:, done:upto], weights[:, done:upto])
                 done = upto
-            # stable descending sort: equal totals keep ascending class order -> lowest index wins
-            ranked[k] = votes.sort(dim=1, descending=True, stable=True).indices[:, :top]  # [C, top]
+            ranked[k] = _rank(votes, top)  # [C, top]
         yield start, ranked
 
 
