@@ -1,0 +1,257 @@
+"""The job callables: one submitit `Checkpointable` per stage, run on a Slurm node or in-process.
+
+Preemption design (what happens when Slurm wants the node back):
+- The profile's signal (USR2 by default, `--signal=USR2@delay`) and SIGTERM only set a flag. Nothing is
+  saved inside a handler: saving there can hang a collective or a data-loader worker.
+- The method polls `should_stop()` at every step boundary; when it is set it writes `checkpoint.pt` and
+  raises `mst.train.Interrupted`.
+- After a USR2-style signal the job then takes submitit's own requeue path, from ordinary code at that
+  boundary: submitit's SignalHandler calls `checkpoint()` (the base class: a DelayedSubmission of this same
+  callable), dumps it as the job's pickle, runs `scontrol requeue` and exits. Timeouts are counted against
+  the profile's `max_requeues` there.
+- After SIGTERM alone (an outside `scontrol requeue`, preemption or scancel, which call no `checkpoint()`)
+  the job has saved within KillWait and waits to be killed; Slurm decides what comes next.
+- A restarted job finds its own run folder (keyed by run id) and the method resumes from `checkpoint.pt`;
+  periodic checkpoints (`train.checkpoint_every`) bound what a hard kill loses.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import submitit
+
+from jobs import rundir
+
+# ranks > 0 and SIGTERM-only stops wait this long for Slurm to kill or requeue the job before exiting
+KILL_WAIT_S = 120.0
+
+
+class _StopFlag:
+    """Set by signal handlers, read by the trainer at step boundaries."""
+
+    def __init__(self) -> None:
+        self.signals: list[int] = []
+
+    def handler(self, signum: int, frame: Any) -> None:
+        # only record: the trainer saves at its next step boundary
+        self.signals.append(signum)
+
+    def __call__(self) -> bool:
+        return bool(self.signals)
+
+
+class StageJob(submitit.helpers.Checkpointable):
+    """One stage of one run. Picklable and small: a plain config dict and names, never tensors."""
+
+    stage = "?"
+
+    def __init__(self, *, runs_root: str, sweep: str, run_id: str, config: dict[str, Any],
+                 extra: dict[str, Any], preempt_signal: str = "USR2", visible_devices: str = "none",
+                 node_dirs: tuple[str, ...] = (), device_kind: str = "cpu") -> None:
+        self.runs_root = str(runs_root)
+        self.sweep = sweep
+        self.run_id = run_id
+        self.config = config
+        self.extra = dict(extra)
+        self.preempt_signal = preempt_signal
+        self.visible_devices = visible_devices
+        self.node_dirs = tuple(node_dirs)
+        self.device_kind = device_kind
+
+    # ------------------------------------------------------------------ paths
+    @property
+    def out_dir(self) -> Path:
+        return rundir.stage_dir(self.runs_root, self.sweep, self.run_id, self.stage)
+
+    @property
+    def pretrain_dir(self) -> Path:
+        return rundir.stage_dir(self.runs_root, self.sweep, self.run_id, "pretrain")
+
+    # ------------------------------------------------------------------ job body
+    def __call__(self) -> dict[str, Any]:
+        under_slurm = os.environ.get("SUBMITIT_EXECUTOR") == "slurm"
+        started = time.time()
+        world = self._export_ranks() if under_slurm else 1
+        for var in self.node_dirs:
+            if os.environ.get(var):
+                Path(os.environ[var]).mkdir(parents=True, exist_ok=True)
+        flag = _StopFlag()
+        usr = getattr(signal, "SIG" + self.preempt_signal)
+        signal.signal(usr, flag.handler)
+        signal.signal(signal.SIGTERM, flag.handler)
+        extra = self._record_extra(under_slurm, world)
+        if under_slurm:
+            self._link_logs()
+
+        from mst.config import config_from_dict
+        from mst.train import Interrupted
+
+        cfg = config_from_dict(self.config)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            return self.run(cfg, flag, extra)
+        except Interrupted:
+            if not under_slurm:
+                raise
+            self._after_interrupt(flag, usr, started)
+            raise  # not reached: _after_interrupt exits
+        except Exception as err:
+            self._mark_failed(err, extra)
+            raise
+
+    def run(self, cfg: Any, should_stop: Any, extra: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ helpers
+    def _export_ranks(self) -> int:
+        """RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT from Slurm, as torch's env:// reads them."""
+        per_task = self.visible_devices == "cuda_per_task"
+        dist = submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=per_task,
+                                                                    overwrite=True)
+        if self.visible_devices == "hip_per_node" and "HIP_VISIBLE_DEVICES" not in os.environ:
+            # Slurm sets no mask for a custom gres: list the node's devices; each rank picks LOCAL_RANK.
+            # No CUDA mask: HIP, ROCR and CUDA masks combined can leave a rank with zero devices.
+            os.environ["HIP_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(dist.local_world_size))
+        return dist.world_size
+
+    def _record_extra(self, under_slurm: bool, world: int) -> dict[str, Any]:
+        extra = dict(self.extra)
+        previous = rundir.read_result(self.out_dir) or {}
+        job_ids = list(previous.get("job_ids") or [])
+        if under_slurm:
+            job_id = submitit.JobEnvironment().job_id
+            if job_id not in job_ids:
+                job_ids.append(job_id)
+            extra["nodes"] = os.environ.get("SLURM_JOB_NODELIST", socket.gethostname())
+        else:
+            extra["nodes"] = socket.gethostname()
+        extra["job_ids"] = job_ids
+        # device-hours = wall time x devices; on cpu profiles a task counts as one device
+        extra["devices"] = world
+        extra["device_kind"] = self.device_kind
+        return extra
+
+    def _link_logs(self) -> None:
+        """<stage>/slurm/<job id> -> the submitit folder holding this job's script, pickle and log."""
+        env = submitit.JobEnvironment()
+        if env.global_rank != 0:
+            return
+        link = self.out_dir / "slurm" / env.job_id
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.is_symlink():
+            try:
+                link.symlink_to(env.paths.folder.resolve())
+            except FileExistsError:
+                pass
+
+    def _after_interrupt(self, flag: _StopFlag, usr: int, started: float) -> None:
+        """The method saved at a step boundary; requeue (profile signal) or wait for Slurm (SIGTERM)."""
+        env = submitit.JobEnvironment()
+        deadline = time.time() + KILL_WAIT_S
+        # a preemption may send SIGTERM just before the user signal: give it a moment to arrive
+        grace = time.time() + 3.0
+        while usr not in flag.signals and time.time() < grace:
+            time.sleep(0.1)
+        if usr in flag.signals and env.global_rank == 0:
+            from submitit.core.job_environment import SignalHandler
+            from submitit.core.utils import DelayedSubmission
+
+            delayed = DelayedSubmission.load(env.paths.submitted_pickle)
+            handler = SignalHandler(env, env.paths, delayed)
+            handler._start_time = started  # timeout accounting from the job's real start
+            print(f"[mst] {self.stage} {self.run_id}: saved at a step boundary, requeueing", flush=True)
+            handler.checkpoint_and_try_requeue(usr)  # checkpoint() -> requeue -> sys.exit
+        print(f"[mst] {self.stage} {self.run_id}: saved at a step boundary, waiting for Slurm", flush=True)
+        while time.time() < deadline:
+            time.sleep(0.5)
+        sys.exit(1)
+
+    def _mark_failed(self, err: Exception, extra: dict[str, Any]) -> None:
+        """A failed result.json when the method left none, so `status` needs no scheduler call for it."""
+        if rundir.result_status(self.out_dir) in rundir.FINAL_STATES:
+            return
+        if os.environ.get("RANK", "0") != "0":
+            return
+        rundir.atomic_write_json(self.out_dir / "result.json", {
+            "schema": 1, **extra, "stage": self.stage, "status": "failed",
+            "error": f"{type(err).__name__}: {err}".splitlines()[0][:500],
+            "traceback_tail": traceback.format_exc().splitlines()[-3:],
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        })
+
+
+class PretrainJob(StageJob):
+    stage = "pretrain"
+
+    def run(self, cfg: Any, should_stop: Any, extra: dict[str, Any]) -> dict[str, Any]:
+        from mst.train import run_pretrain
+
+        return run_pretrain(cfg, self.out_dir, should_stop=should_stop, record_extra=extra)
+
+
+class KnnJob(StageJob):
+    stage = "knn"
+
+    def run(self, cfg: Any, should_stop: Any, extra: dict[str, Any]) -> dict[str, Any]:
+        from mst.eval import run_knn
+
+        return run_knn(cfg, self.pretrain_dir, self.out_dir, should_stop=should_stop, record_extra=extra)
+
+
+class LinearJob(StageJob):
+    """Linear probe on the class token (`linear_cls`) or DINO's concatenation (`linear_dino`)."""
+
+    def __init__(self, *, probe: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.probe = probe
+
+    @property
+    def stage(self) -> str:  # type: ignore[override]
+        return f"linear_{self.probe}"
+
+    def run(self, cfg: Any, should_stop: Any, extra: dict[str, Any]) -> dict[str, Any]:
+        from mst.eval import run_linear
+
+        return run_linear(cfg, self.pretrain_dir, self.out_dir, probe=self.probe, should_stop=should_stop,
+                          record_extra=extra)
+
+
+class SupervisedJob(StageJob):
+    stage = "supervised"
+
+    def run(self, cfg: Any, should_stop: Any, extra: dict[str, Any]) -> dict[str, Any]:
+        from mst.eval import run_supervised
+
+        return run_supervised(cfg, self.out_dir, should_stop=should_stop, record_extra=extra)
+
+
+class AttentionJob(StageJob):
+    stage = "attention"
+
+    def run(self, cfg: Any, should_stop: Any, extra: dict[str, Any]) -> dict[str, Any]:
+        from mst.eval import run_attention
+
+        return run_attention(cfg, self.pretrain_dir, self.out_dir, should_stop=should_stop, record_extra=extra)
+
+
+def make_job(stage: str, **kwargs: Any) -> StageJob:
+    """The callable of `stage` (one of jobs.sweep.STAGES)."""
+    if stage == "pretrain":
+        return PretrainJob(**kwargs)
+    if stage == "knn":
+        return KnnJob(**kwargs)
+    if stage in ("linear_cls", "linear_dino"):
+        return LinearJob(probe=stage.split("_", 1)[1], **kwargs)
+    if stage == "supervised":
+        return SupervisedJob(**kwargs)
+    if stage == "attention":
+        return AttentionJob(**kwargs)
+    raise ValueError(f"unknown stage '{stage}'")
