@@ -1,0 +1,275 @@
+"""The MST pre-training loop. Knows nothing of Slurm, YAML or argparse.
+
+One step: the teacher (EMA, no grad) sees the two global crops and gives logits plus its last block's
+class-token attention; the lowest-attention patches of each global crop are masked in the student after the
+patch projection; the student sees every crop; the decoder restores the global crops; loss = v1 L_rec + v2 L_dino.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from .. import distributed as dist
+from ..checkpoint import atomic_torch_save, atomic_write_json, load_checkpoint, read_json, weights_sha256
+from ..config import Config, config_hash, config_to_dict
+from ..losses import DINOLoss, restoration_loss
+from ..masking import make_mask
+from ..records import make_record
+from ..schedules import cosine, teacher_temperature
+from ..seeding import seed_everything
+from .loader import epoch_loader, train_dataset
+from .nets import Student, Teacher, copy_student_into_teacher, ema_update
+from .progress import StepProgress
+from .rng import get_rng_state, set_rng_state
+from .runtime import (
+    Interrupted,
+    NonFiniteLoss,
+    RunFolderMismatch,
+    autocast_context,
+    pick_device,
+    resolve_precision,
+)
+
+log = logging.getLogger(__name__)
+
+
+def param_groups(model: nn.Module) -> list[dict]:
+    """Weight decay on weight matrices only: biases, norms (1-D) and the [MASK]/class tokens get none."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim <= 1 or name.endswith((".bias", "_token")) else decay).append(p)
+    return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+class PretrainTrainer:
+    def __init__(self, cfg: Config, out_dir: Path):
+        self.cfg, self.out = cfg, Path(out_dir)
+        self.device = pick_device()
+        dist.init_from_env(self.device)
+        self.rank, self.world = dist.rank(), dist.world_size()
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        if cfg.train.batch_size % self.world:
+            raise ValueError(f"train.batch_size={cfg.train.batch_size} is not divisible by {self.world} ranks; "
+                             f"set it to a multiple of {self.world}")
+        self.local_batch = cfg.train.batch_size // self.world
+        self.precision = resolve_precision(cfg.train.precision, self.device)
+
+        seed_everything(cfg.train.seed)            # identical initial weights on every rank
+        self.student = Student(cfg).to(self.device)
+        self.teacher = Teacher(cfg).to(self.device)
+        copy_student_into_teacher(self.student, self.teacher)
+        masking = cfg.mask.strategy != "none" and cfg.mask.prob > 0 and cfg.mask.ratio > 0
+        self.student.backbone.mask_token.requires_grad_(masking)
+        self.dino_loss = DINOLoss(cfg.model.out_dim, cfg.loss.student_temp, cfg.loss.center_momentum).to(self.device)
+        if self.world > 1:
+            self.student = nn.SyncBatchNorm.convert_sync_batchnorm(self.student)
+            self.student_ddp = DistributedDataParallel(
+                self.student, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        else:
+            self.student_ddp = self.student
+        self.optimizer = torch.optim.AdamW(param_groups(self.student), lr=0.0, betas=cfg.optim.betas)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        # masking draws come from their own stream so that they are saved and restored exactly
+        self.mask_gen = torch.Generator(device=self.device)
+        self.mask_gen.manual_seed(cfg.train.seed * 1000 + self.rank)
+        torch.manual_seed(cfg.train.seed + 7919 * (self.rank + 1))   # drop path differs across ranks
+
+        self.dataset = train_dataset(cfg)
+        self.steps_per_epoch = len(self.dataset) // cfg.train.batch_size
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"train.batch_size={cfg.train.batch_size} exceeds the {len(self.dataset)} training "
+                             "images; lower train.batch_size or raise data.train_subset")
+        self.total_steps = self.steps_per_epoch * cfg.train.epochs
+        self.step = 0              # global step = number of optimiser updates done
+        self.wall_before = 0.0     # wall time spent in earlier attempts of this run
+        self.last = {}
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        return {
+            "version": 1, "config": config_to_dict(self.cfg), "step": self.step,
+            "student": self.student.state_dict(), "teacher": self.teacher.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
+            "dino_loss": self.dino_loss.state_dict(), "rng": get_rng_state(self.mask_gen),
+            "wall_time_s": self.wall_before + (time.time() - self.t_start), "last": self.last,
+            "weights_sha256": self.digest(),
+        }
+
+    def digest(self) -> str:
+        teacher = self.teacher.state_dict()
+        return weights_sha256({k: v for k, v in teacher.items() if k.startswith("backbone.")})
+
+    def save(self) -> None:
+        if dist.is_main():
+            atomic_torch_save(self.state_dict(), self.out / "checkpoint.pt")
+        dist.barrier()
+
+    def resume(self) -> bool:
+        path = self.out / "checkpoint.pt"
+        if not path.is_file():
+            return False
+        state = load_checkpoint(path, self.device)
+        self.student.load_state_dict(state["student"])
+        self.teacher.load_state_dict(state["teacher"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.dino_loss.load_state_dict(state["dino_loss"])
+        set_rng_state(state["rng"], self.mask_gen, self.rank)
+        self.step, self.wall_before, self.last = state["step"], state["wall_time_s"], state.get("last", {})
+        self._truncate_metrics()
+        log.info("resumed from %s at step %d", path, self.step)
+        return True
+
+    def _truncate_metrics(self) -> None:
+        """Drop metric lines logged after the checkpoint, so a resumed log reads like an uninterrupted one."""
+        path = self.out / "metrics.jsonl"
+        if dist.is_main() and path.is_file():
+            kept = [ln for ln in path.read_text().splitlines() if ln.strip()
+                    and json.loads(ln).get("step", 0) <= self.step]
+            from ..checkpoint import atomic_write_bytes
+            atomic_write_bytes(path, ("\n".join(kept) + "\n" if kept else "").encode())
+
+    # ------------------------------------------------------------------ one step
+    def schedules(self) -> tuple[float, float, float, float]:
+        o, n = self.cfg.optim, self.steps_per_epoch
+        lr = cosine(self.step, self.total_steps, o.lr * self.cfg.train.batch_size / 256, o.min_lr,
+                    o.warmup_epochs * n)
+        wd = cosine(self.step, self.total_steps, o.weight_decay, o.weight_decay_end)
+        momentum = cosine(self.step, self.total_steps, o.momentum_teacher, o.momentum_teacher_end)
+        t_temp = teacher_temperature(self.step // n, self.cfg.loss.warmup_teacher_temp, self.cfg.loss.teacher_temp,
+                                     self.cfg.loss.warmup_teacher_temp_epochs)
+        return lr, wd, momentum, t_temp
+
+    def train_step(self, crops: list[torch.Tensor]) -> dict[str, float]:
+        cfg, dev = self.cfg, self.device
+        lr, wd, momentum, t_temp = self.schedules()
+        self.optimizer.param_groups[0].update(lr=lr, weight_decay=wd)
+        self.optimizer.param_groups[1].update(lr=lr)
+        globals_ = torch.cat([c.to(dev, non_blocking=True) for c in crops[:2]])          # [2B, 3, G, G]
+        locals_ = torch.cat([c.to(dev, non_blocking=True) for c in crops[2:]]) if len(crops) > 2 else None
+        B = crops[0].shape[0]
+        p = self.student.backbone.patch_size
+        L = (globals_.shape[2] // p) * (globals_.shape[3] // p)
+
+        with autocast_context(self.precision, dev):
+            need_attn = cfg.mask.strategy == "attention"
+            t_logits, attn = self.teacher(globals_, with_attention=need_attn)             # [2B, K], [2B, H, L]
+            mask = make_mask(cfg.mask.strategy, attn, 2 * B, L, cfg.mask.ratio, cfg.mask.prob, self.mask_gen, dev)
+            s_logits, restored = self.student_ddp(globals_, locals_, mask, self.mask_gen)
+            loss_dino = self.dino_loss(list(s_logits.float().chunk(len(crops))),
+                                       list(t_logits.float().chunk(2)), t_temp)
+            loss_rec = torch.zeros((), device=dev)
+            if restored is not None:
+                masks = mask.chunk(2) if mask is not None else (None, None)
+                loss_rec = 0.5 * sum(restoration_loss(r, x, m, p, cfg.loss.restore_target) for r, x, m in
+                                     zip(restored.chunk(2), globals_.chunk(2), masks))
+            loss = cfg.loss.restore_weight * loss_rec + cfg.loss.dino_weight * loss_dino
+
+        loss_value = loss.detach().item()
+        if not dist.any_rank(not math.isfinite(loss_value), dev):
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+            if cfg.optim.clip_grad:
+                torch.nn.utils.clip_grad_norm_(self.student.parameters(), cfg.optim.clip_grad)
+            if self.step < cfg.optim.freeze_last_layer_epochs * self.steps_per_epoch:
+                for q in self.student.head.last_layer.parameters():
+                    q.grad = None
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            ema_update(self.teacher, self.student, momentum)
+        else:
+            raise NonFiniteLoss(self.step + 1, loss_value)
+        self.step += 1
+        masked = float(mask.float().mean()) if mask is not None else 0.0
+        return {"loss": loss_value, "loss_dino": loss_dino.detach().item(),
+                "loss_rec": loss_rec.detach().item(), "lr": lr,
+                "wd": wd, "momentum": momentum, "teacher_temp": t_temp, "masked_frac": masked}
+
+    # ------------------------------------------------------------------ loop
+    def fit(self, should_stop: Callable[[], bool] | None, show_progress: bool = True) -> dict:
+        self.t_start = time.time()
+        self.resume()
+        cfg = self.cfg
+        metrics_path = self.out / "metrics.jsonl"
+        progress = StepProgress(self.total_steps, self.step, enabled=show_progress and dist.is_main())
+        with progress:
+            while self.step < self.total_steps:
+                epoch, in_epoch = divmod(self.step, self.steps_per_epoch)
+                self.student.train()
+                self.teacher.train()
+                for crops, _ in epoch_loader(self.dataset, cfg, epoch, in_epoch, self.world, self.rank, self.device):
+                    if should_stop is not None and dist.any_rank(should_stop(), self.device):
+                        self.save()
+                        raise Interrupted(self.step)
+                    self.last = self.train_step(crops)
+                    progress.update(self.step, self.last)
+                    if dist.is_main() and (self.step % cfg.train.log_every == 0 or self.step == self.total_steps):
+                        with open(metrics_path, "a") as f:
+                            f.write(json.dumps({"step": self.step, "epoch": epoch, **self.last}) + "\n")
+                    if self.step % cfg.train.checkpoint_every == 0 or self.step % self.steps_per_epoch == 0:
+                        self.save()
+                    if self.step >= self.total_steps:
+                        break
+        return {"wall_time_s": self.wall_before + time.time() - self.t_start}
+
+
+def claim_folder(out: Path, chash: str) -> None:
+    """Tie a stage folder to one config: resuming a different config from it would silently mix two runs."""
+    marker = read_json(out / "run.json")
+    if marker and marker.get("config_hash") != chash:
+        raise RunFolderMismatch(f"{out} holds a run of another config ({marker.get('config_hash')}, this one is "
+                                f"{chash}); use a new --out folder or the original settings")
+    if marker is None and dist.is_main():
+        atomic_write_json(out / "run.json", {"config_hash": chash})
+
+
+def run_pretrain(cfg: Config, out_dir: str | Path, should_stop: Callable[[], bool] | None = None,
+                 record_extra: dict | None = None, show_progress: bool = True) -> dict:
+    """Pre-train in `out_dir` (resuming from its checkpoint) and return the result record.
+
+    A folder whose result.json says `done` is not re-run. A non-finite loss writes a `failed` record naming the
+    step and leaves the last good checkpoint as it was. `Interrupted` propagates after a checkpoint is saved.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg_dict, chash = config_to_dict(cfg), config_hash(cfg)
+    claim_folder(out, chash)
+    previous = read_json(out / "result.json")
+    if previous and previous.get("status") == "done":
+        return previous
+    t0 = time.time()
+    trainer = None
+    try:
+        trainer = PretrainTrainer(cfg, out)
+        info = trainer.fit(should_stop, show_progress)
+    except Interrupted:
+        raise
+    except Exception as err:
+        wall = (trainer.wall_before if trainer else 0.0) + time.time() - t0
+        if dist.is_main():
+            atomic_write_json(out / "result.json", make_record(
+                "pretrain", cfg_dict, chash, "failed", {"steps": trainer.step if trainer else 0}, wall,
+                record_extra, error=f"{type(err).__name__}: {err}"))
+        raise
+    record = make_record(
+        "pretrain", cfg_dict, chash, "done",
+        {"loss": trainer.last.get("loss"), "loss_dino": trainer.last.get("loss_dino"),
+         "loss_rec": trainer.last.get("loss_rec"), "steps": trainer.step, "epochs": cfg.train.epochs},
+        info["wall_time_s"], record_extra, weights_sha256=trainer.digest(), world_size=trainer.world,
+        device=str(trainer.device), precision=trainer.precision)
+    if dist.is_main():
+        atomic_write_json(out / "result.json", record)
+    return record

@@ -1,0 +1,54 @@
+"""Device, precision and the exceptions that end a training loop early."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from .. import distributed as dist
+
+
+class Interrupted(Exception):
+    """Raised at a step boundary after a checkpoint was saved because should_stop() asked for it."""
+
+    def __init__(self, step: int):
+        super().__init__(f"interrupted at step {step}; checkpoint saved, rerun to resume")
+        self.step = step
+
+
+class RunFolderMismatch(ValueError):
+    """The output folder belongs to a run of a different config."""
+
+
+class NonFiniteLoss(RuntimeError):
+    def __init__(self, step: int, value: float):
+        super().__init__(f"non-finite loss ({value}) at step {step}; the last good checkpoint is kept. "
+                         "Lower optim.lr or use train.precision=fp32")
+        self.step = step
+
+
+def pick_device() -> torch.device:
+    """The rank's accelerator (CUDA or ROCm, both behind torch.cuda) or the CPU."""
+    if torch.cuda.is_available():
+        device = torch.device("cuda", dist.local_rank() % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+        return device
+    return torch.device("cpu")
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """auto -> bf16 where the GPU supports it, else fp16 (with loss scaling); always fp32 on the CPU,
+    where bf16 autocast measured slower than fp32."""
+    if device.type != "cuda":
+        return "fp32"
+    if precision == "auto":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return precision
+
+
+def autocast_context(precision: str, device: torch.device):
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
