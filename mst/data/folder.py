@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from PIL import Image
 from torchvision import datasets, tv_tensors
-from torchvision.io import ImageReadMode, decode_image
+from torchvision.transforms.v2 import functional as F
 
 from mst.data.errors import DatasetMissingError
 
-# The formats torchvision.io decodes natively (ImageNet is JPEG, with a few PNG/CMYK files among them).
-EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
-
 
 def load_image(path: str) -> tv_tensors.Image:
-    """Decode one file to Image uint8 [3, H, W] (greyscale, palette and CMYK are converted to RGB)."""
-    return tv_tensors.Image(decode_image(path, mode=ImageReadMode.RGB))
+    """Decode one file to Image uint8 [3, H, W]; greyscale, palette and CMYK files are converted to RGB.
+
+    PIL rather than torchvision.io: the latter's decoders are deprecated from torchvision 0.29 on.
+    """
+    with Image.open(path) as image:
+        return tv_tensors.Image(F.pil_to_tensor(image.convert("RGB")))
 
 
 class ImageFolderDataset(datasets.ImageFolder):
@@ -28,8 +30,8 @@ class ImageFolderDataset(datasets.ImageFolder):
         if not folder.is_dir():
             raise DatasetMissingError(f"image folder {folder} does not exist; {fix}")
         try:
-            super().__init__(str(folder), loader=load_image, extensions=EXTENSIONS)
+            super().__init__(str(folder), loader=load_image)
         except FileNotFoundError:
             # ImageFolder's own message spans several lines and lists extensions; say it in one.
             raise DatasetMissingError(
-                f"image folder {folder} has no class folder with {'/'.join(EXTENSIONS)} images; {fix}") from None
+                f"image folder {folder} has no class folder with images; {fix}") from None
