@@ -1,0 +1,1 @@
+"""Reports from `result.json` records: appendix tables, sweep status, plots. Never imports torch."""

@@ -1,0 +1,288 @@
+"""Fill a table spec from a sweep's expected runs and the collected records.
+
+The sweep's expansion says which runs should exist (run id per cell and repeat); the records say what
+happened. A cell shows a number once none of its runs is pending, otherwise progress `done/expected`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from jobs.sweep import RunSpec, Sweep, cell_key, cell_label
+
+from .collect import Records
+from .stats import DDOF, SE_FORMULA, Summary, TTest, compare, summarize
+from .tables import Rank, Row, TableSpec, source_name
+
+LIST_LIMIT = 8  # names listed per footnote line before "and N more"
+
+
+class TableError(ValueError):
+    """A table spec that does not fit the sweep it reads (one line)."""
+
+
+@dataclass(frozen=True)
+class CellResult:
+    """One (row, column) of a built table."""
+
+    summary: Summary | None
+    """Statistics over the finished runs; None when none finished."""
+    done: int
+    """Runs with a usable value."""
+    expected: int
+    """Runs the sweep defines for this cell (its repeats)."""
+    pending: int
+    """Runs without a final record yet (missing, running or preempted)."""
+    failed: int
+    """Runs that failed (or finished without the metric)."""
+    paper: float | None
+    """The paper's value."""
+    values: dict[int, float]
+    """Seed -> value of the finished runs (for the paired test)."""
+
+    @property
+    def final(self) -> bool:
+        """True when the cell shows a number: no run pending and at least one finished."""
+        return self.pending == 0 and self.summary is not None
+
+    @property
+    def delta(self) -> float | None:
+        if not self.final or self.paper is None:
+            return None
+        return self.summary.mean - self.paper
+
+
+@dataclass(frozen=True)
+class BuiltRow:
+    label: tuple[str, ...]
+    """Row-header texts."""
+    cells: dict[str, CellResult]
+    """Column key -> cell."""
+    tests: dict[str, TTest | None]
+    """Column key -> test against the reference row (empty when not requested or a reference row)."""
+    is_ref: bool
+    """True for a row others are tested against."""
+
+
+@dataclass(frozen=True)
+class BuiltTable:
+    spec: TableSpec
+    """The spec it was built from."""
+    sweep: str
+    """Sweep name."""
+    title: str
+    """Caption including the sweep and its scale."""
+    rows: tuple[BuiltRow, ...]
+    """Rows in spec order."""
+    footnotes: tuple[str, ...]
+    """Lines printed under the table."""
+    tested: bool
+    """Whether p-values were computed."""
+    labels: dict[str, str]
+    """Column key -> header text (names the stand-in metric when the sweep lacks the paper's stage)."""
+
+
+def _same(a: Any, b: Any) -> bool:
+    return cell_key({"v": a}) == cell_key({"v": b})
+
+
+def resolve_cell(row: Row, cells: list[dict[str, Any]]) -> dict[str, Any]:
+    """Replace Rank(i) by the i-th smallest value of that axis among the sweep's cells."""
+    resolved = {}
+    for key, value in row.cell.items():
+        if isinstance(value, Rank):
+            levels = sorted({c[key] for c in cells if key in c})
+            if value.index >= len(levels):
+                raise TableError(f"row {' '.join(row.label)}: the sweep has {len(levels)} values of '{key}', "
+                                 f"the table needs {value.index + 1}; add values to the sweep's axis")
+            value = levels[value.index]
+        resolved[key] = value
+    return resolved
+
+
+def match_rows(spec: TableSpec, sweep: Sweep) -> list[dict[str, Any]]:
+    """The sweep cell of every row (raises TableError when a row has none, or cells stay unused)."""
+    cells = sweep.cells()
+    by_key = {cell_key(c): c for c in cells}
+    matched = []
+    for row in spec.rows:
+        want = resolve_cell(row, cells)
+        cell = by_key.get(cell_key(want))
+        if cell is None:
+            raise TableError(f"table {spec.id} row '{' '.join(row.label)}' needs cell {cell_label(want)}, which "
+                             f"sweep {sweep.name} does not define; make the sweep's axes match the table")
+        matched.append(cell)
+    unused = [c for c in cells if not any(c is m for m in matched)]
+    if unused:
+        raise TableError(f"sweep {sweep.name} cell {cell_label(unused[0])} has no row in table {spec.id}; "
+                         f"remove it from the sweep or add a row")
+    return matched
+
+
+def pick_source(spec: TableSpec, row: Row, column: str, sweep: Sweep) -> tuple[str, str]:
+    for stage, metric in row.sources[column]:
+        if stage in sweep.stages:
+            return stage, metric
+    need = " or ".join(s for s, _ in row.sources[column])
+    raise TableError(f"table {spec.id} column '{column}' needs stage {need}, which sweep {sweep.name} does not "
+                     f"run; add it to the sweep's stages")
+
+
+def _names(items: list[str]) -> str:
+    shown = "; ".join(items[:LIST_LIMIT])
+    return shown + (f"; and {len(items) - LIST_LIMIT} more" if len(items) > LIST_LIMIT else "")
+
+
+def _label(row: Row, cell: dict[str, Any]) -> tuple[str, ...]:
+    out = []
+    for text in row.label:
+        for key, value in cell.items():
+            text = text.replace("{" + key + "}", f"{value:g}" if isinstance(value, float) else str(value))
+        out.append(text)
+    return tuple(out)
+
+
+def _index(records: Records, sweep: str) -> dict[tuple[str, str], Any]:
+    frame = records.frame
+    frame = frame[frame["sweep"] == sweep]
+    cols = ["run_id", "stage", "status", "seed", "metrics", "error"]
+    return {(r[0], r[1]): r for r in frame[cols].itertuples(index=False, name=None)}
+
+
+def build_table(spec: TableSpec, sweep: Sweep, records: Records, test: bool = False,
+                specs: list[RunSpec] | None = None) -> BuiltTable:
+    """Fill `spec` from the records of `sweep`; `specs` is the sweep's expansion (computed when omitted)."""
+    specs = sweep.expand() if specs is None else specs
+    cells = match_rows(spec, sweep)
+    runs_by_cell: dict[str, list[RunSpec]] = defaultdict(list)
+    for run in specs:
+        runs_by_cell[cell_key(run.cell)].append(run)
+    index = _index(records, sweep.name)
+    expected_ids = {run.run_id for run in specs}
+
+    missing, running, preempted, failed = [], [], [], []
+    used_stages = set()
+    built_cells: list[dict[str, CellResult]] = []
+    for row, cell in zip(spec.rows, cells):
+        runs = runs_by_cell[cell_key(cell)]
+        out = {}
+        for column in spec.columns:
+            stage, metric = pick_source(spec, row, column.key, sweep)
+            used_stages.add(stage)
+            values: dict[int, float] = {}
+            pending = bad = 0
+            for run in runs:
+                rec = index.get((run.run_id, stage))
+                where = f"{cell_label(cell)} r{run.repeat} ({run.run_id}, {stage})"
+                if rec is None:
+                    pending += 1
+                    missing.append(where)
+                elif rec[2] in ("running", "preempted"):
+                    pending += 1
+                    (running if rec[2] == "running" else preempted).append(where)
+                elif rec[2] == "failed" or rec[4].get(metric) is None:
+                    bad += 1
+                    why = (rec[5] or "no error message") if rec[2] == "failed" else f"done without metric '{metric}'"
+                    failed.append(f"{where}: {str(why).splitlines()[0] if str(why) else why}")
+                else:
+                    values[rec[3]] = float(rec[4][metric])
+            summary = summarize(list(values.values())) if values else None
+            out[column.key] = CellResult(summary, len(values), len(runs), pending, bad, row.paper.get(column.key),
+                                         values)
+        built_cells.append(out)
+
+    rows = []
+    for i, (row, cell) in enumerate(zip(spec.rows, cells)):
+        tests: dict[str, TTest | None] = {}
+        if test and row.ref is not None:
+            for column in spec.columns:
+                mine, ref = built_cells[i][column.key], built_cells[row.ref][column.key]
+                tests[column.key] = compare(mine.values, ref.values) if mine.final and ref.final else None
+        is_ref = any(other.ref == i for other in spec.rows)
+        rows.append(BuiltRow(_label(row, cell), built_cells[i], tests, is_ref))
+
+    notes = _footnotes(spec, sweep, records, cells, test, sorted(used_stages), expected_ids,
+                       {"missing": missing, "running": running, "preempted": preempted, "failed": failed})
+    scale = "" if sweep.preset == "paper" else f" [{sweep.preset} scale]"
+    title = f"{spec.title} \u2014 sweep {sweep.name}{scale}"
+    labels = {}
+    for column in spec.columns:
+        used = {pick_source(spec, row, column.key, sweep) for row in spec.rows}
+        primary = {row.sources[column.key][0] for row in spec.rows}
+        stand_in = sorted(used - primary)
+        labels[column.key] = column.label if not stand_in else \
+            f"{'k-NN' if stand_in[0][0] == 'knn' else stand_in[0][0]} (%) in place of {column.label}"
+    return BuiltTable(spec, sweep.name, title, tuple(rows), tuple(notes), test, labels)
+
+
+def _dedupe(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))  # a run missing in two columns is named once
+
+
+def _footnotes(spec: TableSpec, sweep: Sweep, records: Records, cells: list[dict], test: bool,
+               stages: list[str], expected_ids: set[str], problems: dict[str, list[str]]) -> list[str]:
+    pairing = "cells decorrelated (own seeds per cell)" if sweep.decorrelate_seeds else \
+        "repeat r uses the same seed in every cell (paired)"
+    notes = [
+        (f"Each value: mean \u00b1 s.e. (n) over seeds; {SE_FORMULA} with s the standard deviation over seeds "
+         f"(ddof = {DDOF}); n = finished runs of the {sweep.repeats} per cell; n = 1 gives no s.e. "
+         f"(said in the cell); a cell with runs still pending shows done/expected."),
+        "paper: the appendix's DeiT-S ImageNet top-1 (%); \u0394 = ours \u2212 paper.",
+        (f"Sweep {sweep.name}: preset {sweep.preset}, {sweep.repeats} repeats, base seed {sweep.base_seed}, "
+         f"{pairing}." + (f" {sweep.description}" if sweep.description else "")),
+    ]
+    for column in spec.columns:
+        used = {pick_source(spec, row, column.key, sweep) for row in spec.rows}
+        primary = {row.sources[column.key][0] for row in spec.rows}
+        text = ", ".join(source_name(*s) for s in sorted(used))
+        if used != primary:
+            text = (f"{column.label} is replaced by {text}: the sweep runs no "
+                    f"{' / '.join(sorted({s for s, _ in primary}))} stage, so the paper's linear-probe values "
+                    f"are compared with this stand-in")
+        notes.append(f"{column.label}: {text}." if used == primary else f"{text}.")
+    if test:
+        notes.append("p: two-sided t-test of each row against its reference row (ref): paired over seeds when "
+                     "both rows ran the same seeds, Welch's unequal-variance test otherwise.")
+    for kind, label in (("missing", "Missing (no record yet)"), ("running", "Running"),
+                        ("preempted", "Preempted (will resume from a checkpoint)"), ("failed", "Failed")):
+        items = _dedupe(problems[kind])
+        if items:
+            notes.append(f"{label}: {len(items)} \u2014 {_names(items)}.")
+    if not any(problems.values()):
+        notes.append("Missing or failed runs: none.")
+    stale = _stale(records, sweep.name, expected_ids)
+    if stale:
+        notes.append(f"Ignored {len(stale)} record(s) of runs outside the current sweep definition "
+                     f"(an older config?): {_names(stale)}.")
+    skipped = [f"{s.path} ({s.reason})" for s in records.skipped if f"/{sweep.name}/" in s.path]
+    if skipped:
+        notes.append(f"Skipped {len(skipped)} unusable record(s): {_names(skipped)}.")
+    return notes
+
+
+def _stale(records: Records, sweep: str, expected_ids: set[str]) -> list[str]:
+    frame = records.frame
+    ids = frame.loc[frame["sweep"] == sweep, "run_id"]
+    return sorted(set(ids[~ids.isin(list(expected_ids))]))
+
+
+def table_frame(table: BuiltTable) -> pd.DataFrame:
+    """Long form of a built table (one row per row x column) for CSV and plots."""
+    out = []
+    for row in table.rows:
+        for column in table.spec.columns:
+            c = row.cells[column.key]
+            t = row.tests.get(column.key)
+            out.append({
+                "table": table.spec.id, "sweep": table.sweep,
+                **{h: v for h, v in zip(table.spec.row_header, row.label)},
+                "column": table.labels[column.key], "mean": c.summary.mean if c.final else None,
+                "se": c.summary.se if c.final else None, "n": c.done, "expected": c.expected,
+                "pending": c.pending, "failed": c.failed, "paper": c.paper, "delta": c.delta,
+                "test": t.kind if t else None, "p": t.p if t else None,
+            })
+    return pd.DataFrame(out)

@@ -1,0 +1,163 @@
+"""`mst-report`: appendix tables, sweep status and plots from the `result.json` records.
+
+    mst-report tables [--runs DIR] [--sweep NAME] [--format term|md|latex|csv] [--out DIR] [--test]
+    mst-report status [--runs DIR] [--sweep NAME]
+    mst-report plot   [--runs DIR] [--sweep NAME] [--out DIR]
+
+Imports stay inside the commands so that `--help` is instant; nothing here ever imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+FORMATS = ("term", "md", "latex", "csv")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, not argparse's usage block
+        _fail(f"{message}; see {self.prog} --help")
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="mst-report", description="Appendix tables, sweep status and plots from result.json "
+                     "records (mean \u00b1 s.e. over seeds beside the paper's numbers).")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--runs", default="runs", type=Path, help="runs root holding <sweep>/<run_id>/<stage>/ "
+                       "(default: runs)")
+        p.add_argument("--sweep", action="append", metavar="NAME",
+                       help="sweep name (sweeps/NAME.yaml) or a sweep .yaml path; repeatable (default: every "
+                       "sweep folder under --runs)")
+
+    t = sub.add_parser("tables", help="render the appendix tables")
+    common(t)
+    t.add_argument("--format", default="term", help=f"one of {', '.join(FORMATS)} (default: term)")
+    t.add_argument("--out", type=Path, help="write one file per sweep into this folder instead of printing")
+    t.add_argument("--test", action="store_true", help="add a p-value per row against its reference row "
+                   "(paired t-test over seeds when the seeds match, Welch otherwise)")
+    s = sub.add_parser("status", help="done / running / failed / preempted / queued / missing per sweep and stage")
+    common(s)
+    p = sub.add_parser("plot", help="one PNG per sweep: metric vs swept value with s.e. bars and the paper's points")
+    common(p)
+    p.add_argument("--out", type=Path, help="folder for the PNGs (default: <runs>/plots)")
+    return parser
+
+
+def _load_sweeps(args: argparse.Namespace) -> list:
+    """The sweeps to report: named ones, or every sweep folder under --runs that has a sweep file."""
+    from jobs.sweep import SweepError, load_sweep
+
+    from .collect import sweeps_in
+
+    if not args.runs.is_dir():
+        _fail(f"runs folder {args.runs} does not exist; pass --runs DIR (where mst-sweep wrote the runs)")
+    if args.sweep:
+        try:
+            return [load_sweep(name) for name in args.sweep]
+        except SweepError as err:
+            _fail(str(err))
+    names = sweeps_in(args.runs)
+    if not names:
+        _fail(f"no sweep folders under {args.runs}; run `mst-sweep submit SWEEP` first or pass --runs DIR")
+    sweeps = []
+    for name in names:
+        try:
+            sweeps.append(load_sweep(name))
+        except SweepError as err:
+            print(f"warning: runs/{name} skipped: {err}", file=sys.stderr)
+    if not sweeps:
+        _fail(f"none of the sweep folders under {args.runs} ({', '.join(names)}) has a valid sweeps/*.yaml; "
+              f"pass --sweep PATH.yaml")
+    return sweeps
+
+
+def _build(args: argparse.Namespace, test: bool = False) -> list:
+    from .assemble import TableError, build_table
+    from .collect import collect
+    from .tables import SPECS
+
+    sweeps = _load_sweeps(args)
+    for sweep in sweeps:
+        if sweep.table not in SPECS:
+            _fail(f"sweep {sweep.name} names table '{sweep.table}', which has no spec; use one of "
+                  f"{', '.join(SPECS)}")
+    records = collect(args.runs, [s.name for s in sweeps])
+    try:
+        return [build_table(SPECS[s.table], s, records, test=test) for s in sweeps]
+    except TableError as err:
+        _fail(str(err))
+
+
+def _console():
+    from rich.console import Console
+
+    # piped output (make demo | tee, CI logs) would otherwise be cut to 80 columns
+    return Console() if sys.stdout.isatty() else Console(width=200)
+
+
+def cmd_tables(args: argparse.Namespace) -> int:
+    if args.format not in FORMATS:
+        _fail(f"unknown format '{args.format}'; choose one of {', '.join(FORMATS)}")
+    from .render import EXTENSIONS, render, to_rich
+
+    tables = _build(args, test=args.test)
+    if args.out is not None:
+        from jobs.rundir import atomic_write_text
+
+        for table in tables:
+            path = args.out / f"{table.sweep}.{EXTENSIONS[args.format]}"
+            atomic_write_text(path, render(table, args.format))
+            print(f"wrote {path}")
+        return 0
+    if args.format == "term":
+        console = _console()
+        for table in tables:
+            console.print(to_rich(table))
+            console.print()
+        return 0
+    sys.stdout.write("\n".join(render(table, args.format) for table in tables))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .collect import collect
+    from .status import sweep_status, to_rich
+
+    sweeps = _load_sweeps(args)
+    records = collect(args.runs, [s.name for s in sweeps])
+    console = _console()
+    for sweep in sweeps:
+        specs = sweep.expand()
+        console.print(to_rich(sweep_status(sweep, records, args.runs, specs), len(specs)))
+    for skipped in records.skipped:
+        console.print(f"[red]skipped record[/red] {skipped.path}: {skipped.reason}", highlight=False)
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from .plots import plot_table
+
+    tables = _build(args)
+    out = args.out if args.out is not None else args.runs / "plots"
+    for table in tables:
+        print(f"wrote {plot_table(table, out / f'{table.sweep}.png')}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    return {"tables": cmd_tables, "status": cmd_status, "plot": cmd_plot}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

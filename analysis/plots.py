@@ -1,0 +1,72 @@
+"""One PNG per sweep: the metric against the swept value, mean with s.e. error bars, and the paper's points."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+from .assemble import BuiltTable
+
+
+def _numeric(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def plot_table(table: BuiltTable, path: Path) -> Path:
+    """Draw `table` to `path` (PNG, written atomically). Cells still pending are left out."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = table.spec.columns
+    numeric = table.spec.x_axis is not None and all(_numeric(r.label[-1]) is not None for r in table.rows)
+    fig, axes = plt.subplots(1, len(columns), figsize=(5.5 * len(columns), 4), squeeze=False)
+    for ax, column in zip(axes[0], columns):
+        series: dict[str, list[tuple[float, object]]] = defaultdict(list)
+        for i, row in enumerate(table.rows):
+            if numeric:
+                series[" ".join(row.label[:-1]) or "ours"].append((float(row.label[-1]), row.cells[column.key]))
+            else:
+                series["ours"].append((float(i), row.cells[column.key]))
+        for j, (name, points) in enumerate(series.items()):
+            color = f"C{j}"
+            done = [(x, c) for x, c in points if c.final]
+            if done:
+                ax.errorbar([x for x, _ in done], [c.summary.mean for _, c in done],
+                            yerr=[c.summary.se or 0.0 for _, c in done], fmt="o-", color=color, capsize=4,
+                            label=f"{name} (mean \u00b1 s.e.)" if numeric else "ours (mean \u00b1 s.e.)")
+            known = [(x, c.paper) for x, c in points if c.paper is not None]
+            if known:
+                ax.plot([x for x, _ in known], [v for _, v in known], "s--", color=color, mfc="none",
+                        label=f"{name} (paper)" if numeric else "paper")
+        if numeric:
+            ax.set_xlabel(table.spec.x_axis)
+        else:
+            ax.set_xticks(range(len(table.rows)))
+            ax.set_xticklabels(["\n".join(r.label) for r in table.rows], fontsize=7)
+        ax.set_ylabel(column.label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(table.title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, format="png", dpi=120)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)
+    return path

@@ -1,0 +1,133 @@
+"""Render built tables: terminal (rich), Markdown, LaTeX (booktabs) and CSV.
+
+Every value column becomes three: ours (mean ± s.e. (n), or progress), the paper's value, and Δ.
+"""
+
+from __future__ import annotations
+
+import io
+
+from .assemble import BuiltRow, BuiltTable, CellResult, table_frame
+
+FORMATS = ("term", "md", "latex", "csv")
+EXTENSIONS = {"term": "txt", "md": "md", "latex": "tex", "csv": "csv"}
+
+
+def ours(cell: CellResult, pm: str = "\u00b1") -> str:
+    if not cell.final:
+        if cell.pending == 0:
+            return f"failed (0/{cell.expected})"
+        return f"{cell.done}/{cell.expected}"
+    s = cell.summary
+    if s.se is None:
+        return f"{s.mean:.2f} (n=1, no s.e.)"
+    return f"{s.mean:.2f} {pm} {s.se:.2f} (n={s.n})"
+
+
+def paper(cell: CellResult) -> str:
+    return "\u2014" if cell.paper is None else f"{cell.paper:.1f}"
+
+
+def delta(cell: CellResult) -> str:
+    return "\u2014" if cell.delta is None else f"{cell.delta:+.2f}"
+
+
+def p_text(table: BuiltTable, row: BuiltRow, key: str) -> str:
+    if row.is_ref and key not in row.tests:
+        return "ref"
+    t = row.tests.get(key)
+    if t is None:
+        return "\u2014"
+    return f"{t.p:.3g} ({t.kind})"
+
+
+def header(table: BuiltTable) -> list[str]:
+    out = list(table.spec.row_header)
+    for column in table.spec.columns:
+        out += [table.labels[column.key], "paper", "\u0394"] + (["p"] if table.tested else [])
+    return out
+
+
+def body(table: BuiltTable, pm: str = "\u00b1") -> list[list[str]]:
+    rows = []
+    for row in table.rows:
+        line = list(row.label)
+        for column in table.spec.columns:
+            cell = row.cells[column.key]
+            line += [ours(cell, pm), paper(cell), delta(cell)]
+            if table.tested:
+                line.append(p_text(table, row, column.key))
+        rows.append(line)
+    return rows
+
+
+def to_markdown(table: BuiltTable) -> str:
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    head = header(table)
+    out = [f"**{table.title}**", "", line(head), "|" + "|".join("---" for _ in head) + "|"]
+    out += [line(r) for r in body(table)]
+    out.append("")
+    out += [f"- {note}" for note in table.footnotes]
+    return "\n".join(out) + "\n"
+
+
+_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                  "\u00b1": r"$\pm$", "\u0394": r"$\Delta$", "\u2212": "$-$", "\u221a": r"$\surd$",
+                  "\u2014": "---"}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in text)
+
+
+def to_latex(table: BuiltTable) -> str:
+    head = header(table)
+    n_label = len(table.spec.row_header)
+    spec = "l" * n_label + "r" * (len(head) - n_label)
+    out = [r"\begin{table}[t]", r"\centering", rf"\caption{{{latex_escape(table.title)}}}",
+           rf"\begin{{tabular}}{{{spec}}}", r"\toprule", " & ".join(latex_escape(h) for h in head) + r" \\",
+           r"\midrule"]
+    out += [" & ".join(latex_escape(c) for c in r) + r" \\" for r in body(table)]
+    out += [r"\bottomrule", r"\end{tabular}", r"\par\smallskip", r"\begin{minipage}{\linewidth}\footnotesize"]
+    out += [latex_escape(note) + r"\par" for note in table.footnotes]
+    out += [r"\end{minipage}", r"\end{table}"]
+    return "\n".join(out) + "\n"
+
+
+def to_csv(table: BuiltTable) -> str:
+    buf = io.StringIO()
+    table_frame(table).to_csv(buf, index=False)
+    return buf.getvalue()
+
+
+def to_rich(table: BuiltTable):
+    """A rich renderable: the table with its footnotes as the caption."""
+    from rich.table import Table
+    from rich.text import Text
+
+    # Text, not str: rich would read '[smoke scale]' or an error's brackets as markup
+    t = Table(title=Text(table.title), caption=Text("\n".join(table.footnotes)), caption_justify="left",
+              title_justify="left")
+    n_label = len(table.spec.row_header)
+    for i, h in enumerate(header(table)):
+        t.add_column(Text(h), justify="left" if i < n_label else "right", no_wrap=i >= n_label)
+    for row, cells in zip(table.rows, body(table)):
+        style = None if all(c.final for c in row.cells.values()) else "yellow"
+        t.add_row(*(Text(c) for c in cells), style=style)
+    return t
+
+
+def to_text(table: BuiltTable, width: int = 160) -> str:
+    """The terminal rendering as plain text (for --out with --format term)."""
+    from rich.console import Console
+
+    console = Console(file=io.StringIO(), width=width, record=True, color_system=None)
+    console.print(to_rich(table))
+    return console.export_text()
+
+
+def render(table: BuiltTable, fmt: str) -> str:
+    return {"md": to_markdown, "latex": to_latex, "csv": to_csv, "term": to_text}[fmt](table)
