@@ -17,12 +17,14 @@ Preemption design (what happens when Slurm wants the node back):
 
 from __future__ import annotations
 
+import inspect
 import os
 import signal
 import socket
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +57,7 @@ class StageJob(submitit.helpers.Checkpointable):
 
     def __init__(self, *, runs_root: str, sweep: str, run_id: str, config: dict[str, Any],
                  extra: dict[str, Any], preempt_signal: str = "USR2", visible_devices: str = "none",
-                 node_dirs: tuple[str, ...] = (), device_kind: str = "cpu") -> None:
+                 node_dirs: tuple[str, ...] = (), device_kind: str = "cpu", show_progress: bool = False) -> None:
         self.runs_root = str(runs_root)
         self.sweep = sweep
         self.run_id = run_id
@@ -65,6 +67,7 @@ class StageJob(submitit.helpers.Checkpointable):
         self.visible_devices = visible_devices
         self.node_dirs = tuple(node_dirs)
         self.device_kind = device_kind
+        self.show_progress = show_progress
 
     # ------------------------------------------------------------------ paths
     @property
@@ -85,8 +88,8 @@ class StageJob(submitit.helpers.Checkpointable):
                 Path(os.environ[var]).mkdir(parents=True, exist_ok=True)
         flag = _StopFlag()
         usr = getattr(signal, "SIG" + self.preempt_signal)
-        signal.signal(usr, flag.handler)
-        signal.signal(signal.SIGTERM, flag.handler)
+        watched = [usr, signal.SIGTERM] + ([] if under_slurm else [signal.SIGINT])  # Ctrl-C in-process too
+        previous = {s: signal.signal(s, flag.handler) for s in watched}
         extra = self._record_extra(under_slurm, world)
         if under_slurm:
             self._link_logs()
@@ -99,16 +102,25 @@ class StageJob(submitit.helpers.Checkpointable):
         try:
             return self.run(cfg, flag, extra)
         except Interrupted:
-            if not under_slurm:
-                raise
-            self._after_interrupt(flag, usr, started)
-            raise  # not reached: _after_interrupt exits
+            if under_slurm:
+                self._after_interrupt(flag, usr, started)  # exits
+            raise
         except Exception as err:
             self._mark_failed(err, extra)
             raise
+        finally:
+            if not under_slurm:  # in-process: give the caller its handlers back
+                for s, h in previous.items():
+                    signal.signal(s, h)
 
     def run(self, cfg: Any, should_stop: Any, extra: dict[str, Any]) -> dict[str, Any]:
         raise NotImplementedError
+
+    def _method(self, fn: Callable[..., dict], *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """Call a method-API function; progress bars only in-process (Slurm logs are files)."""
+        if "show_progress" in inspect.signature(fn).parameters:
+            kwargs["show_progress"] = self.show_progress
+        return fn(*args, **kwargs)
 
     # ------------------------------------------------------------------ helpers
     def _export_ranks(self) -> int:
@@ -194,7 +206,7 @@ class PretrainJob(StageJob):
     def run(self, cfg: Any, should_stop: Any, extra: dict[str, Any]) -> dict[str, Any]:
         from mst.train import run_pretrain
 
-        return run_pretrain(cfg, self.out_dir, should_stop=should_stop, record_extra=extra)
+        return self._method(run_pretrain, cfg, self.out_dir, should_stop=should_stop, record_extra=extra)
 
 
 class KnnJob(StageJob):
@@ -203,7 +215,8 @@ class KnnJob(StageJob):
     def run(self, cfg: Any, should_stop: Any, extra: dict[str, Any]) -> dict[str, Any]:
         from mst.eval import run_knn
 
-        return run_knn(cfg, self.pretrain_dir, self.out_dir, should_stop=should_stop, record_extra=extra)
+        return self._method(run_knn, cfg, self.pretrain_dir, self.out_dir, should_stop=should_stop,
+                            record_extra=extra)
 
 
 class LinearJob(StageJob):
@@ -220,8 +233,8 @@ class LinearJob(StageJob):
     def run(self, cfg: Any, should_stop: Any, extra: dict[str, Any]) -> dict[str, Any]:
         from mst.eval import run_linear
 
-        return run_linear(cfg, self.pretrain_dir, self.out_dir, probe=self.probe, should_stop=should_stop,
-                          record_extra=extra)
+        return self._method(run_linear, cfg, self.pretrain_dir, self.out_dir, probe=self.probe,
+                            should_stop=should_stop, record_extra=extra)
 
 
 class SupervisedJob(StageJob):
@@ -230,7 +243,7 @@ class SupervisedJob(StageJob):
     def run(self, cfg: Any, should_stop: Any, extra: dict[str, Any]) -> dict[str, Any]:
         from mst.eval import run_supervised
 
-        return run_supervised(cfg, self.out_dir, should_stop=should_stop, record_extra=extra)
+        return self._method(run_supervised, cfg, self.out_dir, should_stop=should_stop, record_extra=extra)
 
 
 class AttentionJob(StageJob):
@@ -239,7 +252,8 @@ class AttentionJob(StageJob):
     def run(self, cfg: Any, should_stop: Any, extra: dict[str, Any]) -> dict[str, Any]:
         from mst.eval import run_attention
 
-        return run_attention(cfg, self.pretrain_dir, self.out_dir, should_stop=should_stop, record_extra=extra)
+        return self._method(run_attention, cfg, self.pretrain_dir, self.out_dir, should_stop=should_stop,
+                            record_extra=extra)
 
 
 def make_job(stage: str, **kwargs: Any) -> StageJob:

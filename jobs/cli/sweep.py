@@ -1,0 +1,108 @@
+"""mst-sweep: submit a sweep to a cluster profile and return; later `status`, `resubmit` or `cancel` it.
+
+Nothing heavy is imported before a command runs, so `mst-sweep --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+
+from .common import fail
+
+EPILOG = """examples:
+  mst-sweep submit loss_weight_smoke --cluster local --runs runs     run it here, in-process
+  mst-sweep submit loss_weight --cluster dcu128 --dry-run            print every sbatch script
+  mst-sweep status loss_weight --runs /public/home/mst/runs           markers first, <= 1 scheduler call/min
+  mst-sweep resubmit loss_weight --runs ...                           failed, cancelled or missing runs only
+  mst-sweep cancel loss_weight --runs ..."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="mst-sweep", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="Submit a sweep (sweeps/*.yaml) as Slurm job arrays on a cluster profile "
+                    "(clusters/*.yaml) and return at once; runs that are done or in flight are skipped.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{submit,status,resubmit,cancel}")
+    specs = {
+        "submit": "submit every stage that is not done nor queued/running",
+        "status": "state of every run and stage (run-folder markers first, one cached scheduler poll)",
+        "resubmit": "submit again the failed, cancelled or missing stages only",
+        "cancel": "cancel the sweep's queued and running jobs",
+    }
+    for name, help_text in specs.items():
+        s = sub.add_parser(name, help=help_text, description=help_text)
+        s.add_argument("sweep", help="sweep name (sweeps/<name>.yaml) or a sweep .yaml path")
+        s.add_argument("--cluster", required=name == "submit", metavar="NAME|PATH.yaml",
+                       help="cluster profile: local, local-slurm, local-dcu, local-v100, dcu128, v100x32 or a "
+                            "profile file" + ("" if name == "submit" else " (default: the one last submitted to)"))
+        s.add_argument("--runs", metavar="DIR",
+                       help="runs root (default: the profile's storage.run_root)")
+        if name == "submit":
+            s.add_argument("--dry-run", action="store_true",
+                           help="print every sbatch script (or the in-process plan) without submitting or writing")
+        if name == "status":
+            s.add_argument("--all", action="store_true", help="list done stages too")
+    return p
+
+
+def _cluster_and_root(args: argparse.Namespace) -> tuple[str, Path]:
+    from jobs.launcher import manifest_cluster
+    from jobs.profiles import load_profile
+
+    cluster = args.cluster
+    if cluster is None:
+        root = Path(args.runs or "runs")
+        cluster = manifest_cluster(root, Path(args.sweep).stem)
+        if cluster is None:
+            fail(f"sweep {args.sweep} has no manifest under {root}; pass --runs DIR where it was submitted, "
+                 "or --cluster NAME")
+        return cluster, root
+    return cluster, Path(args.runs or load_profile(cluster).storage.run_root)
+
+
+def _print_status(states: list, show_all: bool) -> int:
+    by_stage: dict[str, Counter] = {}
+    for s in states:
+        by_stage.setdefault(s.stage, Counter())[s.state] += 1
+    for stage, counts in by_stage.items():
+        print(f"{stage:12s} " + "  ".join(f"{k} {n}" for k, n in sorted(counts.items())))
+    for s in states:
+        if show_all or s.state != "done":
+            print(f"  {s.run.run_id}  {s.stage:12s} {s.state:9s} job {s.job_id or '-':14s} {s.detail}")
+    return 0 if all(s.state == "done" for s in states) else 1
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    from mst.config import ConfigError
+
+    from jobs.launcher import LaunchError, cancel, status, submit
+    from jobs.profiles import ProfileError
+    from jobs.sweep import SweepError
+
+    try:
+        if args.command == "submit":
+            submit(args.sweep, args.cluster, args.runs, dry_run=args.dry_run)
+            return
+        cluster, root = _cluster_and_root(args)
+        if args.command == "status":
+            sys.exit(_print_status(status(args.sweep, cluster, root), args.all))
+        if args.command == "resubmit":
+            submit(args.sweep, cluster, str(root), resubmit=True)
+        elif args.command == "cancel":
+            cancel(args.sweep, cluster, root)
+    except (ProfileError, SweepError, ConfigError, LaunchError) as err:
+        fail(str(err))
+    except KeyboardInterrupt:
+        fail("interrupted; stages save at their next step boundary; run the same command again to resume", 130)
+    except Exception as err:  # the method's Interrupted after Ctrl-C on cluster local
+        if type(err).__name__ == "Interrupted":
+            fail(f"{err}; run the same command again to resume", 130)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,484 @@
+"""Submit a sweep to a cluster profile, and later ask for its status, resubmit or cancel it.
+
+Submission returns at once: every stage of the sweep becomes job arrays (split at the profile's array size
+limit, throttled by its parallelism), recorded in the sweep's manifest before the command ends.
+
+Dependencies: a downstream stage (k-NN, probes, attention) is a *dependent array aligned task-for-task* with
+its pre-training array: task i of both arrays is the same run, and `--dependency=aftercorr:<pretrain array>`
+lets task i start once pre-training task i completed successfully. A failed pre-training task cancels only
+its own downstream task (`--kill-on-invalid-dep=yes`), never the whole array; a requeued pre-training task
+simply keeps its downstream task waiting. Runs whose pre-training is already done get downstream arrays
+without a dependency.
+
+Scheduler load: `status` reads run-folder markers (result.json) first and asks the scheduler only about the
+rest, with one sacct (or squeue) call per sweep, cached for a minute in the sweep folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jobs import rundir
+from jobs.profiles import ClusterProfile, config_overrides, load_profile, slurm_parameters
+
+STATUS_CACHE_S = 60.0
+ACTIVE = ("PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "COMPLETING", "CONFIGURING",
+          "SUSPENDED", "RESIZING", "SIGNALING", "STAGE_OUT", "RESV_DEL_HOLD")
+# how often a transient sbatch failure (slurmctld busy) is retried, and the first back-off
+SBATCH_TRIES, SBATCH_BACKOFF_S = 3, 2.0
+
+
+class LaunchError(RuntimeError):
+    """The cluster cannot take the submission; one line saying why and what to do."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run of the sweep as this cluster will run it (profile precision and data root applied)."""
+
+    run_id: str
+    """config_hash of the resolved config + '-r<repeat>'."""
+    spec: Any
+    """The jobs.sweep.RunSpec it comes from."""
+    config: Any
+    """The resolved mst.config.Config."""
+
+
+@dataclass(frozen=True)
+class Array:
+    """One job array to submit: a stage for a list of runs, maybe aligned with a pre-training array."""
+
+    stage: str
+    """Stage name."""
+    runs: tuple[Run, ...]
+    """Runs, in task order."""
+    after: int | None = None
+    """Index (in the plan) of the pre-training array this one is aligned with, or None."""
+
+
+# ------------------------------------------------------------------------------------------- runs
+
+
+def resolve_runs(sweep: Any, profile: ClusterProfile) -> list[Run]:
+    """Expand the sweep and apply what the profile implies; run ids follow the resulting config."""
+    from mst.config import apply_overrides, config_hash
+
+    runs = []
+    for spec in sweep.expand():
+        cfg = apply_overrides(spec.config, config_overrides(profile, spec.config.data.name))
+        runs.append(Run(f"{config_hash(cfg)}-r{spec.repeat}", spec, cfg))
+    return runs
+
+
+def make_stage_job(run: Run, stage: str, profile: ClusterProfile, runs_root: Path) -> Any:
+    from jobs.stages import make_job
+    from mst.config import config_to_dict
+
+    spec = run.spec
+    extra = {"run_id": run.run_id, "sweep": spec.sweep, "cell": spec.cell, "repeat": spec.repeat,
+             "seed": spec.seed, "cluster": profile.name}
+    return make_job(stage, runs_root=str(runs_root), sweep=spec.sweep, run_id=run.run_id,
+                    config=config_to_dict(run.config), extra=extra, preempt_signal=profile.preemption.signal,
+                    visible_devices=profile.environment.visible_devices,
+                    node_dirs=profile.environment.node_dirs, device_kind=profile.accelerators.kind)
+
+
+def write_run_configs(runs: list[Run], runs_root: Path) -> None:
+    from jobs.config_io import dump_config
+
+    for run in runs:
+        rundir.write_config(rundir.run_dir(runs_root, run.spec.sweep, run.run_id) / "config.yaml",
+                            dump_config(run.config))
+
+
+def plan_arrays(todo: dict[str, list[Run]], stages: tuple[str, ...], array_size: int) -> list[Array]:
+    """Job arrays for the (stage -> runs) still to do; downstream arrays aligned with pre-training chunks."""
+    from jobs.sweep import NEEDS_PRETRAIN
+
+    def chunks(runs: list[Run]) -> list[tuple[Run, ...]]:
+        return [tuple(runs[i:i + array_size]) for i in range(0, len(runs), array_size)]
+
+    arrays: list[Array] = []
+    pre = todo.get("pretrain", [])
+    pre_ids = {r.run_id for r in pre}
+    pre_chunks = chunks(pre)
+    for chunk in pre_chunks:
+        arrays.append(Array("pretrain", chunk))
+    for stage in stages:
+        if stage == "pretrain" or not todo.get(stage):
+            continue
+        if stage in NEEDS_PRETRAIN:
+            # every run whose pre-training is resubmitted now reruns this stage too, aligned task-for-task
+            for i, chunk in enumerate(pre_chunks):
+                arrays.append(Array(stage, chunk, after=i))
+            rest = [r for r in todo[stage] if r.run_id not in pre_ids]
+        else:
+            rest = todo[stage]
+        for chunk in chunks(rest):
+            arrays.append(Array(stage, chunk))
+    return arrays
+
+
+# ------------------------------------------------------------------------------------------- scheduler
+
+
+def _slurm_env(profile: ClusterProfile) -> dict[str, str]:
+    env = dict(os.environ)
+    if profile.slurm_conf:
+        env["SLURM_CONF"] = profile.slurm_conf
+    return env
+
+
+def check_cluster(profile: ClusterProfile) -> None:
+    """Fail in one line when this machine cannot submit to the profile's cluster."""
+    for tool in ("sbatch", "srun", "scontrol"):
+        if shutil.which(tool) is None:
+            raise LaunchError(f"{tool} not found: cluster '{profile.name}' is not reachable from this machine; "
+                              "submit from one of its login nodes, or preview with --dry-run")
+    if profile.slurm_conf and not Path(profile.slurm_conf).is_file():
+        raise LaunchError(f"cluster '{profile.name}': {profile.slurm_conf} does not exist; start the local "
+                          "clusters with `sudo bash clusters/local-slurm/start.sh` or fix slurm_conf")
+    env = _slurm_env(profile)
+    try:
+        out = subprocess.run(["sinfo", "-h", "-o", "%R"], check=False, env=env, capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        raise LaunchError(f"cluster '{profile.name}' does not answer (sinfo timed out after 30 s); "
+                          "retry later or ask the site whether slurmctld is up") from None
+    if out.returncode != 0:
+        why = (out.stderr.strip().splitlines() or ["no answer"])[-1]
+        raise LaunchError(f"cluster '{profile.name}' is unreachable ({why}); start it "
+                          "(clusters/local-slurm/start.sh for the local ones) or check SLURM_CONF")
+    partitions = set(out.stdout.split())
+    if profile.placement.partition not in partitions:
+        raise LaunchError(f"cluster '{profile.name}': partition '{profile.placement.partition}' does not exist "
+                          f"on the cluster this machine reaches (it has: {', '.join(sorted(partitions))}); "
+                          "submit from the right cluster or fix placement.partition")
+
+
+def poll_scheduler(profile: ClusterProfile, array_ids: list[str]) -> dict[str, str]:
+    """States of every job (and array task) of `array_ids` in ONE scheduler call: {'123_4': 'RUNNING'}."""
+    if not array_ids:
+        return {}
+    from submitit.slurm.slurm import SlurmInfoWatcher
+
+    env = _slurm_env(profile)
+    ids = ",".join(sorted(set(array_ids)))
+    if profile.limits.sacct:
+        cmd = ["sacct", "-X", "--parsable2", "-o", "JobID,State", "-j", ids]
+    else:
+        cmd = ["squeue", "-r", "-h", "-o", "%i|%T", "-j", ids]
+    try:
+        out = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise LaunchError(f"cannot ask cluster '{profile.name}' for job states ({err}); retry later") from None
+    if out.returncode != 0:
+        why = (out.stderr.strip().splitlines() or ["no answer"])[-1]
+        raise LaunchError(f"cluster '{profile.name}' did not answer {cmd[0]} ({why}); retry later")
+    text = out.stdout if profile.limits.sacct else "JobID|State\n" + out.stdout
+    info = SlurmInfoWatcher().read_info(text)
+    # "CANCELLED by 0" -> "CANCELLED"
+    return {job: fields.get("State", "UNKNOWN").split()[0] for job, fields in info.items()}
+
+
+def cached_poll(profile: ClusterProfile, sweep_path: Path, array_ids: list[str], force: bool = False,
+                counter: Callable[[], None] | None = None) -> dict[str, str]:
+    """poll_scheduler, reusing the sweep's cached answer when it is younger than a minute."""
+    cache = sweep_path / ".scheduler_cache.json"
+    wanted = sorted(set(array_ids))
+    if not force:
+        try:
+            data = json.loads(cache.read_text())
+            if (time.time() - data["time"] < STATUS_CACHE_S and data["cluster"] == profile.name
+                    and set(wanted) <= set(data["arrays"])):
+                return data["states"]
+        except (OSError, ValueError, KeyError):
+            pass
+    states = poll_scheduler(profile, wanted)
+    if counter:
+        counter()
+    rundir.atomic_write_json(cache, {"time": time.time(), "cluster": profile.name, "arrays": wanted,
+                                     "states": states})
+    return states
+
+
+# ------------------------------------------------------------------------------------------- state
+
+
+@dataclass(frozen=True)
+class StageState:
+    run: Run
+    stage: str
+    state: str
+    """done | failed | cancelled | queued | running | missing | lost."""
+    job_id: str | None
+    detail: str = ""
+
+
+def _classify(marker: str | None, sched: str | None, job_id: str | None) -> tuple[str, str]:
+    if marker == "done":
+        return "done", ""
+    if marker == "failed":
+        return "failed", "result.json says failed"
+    if job_id is None:
+        return "missing", "never submitted"
+    if sched is None:
+        return "lost", "the scheduler no longer knows the job"
+    if sched == "PENDING" or sched.startswith("REQUEUE"):
+        return "queued", sched
+    if sched in ACTIVE:
+        return "running", sched
+    if sched.startswith("CANCELLED"):
+        return "cancelled", sched
+    if sched == "COMPLETED":
+        # completed without a done marker: the job ended but the stage did not finish
+        return "failed", "COMPLETED without a done result.json"
+    return "failed", sched
+
+
+def sweep_states(runs: list[Run], stages: tuple[str, ...], profile: ClusterProfile, runs_root: Path,
+                 sweep: str, force: bool = False, counter: Callable[[], None] | None = None,
+                 ask_scheduler: bool = True) -> list[StageState]:
+    """The state of every (run, stage): markers first, then one (cached) scheduler poll for the rest."""
+    latest = rundir.latest_submissions(runs_root, sweep)
+    pending: list[tuple[Run, str, str | None, str | None]] = []
+    for run in runs:
+        for stage in stages:
+            marker = rundir.result_status(rundir.stage_dir(runs_root, sweep, run.run_id, stage))
+            rec = latest.get((run.run_id, stage))
+            pending.append((run, stage, marker, rec["job_id"] if rec else None))
+    unresolved = [p for p in pending if p[2] not in rundir.FINAL_STATES and p[3] is not None]
+    local_jobs = [p for p in unresolved if str(p[3]).startswith("local")]
+    arrays = sorted({str(p[3]).split("_")[0] for p in unresolved if p not in local_jobs})
+    states: dict[str, str] = {}
+    if arrays and ask_scheduler and profile.scheduler == "slurm":
+        states = cached_poll(profile, rundir.sweep_dir(runs_root, sweep), arrays, force, counter)
+    out = []
+    for run, stage, marker, job_id in pending:
+        if job_id is not None and str(job_id).startswith("local") and marker not in rundir.FINAL_STATES:
+            out.append(StageState(run, stage, "failed" if marker is None else "running", job_id, "local run"))
+            continue
+        state, detail = _classify(marker, states.get(str(job_id)) if job_id else None, job_id)
+        if not ask_scheduler and state in ("lost", "failed") and job_id is not None and marker is None:
+            state, detail = "unknown", "scheduler not asked"
+        out.append(StageState(run, stage, state, job_id, detail))
+    return out
+
+
+# ------------------------------------------------------------------------------------------- submit
+
+
+def load_for_cluster(sweep_name: str, cluster: str) -> tuple[Any, ClusterProfile, list[Run]]:
+    from jobs.sweep import load_sweep
+
+    profile = load_profile(cluster)
+    sweep = load_sweep(sweep_name)
+    return sweep, profile, resolve_runs(sweep, profile)
+
+
+def submitit_command(python: str, folder: Path) -> str:
+    """The command submitit puts in every sbatch script (as SlurmExecutor builds it)."""
+    return " ".join([python, "-u -m submitit.core._submit", shlex.quote(str(folder))])
+
+
+def render_sbatch(profile: ClusterProfile, stage: str, job_name: str, folder: Path, n_tasks: int,
+                  dependency: str | None = None) -> str:
+    """The sbatch script submitit writes for this array (submitit's own renderer, no submission)."""
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    params = slurm_parameters(profile, stage, job_name)
+    if dependency:
+        params["dependency"] = dependency
+    python = profile.environment.python or shlex.quote(sys.executable)
+    return _make_sbatch_string(command=submitit_command(python, folder), folder=folder,
+                               map_count=n_tasks if n_tasks > 1 else None, **params)
+
+
+def _job_name(sweep: str, stage: str) -> str:
+    return f"mst-{sweep}-{stage}"
+
+
+def _dependency(arrays: list[Array], submitted: list[list[str]], array: Array) -> str | None:
+    if array.after is None:
+        return None
+    ids = submitted[array.after]
+    if len(ids) == 1 and "_" not in ids[0]:
+        return f"afterok:{ids[0]}"  # a single run is a plain job, not an array
+    return f"aftercorr:{ids[0].split('_')[0]}"
+
+
+def _submit_array(executor: Any, fns: list[Any]) -> list[Any]:
+    """executor.submit_array with retries when sbatch times out under load."""
+    from submitit.core.utils import FailedJobError
+
+    delay = SBATCH_BACKOFF_S
+    for attempt in range(SBATCH_TRIES):
+        try:
+            return executor.submit_array(fns)
+        except FailedJobError as err:
+            text = str(err)
+            transient = any(s in text for s in ("timed out", "Socket timed out", "try again", "busy"))
+            if not transient or attempt == SBATCH_TRIES - 1:
+                lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+                why = next((ln for ln in reversed(lines) if "error" in ln.lower()), lines[-1] if lines else "")
+                raise LaunchError(f"sbatch refused the {len(fns)}-task array ({why}); "
+                                  "check the profile's partition and resources (sinfo, scontrol show partition)")
+            time.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")
+
+
+def submit(sweep_name: str, cluster: str, runs_root: str | None = None, dry_run: bool = False,
+           resubmit: bool = False, out: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Submit what is not done nor in flight; returns the manifest records written (none on --dry-run)."""
+    sweep, profile, runs = load_for_cluster(sweep_name, cluster)
+    root = Path(runs_root or profile.storage.run_root)
+    if profile.scheduler == "local":
+        if dry_run:
+            for run in runs:
+                out(f"would run {', '.join(sweep.stages)} of {run.run_id} ({_cell(run)}) in this process")
+            return []
+        return run_local(sweep, profile, runs, root, out)
+    if not dry_run:
+        check_cluster(profile)
+    states = sweep_states(runs, sweep.stages, profile, root, sweep.name, force=True, ask_scheduler=not dry_run)
+    todo: dict[str, list[Run]] = {}
+    skipped: dict[str, int] = {}
+    for s in states:
+        if s.state in ("done", "queued", "running"):
+            skipped[s.state] = skipped.get(s.state, 0) + 1
+            continue
+        todo.setdefault(s.stage, []).append(s.run)
+    arrays = plan_arrays(todo, sweep.stages, profile.limits.array_size)
+    if skipped:
+        out(f"{sweep.name}: skipping " + ", ".join(f"{n} {k}" for k, n in sorted(skipped.items()))
+            + " (run, stage) pairs")
+    if not arrays:
+        out(f"{sweep.name}: nothing to {'resubmit' if resubmit else 'submit'} on {profile.name}")
+        return []
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+    folder = rundir.sweep_dir(root, sweep.name).resolve() / "slurm" / f"{profile.name}-{stamp}" / "%j"
+    if dry_run:
+        for i, array in enumerate(arrays):
+            dep = None if array.after is None else f"aftercorr:<job id of array {array.after + 1}>"
+            out(f"# --- array {i + 1}/{len(arrays)}: {array.stage} x {len(array.runs)} on {profile.name}"
+                + (f", task i waits for task i of array {array.after + 1}" if dep else ""))
+            for t, run in enumerate(array.runs):
+                out(f"#   task {t}: {run.run_id} ({_cell(run)})")
+            out(render_sbatch(profile, array.stage, _job_name(sweep.name, array.stage), folder,
+                              len(array.runs), dep))
+        return []
+
+    import submitit
+
+    write_run_configs(runs, root)
+    old_conf = os.environ.get("SLURM_CONF")
+    if profile.slurm_conf:
+        os.environ["SLURM_CONF"] = profile.slurm_conf  # sbatch, and the jobs it starts, reach this cluster
+    records: list[dict[str, Any]] = []
+    submitted: list[list[str]] = []
+    try:
+        for array in arrays:
+            python = profile.environment.python or shlex.quote(sys.executable)
+            executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=profile.preemption.max_requeues,
+                                              python=python)
+            params = slurm_parameters(profile, array.stage, _job_name(sweep.name, array.stage))
+            dep = _dependency(arrays, submitted, array)
+            if dep:
+                params["dependency"] = dep
+            executor.update_parameters(**params)
+            fns = [make_stage_job(run, array.stage, profile, root) for run in array.runs]
+            jobs = _submit_array(executor, fns)
+            ids = [j.job_id for j in jobs]
+            submitted.append(ids)
+            batch = [{"run_id": run.run_id, "stage": array.stage, "job_id": jid, "cluster": profile.name,
+                      "dependency": dep, "repeat": run.spec.repeat, "cell": run.spec.cell}
+                     for run, jid in zip(array.runs, ids)]
+            rundir.append_manifest(root, sweep.name, batch)  # recorded at once: a dropped session loses nothing
+            records += batch
+            out(f"submitted {array.stage} x {len(ids)} as {ids[0].split('_')[0]}"
+                + (f" ({dep})" if dep else "") + f" on {profile.name}")
+    finally:
+        if profile.slurm_conf:
+            if old_conf is None:
+                os.environ.pop("SLURM_CONF", None)
+            else:
+                os.environ["SLURM_CONF"] = old_conf
+    return records
+
+
+def _cell(run: Run) -> str:
+    from jobs.sweep import cell_label
+
+    return f"{cell_label(run.spec.cell)}, repeat {run.spec.repeat}"
+
+
+def manifest_cluster(runs_root: Path, sweep: str) -> str | None:
+    records = rundir.read_jsonl(rundir.manifest_path(runs_root, sweep))
+    return records[-1]["cluster"] if records else None
+
+
+def status(sweep_name: str, cluster: str, runs_root: Path, counter: Callable[[], None] | None = None
+           ) -> list[StageState]:
+    sweep, profile, runs = load_for_cluster(sweep_name, cluster)
+    return sweep_states(runs, sweep.stages, profile, runs_root, sweep.name, counter=counter)
+
+
+def cancel(sweep_name: str, cluster: str, runs_root: Path, out: Callable[[str], None] = print) -> list[str]:
+    """scancel every queued or running job of the sweep (one call); returns the job ids cancelled."""
+    sweep, profile, runs = load_for_cluster(sweep_name, cluster)
+    if profile.scheduler != "slurm":
+        out(f"{sweep.name}: cluster {profile.name} has no scheduler; nothing to cancel")
+        return []
+    check_cluster(profile)
+    states = sweep_states(runs, sweep.stages, profile, runs_root, sweep.name, force=True)
+    ids = sorted({s.job_id for s in states if s.state in ("queued", "running") and s.job_id})
+    if not ids:
+        out(f"{sweep.name}: no queued or running jobs")
+        return []
+    subprocess.run(["scancel", *ids], env=_slurm_env(profile), check=True, capture_output=True, timeout=60)
+    (rundir.sweep_dir(runs_root, sweep.name) / ".scheduler_cache.json").unlink(missing_ok=True)
+    out(f"{sweep.name}: cancelled {len(ids)} jobs")
+    return ids
+
+
+def run_local(sweep: Any, profile: ClusterProfile, runs: list[Run], root: Path,
+              out: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Cluster `local`: every stage of every run in this process, one after another, with progress bars.
+
+    Done stages are skipped; an interrupted stage (Ctrl-C) saves at its step boundary and the same command
+    resumes it.
+    """
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    write_run_configs(runs, root)
+    tasks = [(run, stage) for run in runs for stage in sweep.stages]
+    records = []
+    for i, (run, stage) in enumerate(tasks, 1):
+        folder = rundir.stage_dir(root, sweep.name, run.run_id, stage)
+        if rundir.result_status(folder) == "done":
+            out(f"[{i}/{len(tasks)}] {stage} {run.run_id} ({_cell(run)}): done already")
+            continue
+        console.rule(f"[{i}/{len(tasks)}] {stage} {run.run_id} ({_cell(run)})")
+        record = {"run_id": run.run_id, "stage": stage, "job_id": f"local-{os.getpid()}",
+                  "cluster": profile.name, "dependency": None, "repeat": run.spec.repeat, "cell": run.spec.cell}
+        rundir.append_manifest(root, sweep.name, [record])
+        records.append(record)
+        job = make_stage_job(run, stage, profile, root)
+        job.show_progress = True
+        result = job()
+        metrics = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                            for k, v in (result.get("metrics") or {}).items())
+        out(f"[{i}/{len(tasks)}] {stage} {run.run_id}: {result.get('status')} {metrics}")
+    return records
