@@ -1,0 +1,192 @@
+"""Appendix tables from synthetic result.json records: progress, failures, corrupt records, rendering."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+
+import pandas as pd
+import pytest
+
+from analysis.assemble import TableError, build_table, match_rows, pick_source
+from analysis.collect import COLUMNS, Records, collect
+from analysis.render import to_csv, to_latex, to_markdown, to_text
+from analysis.status import sweep_status
+from analysis.synthetic import METRICS, record, write_record, write_sweep_records
+from analysis.tables import SPECS
+from jobs.rundir import append_manifest
+from jobs.sweep import load_sweep, sweep_names
+
+DEMO = "loss_weight_smoke"
+
+
+@pytest.fixture(scope="module")
+def demo():
+    sweep = load_sweep(DEMO)
+    return sweep, sweep.expand()
+
+
+def knn_record(run, acc, status="done", error=None):
+    metrics = {"top1@10": acc, "top5@10": acc + 5.0} if status == "done" else None
+    return record(run, "knn", status, metrics, error)
+
+
+def test_every_table_spec_fits_the_sweeps_that_feed_it():
+    used = set()
+    for name in sweep_names():
+        sweep = load_sweep(name)
+        spec = SPECS[sweep.table]
+        used.add(spec.id)
+        cells = match_rows(spec, sweep)  # raises when a row has no cell or a cell has no row
+        assert len(cells) == len(spec.rows)
+        ks = set(load_sweep(name).expand()[0].config.eval.knn_ks)
+        for row in spec.rows:
+            for column in spec.columns:
+                stage, metric = pick_source(spec, row, column.key, sweep)
+                assert stage in sweep.stages
+                if stage == "knn":
+                    assert int(metric.split("@")[1]) in ks
+                if sweep.preset == "paper":  # paper sweeps measure exactly what the appendix reports
+                    assert (stage, metric) == row.sources[column.key][0]
+            assert row.ref is None or 0 <= row.ref < len(spec.rows)
+    assert used == set(SPECS)
+
+
+def test_a_sweep_that_does_not_fit_its_table_is_named(demo):
+    sweep, _ = demo
+    other = dataclasses.replace(sweep, grid={"loss.restore_weight": [0.2, 0.4, 0.6, 0.5]})
+    with pytest.raises(TableError, match="needs cell loss.restore_weight=0.8, which sweep loss_weight_smoke"):
+        match_rows(SPECS["A10"], other)
+    probe = dataclasses.replace(load_sweep("probe_smoke"), stages=("pretrain", "knn", "linear_cls"))
+    empty = Records(pd.DataFrame([], columns=COLUMNS), ())
+    with pytest.raises(TableError, match="needs stage linear_dino, which sweep probe_smoke does not run"):
+        build_table(SPECS["A2"], probe, empty)
+
+
+def test_finished_sweep_hand_computed_cells(tmp_path, demo):
+    sweep, runs = demo
+    for run in runs:
+        write_record(tmp_path, record(run, "pretrain", metrics=METRICS["pretrain"](0)))
+        # weight 0.2: 70 and 72 -> 71.00 +- 1.00; other weights 73 +- 0.5 per repeat
+        acc = (70.0 + 2 * run.repeat) if run.cell["loss.restore_weight"] == 0.2 else 72.5 + run.repeat
+        write_record(tmp_path, knn_record(run, acc))
+    table = build_table(SPECS["A10"], sweep, collect(tmp_path))
+    md = to_markdown(table)
+    assert "| 0.2 | 71.00 ± 1.00 (n=2) | 73.7 | -2.70 |" in md
+    assert "| 0.6 | 73.00 ± 0.50 (n=2) | 73.9 | -0.90 |" in md
+    assert "Missing or failed runs: none." in md
+    assert "ddof = 1" in md and "s.e. = s/√n" in md
+    assert "k-NN (%) in place of Linear (%)" in md and "lighter per-run budget" in md
+
+
+def test_half_finished_sweep_shows_progress_and_names_missing_runs(tmp_path, demo):
+    sweep, runs = demo
+    first = [r for r in runs if r.repeat == 0]
+    for run in first:
+        write_record(tmp_path, knn_record(run, 71.0))
+    second = next(r for r in runs if r.repeat == 1)
+    write_record(tmp_path, knn_record(second, 71.0, status="running"))
+    table = build_table(SPECS["A10"], sweep, collect(tmp_path))
+    md = to_markdown(table)
+    assert md.count("| 1/2 | ") == 4 and "±" not in md.split("\n- ")[0]
+    assert "Missing (no record yet): 3" in md and f"{runs[1].run_id}" in md
+    assert f"Running: 1 — loss.restore_weight=0.2 r1 ({second.run_id}, knn)" in md
+
+
+def test_failed_run_and_corrupt_record_are_named(tmp_path, demo):
+    sweep, runs = demo
+    for run in runs:
+        write_record(tmp_path, knn_record(run, 71.0 + run.repeat))
+    failed = runs[0]  # weight 0.2, repeat 0
+    write_record(tmp_path, knn_record(failed, 0, status="failed", error="RuntimeError: out of memory\ntrace"))
+    corrupt = tmp_path / DEMO / runs[2].run_id / "knn" / "result.json"
+    corrupt.write_text('{"schema": 1, "run_id": ')  # a writer killed mid-write (before atomic writes)
+    wrong = tmp_path / DEMO / runs[3].run_id / "knn" / "result.json"
+    wrong.write_text(json.dumps({**json.loads(wrong.read_text()), "schema": 2}))
+    records = collect(tmp_path)
+    assert {s.path for s in records.skipped} == {str(corrupt), str(wrong)}
+    table = build_table(SPECS["A10"], sweep, records)
+    md = to_markdown(table)
+    # weight 0.2: one failed, one done, nothing pending -> a number with n = 1 and no s.e.
+    assert "| 0.2 | 72.00 (n=1, no s.e.) | 73.7 | -1.70 |" in md
+    assert f"Failed: 1 — loss.restore_weight=0.2 r0 ({failed.run_id}, knn): RuntimeError: out of memory." in md
+    assert "Skipped 2 unusable record(s): " in md
+    assert f"{corrupt} (unreadable: Expecting value" in md and f"{wrong} (schema 2, expected 1)" in md
+    # the corrupt one is also missing: its cell shows progress
+    assert "Missing (no record yet): 2" in md
+
+
+def test_record_schema_checks(tmp_path, demo):
+    _, runs = demo
+    run = runs[0]
+    cases = {
+        "missing key 'metrics'": {k: v for k, v in knn_record(run, 70).items() if k != "metrics"},
+        "unknown status 'finished'": {**knn_record(run, 70), "status": "finished"},
+        "key 'repeat' has type str": {**knn_record(run, 70), "repeat": "0"},
+        "metric 'top1@10' is not a number": {**knn_record(run, 70), "metrics": {"top1@10": "high"}},
+        "stage 'pretrain' does not match its folder 'knn'": {**knn_record(run, 70), "stage": "pretrain"},
+    }
+    for i, (reason, data) in enumerate(cases.items()):
+        root = tmp_path / str(i)
+        path = root / DEMO / run.run_id / "knn" / "result.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(data))
+        records = collect(root)
+        assert records.frame.empty and len(records.skipped) == 1
+        assert reason in records.skipped[0].reason
+
+
+def test_stale_records_are_ignored_and_counted(tmp_path, demo):
+    sweep, runs = demo
+    old = dataclasses.replace(runs[0], run_id="000000000000-r0")
+    write_record(tmp_path, knn_record(old, 99.0))
+    md = to_markdown(build_table(SPECS["A10"], sweep, collect(tmp_path)))
+    assert "Ignored 1 record(s) of runs outside the current sweep definition" in md
+    assert "99.00" not in md
+
+
+def test_paired_test_against_the_reference_row(tmp_path, demo):
+    sweep, runs = demo
+    for run in runs:
+        write_record(tmp_path, knn_record(run, 70.0 + run.repeat + run.cell["loss.restore_weight"]))
+    table = build_table(SPECS["A10"], sweep, collect(tmp_path), test=True)
+    by_label = {row.label[0]: row for row in table.rows}
+    assert by_label["0.6"].is_ref and not by_label["0.6"].tests
+    # constant per-seed differences: the paired test sees no spread and an exact shift -> p = 0
+    t = by_label["0.2"].tests["top1"]
+    assert t.kind == "paired" and t.p == 0.0
+    md = to_markdown(table)
+    assert "| ref |" in md and "(paired)" in md and "paired over seeds" in md
+
+
+def test_renderers(tmp_path, demo):
+    sweep, runs = demo
+    write_sweep_records(tmp_path, runs)
+    table = build_table(SPECS["A10"], sweep, collect(tmp_path))
+    latex = to_latex(table)
+    assert r"\toprule" in latex and r"\bottomrule" in latex and r"$\pm$" in latex
+    assert r"(\%)" in latex and r"loss\_weight\_smoke" in latex and "ddof = 1" in latex
+    assert latex.count(r" \\") == 1 + len(table.rows)
+    frame = pd.read_csv(io.StringIO(to_csv(table)))
+    assert list(frame["Restore weight"]) == [0.2, 0.4, 0.6, 0.8]
+    assert list(frame["paper"]) == [73.7, 73.5, 73.9, 73.6] and set(frame["n"]) == {2}
+    assert (frame["delta"] - (frame["mean"] - frame["paper"])).abs().max() < 1e-9
+    text = to_text(table)
+    assert "[smoke scale]" in text and "73.7" in text and "ddof = 1" in text
+
+
+def test_status_counts_every_state(tmp_path, demo):
+    sweep, runs = demo
+    write_record(tmp_path, record(runs[0], "pretrain", metrics=METRICS["pretrain"](0)))
+    write_record(tmp_path, knn_record(runs[0], 70.0))
+    write_record(tmp_path, record(runs[1], "pretrain", "running"))
+    write_record(tmp_path, record(runs[2], "pretrain", "preempted"))
+    write_record(tmp_path, record(runs[3], "pretrain", "failed", error="ValueError: nan loss"))
+    append_manifest(tmp_path, DEMO, [{"run_id": runs[4].run_id, "stage": "pretrain", "job_id": "7_4"}])
+    status = sweep_status(sweep, collect(tmp_path), tmp_path)
+    assert status.counts["pretrain"] == {"done": 1, "running": 1, "failed": 1, "preempted": 1, "queued": 1,
+                                         "missing": 3}
+    assert status.counts["knn"] == {"done": 1, "running": 0, "failed": 0, "preempted": 0, "queued": 0,
+                                    "missing": 7}
+    assert status.failures == (f"{runs[3].run_id} pretrain: ValueError: nan loss",)
