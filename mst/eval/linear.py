@@ -1,0 +1,185 @@
+"""Linear probing on a frozen backbone [appendix §5, DINO's linear evaluation].
+
+- Probe inputs: `cls` (the last block's final-norm class token) or `dino` (the last 4 blocks' class tokens,
+  each through the final norm, concatenated).
+- SGD (cfg.eval.linear_momentum, linear_weight_decay), lr cfg.eval.linear_lr as given (not rescaled by the
+  batch: the paper preset holds DINO's 0.001 x 1024 / 256 = 0.004), cosine to 0 over the epochs, set per
+  epoch as DINO does. The layer is DINO's: weights N(0, 0.01), bias 0.
+- Train input: RandomResizedCrop + flip (`probe_train_transform`), through the frozen backbone every step.
+  `cached_features`: features of the centre-crop images are extracted once and reused every epoch (much
+  faster, no augmentation); the result says which mode ran.
+- Evaluated after every epoch on the single centre crop. Test features are extracted once: the backbone is
+  frozen and the eval transform deterministic, so every epoch would compute the same ones.
+- Reports the best epoch's (by top-1) and the last epoch's top-1/top-5; `best_epoch` counts from 1.
+- Resumable at any step: data order comes from (seed, epoch), augmentations from (seed, epoch, sample),
+  and the checkpoint holds the layer, the optimiser and the running sums, so a resumed probe is bitwise
+  identical to an uninterrupted one (on the CPU).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..augment import probe_train_transform
+from ..config import Config
+from ..data import AugmentedDataset, build_dataset
+from ..seeding import sample_seed
+from ..train.progress import StepProgress
+from .features import class_count, drop_feature_cache, embed, eval_dataset, extract_features, feature_dim
+from .stage import Stage, StopFn, forward_context, interrupt, load_frozen, run_stage, stop_requested
+
+PROBES = ("cls", "dino")
+
+
+def make_probe(dim: int, num_classes: int, seed: int) -> nn.Linear:
+    """DINO's linear layer: weights N(0, 0.01), bias 0, drawn from a generator of its own."""
+    layer = nn.Linear(dim, num_classes)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        layer.weight.copy_(torch.randn(layer.weight.shape, generator=g) * 0.01)
+        layer.bias.zero_()
+    return layer
+
+
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """The shuffled batches of one epoch, a function of (seed, epoch) only (the last one may be short)."""
+    g = torch.Generator().manual_seed(sample_seed(seed, epoch, -1))
+    return [b.tolist() for b in torch.randperm(n, generator=g).split(batch_size)]
+
+
+def epoch_lr(base_lr: float, epoch: int, epochs: int) -> float:
+    """Cosine from base_lr (epoch 0) towards 0, one value per epoch."""
+    return 0.5 * base_lr * (1 + math.cos(math.pi * epoch / epochs))
+
+
+def topk_correct(logits: torch.Tensor, targets: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> list[int]:
+    """Number of samples whose label is among the k highest logits, for each k (k clipped to the classes)."""
+    top = logits.topk(min(max(ks), logits.shape[1]), dim=1).indices  # [B, kmax]
+    hit = top == targets.unsqueeze(1)
+    return [int(hit[:, :k].any(dim=1).sum()) for k in ks]
+
+
+@torch.no_grad()
+def evaluate(layer: nn.Module, features: torch.Tensor, labels: torch.Tensor, device: torch.device,
+             batch: int = 4096) -> tuple[float, float]:
+    """(top-1, top-5) in percent of `layer` on features [N, D]."""
+    layer.eval()
+    c1 = c5 = 0
+    for start in range(0, len(labels), batch):
+        x = features[start:start + batch].to(device)
+        y = labels[start:start + batch].to(device)
+        a, b = topk_correct(layer(x), y)
+        c1, c5 = c1 + a, c5 + b
+    layer.train()
+    return 100.0 * c1 / len(labels), 100.0 * c5 / len(labels)
+
+
+def summarise(history: list[dict]) -> dict[str, float]:
+    """The contract's metrics from the per-epoch history (best = highest top-1, earliest on ties)."""
+    best = max(range(len(history)), key=lambda i: (history[i]["top1"], -i))
+    return {"top1_best": history[best]["top1"], "top5_best": history[best]["top5"],
+            "top1_last": history[-1]["top1"], "top5_last": history[-1]["top5"], "best_epoch": best + 1}
+
+
+def run_linear(cfg: Config, pretrain_dir: str | Path, out_dir: str | Path, probe: str = "cls",
+               should_stop: StopFn = None, record_extra: dict | None = None, show_progress: bool = True,
+               cached_features: bool | None = None) -> dict:
+    """Train and evaluate a linear probe on the frozen backbone of `pretrain_dir`; stage `linear_<probe>`.
+
+    `cached_features` overrides cfg.eval.linear_cached_features when given.
+    """
+    if probe not in PROBES:
+        raise ValueError(f"unknown probe '{probe}'; choose one of {', '.join(PROBES)}")
+    cached = cfg.eval.linear_cached_features if cached_features is None else cached_features
+    mode = "cached_features" if cached else "augmented"
+
+    def body(stage: Stage) -> dict:
+        e, seed, dev = cfg.eval, cfg.train.seed, stage.device
+        backbone, _, digest = load_frozen(pretrain_dir, e.knn_source, dev)
+        state = stage.load()
+        if state is not None and (state["probe"], state["mode"]) != (probe, mode):
+            raise ValueError(f"{stage.checkpoint_path} holds a '{state['probe']}' probe in mode '{state['mode']}',"
+                             f" not '{probe}' in '{mode}'; use another --out folder")
+        test_set = eval_dataset(cfg, "test")
+        n_classes = class_count(test_set)
+        test_f, test_y = extract_features(stage, backbone, test_set, probe, f"test_{probe}", should_stop,
+                                          show_progress)
+        if cached:
+            train_f, train_y = extract_features(stage, backbone, eval_dataset(cfg, "train"), probe,
+                                                f"train_{probe}", should_stop, show_progress)
+            n_train = len(train_y)
+        else:
+            train_aug = AugmentedDataset(build_dataset(cfg.data, "train"), probe_train_transform(cfg.augment), seed)
+            n_train = len(train_aug)
+
+        layer = make_probe(feature_dim(backbone, probe), n_classes, seed).to(dev)
+        opt = torch.optim.SGD(layer.parameters(), lr=e.linear_lr, momentum=e.linear_momentum,
+                              weight_decay=e.linear_weight_decay)
+        st = {"version": 1, "probe": probe, "mode": mode, "epoch": 0, "batch": 0, "loss_sum": 0.0,
+              "loss_count": 0, "history": []}
+        if state is not None:
+            layer.load_state_dict(state["linear"])
+            opt.load_state_dict(state["optimizer"])
+            st = {k: state[k] for k in st}
+            stage.truncate_log(lambda line: line["epoch"] <= st["epoch"])
+
+        def snapshot() -> dict:
+            return {**st, "linear": layer.state_dict(), "optimizer": opt.state_dict()}
+
+        per_epoch = math.ceil(n_train / e.linear_batch_size)
+        total = per_epoch * e.linear_epochs
+        layer.train()
+        bar = StepProgress(total, st["epoch"] * per_epoch + st["batch"], show_progress, f"linear_{probe}")
+        with bar:
+            while st["epoch"] < e.linear_epochs:
+                epoch = st["epoch"]
+                lr = epoch_lr(e.linear_lr, epoch, e.linear_epochs)
+                for group in opt.param_groups:
+                    group["lr"] = lr
+                batches = epoch_batches(n_train, e.linear_batch_size, seed, epoch)[st["batch"]:]
+                if cached:
+                    source = ((train_f[idx], train_y[idx]) for idx in map(torch.tensor, batches))
+                else:
+                    train_aug.set_epoch(epoch)
+                    source = DataLoader(train_aug, batch_sampler=batches, num_workers=cfg.data.num_workers,
+                                        pin_memory=dev.type == "cuda", generator=torch.Generator().manual_seed(0))
+                for x, y in source:
+                    step = epoch * per_epoch + st["batch"]
+                    if stop_requested(should_stop):
+                        interrupt(stage, snapshot(), step)
+                    x, y = x.to(dev, non_blocking=True), torch.as_tensor(y).to(dev, non_blocking=True)
+                    if not cached:
+                        with torch.no_grad(), forward_context(stage):
+                            x = embed(backbone, x, probe)  # [B, D] frozen features
+                    loss = F.cross_entropy(layer(x.float()), y)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    st["loss_sum"] += loss.item() * len(y)
+                    st["loss_count"] += len(y)
+                    st["batch"] += 1
+                    bar.update(step + 1, {"loss": loss.item(), "lr": lr})
+                    if (step + 1) % cfg.train.checkpoint_every == 0:
+                        stage.save(snapshot())
+                top1, top5 = evaluate(layer, test_f, test_y, dev)
+                line = {"epoch": epoch + 1, "top1": top1, "top5": top5, "lr": lr,
+                        "loss": st["loss_sum"] / max(st["loss_count"], 1)}
+                st["history"].append(line)
+                st.update(epoch=epoch + 1, batch=0, loss_sum=0.0, loss_count=0)
+                stage.log(line)
+                stage.save(snapshot())
+        record = stage.record(
+            "done", summarise(st["history"]), weights_sha256=digest, probe=probe, mode=mode,
+            feature_dim=feature_dim(backbone, probe), features_from=e.knn_source, pretrain_dir=str(pretrain_dir),
+            n_train=n_train, n_test=len(test_y), lr=e.linear_lr, batch_size=e.linear_batch_size,
+            epochs=e.linear_epochs, history=st["history"])
+        drop_feature_cache(stage)
+        return record
+
+    return run_stage(f"linear_{probe}", cfg, out_dir, record_extra, body)

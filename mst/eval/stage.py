@@ -1,0 +1,145 @@
+"""What every evaluation stage shares: the done check, wall time across resumes, the result record,
+failure records, the metrics log, the device and the frozen backbone it reads.
+
+Evaluation stages run in one process on one device (the job layer starts one task for them).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from ..checkpoint import atomic_torch_save, atomic_write_bytes, atomic_write_json, load_checkpoint, read_json
+from ..config import Config, config_hash, config_to_dict
+from ..records import make_record
+from ..train.runtime import Interrupted, pick_device, resolve_precision
+
+StopFn = Callable[[], bool] | None
+
+
+def previous_result(out_dir: Path) -> dict | None:
+    """The stage's result.json when it says done (the stage is then not run again), else None."""
+    previous = read_json(Path(out_dir) / "result.json")
+    return previous if previous and previous.get("status") == "done" else None
+
+
+def stop_requested(should_stop: StopFn) -> bool:
+    return should_stop is not None and bool(should_stop())
+
+
+class Stage:
+    """One evaluation stage in `out_dir`: its checkpoint, metrics log, timing and result record."""
+
+    def __init__(self, name: str, cfg: Config, out_dir: str | Path, record_extra: dict | None = None):
+        self.name, self.cfg = name, cfg
+        self.out = Path(out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.record_extra = record_extra
+        self.t0 = time.time()
+        self.wall_before = 0.0  # wall time of earlier attempts, carried in the checkpoint
+        self.state: dict = {}  # the last state loaded or saved; save() without a state rewrites it
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        self.device = pick_device()
+        self.precision = resolve_precision(cfg.train.precision, self.device)
+
+    # ---------------------------------------------------------------- checkpoint
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out / "checkpoint.pt"
+
+    def load(self) -> dict | None:
+        if not self.checkpoint_path.is_file():
+            return None
+        state = load_checkpoint(self.checkpoint_path)
+        self.wall_before = float(state.get("wall_time_s", 0.0))
+        self.state = state
+        return state
+
+    def save(self, state: dict | None = None) -> None:
+        """Write `state` (or the last one again, with the wall time brought up to date) atomically."""
+        if state is not None:
+            self.state = state
+        atomic_torch_save({**self.state, "wall_time_s": self.wall_time()}, self.checkpoint_path)
+
+    def wall_time(self) -> float:
+        return self.wall_before + time.time() - self.t0
+
+    # ---------------------------------------------------------------- metrics.jsonl
+    def log(self, line: dict) -> None:
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(line) + "\n")
+
+    def truncate_log(self, keep: Callable[[dict], bool]) -> None:
+        """Drop lines logged after the checkpoint, so that a resumed log reads like an uninterrupted one."""
+        path = self.out / "metrics.jsonl"
+        if path.is_file():
+            kept = [ln for ln in path.read_text().splitlines() if ln.strip() and keep(json.loads(ln))]
+            atomic_write_bytes(path, ("\n".join(kept) + "\n" if kept else "").encode())
+
+    # ---------------------------------------------------------------- result.json
+    def record(self, status: str, metrics: dict[str, Any], error: str | None = None, **fields: Any) -> dict:
+        record = make_record(self.name, config_to_dict(self.cfg), config_hash(self.cfg), status, metrics,
+                             self.wall_time(), self.record_extra, error=error, device=str(self.device),
+                             precision=self.precision, **fields)
+        atomic_write_json(self.out / "result.json", record)
+        return record
+
+    def fail(self, err: BaseException, **fields: Any) -> None:
+        message = f"{type(err).__name__}: {err}".splitlines()[0]
+        self.record("failed", {}, error=message, **fields)
+
+
+def run_stage(name: str, cfg: Config, out_dir: str | Path, record_extra: dict | None,
+              body: Callable[[Stage], dict]) -> dict:
+    """Run `body(stage) -> result record` unless the folder is done; failures leave a `failed` record.
+
+    `Interrupted` propagates untouched: the body saved its checkpoint and a rerun resumes from it.
+    """
+    done = previous_result(Path(out_dir))
+    if done is not None:
+        return done
+    stage = None
+    try:
+        stage = Stage(name, cfg, out_dir, record_extra)
+        return body(stage)
+    except Interrupted:
+        raise
+    except Exception as err:
+        if stage is None:
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+            atomic_write_json(Path(out_dir) / "result.json", make_record(
+                name, config_to_dict(cfg), config_hash(cfg), "failed", {}, 0.0, record_extra,
+                error=f"{type(err).__name__}: {err}".splitlines()[0]))
+        else:
+            stage.fail(err)
+        raise
+
+
+def forward_context(stage: Stage):
+    """No gradients, plus autocast where the stage's precision asks for it (never on the CPU)."""
+    from ..train.runtime import autocast_context
+
+    return autocast_context(stage.precision, stage.device)
+
+
+def load_frozen(pretrain_dir: str | Path, which: str, device: torch.device):
+    """(frozen backbone on `device`, checkpoint's Config, weights_sha256 of the checkpoint read)."""
+    from ..checkpoint import load_pretrained
+
+    backbone, ckpt_cfg, digest = load_pretrained(pretrain_dir, which=which)
+    return backbone.to(device), ckpt_cfg, digest
+
+
+def save_tensor_file(obj: Any, path: Path) -> None:
+    atomic_torch_save(obj, path)
+
+
+def interrupt(stage: Stage, state: dict, step: int) -> None:
+    """Save `state` and raise Interrupted (should_stop() asked for it at a step boundary)."""
+    stage.save(state)
+    raise Interrupted(step)
