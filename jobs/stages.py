@@ -149,6 +149,10 @@ class StageJob(submitit.helpers.Checkpointable):
         # device-hours = wall time x devices; on cpu profiles a task counts as one device
         extra["devices"] = world
         extra["device_kind"] = self.device_kind
+        # what the launcher left visible to this task (provenance for device-mapping problems)
+        extra["visible_devices"] = {k: os.environ[k] for k in
+                                    ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES")
+                                    if k in os.environ}
         return extra
 
     def _link_logs(self) -> None:

@@ -77,11 +77,10 @@ def _print_status(states: list, show_all: bool) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    from mst.config import ConfigError
-
     from jobs.launcher import LaunchError, cancel, status, submit
     from jobs.profiles import ProfileError
     from jobs.sweep import SweepError
+    from mst.config import ConfigError
 
     try:
         if args.command == "submit":

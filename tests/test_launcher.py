@@ -1,0 +1,159 @@
+"""Launcher logic without a scheduler: sbatch snapshots per profile, array planning, states, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jobs import rundir
+from jobs.launcher import Array, Run, _classify, _dependency, plan_arrays, render_sbatch, submit
+from jobs.profiles import load_profile, slurm_parameters
+
+ROOT = Path(__file__).resolve().parent.parent
+SNAPSHOTS = Path(__file__).resolve().parent / "snapshots"
+SLURM_PROFILES = ["dcu128", "local-dcu", "local-slurm", "local-v100", "v100x32"]
+
+ONE_RUN_SWEEP = """name: snap
+table: A10
+preset: tiny
+repeats: 1
+base_seed: 0
+stages: [pretrain]
+overrides: {}
+grid: {}
+"""
+
+
+def _mask(text: str, runs: Path) -> str:
+    text = text.replace(str(runs.resolve()), "<RUNS>").replace(sys.executable, "<PYTHON>")
+    return re.sub(r"slurm/([\w-]+)-\d{8}T\d{6}-[0-9a-f]{6}/", r"slurm/\1-<STAMP>/", text)
+
+
+def _dry_run(tmp_path: Path, cluster: str, sweep_text: str = ONE_RUN_SWEEP, name: str = "snap") -> list[str]:
+    sweep = tmp_path / f"{name}.yaml"
+    sweep.write_text(sweep_text)
+    lines: list[str] = []
+    submit(str(sweep), cluster, str(tmp_path / "runs"), dry_run=True, out=lines.append)
+    return lines
+
+
+@pytest.mark.parametrize("cluster", SLURM_PROFILES)
+def test_pretrain_sbatch_snapshot(tmp_path, cluster):
+    """A profile change shows up as a diff here; refresh with MST_UPDATE_SNAPSHOTS=1 after checking it."""
+    lines = _dry_run(tmp_path, cluster)
+    script = _mask(next(t for t in lines if t.startswith("#!/bin/bash")), tmp_path / "runs")
+    snap = SNAPSHOTS / f"{cluster}.pretrain.sbatch"
+    if os.environ.get("MST_UPDATE_SNAPSHOTS") == "1":
+        snap.parent.mkdir(exist_ok=True)
+        snap.write_text(script)
+    assert snap.is_file(), f"no snapshot {snap}; create it with MST_UPDATE_SNAPSHOTS=1 and review it"
+    assert script == snap.read_text()
+
+
+def test_dry_run_writes_nothing(tmp_path):
+    _dry_run(tmp_path, "dcu128")
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.skipif(shutil.which("srun") is None, reason="submitit's SlurmExecutor needs srun on PATH")
+def test_rendered_script_is_what_submitit_submits(tmp_path):
+    import submitit
+
+    from jobs.launcher import submitit_command
+
+    profile = load_profile("local-dcu")
+    folder = tmp_path / "slurm" / "%j"
+    executor = submitit.SlurmExecutor(folder=folder)
+    executor.update_parameters(**slurm_parameters(profile, "pretrain", "name"))
+    assert executor._make_submission_file_text(submitit_command(executor.python, folder), "uid") == \
+        render_sbatch(profile, "pretrain", "name", folder, 1)
+
+
+def test_dcu128_dry_run_of_a_paper_sweep():
+    proc = subprocess.run([sys.executable, "-m", "jobs.cli.sweep", "submit", "loss_weight", "--cluster", "dcu128",
+                           "--dry-run"], cwd=ROOT, check=False, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    scripts = proc.stdout.count("#!/bin/bash")
+    assert scripts == 2  # one pretrain array, one aligned linear_cls array
+    assert proc.stdout.count("#SBATCH --gres=dcu:4") == 1 and "#SBATCH --gres=dcu:1" in proc.stdout
+    assert "--gpus-per-node" not in proc.stdout
+    assert "module load compiler/devtoolset/7.3.1 mpi/hpcx/2.11.0/gcc-7.3.1 compiler/dtk/23.10" in proc.stdout
+    assert "#SBATCH --array=0-19%20" in proc.stdout
+
+
+def test_cli_help_imports_no_torch():
+    code = ("import sys\nfrom jobs.cli import sweep\ntry:\n    sweep.main(['--help'])\nexcept SystemExit:\n"
+            "    pass\nprint('TORCH' if 'torch' in sys.modules else 'NO-TORCH')")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=False, capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip().endswith("NO-TORCH"), proc.stdout
+
+
+def _runs(n: int) -> list[Run]:
+    return [Run(f"r{i:02d}", None, None) for i in range(n)]
+
+
+def test_arrays_split_at_the_size_limit_and_align_downstream():
+    runs = _runs(7)
+    arrays = plan_arrays({"pretrain": runs, "knn": runs}, ("pretrain", "knn"), array_size=3)
+    assert [(a.stage, len(a.runs), a.after) for a in arrays] == [
+        ("pretrain", 3, None), ("pretrain", 3, None), ("pretrain", 1, None),
+        ("knn", 3, 0), ("knn", 3, 1), ("knn", 1, 2)]
+    for a in arrays[3:]:  # task i of a knn array is the run of task i of its pretrain array
+        assert a.runs == arrays[a.after].runs
+
+
+def test_downstream_of_done_pretraining_has_no_dependency():
+    runs = _runs(4)
+    arrays = plan_arrays({"pretrain": runs[:1], "knn": runs, "supervised": runs[2:]},
+                         ("pretrain", "knn", "supervised"), array_size=10)
+    assert [(a.stage, [r.run_id for r in a.runs], a.after) for a in arrays] == [
+        ("pretrain", ["r00"], None), ("knn", ["r00"], 0), ("knn", ["r01", "r02", "r03"], None),
+        ("supervised", ["r02", "r03"], None)]
+
+
+def test_dependency_strings():
+    arrays = [Array("pretrain", tuple(_runs(2))), Array("knn", tuple(_runs(2)), after=0),
+              Array("pretrain", tuple(_runs(1))), Array("knn", tuple(_runs(1)), after=2)]
+    submitted = [["41_0", "41_1"], ["42_0", "42_1"], ["43"], ["44"]]
+    assert _dependency(arrays, submitted, arrays[1]) == "aftercorr:41"
+    assert _dependency(arrays, submitted, arrays[3]) == "afterok:43"  # a single run is a plain job
+    assert _dependency(arrays, submitted, arrays[0]) is None
+
+
+@pytest.mark.parametrize(("marker", "sched", "job", "state"), [
+    ("done", "RUNNING", "1_0", "done"),          # the marker wins: no scheduler answer needed
+    ("failed", None, "1_0", "failed"),
+    (None, None, None, "missing"),
+    (None, "PENDING", "1_0", "queued"),
+    (None, "REQUEUED", "1_0", "queued"),
+    (None, "RUNNING", "1_0", "running"),
+    ("preempted", "RUNNING", "1_0", "running"),
+    (None, "CANCELLED", "1_0", "cancelled"),
+    (None, "TIMEOUT", "1_0", "failed"),
+    (None, "COMPLETED", "1_0", "failed"),        # ended without writing a done result
+    (None, None, "1_0", "lost"),
+])
+def test_state_classification(marker, sched, job, state):
+    assert _classify(marker, sched, job)[0] == state
+
+
+def test_manifest_append_and_torn_line(tmp_path):
+    rundir.append_manifest(tmp_path, "s", [{"run_id": "a", "stage": "pretrain", "job_id": "1_0"}])
+    rundir.append_manifest(tmp_path, "s", [{"run_id": "a", "stage": "pretrain", "job_id": "2_0"}])
+    with open(rundir.manifest_path(tmp_path, "s"), "a") as f:
+        f.write('{"run_id": "b", "sta')  # a writer killed mid-line
+    latest = rundir.latest_submissions(tmp_path, "s")
+    assert list(latest) == [("a", "pretrain")] and latest[("a", "pretrain")]["job_id"] == "2_0"
+
+
+def test_atomic_json_leaves_no_temp_files(tmp_path):
+    rundir.atomic_write_json(tmp_path / "x" / "result.json", {"status": "done"})
+    assert json.loads((tmp_path / "x" / "result.json").read_text()) == {"status": "done"}
+    assert [p.name for p in (tmp_path / "x").iterdir()] == ["result.json"]
