@@ -37,6 +37,7 @@ ACTIVE = ("PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "COMP
           "SUSPENDED", "RESIZING", "SIGNALING", "STAGE_OUT", "RESV_DEL_HOLD")
 # how often a transient sbatch failure (slurmctld busy) is retried, and the first back-off
 SBATCH_TRIES, SBATCH_BACKOFF_S = 3, 2.0
+ACCOUNTING_LAG_S = 300.0
 
 
 class LaunchError(RuntimeError):
@@ -225,7 +226,8 @@ class StageState:
     detail: str = ""
 
 
-def _classify(marker: str | None, sched: str | None, job_id: str | None) -> tuple[str, str]:
+def _classify(marker: str | None, sched: str | None, job_id: str | None, age_s: float = 1e9
+              ) -> tuple[str, str]:
     if marker == "done":
         return "done", ""
     if marker == "failed":
@@ -233,7 +235,9 @@ def _classify(marker: str | None, sched: str | None, job_id: str | None) -> tupl
     if job_id is None:
         return "missing", "never submitted"
     if sched is None:
-        return "lost", "the scheduler no longer knows the job"
+        if age_s < ACCOUNTING_LAG_S:  # accounting learns of new jobs a moment after sbatch returns
+            return "queued", "submitted, not in accounting yet"
+        return "lost", "the scheduler does not know the job"
     if sched == "PENDING" or sched.startswith("REQUEUE"):
         return "queued", sched
     if sched in ACTIVE:
@@ -246,17 +250,25 @@ def _classify(marker: str | None, sched: str | None, job_id: str | None) -> tupl
     return "failed", sched
 
 
+def _age_s(stamp: str) -> float:
+    import calendar
+
+    return time.time() - calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ"))
+
+
 def sweep_states(runs: list[Run], stages: tuple[str, ...], profile: ClusterProfile, runs_root: Path,
                  sweep: str, force: bool = False, counter: Callable[[], None] | None = None,
                  ask_scheduler: bool = True) -> list[StageState]:
     """The state of every (run, stage): markers first, then one (cached) scheduler poll for the rest."""
     latest = rundir.latest_submissions(runs_root, sweep)
     pending: list[tuple[Run, str, str | None, str | None]] = []
+    ages: dict[tuple[str, str], float] = {}
     for run in runs:
         for stage in stages:
             marker = rundir.result_status(rundir.stage_dir(runs_root, sweep, run.run_id, stage))
             rec = latest.get((run.run_id, stage))
             pending.append((run, stage, marker, rec["job_id"] if rec else None))
+            ages[(run.run_id, stage)] = _age_s(rec["time"]) if rec else 1e9
     unresolved = [p for p in pending if p[2] not in rundir.FINAL_STATES and p[3] is not None]
     local_jobs = [p for p in unresolved if str(p[3]).startswith("local")]
     arrays = sorted({str(p[3]).split("_")[0] for p in unresolved if p not in local_jobs})
@@ -268,7 +280,8 @@ def sweep_states(runs: list[Run], stages: tuple[str, ...], profile: ClusterProfi
         if job_id is not None and str(job_id).startswith("local") and marker not in rundir.FINAL_STATES:
             out.append(StageState(run, stage, "failed" if marker is None else "running", job_id, "local run"))
             continue
-        state, detail = _classify(marker, states.get(str(job_id)) if job_id else None, job_id)
+        state, detail = _classify(marker, states.get(str(job_id)) if job_id else None, job_id,
+                                  ages[(run.run_id, stage)])
         if not ask_scheduler and state in ("lost", "failed") and job_id is not None and marker is None:
             state, detail = "unknown", "scheduler not asked"
         out.append(StageState(run, stage, state, job_id, detail))

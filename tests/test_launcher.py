@@ -144,6 +144,10 @@ def test_state_classification(marker, sched, job, state):
     assert _classify(marker, sched, job)[0] == state
 
 
+def test_a_job_accounting_has_not_seen_yet_is_queued():
+    assert _classify(None, None, "1_0", age_s=5.0)[0] == "queued"
+
+
 def test_manifest_append_and_torn_line(tmp_path):
     rundir.append_manifest(tmp_path, "s", [{"run_id": "a", "stage": "pretrain", "job_id": "1_0"}])
     rundir.append_manifest(tmp_path, "s", [{"run_id": "a", "stage": "pretrain", "job_id": "2_0"}])
