@@ -15,7 +15,7 @@ _ENTRY_POINTS = {
     "weighted_knn": "knn",
 }
 
-__all__ = sorted(_ENTRY_POINTS)
+__all__ = ["run_attention", "run_knn", "run_linear", "run_supervised", "weighted_knn"]
 
 
 def __getattr__(name: str):

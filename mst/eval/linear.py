@@ -103,6 +103,8 @@ def run_linear(cfg: Config, pretrain_dir: str | Path, out_dir: str | Path, probe
         e, seed, dev = cfg.eval, cfg.train.seed, stage.device
         backbone, _, digest = load_frozen(pretrain_dir, e.knn_source, dev)
         state = stage.load()
+        if state is not None and "linear" not in state:
+            state = None  # stopped during feature extraction: only the wall time was saved
         if state is not None and (state["probe"], state["mode"]) != (probe, mode):
             raise ValueError(f"{stage.checkpoint_path} holds a '{state['probe']}' probe in mode '{state['mode']}',"
                              f" not '{probe}' in '{mode}'; use another --out folder")
