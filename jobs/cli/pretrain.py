@@ -54,3 +54,5 @@ def main(argv: list[str] | None = None) -> None:
     summary = {k: record[k] for k in ("status", "weights_sha256", "wall_time_s")}
     print(json.dumps({**summary, **record["metrics"]}))
     sys.exit(0 if record["status"] == "done" else 1)
+if __name__ == "__main__":
+    main()

@@ -74,7 +74,8 @@ class PretrainTrainer:
         self.student.backbone.mask_token.requires_grad_(masking)
         self.dino_loss = DINOLoss(cfg.model.out_dim, cfg.loss.student_temp, cfg.loss.center_momentum).to(self.device)
         if self.world > 1:
-            self.student = nn.SyncBatchNorm.convert_sync_batchnorm(self.student)
+            if self.device.type == "cuda":   # torch's SyncBatchNorm runs on GPUs only; gloo ranks keep local BN
+                self.student = nn.SyncBatchNorm.convert_sync_batchnorm(self.student)
             self.student_ddp = DistributedDataParallel(
                 self.student, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         else:
@@ -177,25 +178,25 @@ class PretrainTrainer:
                                      zip(restored.chunk(2), globals_.chunk(2), masks))
             loss = cfg.loss.restore_weight * loss_rec + cfg.loss.dino_weight * loss_dino
 
-        loss_value = loss.detach().item()
-        if not dist.any_rank(not math.isfinite(loss_value), dev):
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.unscale_(self.optimizer)
-            if cfg.optim.clip_grad:
-                torch.nn.utils.clip_grad_norm_(self.student.parameters(), cfg.optim.clip_grad)
-            if self.step < cfg.optim.freeze_last_layer_epochs * self.steps_per_epoch:
-                for q in self.student.head.last_layer.parameters():
-                    q.grad = None
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            ema_update(self.teacher, self.student, momentum)
-        else:
+        # the global means over ranks: what is logged, and a non-finite value on any rank stops every rank
+        stats = dist.all_reduce_mean(torch.stack([loss, loss_dino, loss_rec]).detach().float())
+        loss_value, dino_value, rec_value = stats.tolist()
+        if not math.isfinite(loss_value):
             raise NonFiniteLoss(self.step + 1, loss_value)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        if cfg.optim.clip_grad:
+            torch.nn.utils.clip_grad_norm_(self.student.parameters(), cfg.optim.clip_grad)
+        if self.step < cfg.optim.freeze_last_layer_epochs * self.steps_per_epoch:
+            for q in self.student.head.last_layer.parameters():
+                q.grad = None
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        ema_update(self.teacher, self.student, momentum)
         self.step += 1
         masked = float(mask.float().mean()) if mask is not None else 0.0
-        return {"loss": loss_value, "loss_dino": loss_dino.detach().item(),
-                "loss_rec": loss_rec.detach().item(), "lr": lr,
+        return {"loss": loss_value, "loss_dino": dino_value, "loss_rec": rec_value, "lr": lr,
                 "wd": wd, "momentum": momentum, "teacher_temp": t_temp, "masked_frac": masked}
 
     # ------------------------------------------------------------------ loop
