@@ -1,0 +1,185 @@
+"""The supervised baseline: the same backbone trained from scratch with labels (the appendix's "vanilla
+supervised" row, and the supervised side of the attention-map comparison; no pretrained weights exist here).
+
+Recipe (DeiT's where the paper is silent, [choice]): cross-entropy with label smoothing 0.1 on a linear
+head over the final-norm class token; AdamW, lr = cfg.eval.supervised_lr x batch / 256, linear warm-up over
+the first 5 % of the steps then cosine to cfg.optim.min_lr, per step; weight decay 0.05 on weight matrices
+only; drop path cfg.model.drop_path. Train input: RandomResizedCrop + flip; evaluated after every epoch on
+the single centre crop, reported like the linear probes (best and last epoch's top-1/top-5).
+
+Resumable at any step like pre-training: the checkpoint holds the model, optimiser, loss scaler, torch RNG
+streams (drop path) and the running sums; data order and augmentations are functions of (seed, epoch, index).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..augment import probe_train_transform
+from ..checkpoint import load_checkpoint, weights_sha256
+from ..config import Config, config_from_dict, config_to_dict
+from ..data import AugmentedDataset, build_dataset
+from ..models import build_backbone
+from ..schedules import cosine
+from ..seeding import seed_everything
+from ..train.pretrain import param_groups
+from ..train.progress import StepProgress
+from ..train.runtime import autocast_context
+from .features import class_count, eval_dataset
+from .linear import epoch_batches, summarise, topk_correct
+from .stage import Stage, StopFn, interrupt, run_stage, stop_requested
+
+LABEL_SMOOTHING = 0.1   # [choice, DeiT]
+WEIGHT_DECAY = 0.05     # [choice, DeiT]
+WARMUP_FRACTION = 0.05  # [choice] of all steps
+
+
+class SupervisedNet(nn.Module):
+    """Backbone + linear classifier on the final-norm class token."""
+
+    def __init__(self, cfg: Config, num_classes: int, drop_path: float | None = None):
+        super().__init__()
+        self.backbone = build_backbone(cfg.model, cfg.augment.global_size, drop_path=drop_path)
+        self.head = nn.Linear(self.backbone.embed_dim, num_classes)
+        nn.init.trunc_normal_(self.head.weight, std=0.02)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x).cls)  # [B, classes]
+
+
+def backbone_digest(model: SupervisedNet) -> str:
+    """weights_sha256 of the backbone, named as pre-training names its teacher's ("backbone.*")."""
+    return weights_sha256({k: v for k, v in model.state_dict().items() if k.startswith("backbone.")})
+
+
+def load_supervised(supervised_dir: str | Path):
+    """(backbone in eval mode, Config) of a supervised stage folder, for the attention maps."""
+    path = Path(supervised_dir) / "checkpoint.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}; run `mst-eval supervised` first or leave out the "
+                                "supervised folder")
+    state = load_checkpoint(path)
+    cfg = config_from_dict(state["config"])
+    model = SupervisedNet(cfg, state["num_classes"], drop_path=0.0)
+    model.load_state_dict(state["model"])
+    return model.backbone.eval().requires_grad_(False), cfg
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+@torch.no_grad()
+def evaluate_model(model: nn.Module, loader: DataLoader, stage: Stage) -> tuple[float, float]:
+    """(top-1, top-5) in percent on the evaluation split."""
+    model.eval()
+    c1 = c5 = n = 0
+    for images, targets in loader:
+        with autocast_context(stage.precision, stage.device):
+            logits = model(images.to(stage.device, non_blocking=True)).float()
+        a, b = topk_correct(logits, torch.as_tensor(targets).to(stage.device))
+        c1, c5, n = c1 + a, c5 + b, n + len(targets)
+    model.train()
+    return 100.0 * c1 / n, 100.0 * c5 / n
+
+
+def run_supervised(cfg: Config, out_dir: str | Path, should_stop: StopFn = None, record_extra: dict | None = None,
+                   show_progress: bool = True) -> dict:
+    """Train the backbone of cfg.model with labels in `out_dir` (stage `supervised`), resuming if possible."""
+
+    def body(stage: Stage) -> dict:
+        e, seed, dev = cfg.eval, cfg.train.seed, stage.device
+        train_set = AugmentedDataset(build_dataset(cfg.data, "train"), probe_train_transform(cfg.augment), seed)
+        test_set = eval_dataset(cfg, "test")
+        n_classes = class_count(test_set)
+        seed_everything(seed)  # initial weights
+        model = SupervisedNet(cfg, n_classes).to(dev)
+        weight_decay = getattr(e, "supervised_weight_decay", WEIGHT_DECAY)
+        groups = param_groups(model)
+        opt = torch.optim.AdamW(groups, lr=0.0, weight_decay=weight_decay, betas=cfg.optim.betas)
+        scaler = torch.amp.GradScaler(dev.type, enabled=stage.precision == "fp16")
+        torch.manual_seed(seed + 7919)  # drop path stream
+        st = {"epoch": 0, "batch": 0, "loss_sum": 0.0, "loss_count": 0, "history": []}
+        state = stage.load()
+        if state is not None and "model" in state:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            scaler.load_state_dict(state["scaler"])
+            _set_rng_state(state["rng"])
+            st = {k: state[k] for k in st}
+            stage.truncate_log(lambda line: line["epoch"] <= st["epoch"])
+
+        def snapshot() -> dict:
+            return {**st, "version": 1, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                    "scaler": scaler.state_dict(), "rng": _rng_state(), "config": config_to_dict(cfg),
+                    "num_classes": n_classes, "weights_sha256": backbone_digest(model)}
+
+        batch = e.supervised_batch_size
+        per_epoch = math.ceil(len(train_set) / batch)
+        total = per_epoch * e.supervised_epochs
+        peak = e.supervised_lr * batch / 256
+        warmup = int(WARMUP_FRACTION * total)
+        workers, pin = cfg.data.num_workers, dev.type == "cuda"
+        test_loader = DataLoader(test_set, batch_size=e.feature_batch_size, num_workers=workers, pin_memory=pin,
+                                 generator=torch.Generator().manual_seed(0))
+        model.train()
+        with StepProgress(total, st["epoch"] * per_epoch + st["batch"], show_progress, "supervised") as bar:
+            while st["epoch"] < e.supervised_epochs:
+                epoch = st["epoch"]
+                train_set.set_epoch(epoch)
+                batches = epoch_batches(len(train_set), batch, seed, epoch)[st["batch"]:]
+                loader = DataLoader(train_set, batch_sampler=batches, num_workers=workers, pin_memory=pin,
+                                    generator=torch.Generator().manual_seed(0))
+                for images, targets in loader:
+                    step = epoch * per_epoch + st["batch"]
+                    if stop_requested(should_stop):
+                        interrupt(stage, snapshot(), step)
+                    lr = cosine(step, total, peak, cfg.optim.min_lr, warmup)
+                    for group in opt.param_groups:
+                        group["lr"] = lr
+                    images, targets = images.to(dev, non_blocking=True), torch.as_tensor(targets).to(dev)
+                    with autocast_context(stage.precision, dev):
+                        logits = model(images)
+                    loss = F.cross_entropy(logits.float(), targets, label_smoothing=LABEL_SMOOTHING)
+                    if not math.isfinite(loss.item()):
+                        raise FloatingPointError(f"non-finite supervised loss at step {step + 1}; lower "
+                                                 "eval.supervised_lr or use train.precision=fp32")
+                    opt.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                    scaler.step(opt)
+                    scaler.update()
+                    st["loss_sum"] += loss.item() * len(targets)
+                    st["loss_count"] += len(targets)
+                    st["batch"] += 1
+                    bar.update(step + 1, {"loss": loss.item(), "lr": lr})
+                    if (step + 1) % cfg.train.checkpoint_every == 0:
+                        stage.save(snapshot())
+                top1, top5 = evaluate_model(model, test_loader, stage)
+                line = {"epoch": epoch + 1, "top1": top1, "top5": top5,
+                        "loss": st["loss_sum"] / max(st["loss_count"], 1)}
+                st["history"].append(line)
+                st.update(epoch=epoch + 1, batch=0, loss_sum=0.0, loss_count=0)
+                stage.log(line)
+                stage.save(snapshot())
+        return stage.record("done", summarise(st["history"]), weights_sha256=backbone_digest(model),
+                            n_train=len(train_set), n_test=len(test_set), lr=peak, batch_size=batch,
+                            epochs=e.supervised_epochs, weight_decay=weight_decay,
+                            label_smoothing=LABEL_SMOOTHING, history=st["history"])
+
+    return run_stage("supervised", cfg, out_dir, record_extra, body)
