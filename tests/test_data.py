@@ -132,6 +132,15 @@ def test_unknown_split_is_refused():
         build_dataset(fmnist(), "training")
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: intra-op threads only add contention on a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 SMOKE_AUG = AugmentConfig(global_size=32, local_size=16, n_local=2, eval_resize=32, eval_crop=32)
 
 
@@ -147,8 +156,7 @@ def _same(a: list, b: list) -> bool:
     return all(torch.equal(x, y) for (ca, la), (cb, lb) in zip(a, b) for x, y in zip([*ca, la], [*cb, lb]))
 
 
-def test_augmented_batches_depend_only_on_seed_epoch_and_index():
-    torch.set_num_threads(1)
+def test_augmented_batches_depend_only_on_seed_epoch_and_index(one_thread):
     state = torch.get_rng_state()
     serial = _batches(seed=5, workers=0)
     assert torch.equal(torch.get_rng_state(), state)  # the caller's generator is untouched
@@ -158,7 +166,7 @@ def test_augmented_batches_depend_only_on_seed_epoch_and_index():
     assert not _same(serial, _batches(seed=5, workers=0, epoch=1))
 
 
-def test_augmented_item_does_not_depend_on_call_order():
+def test_augmented_item_does_not_depend_on_call_order(one_thread):
     base = build_dataset(fmnist(test_subset=24), "test")
     first, second = (AugmentedDataset(base, MultiCropAugment(SMOKE_AUG), 9) for _ in range(2))
     forward = [first[i][0] for i in range(6)]
