@@ -33,9 +33,8 @@ def _missing(path: Path, problem: str) -> DatasetMissingError:
         f"or point --set data.root=... at a folder holding the four IDX .gz files")
 
 
-@functools.lru_cache(maxsize=4)
 def read_idx(path: Path, ndim: int) -> torch.Tensor:
-    """Decode one gzip'ed IDX file of unsigned bytes with `ndim` dimensions (cached: files are read once)."""
+    """Decode one gzip'ed IDX file of unsigned bytes with `ndim` dimensions."""
     if not path.is_file():
         raise _missing(path, "does not exist")
     try:
@@ -53,19 +52,25 @@ def read_idx(path: Path, ndim: int) -> torch.Tensor:
     return torch.from_numpy(data.copy())
 
 
+@functools.lru_cache(maxsize=2)
+def load_split(root: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images uint8 [N, 32, 32] zero-padded, labels int64 [N]) of one split, decoded once per process."""
+    images_file, labels_file = (root / name for name in FILES[split])
+    images = read_idx(images_file, 3)  # [N, 28, 28]
+    labels = read_idx(labels_file, 1)  # [N]
+    if len(images) != len(labels) or images.shape[1:] != (28, 28):
+        raise _missing(images_file, f"has images of shape {tuple(images.shape)} for {len(labels)} labels")
+    return torch.nn.functional.pad(images, (PAD, PAD, PAD, PAD)), labels.long()
+
+
 class FashionMNIST(Dataset):
     """The official split ("train": 60,000 images, "test": 10,000), items (Image uint8 [3, 32, 32], label)."""
 
     classes = CLASSES
 
     def __init__(self, root: str | Path, split: str):
-        images_file, labels_file = (Path(root) / name for name in FILES[split])
-        images = read_idx(images_file, 3)  # [N, 28, 28]
-        labels = read_idx(labels_file, 1)  # [N]
-        if len(images) != len(labels) or images.shape[1:] != (28, 28):
-            raise _missing(images_file, f"has images of shape {tuple(images.shape)} for {len(labels)} labels")
-        self.images = torch.nn.functional.pad(images, (PAD, PAD, PAD, PAD))  # [N, 32, 32], zero border
-        self.targets = labels.long()  # [N]
+        # shared, never written to: every instance of a split reads the same two tensors
+        self.images, self.targets = load_split(Path(root).resolve(), split)  # [N, 32, 32], [N]
 
     def __len__(self) -> int:
         return len(self.targets)
