@@ -138,3 +138,45 @@ def test_rank_keys_equal_a_stable_sort_on_heavy_ties():
     expected = votes.sort(dim=1, descending=True, stable=True).indices[:, :5]
     assert torch.equal(_rank(votes, 5), expected)
     assert _rank(votes, 5)[0].tolist() == [0, 1, 2, 3, 4]
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    """A real (two-step) pre-training of the tiny preset."""
+    from jobs.config_io import load_config
+    from mst.train import run_pretrain
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("pretrain")
+    run_pretrain(load_config("tiny", ["train.epochs=1", "data.train_subset=64", "train.threads=1"]), out,
+                 show_progress=False)
+    return out
+
+
+def test_knn_stage_records_every_k_and_resumes_extraction(pretrained, tmp_path):
+    import json
+
+    from jobs.config_io import load_config
+    from mst.eval import run_knn
+    from mst.train import Interrupted
+
+    cfg = load_config("tiny", ["train.threads=1", "eval.feature_batch_size=64", "eval.knn_ks=[10,20,300]"])
+    whole = run_knn(cfg, pretrained, tmp_path / "whole", show_progress=False)
+    assert whole["status"] == "done" and whole["stage"] == "knn"
+    assert list(whole["metrics"]) == ["top1@10", "top5@10", "top1@20", "top5@20", "top1@300", "top5@300"]
+    assert whole["weights_sha256"] == json.loads((pretrained / "result.json").read_text())["weights_sha256"]
+    assert (whole["n_train"], whole["n_test"], whole["feature_dim"]) == (256, 128, 48)
+    assert not (tmp_path / "whole" / "features").exists()
+
+    polls = {"n": 0}
+
+    def stop_in_train_features():
+        polls["n"] += 1
+        return polls["n"] == 3  # after 2 of the 4 training batches
+
+    with pytest.raises(Interrupted) as stopped:
+        run_knn(cfg, pretrained, tmp_path / "parts", should_stop=stop_in_train_features, show_progress=False)
+    assert stopped.value.step == 128
+    assert (tmp_path / "parts" / "features" / "train_cls.partial.pt").is_file()
+    resumed = run_knn(cfg, pretrained, tmp_path / "parts", show_progress=False)
+    assert resumed["metrics"] == whole["metrics"]

@@ -31,6 +31,7 @@ from ..config import Config
 from ..data import AugmentedDataset, build_dataset
 from ..seeding import sample_seed
 from ..train.progress import StepProgress
+from ..train.runtime import RunFolderMismatch
 from .features import class_count, drop_feature_cache, embed, eval_dataset, extract_features, feature_dim
 from .stage import Stage, StopFn, forward_context, interrupt, load_frozen, run_stage, stop_requested
 
@@ -105,9 +106,10 @@ def run_linear(cfg: Config, pretrain_dir: str | Path, out_dir: str | Path, probe
         state = stage.load()
         if state is not None and "linear" not in state:
             state = None  # stopped during feature extraction: only the wall time was saved
-        if state is not None and (state["probe"], state["mode"]) != (probe, mode):
-            raise ValueError(f"{stage.checkpoint_path} holds a '{state['probe']}' probe in mode '{state['mode']}',"
-                             f" not '{probe}' in '{mode}'; use another --out folder")
+        if state is not None and (state["probe"], state["mode"], state["weights_sha256"]) != (probe, mode, digest):
+            raise RunFolderMismatch(
+                f"{stage.checkpoint_path} holds a '{state['probe']}' probe ({state['mode']}) of weights "
+                f"{state['weights_sha256'][:12]}, not '{probe}' ({mode}) of {digest[:12]}; use another --out folder")
         test_set = eval_dataset(cfg, "test")
         n_classes = class_count(test_set)
         test_f, test_y = extract_features(stage, backbone, test_set, probe, f"test_{probe}", should_stop,
@@ -123,8 +125,8 @@ def run_linear(cfg: Config, pretrain_dir: str | Path, out_dir: str | Path, probe
         layer = make_probe(feature_dim(backbone, probe), n_classes, seed).to(dev)
         opt = torch.optim.SGD(layer.parameters(), lr=e.linear_lr, momentum=e.linear_momentum,
                               weight_decay=e.linear_weight_decay)
-        st = {"version": 1, "probe": probe, "mode": mode, "epoch": 0, "batch": 0, "loss_sum": 0.0,
-              "loss_count": 0, "history": []}
+        st = {"version": 1, "probe": probe, "mode": mode, "weights_sha256": digest, "epoch": 0, "batch": 0,
+              "loss_sum": 0.0, "loss_count": 0, "history": []}
         if state is not None:
             layer.load_state_dict(state["linear"])
             opt.load_state_dict(state["optimizer"])

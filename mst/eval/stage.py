@@ -17,7 +17,7 @@ import torch
 from ..checkpoint import atomic_torch_save, atomic_write_bytes, atomic_write_json, load_checkpoint, read_json
 from ..config import Config, config_hash, config_to_dict
 from ..records import make_record
-from ..train.runtime import Interrupted, pick_device, resolve_precision
+from ..train.runtime import Interrupted, RunFolderMismatch, pick_device, resolve_precision
 
 StopFn = Callable[[], bool] | None
 
@@ -57,6 +57,9 @@ class Stage:
         if not self.checkpoint_path.is_file():
             return None
         state = load_checkpoint(self.checkpoint_path)
+        if state.get("stage", self.name) != self.name:
+            raise RunFolderMismatch(f"{self.out} holds a '{state['stage']}' stage, not '{self.name}'; "
+                                    "use another --out folder")
         self.wall_before = float(state.get("wall_time_s", 0.0))
         self.state = state
         return state
@@ -65,7 +68,8 @@ class Stage:
         """Write `state` (or the last one again, with the wall time brought up to date) atomically."""
         if state is not None:
             self.state = state
-        atomic_torch_save({**self.state, "wall_time_s": self.wall_time()}, self.checkpoint_path)
+        atomic_torch_save({**self.state, "stage": self.name, "wall_time_s": self.wall_time()},
+                          self.checkpoint_path)
 
     def wall_time(self) -> float:
         return self.wall_before + time.time() - self.t0
@@ -100,15 +104,24 @@ def run_stage(name: str, cfg: Config, out_dir: str | Path, record_extra: dict | 
     """Run `body(stage) -> result record` unless the folder is done; failures leave a `failed` record.
 
     `Interrupted` propagates untouched: the body saved its checkpoint and a rerun resumes from it.
+    `RunFolderMismatch` (the folder belongs to another config) is raised before anything is written.
     """
+    from ..train.pretrain import claim_folder
+
     done = previous_result(Path(out_dir))
     if done is not None:
+        if done.get("stage") != name:
+            raise RunFolderMismatch(f"{out_dir} holds a finished '{done.get('stage')}' stage, not '{name}'; "
+                                    "use another --out folder")
         return done
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    # a folder holding another config's run is refused before anything in it is touched
+    claim_folder(Path(out_dir), config_hash(cfg))
     stage = None
     try:
         stage = Stage(name, cfg, out_dir, record_extra)
         return body(stage)
-    except Interrupted:
+    except (Interrupted, RunFolderMismatch):
         raise
     except Exception as err:
         if stage is None:

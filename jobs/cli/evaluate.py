@@ -1,0 +1,161 @@
+"""mst-eval: evaluate a pre-trained checkpoint (k-NN, linear probe, attention maps) or train the supervised
+baseline. Each command writes result.json in --out; the same command on the same folder resumes it and a
+finished folder is not re-run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .common import fail, setup_logging
+
+COMMANDS = ("knn", "linear", "supervised", "attention")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mst-eval", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True, metavar="{" + ",".join(COMMANDS) + "}")
+
+    def command(name: str, text: str, checkpoint_required: bool = True) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=text, description=text)
+        c.add_argument("--checkpoint", required=checkpoint_required, metavar="RUN_DIR",
+                       help="pre-training stage folder (holding checkpoint.pt) or the run folder above it")
+        c.add_argument("--out", required=True, help="stage folder (checkpoint.pt, metrics.jsonl, result.json)")
+        c.add_argument("--preset", default=None,
+                       help="preset name (paper, smoke, tiny) or YAML file; default: the config stored with "
+                            "the checkpoint")
+        c.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                       help="dotted override on top of the config, repeatable, e.g. --set eval.knn_ks=[10,20]")
+        c.add_argument("--quiet", action="store_true", help="no progress bar")
+        return c
+
+    command("knn", "weighted k-NN of the frozen backbone's class token, every k of eval.knn_ks in one pass")
+    lin = command("linear", "linear probe on the frozen backbone (best and last epoch)")
+    lin.add_argument("--probe", choices=("cls", "dino"), default="cls",
+                     help="cls: last block's class token; dino: last 4 blocks' class tokens concatenated")
+    lin.add_argument("--cached-features", action="store_true",
+                     help="extract centre-crop features once and train on them (faster, no augmentation)")
+    command("supervised", "train the same backbone with labels (the supervised baseline); --checkpoint only "
+                          "supplies the config", checkpoint_required=False)
+    att = command("attention", "PNG grid of class-token attention maps (input | MST mean | heads | supervised)")
+    att.add_argument("--images", nargs="+", metavar="IMAGE",
+                     help="scikit-image sample names (astronaut, chelsea, coffee, rocket, ...) or image files; "
+                          "default: eval.attention_images")
+    att.add_argument("--video", metavar="DIR", help="folder of video frames: also write attention.gif")
+    att.add_argument("--supervised", metavar="DIR",
+                     help="supervised stage folder to show beside MST (default: the run's supervised/ when done)")
+    att.add_argument("--size", type=int, help="side of the square input in pixels (default: augment.eval_crop)")
+    return p
+
+
+def find_pretrain_dir(given: str) -> Path:
+    """The folder holding checkpoint.pt: RUN_DIR itself or RUN_DIR/pretrain."""
+    path = Path(given)
+    if not path.is_dir():
+        fail(f"--checkpoint {given}: folder does not exist; give a pre-training folder holding checkpoint.pt")
+    for candidate in (path, path / "pretrain"):
+        if (candidate / "checkpoint.pt").is_file():
+            return candidate
+    fail(f"--checkpoint {given}: missing {path / 'checkpoint.pt'} (and {path / 'pretrain' / 'checkpoint.pt'}); "
+         "point it at a finished or preempted pre-training folder")
+
+
+def stored_config(pretrain_dir: Path) -> dict:
+    """The config the checkpoint was trained with: its result.json, the run's config.yaml, or checkpoint.pt."""
+    record_path = pretrain_dir / "result.json"
+    if record_path.is_file():
+        try:
+            record = json.loads(record_path.read_text())
+        except ValueError:
+            record = {}
+        if isinstance(record.get("config"), dict):
+            return record["config"]
+    for yaml_path in (pretrain_dir / "config.yaml", pretrain_dir.parent / "config.yaml"):
+        if yaml_path.is_file():
+            from ..config_io import read_yaml
+
+            return read_yaml(yaml_path, "run config")
+    from mst.checkpoint import load_checkpoint
+
+    return load_checkpoint(pretrain_dir / "checkpoint.pt")["config"]
+
+
+def resolve_config(args, pretrain_dir: Path | None):
+    """--preset (+ --set) when given, else the checkpoint's own config (+ --set)."""
+    from mst.config import apply_overrides, config_from_dict
+
+    from ..config_io import load_config, parse_set
+
+    if args.preset is not None or pretrain_dir is None:
+        return load_config(args.preset or "smoke", args.sets)
+    cfg = config_from_dict(stored_config(pretrain_dir))
+    return apply_overrides(cfg, dict(parse_set(s) for s in args.sets))
+
+
+def check_attention_inputs(args, cfg) -> None:
+    """Images, frames and size are checked before anything is written."""
+    from mst.eval.attention import ImageError, frame_paths, load_image
+
+    try:
+        for name in args.images or cfg.eval.attention_images:
+            load_image(name)
+        if args.video:
+            frame_paths(args.video)
+    except ImageError as err:
+        fail(str(err))
+    size = args.size or cfg.augment.eval_crop
+    if size <= 0 or size % cfg.model.patch_size:
+        fail(f"--size {size} is not a positive multiple of the patch size {cfg.model.patch_size}; "
+             f"e.g. --size {4 * cfg.model.patch_size}")
+    if args.supervised and not (Path(args.supervised) / "checkpoint.pt").is_file():
+        fail(f"--supervised {args.supervised}: missing {Path(args.supervised) / 'checkpoint.pt'}; "
+             "give a folder written by `mst-eval supervised`")
+
+
+def run(args) -> dict:
+    from mst.config import ConfigError
+    from mst.data import DataError
+    from mst.train import RunFolderMismatch
+
+    pretrain_dir = find_pretrain_dir(args.checkpoint) if args.checkpoint else None
+    try:
+        cfg = resolve_config(args, pretrain_dir)
+    except ConfigError as err:
+        fail(str(err))
+    if args.command == "attention":
+        check_attention_inputs(args, cfg)
+    setup_logging()
+    show = not args.quiet
+    import mst.eval as ev
+
+    try:
+        if args.command == "knn":
+            return ev.run_knn(cfg, pretrain_dir, args.out, show_progress=show)
+        if args.command == "linear":
+            return ev.run_linear(cfg, pretrain_dir, args.out, probe=args.probe, show_progress=show,
+                                 cached_features=True if args.cached_features else None)
+        if args.command == "supervised":
+            return ev.run_supervised(cfg, args.out, show_progress=show)
+        return ev.run_attention(cfg, pretrain_dir, args.out, show_progress=show, images=args.images,
+                                supervised_dir=args.supervised, video=args.video, size=args.size)
+    except (DataError, RunFolderMismatch) as err:
+        fail(str(err))
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    record_path = Path(args.out) / "result.json"
+    done_before = record_path.is_file() and '"status": "done"' in record_path.read_text()
+    record = run(args)
+    if done_before:
+        print(f"{args.out} is already done; not re-run")
+    summary = {k: record.get(k) for k in ("stage", "status", "mode", "weights_sha256", "wall_time_s")
+               if record.get(k) is not None}
+    print(json.dumps({**summary, **record["metrics"]}))
+    sys.exit(0 if record["status"] == "done" else 1)
+
+
+if __name__ == "__main__":
+    main()
