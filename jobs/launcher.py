@@ -16,6 +16,8 @@ rest, with one sacct (or squeue) call per sweep, cached for a minute in the swee
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import os
 import shlex
@@ -54,6 +56,8 @@ class Run:
     """The jobs.sweep.RunSpec it comes from."""
     config: Any
     """The resolved mst.config.Config."""
+    config_dict: dict | None = None
+    """config_to_dict(config), computed once (it feeds the run id, config.yaml and the job's pickle)."""
 
 
 @dataclass(frozen=True)
@@ -71,14 +75,33 @@ class Array:
 # ------------------------------------------------------------------------------------------- runs
 
 
+def _with_overrides(cfg: Any, overrides: dict[str, Any]) -> Any:
+    """cfg with dotted section.field overrides, through dataclasses.replace (each section re-validates)."""
+    for key, value in overrides.items():
+        section, name = key.split(".", 1)
+        cfg = dataclasses.replace(cfg, **{section: dataclasses.replace(getattr(cfg, section), **{name: value})})
+    return cfg
+
+
 def resolve_runs(sweep: Any, profile: ClusterProfile) -> list[Run]:
-    """Expand the sweep and apply what the profile implies; run ids follow the resulting config."""
-    from mst.config import apply_overrides, config_hash
+    """Expand the sweep and apply what the profile implies; run ids follow the resulting config.
+
+    Runs of one cell differ only in their seed, so the config dict is built once per cell (building it is
+    what makes a 100-run sweep slow to submit) and the seed is set per run before hashing.
+    """
+    from jobs.sweep import cell_key
+    from mst.config import config_to_dict, dict_hash
 
     runs = []
+    per_cell: dict[str, dict] = {}
     for spec in sweep.expand():
-        cfg = apply_overrides(spec.config, config_overrides(profile, spec.config.data.name))
-        runs.append(Run(f"{config_hash(cfg)}-r{spec.repeat}", spec, cfg))
+        cfg = _with_overrides(spec.config, config_overrides(profile, spec.config.data.name))
+        key = cell_key(spec.cell)
+        if key not in per_cell:
+            per_cell[key] = config_to_dict(cfg)
+        data = copy.deepcopy(per_cell[key])
+        data["train"]["seed"] = cfg.train.seed
+        runs.append(Run(f"{dict_hash(data)}-r{spec.repeat}", spec, cfg, data))
     return runs
 
 
@@ -90,17 +113,19 @@ def make_stage_job(run: Run, stage: str, profile: ClusterProfile, runs_root: Pat
     extra = {"run_id": run.run_id, "sweep": spec.sweep, "cell": spec.cell, "repeat": spec.repeat,
              "seed": spec.seed, "cluster": profile.name}
     return make_job(stage, runs_root=str(runs_root), sweep=spec.sweep, run_id=run.run_id,
-                    config=config_to_dict(run.config), extra=extra, preempt_signal=profile.preemption.signal,
+                    config=run.config_dict or config_to_dict(run.config), extra=extra, preempt_signal=profile.preemption.signal,
                     visible_devices=profile.environment.visible_devices,
                     node_dirs=profile.environment.node_dirs, device_kind=profile.accelerators.kind)
 
 
 def write_run_configs(runs: list[Run], runs_root: Path) -> None:
-    from jobs.config_io import dump_config
+    """config.yaml of every run (libyaml's emitter when present: the pure-Python one dominates big sweeps)."""
+    import yaml
 
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
     for run in runs:
-        rundir.write_config(rundir.run_dir(runs_root, run.spec.sweep, run.run_id) / "config.yaml",
-                            dump_config(run.config))
+        text = yaml.dump(run.config_dict, Dumper=dumper, sort_keys=False)
+        rundir.write_config(rundir.run_dir(runs_root, run.spec.sweep, run.run_id) / "config.yaml", text)
 
 
 def plan_arrays(todo: dict[str, list[Run]], stages: tuple[str, ...], array_size: int) -> list[Array]:

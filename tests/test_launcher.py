@@ -161,3 +161,21 @@ def test_atomic_json_leaves_no_temp_files(tmp_path):
     rundir.atomic_write_json(tmp_path / "x" / "result.json", {"status": "done"})
     assert json.loads((tmp_path / "x" / "result.json").read_text()) == {"status": "done"}
     assert [p.name for p in (tmp_path / "x").iterdir()] == ["result.json"]
+
+
+@pytest.mark.parametrize("cluster", ["local", "dcu128"])
+def test_resolved_runs_equal_the_plain_override_path(cluster):
+    """The per-cell shortcut gives the configs and run ids that apply_overrides + config_hash give."""
+    from jobs.launcher import resolve_runs
+    from jobs.profiles import config_overrides
+    from jobs.sweep import load_sweep
+    from mst.config import apply_overrides, config_hash, config_to_dict
+
+    profile = load_profile(cluster)
+    runs = resolve_runs(load_sweep("loss_weight_smoke"), profile)
+    assert len({r.run_id for r in runs}) == len(runs) == 8
+    for run in runs:
+        cfg = apply_overrides(run.spec.config, config_overrides(profile, run.spec.config.data.name))
+        assert cfg == run.config and config_to_dict(cfg) == run.config_dict
+        assert run.run_id == f"{config_hash(cfg)}-r{run.spec.repeat}"
+        assert cfg.train.precision == profile.environment.precision
