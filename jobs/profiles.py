@@ -193,7 +193,7 @@ def _value(where: str, key: str, value: Any, tp: Any) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None:
             return None
-        return _value(where, key, value, [a for a in typing.get_args(tp) if a is not type(None)][0])
+        return _value(where, key, value, next(a for a in typing.get_args(tp) if a is not type(None)))
     if origin is tuple:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise bad
