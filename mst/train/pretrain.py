@@ -53,7 +53,8 @@ def param_groups(model: nn.Module) -> list[dict]:
 
 
 class PretrainTrainer:
-    def __init__(self, cfg: Config, out_dir: Path):
+    def __init__(self, cfg: Config, out_dir: Path, dataset=None):
+        """`dataset` (items: list of crops, label) defaults to the configured data set with multi-crop views."""
         self.cfg, self.out = cfg, Path(out_dir)
         self.device = pick_device()
         dist.init_from_env(self.device)
@@ -87,7 +88,7 @@ class PretrainTrainer:
         self.mask_gen.manual_seed(cfg.train.seed * 1000 + self.rank)
         torch.manual_seed(cfg.train.seed + 7919 * (self.rank + 1))   # drop path differs across ranks
 
-        self.dataset = train_dataset(cfg)
+        self.dataset = train_dataset(cfg) if dataset is None else dataset
         self.steps_per_epoch = len(self.dataset) // cfg.train.batch_size
         if self.steps_per_epoch == 0:
             raise ValueError(f"train.batch_size={cfg.train.batch_size} exceeds the {len(self.dataset)} training "

@@ -1,0 +1,108 @@
+"""Cost of an MST step against a DINO-only step and the bare backbone, side by side in one process.
+
+(a) backbone alone, forward + backward on the crops; (b) a DINO-only step (mask none, restore weight 0);
+(c) a full MST step. Interleaved repetitions on the same crops; the medians of the per-repetition ratios are
+printed and written to benchmarks/results/step.md. Goal: c/b <= 1.10.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from jobs.config_io import load_config
+from mst.train import PretrainTrainer
+
+SHAPES = {
+    # name: (preset, overrides, batch per step)
+    "smoke (vit_smoke/4, 2x32 + 4x16 px, batch 64)": ("smoke", ["train.batch_size=64"], 64),
+    "paper (DeiT-S/16, 2x224 + 8x96 px, batch 4)": ("paper", ["train.batch_size=4", "augment.n_local=8"], 4),
+}
+
+
+def crops_for(cfg, batch: int) -> list[torch.Tensor]:
+    g, s = cfg.augment.global_size, cfg.augment.local_size
+    gen = torch.Generator().manual_seed(0)
+    return [torch.randn(batch, 3, g, g, generator=gen) for _ in range(2)] + \
+           [torch.randn(batch, 3, s, s, generator=gen) for _ in range(cfg.augment.n_local)]
+
+
+def trainer(cfg, batch: int, out: Path) -> PretrainTrainer:
+    return PretrainTrainer(cfg, out, dataset=list(range(batch)))
+
+
+def backbone_step(t: PretrainTrainer, crops: list[torch.Tensor]) -> None:
+    bb = t.student.backbone
+    loss = bb(torch.cat(crops[:2])).cls.mean()
+    if len(crops) > 2:
+        loss = loss + bb(torch.cat(crops[2:])).cls.mean()
+    loss.backward()
+    bb.zero_grad(set_to_none=True)
+
+
+def decoder_flop_ratio(t: PretrainTrainer, crop: torch.Tensor) -> float:
+    bb, dec = t.student.backbone, t.student.decoder
+    with torch.no_grad():
+        with FlopCounterMode(display=False) as fc:
+            out = bb(crop)
+        backbone = fc.get_total_flops()
+        grid = (crop.shape[2] // bb.patch_size, crop.shape[3] // bb.patch_size)
+        with FlopCounterMode(display=False) as fc:
+            dec(out.patches, grid)
+    return fc.get_total_flops() / backbone
+
+
+def measure(name: str, preset: str, sets: list[str], batch: int, reps: int) -> dict:
+    tmp = Path(tempfile.mkdtemp())
+    mst_cfg = load_config(preset, sets)
+    dino_cfg = load_config(preset, [*sets, "mask.strategy=none", "loss.restore_weight=0"])
+    mst, dino = trainer(mst_cfg, batch, tmp / "mst"), trainer(dino_cfg, batch, tmp / "dino")
+    crops = crops_for(mst_cfg, batch)
+    runs = {"a": lambda: backbone_step(mst, crops), "b": lambda: dino.train_step(crops),
+            "c": lambda: mst.train_step(crops)}
+    for fn in runs.values():                # warm-up
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    for _ in range(reps):
+        for key, fn in runs.items():
+            t0 = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - t0)
+    cb = statistics.median(c / b for c, b in zip(times["c"], times["b"]))
+    ca = statistics.median(c / a for c, a in zip(times["c"], times["a"]))
+    return {"shape": name, "a_s": statistics.median(times["a"]), "b_s": statistics.median(times["b"]),
+            "c_s": statistics.median(times["c"]), "c/b": cb, "c/a": ca,
+            "decoder/backbone FLOPs": decoder_flop_ratio(mst, crops[0][:1])}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "step.md"))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = [measure(name, *spec, reps=args.reps) for name, spec in SHAPES.items()]
+    device = "CPU" if not torch.cuda.is_available() else torch.cuda.get_device_name()
+    lines = [f"# MST step cost ({device}, {args.threads} threads, fp32, median of {args.reps} interleaved reps)",
+             "", "Command: `make bench` (python benchmarks/bench_step.py)", "",
+             "| shape | (a) backbone s | (b) DINO step s | (c) MST step s | c/b | c/a | decoder/backbone FLOPs |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['shape']} | {r['a_s']:.3f} | {r['b_s']:.3f} | {r['c_s']:.3f} | {r['c/b']:.3f} | "
+                     f"{r['c/a']:.3f} | {r['decoder/backbone FLOPs']:.3f} |")
+    lines += ["", "Goal: c/b <= 1.10; decoder FLOPs <= 10 % of the backbone's."]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(text)
+
+
+if __name__ == "__main__":
+    main()
