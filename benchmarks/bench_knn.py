@@ -4,7 +4,7 @@ The bound does only what any k-NN must do (similarities and one top-max(k) searc
 normalisation, the vote weights, one vote pass per k and the ranking. The ratio bound_time / knn_time is
 the fraction of the bound's throughput that the full classifier keeps (goal >= 0.8).
 
-    python benchmarks/bench_knn.py [--train 20000] [--test 10000] [--dim 384] [--device cpu]
+    python benchmarks/bench_knn.py [--train 20000] [--test 4096] [--dim 384] [--device cpu]
 Writes benchmarks/results/knn.md.
 """
 
@@ -59,7 +59,7 @@ def side_by_side(first, second, device: torch.device, repeats: int) -> tuple[flo
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train", type=int, default=20_000, help="training features")
-    parser.add_argument("--test", type=int, default=10_000, help="test queries")
+    parser.add_argument("--test", type=int, default=4096, help="test queries")
     parser.add_argument("--dim", type=int, default=384, help="feature dimension (DeiT-S: 384)")
     parser.add_argument("--classes", type=int, default=1000)
     parser.add_argument("--chunk", type=int, default=1024, help="test queries per chunk (eval.knn_chunk_size)")
