@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.sweep import RunSpec
+from mst.config import config_to_dict
 
 METRICS = {
     "pretrain": lambda acc: {"loss": 5.0 - acc / 50, "loss_dino": 4.0, "loss_rec": 1.0, "steps": 100, "epochs": 1},
@@ -30,7 +31,7 @@ def record(run: RunSpec, stage: str, status: str = "done", metrics: dict[str, An
     return {
         "schema": 1, "run_id": run.run_id, "sweep": run.sweep, "cell": run.cell, "repeat": run.repeat,
         "seed": run.seed, "stage": stage, "status": status, "error": error, "metrics": metrics or {},
-        "config_hash": run.run_id.rsplit("-r", 1)[0], "config": {}, "git_sha": "synthetic",
+        "config_hash": run.run_id.rsplit("-r", 1)[0], "config": config_to_dict(run.config), "git_sha": "synthetic",
         "versions": {"python": "3", "mst-toolkit": "0.1.0"}, "cluster": "synthetic", "job_ids": ["1_0"],
         "nodes": "localhost", "wall_time_s": 1.0, "device_hours": 0.0, "weights_sha256": None,
         "finished_at": "2026-11-27T09:00:00Z",

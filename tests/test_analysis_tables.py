@@ -190,3 +190,23 @@ def test_status_counts_every_state(tmp_path, demo):
     assert status.counts["knn"] == {"done": 1, "running": 0, "failed": 0, "preempted": 0, "queued": 0,
                                     "missing": 7}
     assert status.failures == (f"{runs[3].run_id} pretrain: ValueError: nan loss",)
+
+
+def test_record_cache_follows_changes(tmp_path, demo):
+    _, runs = demo
+    run = runs[0]
+    path = write_record(tmp_path, knn_record(run, 70.0))
+    first = collect(tmp_path)
+    cache = tmp_path / DEMO / ".report-cache.json"
+    assert cache.is_file() and first.frame["metrics"][0]["top1@10"] == 70.0
+    # a writer replaces the record atomically (new inode): the next report must see the new value
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(knn_record(run, 71.5)))
+    tmp.replace(path)
+    assert collect(tmp_path).frame["metrics"][0]["top1@10"] == 71.5
+    path.write_text("{")  # now corrupt: named, not served from the cache
+    again = collect(tmp_path)
+    assert again.frame.empty and again.skipped[0].path == str(path)
+    cache.write_text("not json")  # a damaged cache is ignored
+    path.write_text(json.dumps(knn_record(run, 72.0)))
+    assert collect(tmp_path).frame["metrics"][0]["top1@10"] == 72.0
