@@ -108,6 +108,8 @@ def test_bad_inputs_are_rejected():
         weighted_knn(train, train_labels, test, test_labels, ks=(0,))
     with pytest.raises(ValueError, match="temperature"):
         weighted_knn(train, train_labels, test, test_labels, temperature=0.0)
+    with pytest.raises(ValueError, match="labels must lie in"):
+        weighted_knn(train, train_labels, test, test_labels, num_classes=2)
 
 
 def test_50k_queries_by_10k_train_in_fixed_chunks():

@@ -87,6 +87,9 @@ def knn_predictions(
     n_train = train_features.shape[0]
     if num_classes is None:
         num_classes = int(train_labels.max()) + 1
+    if int(train_labels.min()) < 0 or int(train_labels.max()) >= num_classes:
+        raise ValueError(f"k-NN train labels must lie in [0, {num_classes}), got "
+                         f"[{int(train_labels.min())}, {int(train_labels.max())}]")
     chunk = int(chunk_size) if chunk_size else auto_chunk_size(n_train)
     if chunk < 1:
         raise ValueError(f"k-NN chunk size must be >= 1, got {chunk_size}")
