@@ -51,7 +51,7 @@ class Run:
     """A run of the sweep as this cluster will run it (profile precision and data root applied)."""
 
     run_id: str
-    """config_hash of the resolved config + '-r<repeat>'."""
+    """The sweep's run id (config_hash of the sweep's resolved config + '-r<repeat>'): names the folder."""
     spec: Any
     """The jobs.sweep.RunSpec it comes from."""
     config: Any
@@ -84,13 +84,15 @@ def _with_overrides(cfg: Any, overrides: dict[str, Any]) -> Any:
 
 
 def resolve_runs(sweep: Any, profile: ClusterProfile) -> list[Run]:
-    """Expand the sweep and apply what the profile implies; run ids follow the resulting config.
+    """Expand the sweep and apply what the profile implies (precision, data root).
 
+    The run id stays the sweep's (jobs.sweep.RunSpec.run_id), so `mst-report` finds the runs of every
+    cluster; config.yaml and result.json hold the config that really ran, and its own config_hash.
     Runs of one cell differ only in their seed, so the config dict is built once per cell (building it is
-    what makes a 100-run sweep slow to submit) and the seed is set per run before hashing.
+    what makes a 100-run sweep slow to submit) and the seed is set per run.
     """
     from jobs.sweep import cell_key
-    from mst.config import config_to_dict, dict_hash
+    from mst.config import config_to_dict
 
     runs = []
     per_cell: dict[str, dict] = {}
@@ -101,7 +103,7 @@ def resolve_runs(sweep: Any, profile: ClusterProfile) -> list[Run]:
             per_cell[key] = config_to_dict(cfg)
         data = copy.deepcopy(per_cell[key])
         data["train"]["seed"] = cfg.train.seed
-        runs.append(Run(f"{dict_hash(data)}-r{spec.repeat}", spec, cfg, data))
+        runs.append(Run(spec.run_id, spec, cfg, data))
     return runs
 
 
@@ -118,14 +120,24 @@ def make_stage_job(run: Run, stage: str, profile: ClusterProfile, runs_root: Pat
                     node_dirs=profile.environment.node_dirs, device_kind=profile.accelerators.kind)
 
 
-def write_run_configs(runs: list[Run], runs_root: Path) -> None:
-    """config.yaml of every run (libyaml's emitter when present: the pure-Python one dominates big sweeps)."""
+def write_run_configs(runs: list[Run], runs_root: Path, cluster: str) -> None:
+    """config.yaml of every run (libyaml's emitter when present: the pure-Python one dominates big sweeps).
+
+    A run folder that already holds another config (the sweep ran on a cluster with another precision or data
+    root under this runs root) stops the submission before anything is written or submitted.
+    """
     import yaml
 
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    texts = {}
     for run in runs:
-        text = yaml.dump(run.config_dict, Dumper=dumper, sort_keys=False)
-        rundir.write_config(rundir.run_dir(runs_root, run.spec.sweep, run.run_id) / "config.yaml", text)
+        path = rundir.run_dir(runs_root, run.spec.sweep, run.run_id) / "config.yaml"
+        texts[path] = yaml.dump(run.config_dict, Dumper=dumper, sort_keys=False)
+        if path.is_file() and yaml.safe_load(path.read_text()) != run.config_dict:
+            raise LaunchError(f"run folder {path.parent} holds another config than cluster '{cluster}' would "
+                              "run (another precision or data root); submit with another --runs root")
+    for path, text in texts.items():
+        rundir.write_config(path, text)
 
 
 def plan_arrays(todo: dict[str, list[Run]], stages: tuple[str, ...], array_size: int) -> list[Array]:
@@ -192,8 +204,12 @@ def check_cluster(profile: ClusterProfile) -> None:
                           "submit from the right cluster or fix placement.partition")
 
 
-def poll_scheduler(profile: ClusterProfile, array_ids: list[str]) -> dict[str, str]:
-    """States of every job (and array task) of `array_ids` in ONE scheduler call: {'123_4': 'RUNNING'}."""
+def poll_scheduler(profile: ClusterProfile, array_ids: list[str], since: float | None = None) -> dict[str, str]:
+    """States of every job (and array task) of `array_ids` in ONE scheduler call: {'123_4': 'RUNNING'}.
+
+    `since` (epoch seconds, the earliest submission asked about) keeps sacct from answering with older jobs
+    that had the same ids: ids restart when a cluster's state is wiped.
+    """
     if not array_ids:
         return {}
     from submitit.slurm.slurm import SlurmInfoWatcher
@@ -202,6 +218,8 @@ def poll_scheduler(profile: ClusterProfile, array_ids: list[str]) -> dict[str, s
     ids = ",".join(sorted(set(array_ids)))
     if profile.limits.sacct:
         cmd = ["sacct", "-X", "--parsable2", "-o", "JobID,State", "-j", ids]
+        if since is not None:
+            cmd += ["-S", time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(since - 120))]
     else:
         cmd = ["squeue", "-r", "-h", "-o", "%i|%T", "-j", ids]
     try:
@@ -218,7 +236,7 @@ def poll_scheduler(profile: ClusterProfile, array_ids: list[str]) -> dict[str, s
 
 
 def cached_poll(profile: ClusterProfile, sweep_path: Path, array_ids: list[str], force: bool = False,
-                counter: Callable[[], None] | None = None) -> dict[str, str]:
+                counter: Callable[[], None] | None = None, since: float | None = None) -> dict[str, str]:
     """poll_scheduler, reusing the sweep's cached answer when it is younger than a minute."""
     cache = sweep_path / ".scheduler_cache.json"
     wanted = sorted(set(array_ids))
@@ -230,7 +248,7 @@ def cached_poll(profile: ClusterProfile, sweep_path: Path, array_ids: list[str],
                 return data["states"]
         except (OSError, ValueError, KeyError):
             pass
-    states = poll_scheduler(profile, wanted)
+    states = poll_scheduler(profile, wanted, since)
     if counter:
         counter()
     rundir.atomic_write_json(cache, {"time": time.time(), "cluster": profile.name, "arrays": wanted,
@@ -299,7 +317,8 @@ def sweep_states(runs: list[Run], stages: tuple[str, ...], profile: ClusterProfi
     arrays = sorted({str(p[3]).split("_")[0] for p in unresolved if p not in local_jobs})
     states: dict[str, str] = {}
     if arrays and ask_scheduler and profile.scheduler == "slurm":
-        states = cached_poll(profile, rundir.sweep_dir(runs_root, sweep), arrays, force, counter)
+        since = time.time() - max(ages[(p[0].run_id, p[1])] for p in unresolved)
+        states = cached_poll(profile, rundir.sweep_dir(runs_root, sweep), arrays, force, counter, since)
     out = []
     for run, stage, marker, job_id in pending:
         if job_id is not None and str(job_id).startswith("local") and marker not in rundir.FINAL_STATES:
@@ -405,7 +424,7 @@ def submit(sweep_name: str, cluster: str, runs_root: str | None = None, dry_run:
         out(f"{sweep.name}: nothing to {'resubmit' if resubmit else 'submit'} on {profile.name}")
         return []
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
-    folder = rundir.sweep_dir(root, sweep.name).resolve() / "slurm" / f"{profile.name}-{stamp}" / "%j"
+    folder = rundir.submitit_dir(root, sweep.name).resolve() / f"{profile.name}-{stamp}" / "%j"
     if dry_run:
         for i, array in enumerate(arrays):
             dep = None if array.after is None else f"aftercorr:<job id of array {array.after + 1}>"
@@ -419,7 +438,7 @@ def submit(sweep_name: str, cluster: str, runs_root: str | None = None, dry_run:
 
     import submitit
 
-    write_run_configs(runs, root)
+    write_run_configs(runs, root, profile.name)
     old_conf = os.environ.get("SLURM_CONF")
     if profile.slurm_conf:
         os.environ["SLURM_CONF"] = profile.slurm_conf  # sbatch, and the jobs it starts, reach this cluster
@@ -500,7 +519,7 @@ def run_local(sweep: Any, profile: ClusterProfile, runs: list[Run], root: Path,
     from rich.console import Console
 
     console = Console(stderr=True)
-    write_run_configs(runs, root)
+    write_run_configs(runs, root, profile.name)
     tasks = [(run, stage) for run in runs for stage in sweep.stages]
     records = []
     for i, (run, stage) in enumerate(tasks, 1):

@@ -1,7 +1,7 @@
 """Run folders, keyed by run id (never by Slurm job id), and their atomic files.
 
     <runs_root>/<sweep>/manifest.jsonl          one line per submitted (run, stage): job id, cluster, time
-    <runs_root>/<sweep>/slurm/<submission>/<job id>/   submitit's scripts, pickles and logs
+    <runs_root>/<sweep>/.submitit/<cluster>-<time>/<job id>/   submitit's scripts, pickles and logs
     <runs_root>/<sweep>/<run_id>/config.yaml    the resolved config (profile overrides included)
     <runs_root>/<sweep>/<run_id>/<stage>/       checkpoint.pt, metrics.jsonl, result.json, slurm/ (log links)
 
@@ -23,6 +23,11 @@ FINAL_STATES = ("done", "failed")
 
 def sweep_dir(runs_root: str | Path, sweep: str) -> Path:
     return Path(runs_root) / sweep
+
+
+def submitit_dir(runs_root: str | Path, sweep: str) -> Path:
+    """Where submitit keeps scripts, pickles and logs; a dot folder, so it is never taken for a run."""
+    return sweep_dir(runs_root, sweep) / ".submitit"
 
 
 def run_dir(runs_root: str | Path, sweep: str, run_id: str) -> Path:

@@ -23,7 +23,6 @@ import signal
 import socket
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -198,8 +197,8 @@ class StageJob(submitit.helpers.Checkpointable):
             return
         rundir.atomic_write_json(self.out_dir / "result.json", {
             "schema": 1, **extra, "stage": self.stage, "status": "failed",
-            "error": f"{type(err).__name__}: {err}".splitlines()[0][:500],
-            "traceback_tail": traceback.format_exc().splitlines()[-3:],
+            "error": f"{type(err).__name__}: {err}".splitlines()[0][:500], "metrics": {},
+            "config": self.config, "wall_time_s": None, "device_hours": None,
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         })
 

@@ -87,9 +87,12 @@ def wait_for(predicate, timeout_s: float, what: str, poll_s: float = 1.0):
     pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
-def sacct_records(job_id: str, conf: str, duplicates: bool = False) -> list[dict[str, str]]:
-    """sacct's records of a job (with -D: every requeued incarnation too)."""
-    cmd = ["sacct", "-X", "--parsable2", "-o", "JobID,State,Start,End,NodeList,AllocTRES", "-j", job_id]
+def sacct_records(job_id: str, conf: str, since: float, duplicates: bool = False) -> list[dict[str, str]]:
+    """sacct's records of a job submitted after `since` (epoch s; job ids restart when a cluster's state is
+    wiped, so older jobs may share the id); with `duplicates`, every requeued incarnation too."""
+    start = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(since - 5))
+    cmd = ["sacct", "-X", "--parsable2", "-o", "JobID,State,Start,End,NodeList,AllocTRES", "-S", start,
+           "-j", job_id]
     if duplicates:
         cmd.insert(1, "-D")
     out = subprocess.run(cmd, env={**os.environ, "SLURM_CONF": conf}, check=True, capture_output=True,

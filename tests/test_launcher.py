@@ -33,7 +33,7 @@ grid: {}
 
 def _mask(text: str, runs: Path) -> str:
     text = text.replace(str(runs.resolve()), "<RUNS>").replace(sys.executable, "<PYTHON>")
-    return re.sub(r"slurm/([\w-]+)-\d{8}T\d{6}-[0-9a-f]{6}/", r"slurm/\1-<STAMP>/", text)
+    return re.sub(r"\.submitit/([\w-]+)-\d{8}T\d{6}-[0-9a-f]{6}/", r".submitit/\1-<STAMP>/", text)
 
 
 def _dry_run(tmp_path: Path, cluster: str, sweep_text: str = ONE_RUN_SWEEP, name: str = "snap") -> list[str]:
@@ -164,18 +164,52 @@ def test_atomic_json_leaves_no_temp_files(tmp_path):
 
 
 @pytest.mark.parametrize("cluster", ["local", "dcu128"])
-def test_resolved_runs_equal_the_plain_override_path(cluster):
-    """The per-cell shortcut gives the configs and run ids that apply_overrides + config_hash give."""
+def test_resolved_runs_keep_the_sweep_run_ids_and_apply_the_profile(cluster):
+    """Folders keep the sweep's run ids (mst-report finds them); the config is the one the cluster runs."""
     from jobs.launcher import resolve_runs
     from jobs.profiles import config_overrides
     from jobs.sweep import load_sweep
-    from mst.config import apply_overrides, config_hash, config_to_dict
+    from mst.config import apply_overrides, config_to_dict
 
     profile = load_profile(cluster)
-    runs = resolve_runs(load_sweep("loss_weight_smoke"), profile)
-    assert len({r.run_id for r in runs}) == len(runs) == 8
+    sweep = load_sweep("loss_weight_smoke")
+    runs = resolve_runs(sweep, profile)
+    assert [r.run_id for r in runs] == [s.run_id for s in sweep.expand()]
     for run in runs:
         cfg = apply_overrides(run.spec.config, config_overrides(profile, run.spec.config.data.name))
-        assert cfg == run.config and config_to_dict(cfg) == run.config_dict
-        assert run.run_id == f"{config_hash(cfg)}-r{run.spec.repeat}"
+        assert cfg == run.config and config_to_dict(cfg) == run.config_dict  # per-cell shortcut is exact
         assert cfg.train.precision == profile.environment.precision
+
+
+def test_a_run_folder_of_another_config_stops_the_submission(tmp_path):
+    from jobs.launcher import LaunchError, resolve_runs, write_run_configs
+    from jobs.sweep import load_sweep
+
+    sweep = load_sweep("loss_weight_smoke")
+    write_run_configs(resolve_runs(sweep, load_profile("local")), tmp_path, "local")
+    before = {p: p.read_text() for p in tmp_path.glob("*/*/config.yaml")}
+    with pytest.raises(LaunchError, match="holds another config than cluster 'dcu128'"):
+        write_run_configs(resolve_runs(sweep, load_profile("dcu128")), tmp_path, "dcu128")  # fp16 != fp32
+    assert {p: p.read_text() for p in tmp_path.glob("*/*/config.yaml")} == before
+
+
+def test_a_failing_stage_leaves_a_usable_failed_record_and_the_handlers(tmp_path):
+    """In-process (cluster local): a stage that fails writes a failed result.json that analysis accepts, and
+    the caller gets its signal handlers back."""
+    import signal
+
+    from analysis.collect import check_record
+    from jobs.config_io import load_config
+    from jobs.stages import make_job
+    from mst.config import config_to_dict
+
+    extra = {"run_id": "abc-r0", "sweep": "s", "cell": {}, "repeat": 0, "seed": 0, "cluster": "local"}
+    job = make_job("knn", runs_root=str(tmp_path), sweep="s", run_id="abc-r0",
+                   config=config_to_dict(load_config("tiny")), extra=extra)
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)}
+    with pytest.raises(Exception):  # noqa: B017 - no pretrain checkpoint: whatever the method raises
+        job()
+    assert {s: signal.getsignal(s) for s in before} == before
+    record = json.loads((tmp_path / "s" / "abc-r0" / "knn" / "result.json").read_text())
+    assert record["status"] == "failed" and record["error"]
+    assert check_record(record, "s", "abc-r0", "knn") is None

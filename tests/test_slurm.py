@@ -12,6 +12,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,7 @@ def test_same_sweep_on_both_clusters(tmp_path, slurm_sweep, slurm_clusters):
     """One sweep to the emulated DCU and V100 clusters: a job array, a dependent k-NN array aligned with it,
     2-task DDP pre-training over gloo via srun, the device requests seen by a real scheduler, and equal
     weights on both clusters."""
+    t0 = time.time()
     sweep = slurm_sweep("both", TINY.format(name="both", repeats=2, stages="[pretrain, knn]", epochs=1))
     runs = {c: tmp_path / f"runs-{c}" for c in ("local-dcu", "local-v100")}
     records = {c: submit(str(sweep), c, str(runs[c]), out=lambda _: None) for c in runs}
@@ -67,7 +69,8 @@ def test_same_sweep_on_both_clusters(tmp_path, slurm_sweep, slurm_clusters):
     for cluster, conf in (("local-dcu", slurm_clusters["dcu"]), ("local-v100", slurm_clusters["v100"])):
         recs = records[cluster]
         for pre, knn in zip(recs[:2], recs[2:]):
-            p_acct, k_acct = sacct_records(pre["job_id"], conf)[0], sacct_records(knn["job_id"], conf)[0]
+            p_acct = sacct_records(pre["job_id"], conf, t0)[-1]
+            k_acct = sacct_records(knn["job_id"], conf, t0)[-1]
             assert k_acct["Start"] >= p_acct["End"], (p_acct, k_acct)  # the chain held
             result = _result(runs[cluster], "both", pre["run_id"], "pretrain")
             assert result["world_size"] == 2 and result["devices"] == 2  # DDP: 2 ranks via srun
@@ -108,7 +111,7 @@ def _last_step(runs: Path, sweep: str, run_id: str) -> int:
 def test_pretrain_interrupted_twice_matches_uninterrupted(tmp_path, slurm_sweep, slurm_clusters):
     """USR2 (the profile's preemption signal) and then an outside `scontrol requeue` while running; the job
     resumes from its own run folder both times and ends with the weights of an uninterrupted twin."""
-    runs = tmp_path / "runs"
+    t0, runs = time.time(), tmp_path / "runs"
     hit, ref = (submit(str(slurm_sweep(n, TINY.format(name=n, repeats=1, stages="[pretrain]", epochs=4))),
                        "local-slurm", str(runs), out=lambda _: None) for n in ("hit", "ref"))
     (run_id, job), conf = (hit[0]["run_id"], hit[0]["job_id"]), slurm_clusters["dcu"]
@@ -139,8 +142,8 @@ def test_pretrain_interrupted_twice_matches_uninterrupted(tmp_path, slurm_sweep,
     assert done["metrics"]["steps"] == twin["metrics"]["steps"] == 32
     assert done["weights_sha256"] == twin["weights_sha256"]
     assert done["job_ids"] == [job]  # requeues keep the job id; the folder is keyed by run id anyway
-    wait_for(lambda: sacct_records(job, conf)[0]["State"] == "COMPLETED", 120, "the job to end COMPLETED")
-    states = [r["State"] for r in sacct_records(job, conf, duplicates=True)]
+    wait_for(lambda: sacct_records(job, conf, t0)[-1]["State"] == "COMPLETED", 120, "the job to end COMPLETED")
+    states = [r["State"] for r in sacct_records(job, conf, t0, duplicates=True)]
     assert states == ["REQUEUED", "REQUEUED", "COMPLETED"], states  # two interruptions, one job id
     assert second > first
 

@@ -95,6 +95,8 @@ def main(argv: list[str] | None = None) -> None:
             cancel(args.sweep, cluster, root)
     except (ProfileError, SweepError, ConfigError, LaunchError) as err:
         fail(str(err))
+    except BrokenPipeError:  # output piped into head & co.
+        sys.stderr.close()
     except KeyboardInterrupt:
         fail("interrupted; stages save at their next step boundary; run the same command again to resume", 130)
     except Exception as err:  # the method's Interrupted after Ctrl-C on cluster local
