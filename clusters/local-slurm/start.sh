@@ -14,13 +14,13 @@
 # Both clusters keep accounting in one slurmdbd (MariaDB), because submitit learns job states only from sacct.
 #
 # Environment knobs:
-#   MST_SLURM_CPUS     CPUs each node advertises (default 4: oversubscribes a 2-core machine so that a
+#   MST_SLURM_CPUS (or SLURM_CPUS)  CPUs each node advertises (default 4: oversubscribes a 2-core machine so that a
 #                      2-task job and a downstream job fit side by side)
 #   MST_SLURM_WAIT_S   seconds to wait for nodes to become idle (default 60)
 set -euo pipefail
 
 ACTION="${1:-start}"
-CPUS="${MST_SLURM_CPUS:-4}"
+CPUS="${MST_SLURM_CPUS:-${SLURM_CPUS:-4}}"
 WAIT_S="${MST_SLURM_WAIT_S:-60}"
 CONF_DIR=/etc/slurm
 V100_DIR=/etc/slurm/v100
