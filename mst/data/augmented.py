@@ -41,3 +41,18 @@ class AugmentedDataset(Dataset):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(sample_seed(self.seed, self.epoch, index))
             return self.transform(image), label
+
+
+class SeededImageDataset(AugmentedDataset):
+    """Items (uint8 image, label, sample seed) of `base`: the seed is `sample_seed(seed, epoch, index)`.
+
+    For augmentation per batch (`mst.augment_batch.MultiCropCollate`): the dataset only says which seed each
+    sample's random parameters come from, so they stay a function of (seed, epoch, index) alone.
+    """
+
+    def __init__(self, base: Dataset, seed: int):
+        super().__init__(base, transform=None, seed=seed)
+
+    def __getitem__(self, index: int):
+        image, label = self.base[index]
+        return image, label, sample_seed(self.seed, self.epoch, index)

@@ -1,0 +1,300 @@
+"""Batched multi-crop augmentation: the views of `mst.augment.MultiCropAugment` for a whole batch, CPU or GPU.
+
+Same ops, order and probabilities [MST appendix §2, BYOL + multi-crop]: RandomResizedCrop (bicubic, scale range
+per crop kind, ratio 3/4..4/3, 10 tries then the centre crop, as torchvision), horizontal flip, colour jitter
+(brightness, contrast, saturation, hue, in a random order per sample as torchvision does) with jitter_prob,
+grayscale, Gaussian blur (sigma ~ U(blur_sigma), kernel `blur_kernel_size`, reflect padding) and solarisation
+with their probability per view kind, then normalisation. Differences from the v2 pipeline, on purpose:
+- every random number of a sample comes from a torch.Generator seeded with that sample's own seed, in a fixed
+  layout (36 uniforms per view, whatever the probabilities), so a sample's crops do not depend on the rest of
+  the batch; torch's global generator is never touched;
+- the crop is resampled as torchvision v2 does (bicubic, antialiased when shrinking, taps inside the crop box
+  only), but as two batched matmuls with per-crop 1-D weight matrices (the flip reverses the column matrix):
+  `grid_sample` cannot antialias and its CPU bicubic kernel was 2x slower here;
+- pixels stay float in [0, 1] after the crop (v2 rounds to uint8 after every op); solarisation inverts the
+  pixels that v2 would (value * 255 >= threshold - 0.5, i.e. rounding to the threshold or above).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import default_collate
+
+from .augment import blur_kernel_size
+
+RATIO = (3 / 4, 4 / 3)
+TRIES = 10  # RandomResizedCrop's attempts before falling back to the centre crop
+# Columns of one view's row of uniforms: the layout never changes, so configurations that differ only in
+# probabilities draw the same crops for the same seed.
+AREA, LOG_RATIO = slice(0, TRIES), slice(TRIES, 2 * TRIES)
+TOP, LEFT, FLIP, JITTER = 20, 21, 22, 23
+FACTORS, ORDER = slice(24, 28), slice(28, 32)
+GRAY, BLUR, SIGMA, SOLARIZE = 32, 33, 34, 35
+WIDTH = 36
+
+
+# Pixel ops work on images flattened to [N, 3, P] (P = H * W) with one factor per image [N]: on CPU this
+# broadcasts ~3x faster than [N, 3, H, W], and they avoid comparisons and torch.where, whose bool tensors
+# cost ~10x an add here (masks are made with sign() instead).
+
+
+def _gray(x: torch.Tensor) -> torch.Tensor:
+    """[N, 3, P] -> [N, 1, P], the ITU-R 601 luma weights torchvision uses."""
+    return (0.2989 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
+
+
+def adjust_brightness(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    return (x * f[:, None, None]).clamp_(0, 1)
+
+
+def adjust_contrast(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    mean = _gray(x).mean(dim=(1, 2))[:, None, None]                          # [N, 1, 1]
+    f = f[:, None, None]
+    return (f * x + (1 - f) * mean).clamp_(0, 1)
+
+
+def adjust_saturation(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    f = f[:, None, None]
+    return (f * x + (1 - f) * _gray(x)).clamp_(0, 1)
+
+
+def _mod6(t: torch.Tensor) -> torch.Tensor:
+    return t - 6 * torch.floor(t / 6)
+
+
+def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Rotate the HSV hue of each image by its own shift (in turns, [-0.5, 0.5]); x [N, 3, P] in [0, 1]."""
+    r, g, b = x.unbind(1)                                                   # [N, P] each
+    maxc = torch.maximum(torch.maximum(r, g), b)
+    minc = torch.minimum(torch.minimum(r, g), b)
+    delta = maxc - minc
+    # which channel holds the maximum, red first then green on ties (as torchvision): 1.0 or 0.0
+    is_r = (r - maxc).sign_().add_(1)
+    is_g = (g - maxc).sign_().add_(1).mul_(1 - is_r)
+    is_b = 1 - is_r - is_g
+    # hue in sixths of a turn; grey pixels (delta 0) get 0 from zero numerators
+    hue = (is_r * (g - b) + is_g * (b - r + 2 * delta) + is_b * (r - g + 4 * delta)) / delta.clamp_min(1e-12)
+    hue = hue + 6 * shift[:, None] + 6                                      # > 0 for the final mod 6
+    # back to RGB with the same value (maxc) and chroma (delta): channel n in (R, G, B) = (5, 3, 1) is
+    # maxc - delta * clamp(min(k, 4 - k), 0, 1) with k = (n + hue) mod 6
+    n = torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype)[None, :, None]
+    k = _mod6(n + hue.unsqueeze(1))                                         # [N, 3, P]
+    return maxc.unsqueeze(1) - delta.unsqueeze(1) * torch.minimum(k, 4 - k).clamp_(0, 1)
+
+
+def solarize(x: torch.Tensor, threshold: float) -> torch.Tensor:
+    """1 - x where x * 255 >= threshold - 0.5 (uint8 pixels rounding to the threshold or above), else x."""
+    above = (x - (threshold - 0.5) / 255).sign_().add_(1).clamp_(max=1)      # 1.0 at or above, else 0.0
+    return x + above * (1 - 2 * x)
+
+
+JITTER_OPS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, kernel: int, side: int) -> torch.Tensor:
+    """Separable blur with one sigma per image: x [N, C, side*side], sigma [N]; reflect padding as torchvision."""
+    N, C, _ = x.shape
+    half = (kernel - 1) / 2
+    t = torch.linspace(-half, half, kernel, device=x.device, dtype=x.dtype)
+    weights = torch.exp(-0.5 * (t[None] / sigma[:, None]) ** 2)             # [N, k]
+    weights = (weights / weights.sum(1, keepdim=True)).repeat_interleave(C, 0)  # [N*C, k]
+    pad = kernel // 2
+    # one group per (image, channel): every image gets its own kernel in one call
+    y = F.pad(x.reshape(1, N * C, side, side), (pad, pad, pad, pad), mode="reflect")
+    y = F.conv2d(y, weights[:, None, None, :], groups=N * C)                # rows
+    y = F.conv2d(y, weights[:, None, :, None], groups=N * C)                # columns
+    return y.reshape(N, C, side * side)
+
+
+def crop_boxes(u: torch.Tensor, height: int, width: int, scale: tuple[float, float]) -> torch.Tensor:
+    """RandomResizedCrop boxes [N, 4] (top, left, h, w) from rows of uniforms u [N, WIDTH] (float64).
+
+    The first of the TRIES (area, log-ratio) draws that fits inside the image wins, as in torchvision; when none
+    fits, the centre crop with the ratio clamped to RATIO.
+    """
+    area = height * width * (scale[0] + (scale[1] - scale[0]) * u[:, AREA])    # [N, TRIES]
+    lo, hi = math.log(RATIO[0]), math.log(RATIO[1])
+    ratio = torch.exp(lo + (hi - lo) * u[:, LOG_RATIO])
+    w, h = torch.round(torch.sqrt(area * ratio)), torch.round(torch.sqrt(area / ratio))
+    fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+    first = fits.to(torch.uint8).argmax(1, keepdim=True)                   # first fitting try (0 when none)
+    w, h = w.gather(1, first)[:, 0], h.gather(1, first)[:, 0]
+    top = torch.floor(u[:, TOP] * (height - h + 1))
+    left = torch.floor(u[:, LEFT] * (width - w + 1))
+    in_ratio = width / height
+    if in_ratio < RATIO[0]:
+        fw, fh = width, round(width / RATIO[0])
+    elif in_ratio > RATIO[1]:
+        fw, fh = round(height * RATIO[1]), height
+    else:
+        fw, fh = width, height
+    fallback = torch.tensor([(height - fh) // 2, (width - fw) // 2, fh, fw], dtype=u.dtype)
+    box = torch.stack([top, left, h, w], 1)
+    return torch.where(fits.any(1, keepdim=True), box, fallback)
+
+
+def _cubic(t: torch.Tensor) -> torch.Tensor:
+    """The antialiasing bicubic filter of torch/PIL (a = -0.5), support [-2, 2].
+
+    Written without branches: the inner piece vanishes at |t| = 1 and the outer one at 1 and 2, so clamping
+    |t| into each piece's interval and adding gives the piecewise filter.
+    """
+    a, t = -0.5, t.abs()
+    near = t.clamp(max=1)
+    far = t.clamp(1, 2)
+    return ((a + 2) * near - (a + 3)) * near * near + 1 + (((far - 5) * far + 8) * far - 4) * a
+
+
+def resize_weights(start: torch.Tensor, length: torch.Tensor, out_size: int, in_size: int) -> torch.Tensor:
+    """Per-crop 1-D resampling matrices [N, out_size, in_size] (float64).
+
+    Row o resamples the crop [start, start + length) of an axis of `in_size` pixels to `out_size` pixels the
+    way torch.nn.functional.interpolate(mode="bicubic", antialias=True) (hence torchvision v2's resize) does:
+    the filter is stretched by the shrink factor when shrinking, taps outside the crop are left out, and each
+    row is normalised to sum 1.
+    """
+    scale = (length / out_size)[:, None, None]                             # [N, 1, 1] input px per output px
+    stretch = scale.clamp(min=1.0)
+    centre = scale * (torch.arange(out_size, dtype=start.dtype)[None, :, None] + 0.5)  # in crop coordinates
+    local = torch.arange(in_size, dtype=start.dtype)[None, None, :] - start[:, None, None]  # [N, 1, in]
+    inside = (local + 1).clamp_(0, 1) * (length[:, None, None] - local).clamp_(0, 1)  # integers: 1 or 0
+    w = _cubic((local + 0.5 - centre) / stretch) * inside
+    return w / w.sum(2, keepdim=True)
+
+
+class BatchMultiCrop:
+    """uint8 images [B, 3, H, W] + one seed per sample -> [global 1, global 2, local 1, ..., local n_local].
+
+    Globals are float [B, 3, global_size, global_size], locals [B, 3, local_size, local_size], normalised, on
+    the images' device. A list of [3, H, W] images of different sizes is also accepted (augmented per size).
+    """
+
+    def __init__(self, aug_cfg):
+        self.cfg = aug_cfg
+        self.n_views = 2 + aug_cfg.n_local
+        self.gen = torch.Generator()  # reseeded per sample: only its seed matters
+
+    def draw(self, seeds: list[int]) -> torch.Tensor:
+        """Uniforms [B, n_views, WIDTH] (float64, CPU), each sample's from its own seed alone."""
+        rows = []
+        for seed in seeds:
+            self.gen.manual_seed(int(seed))
+            rows.append(torch.rand(self.n_views, WIDTH, generator=self.gen, dtype=torch.float64))
+        return torch.stack(rows)
+
+    def __call__(self, images, seeds: list[int], return_params: bool = False):
+        if isinstance(images, (list, tuple)):
+            return self._by_size(images, seeds, return_params)
+        if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"expected uint8 images [B, 3, H, W], got {images.dtype} {tuple(images.shape)}")
+        if len(seeds) != len(images):
+            raise ValueError(f"{len(images)} images but {len(seeds)} seeds")
+        c = self.cfg
+        u = self.draw(seeds)                                                    # [B, V, WIDTH]
+        x = images.float() / 255                                                # [B, 3, H, W]
+        kinds = [(slice(0, 2), c.global_size, c.global_scale, c.blur_prob[:2], c.solarize_prob[:2])]
+        if c.n_local:
+            kinds.append((slice(2, None), c.local_size, c.local_scale, c.blur_prob[2:] * c.n_local,
+                          c.solarize_prob[2:] * c.n_local))
+        crops, params = [], []
+        for views, size, scale, blur_p, solarize_p in kinds:
+            out, p = self._kind(x, u[:, views], size, scale, blur_p, solarize_p)
+            crops += list(out)
+            params.append(p)
+        if not return_params:
+            return crops
+        return crops, {k: torch.cat([p[k] for p in params], 1) for k in params[0]}  # each [B, V, ...]
+
+    def _kind(self, x, u, size, scale, blur_p, solarize_p):
+        """The V views of one crop kind: x [B, 3, H, W] float, u [B, V, WIDTH] -> [V, B, 3, S, S], params."""
+        c, dev = self.cfg, x.device
+        B, V = u.shape[:2]
+        H, W = x.shape[-2:]
+        u = u.transpose(0, 1).reshape(V * B, WIDTH)                            # view-major rows
+        box = crop_boxes(u, H, W, scale)
+        flip = u[:, FLIP] < c.flip_prob
+        edges = box.float()  # whole pixels: exact in float32
+        rows = resize_weights(edges[:, 0], edges[:, 2], size, H)              # [N, S, H]
+        cols = resize_weights(edges[:, 1], edges[:, 3], size, W)              # [N, S, W]
+        cols[flip] = cols[flip].flip(1)                                       # a flip reverses the columns
+        rows = rows.to(dev, x.dtype).reshape(V, B, size, H).transpose(0, 1).reshape(B, V * size, H)
+        cols = cols.to(dev, x.dtype).reshape(V, B, size, W).transpose(0, 1).reshape(B * V, size, W)
+        # separable resampling as two batched matmuls; the first reads each image once for all its V crops
+        out = torch.bmm(rows, x.permute(0, 2, 1, 3).reshape(B, H, 3 * W))      # [B, V*S, 3*W]
+        out = torch.bmm(out.reshape(B * V, size * 3, W), cols.transpose(1, 2))  # [B*V, S*3, S]
+        out = out.reshape(B, V, size, 3, size).permute(1, 0, 3, 2, 4).reshape(V * B, 3, size * size)
+        out = out.clamp_(0, 1)  # [N, 3, P]; bicubic overshoots, v2 clamps when it rounds to uint8
+
+        jitter = u[:, JITTER] < c.jitter_prob
+        lows = torch.tensor([max(0.0, 1 - j) for j in c.jitter[:3]] + [-c.jitter[3]], dtype=u.dtype)
+        highs = torch.tensor([1 + j for j in c.jitter[:3]] + [c.jitter[3]], dtype=u.dtype)
+        factors = lows + (highs - lows) * u[:, FACTORS]                         # [N, 4]
+        order = u[:, ORDER].argsort(1)                                          # [N, 4] a random permutation
+        for position in range(4):
+            for op, adjust in enumerate(JITTER_OPS):
+                if c.jitter[op] == 0:
+                    continue  # torchvision leaves out an op whose range is 0
+                self._apply(out, jitter & (order[:, position] == op), adjust, factors[:, op])
+        gray = u[:, GRAY] < c.gray_prob
+        self._apply(out, gray, lambda t, _: _gray(t).expand(-1, 3, -1), None)
+        blur = u[:, BLUR] < torch.tensor(blur_p, dtype=u.dtype).repeat_interleave(B)
+        sigma = c.blur_sigma[0] + (c.blur_sigma[1] - c.blur_sigma[0]) * u[:, SIGMA]
+        kernel = blur_kernel_size(size)
+        self._apply(out, blur, lambda t, s: gaussian_blur(t, s, kernel, size), sigma)
+        solarized = u[:, SOLARIZE] < torch.tensor(solarize_p, dtype=u.dtype).repeat_interleave(B)
+        self._apply(out, solarized, lambda t, _: solarize(t, c.solarize_threshold), None)
+
+        mean = torch.tensor(c.mean, device=dev)[None, :, None]
+        std = torch.tensor(c.std, device=dev)[None, :, None]
+        out = ((out - mean) / std).reshape(V, B, 3, size, size)
+        per_view = {"box": box, "flip": flip, "jitter": jitter, "factors": factors, "order": order,
+                    "gray": gray, "blur": blur, "sigma": sigma, "solarize": solarized}
+        per_view = {k: v.reshape(V, B, *v.shape[1:]).transpose(0, 1) for k, v in per_view.items()}
+        return out, per_view
+
+    @staticmethod
+    def _apply(x: torch.Tensor, mask: torch.Tensor, fn, values) -> None:
+        """x[i] = fn(x[i], values[i]) in place for the images where `mask` (CPU) holds."""
+        idx = mask.nonzero()[:, 0]
+        if len(idx) == 0:
+            return
+        arg = None if values is None else values[idx].to(x.device, x.dtype)
+        idx = idx.to(x.device)
+        x[idx] = fn(x[idx], arg)
+
+    def _by_size(self, images, seeds, return_params):
+        """Images of different sizes: augment each size's group as a batch, put the samples back in order."""
+        groups: dict[tuple, list[int]] = {}
+        for i, image in enumerate(images):
+            groups.setdefault(tuple(image.shape), []).append(i)
+        crops, params = None, None
+        for idx in groups.values():
+            part = self(torch.stack([images[i] for i in idx]), [seeds[i] for i in idx], return_params=True)
+            if crops is None:
+                crops = [t.new_empty((len(images), *t.shape[1:])) for t in part[0]]
+                params = {k: v.new_empty((len(images), *v.shape[1:])) for k, v in part[1].items()}
+            where = torch.tensor(idx)
+            for out, t in zip(crops, part[0]):
+                out[where.to(t.device)] = t
+            for k, v in part[1].items():
+                params[k][where] = v
+        return (crops, params) if return_params else crops
+
+
+class MultiCropCollate:
+    """DataLoader collate_fn for items (uint8 image [3, H, W], label, sample seed): (list of crops, labels).
+
+    Runs in the loader worker (or the main process when num_workers == 0); picklable for worker processes.
+    """
+
+    def __init__(self, aug_cfg):
+        self.augment = BatchMultiCrop(aug_cfg)
+
+    def __call__(self, items):
+        images, labels, seeds = zip(*items)
+        same = all(image.shape == images[0].shape for image in images)
+        crops = self.augment(torch.stack(images) if same else list(images), list(seeds))
+        return crops, default_collate(list(labels))
