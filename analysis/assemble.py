@@ -245,7 +245,7 @@ def _footnotes(spec: TableSpec, sweep: Sweep, records: Records, cells: list[dict
                     f"are compared with this stand-in")
         notes.append(f"{column.label}: {text}." if used == primary else f"{text}.")
     if test:
-        notes.append("p: two-sided t-test of each row against its reference row (ref): paired over seeds when "
+        notes.append("p-value: two-sided t-test of each row against its reference row (ref): paired over seeds when "
                      "both rows ran the same seeds, Welch's unequal-variance test otherwise.")
     for kind, label in (("missing", "Missing (no record yet)"), ("running", "Running"),
                         ("preempted", "Preempted (will resume from a checkpoint)"), ("failed", "Failed")):
@@ -283,6 +283,6 @@ def table_frame(table: BuiltTable) -> pd.DataFrame:
                 "column": table.labels[column.key], "mean": c.summary.mean if c.final else None,
                 "se": c.summary.se if c.final else None, "n": c.done, "expected": c.expected,
                 "pending": c.pending, "failed": c.failed, "paper": c.paper, "delta": c.delta,
-                "test": t.kind if t else None, "p": t.p if t else None,
+                "test": t.kind if t else None, "p_value": t.p if t else None,
             })
     return pd.DataFrame(out)

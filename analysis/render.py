@@ -44,7 +44,7 @@ def p_text(table: BuiltTable, row: BuiltRow, key: str) -> str:
 def header(table: BuiltTable) -> list[str]:
     out = list(table.spec.row_header)
     for column in table.spec.columns:
-        out += [table.labels[column.key], "paper", "\u0394"] + (["p"] if table.tested else [])
+        out += [table.labels[column.key], "paper", "\u0394"] + (["p-value"] if table.tested else [])
     return out
 
 

@@ -210,3 +210,25 @@ def test_record_cache_follows_changes(tmp_path, demo):
     cache.write_text("not json")  # a damaged cache is ignored
     path.write_text(json.dumps(knn_record(run, 72.0)))
     assert collect(tmp_path).frame["metrics"][0]["top1@10"] == 72.0
+
+
+def test_mask_ratio_csv_keeps_the_p_axis_beside_the_p_value(tmp_path):
+    sweep = load_sweep("mask_ratio_smoke")
+    write_sweep_records(tmp_path, sweep.expand())
+    frame = pd.read_csv(io.StringIO(to_csv(build_table(SPECS["A9"], sweep, collect(tmp_path), test=True))))
+    assert list(frame["p"]) == [0.0, 0.0, 0.01, 0.01, 0.25, 0.5, 0.75]
+    assert list(frame["Decoder BN"]) == ["yes", "no", "yes", "no", "yes", "yes", "yes"]
+    assert frame["p_value"].isna().tolist() == [False] * 5 + [True, False]  # 0.5 is the reference row
+    assert set(frame["test"].dropna()) == {"paired"}
+    assert list(frame["paper"].isna()) == [True, False, True, False, True, True, True]
+
+
+def test_decorrelated_seeds_use_welch(tmp_path, demo):
+    sweep, _ = demo
+    sweep = dataclasses.replace(sweep, decorrelate_seeds=True)
+    runs = sweep.expand()
+    assert len({r.seed for r in runs if r.repeat == 0}) == 4
+    write_sweep_records(tmp_path, runs)
+    table = build_table(SPECS["A10"], sweep, collect(tmp_path), test=True)
+    assert {row.tests["top1"].kind for row in table.rows if row.tests} == {"welch"}
+    assert "cells decorrelated" in to_markdown(table)
