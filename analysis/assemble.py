@@ -232,8 +232,10 @@ def _footnotes(spec: TableSpec, sweep: Sweep, records: Records, cells: list[dict
          f"(ddof = {DDOF}); n = finished runs of the {sweep.repeats} per cell; n = 1 gives no s.e. "
          f"(said in the cell); a cell with runs still pending shows done/expected."),
         "paper: the appendix's DeiT-S ImageNet top-1 (%); \u0394 = ours \u2212 paper.",
-        (f"Sweep {sweep.name}: preset {sweep.preset}, {sweep.repeats} repeats, base seed {sweep.base_seed}, "
-         f"{pairing}." + (f" {sweep.description}" if sweep.description else "")),
+        (f"Sweep {sweep.name}: preset {sweep.preset}"
+         + (f" with {cell_label(sweep.overrides)}" if sweep.overrides else "")
+         + f", {sweep.repeats} repeats, base seed {sweep.base_seed}, {pairing}."
+         + (f" {sweep.description}" if sweep.description else "")),
     ]
     for column in spec.columns:
         used = {pick_source(spec, row, column.key, sweep) for row in spec.rows}

@@ -16,7 +16,7 @@ from analysis.status import sweep_status
 from analysis.synthetic import METRICS, record, write_record, write_sweep_records
 from analysis.tables import SPECS
 from jobs.rundir import append_manifest
-from jobs.sweep import load_sweep, sweep_names
+from jobs.sweep import cell_label, load_sweep, sweep_names
 
 DEMO = "loss_weight_smoke"
 
@@ -77,7 +77,8 @@ def test_finished_sweep_hand_computed_cells(tmp_path, demo):
     assert "| 0.6 | 73.00 ± 0.50 (n=2) | 73.9 | -0.90 |" in md
     assert "Missing or failed runs: none." in md
     assert "ddof = 1" in md and "s.e. = s/√n" in md
-    assert "k-NN (%) in place of Linear (%)" in md and "lighter per-run budget" in md
+    assert "k-NN (%) in place of Linear (%)" in md and "budget lighter than the smoke preset" in md
+    assert f"preset smoke with {cell_label(sweep.overrides)}, 2 repeats" in md  # the demo's budget is named
 
 
 def test_half_finished_sweep_shows_progress_and_names_missing_runs(tmp_path, demo):
