@@ -299,36 +299,46 @@ def _age_s(stamp: str) -> float:
     return time.time() - calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ"))
 
 
+def _states(keys: list[tuple[str, str]], profile: ClusterProfile, runs_root: Path, sweep: str,
+            force: bool = False, counter: Callable[[], None] | None = None, ask_scheduler: bool = True
+            ) -> dict[tuple[str, str], tuple[str, str, str | None]]:
+    """(run_id, stage) -> (state, detail, job id): markers first, then one (cached) scheduler poll."""
+    latest = rundir.latest_submissions(runs_root, sweep)
+    pending = []
+    for run_id, stage in keys:
+        marker = rundir.result_status(rundir.stage_dir(runs_root, sweep, run_id, stage))
+        rec = latest.get((run_id, stage))
+        job_id = str(rec["job_id"]) if rec else None
+        pending.append((run_id, stage, marker, job_id, _age_s(rec["time"]) if rec else 1e9))
+    unresolved = [p for p in pending if p[2] not in rundir.FINAL_STATES and p[3] is not None]
+    arrays = sorted({p[3].split("_")[0] for p in unresolved if not p[3].startswith("local")})
+    states: dict[str, str] = {}
+    if arrays and ask_scheduler and profile.scheduler == "slurm":
+        since = time.time() - max(p[4] for p in unresolved)
+        states = cached_poll(profile, rundir.sweep_dir(runs_root, sweep), arrays, force, counter, since)
+    out = {}
+    for run_id, stage, marker, job_id, age in pending:
+        if job_id is not None and job_id.startswith("local") and marker not in rundir.FINAL_STATES:
+            out[(run_id, stage)] = ("failed" if marker is None else "running", "local run", job_id)
+            continue
+        state, detail = _classify(marker, states.get(job_id) if job_id else None, job_id, age)
+        if not ask_scheduler and state in ("lost", "failed") and job_id is not None and marker is None:
+            state, detail = "unknown", "scheduler not asked"
+        out[(run_id, stage)] = (state, detail, job_id)
+    return out
+
+
 def sweep_states(runs: list[Run], stages: tuple[str, ...], profile: ClusterProfile, runs_root: Path,
                  sweep: str, force: bool = False, counter: Callable[[], None] | None = None,
                  ask_scheduler: bool = True) -> list[StageState]:
-    """The state of every (run, stage): markers first, then one (cached) scheduler poll for the rest."""
-    latest = rundir.latest_submissions(runs_root, sweep)
-    pending: list[tuple[Run, str, str | None, str | None]] = []
-    ages: dict[tuple[str, str], float] = {}
-    for run in runs:
-        for stage in stages:
-            marker = rundir.result_status(rundir.stage_dir(runs_root, sweep, run.run_id, stage))
-            rec = latest.get((run.run_id, stage))
-            pending.append((run, stage, marker, rec["job_id"] if rec else None))
-            ages[(run.run_id, stage)] = _age_s(rec["time"]) if rec else 1e9
-    unresolved = [p for p in pending if p[2] not in rundir.FINAL_STATES and p[3] is not None]
-    local_jobs = [p for p in unresolved if str(p[3]).startswith("local")]
-    arrays = sorted({str(p[3]).split("_")[0] for p in unresolved if p not in local_jobs})
-    states: dict[str, str] = {}
-    if arrays and ask_scheduler and profile.scheduler == "slurm":
-        since = time.time() - max(ages[(p[0].run_id, p[1])] for p in unresolved)
-        states = cached_poll(profile, rundir.sweep_dir(runs_root, sweep), arrays, force, counter, since)
+    """The state of every (run, stage) of the sweep as expanded now."""
+    keys = [(run.run_id, stage) for run in runs for stage in stages]
+    found = _states(keys, profile, runs_root, sweep, force, counter, ask_scheduler)
+    by_id = {run.run_id: run for run in runs}
     out = []
-    for run, stage, marker, job_id in pending:
-        if job_id is not None and str(job_id).startswith("local") and marker not in rundir.FINAL_STATES:
-            out.append(StageState(run, stage, "failed" if marker is None else "running", job_id, "local run"))
-            continue
-        state, detail = _classify(marker, states.get(str(job_id)) if job_id else None, job_id,
-                                  ages[(run.run_id, stage)])
-        if not ask_scheduler and state in ("lost", "failed") and job_id is not None and marker is None:
-            state, detail = "unknown", "scheduler not asked"
-        out.append(StageState(run, stage, state, job_id, detail))
+    for run_id, stage in keys:
+        state, detail, job_id = found[(run_id, stage)]
+        out.append(StageState(by_id[run_id], stage, state, job_id, detail))
     return out
 
 
@@ -492,20 +502,28 @@ def status(sweep_name: str, cluster: str, runs_root: Path, counter: Callable[[],
 
 
 def cancel(sweep_name: str, cluster: str, runs_root: Path, out: Callable[[str], None] = print) -> list[str]:
-    """scancel every queued or running job of the sweep (one call); returns the job ids cancelled."""
-    sweep, profile, runs = load_for_cluster(sweep_name, cluster)
+    """scancel every queued or running job the sweep's manifest names (one poll, one scancel).
+
+    The manifest, not the sweep's current expansion, says what was submitted: run ids change when the code's
+    config schema changes, and the jobs submitted before must still be reachable.
+    """
+    from jobs.sweep import load_sweep
+
+    profile = load_profile(cluster)
+    name = load_sweep(sweep_name).name
     if profile.scheduler != "slurm":
-        out(f"{sweep.name}: cluster {profile.name} has no scheduler; nothing to cancel")
+        out(f"{name}: cluster {profile.name} has no scheduler; nothing to cancel")
         return []
     check_cluster(profile)
-    states = sweep_states(runs, sweep.stages, profile, runs_root, sweep.name, force=True)
-    ids = sorted({s.job_id for s in states if s.state in ("queued", "running") and s.job_id})
+    keys = list(rundir.latest_submissions(runs_root, name))
+    found = _states(keys, profile, runs_root, name, force=True)
+    ids = sorted({job for state, _, job in found.values() if state in ("queued", "running") and job})
     if not ids:
-        out(f"{sweep.name}: no queued or running jobs")
+        out(f"{name}: no queued or running jobs")
         return []
     subprocess.run(["scancel", *ids], env=_slurm_env(profile), check=True, capture_output=True, timeout=60)
-    (rundir.sweep_dir(runs_root, sweep.name) / ".scheduler_cache.json").unlink(missing_ok=True)
-    out(f"{sweep.name}: cancelled {len(ids)} jobs")
+    (rundir.sweep_dir(runs_root, name) / ".scheduler_cache.json").unlink(missing_ok=True)
+    out(f"{name}: cancelled {len(ids)} jobs")
     return ids
 
 
