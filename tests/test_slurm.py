@@ -1,9 +1,10 @@
 """Integration tests against the REAL local Slurm clusters (clusters/local-slurm/start.sh).
 
-Few and slow on purpose; timings measured on the 2-core development machine (both clusters on it):
-- test_same_sweep_on_both_clusters: ~150 s (2 clusters x 2-task arrays x pretrain + k-NN)
-- test_pretrain_interrupted_twice_matches_uninterrupted: ~175 s
-- test_status_cancel_resubmit: ~15 s
+Few and slow on purpose; timings measured on the 2-core development machine (both clusters on it, other
+work running beside them):
+- test_same_sweep_on_both_clusters: 126-139 s (2 clusters x a 2-run array x 2-task DDP pretrain, then k-NN)
+- test_pretrain_interrupted_twice_matches_uninterrupted: 141-175 s
+- test_status_cancel_resubmit: 8 s
 """
 
 from __future__ import annotations
