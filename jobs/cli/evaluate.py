@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "default: eval.attention_images")
     att.add_argument("--video", metavar="DIR", help="folder of video frames: also write attention.gif")
     att.add_argument("--supervised", metavar="DIR",
-                     help="supervised stage folder to show beside MST (default: the run's supervised/ when done)")
+                     help="supervised stage folder to show beside MST (default: a finished supervised/ beside "
+                          "--out or beside the checkpoint's folder)")
     att.add_argument("--size", type=int, help="side of the square input in pixels (default: augment.eval_crop)")
     return p
 

@@ -146,11 +146,13 @@ def make_row(name: str, image: torch.Tensor, size: int, mst, supervised, mass: f
     return Row(name, crop, shown(maps.mean(0), mass, size), shown(maps, mass, size), sup)
 
 
-def default_supervised_dir(out_dir: Path) -> Path | None:
-    """The run's sibling `supervised/` stage when it is done (run folders hold one folder per stage)."""
-    candidate = Path(out_dir).resolve().parent / "supervised"
-    if previous_result(candidate) is not None and (candidate / "checkpoint.pt").is_file():
-        return candidate
+def default_supervised_dir(*stage_dirs: Path) -> Path | None:
+    """The first finished `supervised/` stage beside one of `stage_dirs` (run folders hold one folder per
+    stage), or None."""
+    for stage_dir in stage_dirs:
+        candidate = Path(stage_dir).resolve().parent / "supervised"
+        if previous_result(candidate) is not None and (candidate / "checkpoint.pt").is_file():
+            return candidate
     return None
 
 
@@ -160,7 +162,7 @@ def run_attention(cfg: Config, pretrain_dir: str | Path, out_dir: str | Path, sh
                   size: int | None = None) -> dict:
     """Attention maps of the teacher in `pretrain_dir` for `images` (default cfg.eval.attention_images).
 
-    supervised_dir: a `supervised` stage folder (default: the run's sibling one when done). video: a folder
+    supervised_dir: a `supervised` stage folder (default: a finished one beside out_dir or pretrain_dir). video: a folder
     of frames, written as attention.gif. size: side of the square input (default cfg.augment.eval_crop;
     position embeddings are interpolated for other sizes). Maps take seconds: a stop request is honoured
     between images and the next run starts over.
@@ -181,7 +183,7 @@ def run_attention(cfg: Config, pretrain_dir: str | Path, out_dir: str | Path, sh
                              f"{backbone.patch_size}; choose a multiple")
         # maps are a handful of forwards: on the CPU; each model sees pixels normalised as in its training
         mst = (backbone.cpu(), ckpt_cfg.augment)
-        sup_dir = Path(supervised_dir) if supervised_dir else default_supervised_dir(stage.out)
+        sup_dir = Path(supervised_dir) if supervised_dir else default_supervised_dir(stage.out, Path(pretrain_dir))
         supervised = None
         if sup_dir is not None:
             sup_backbone, sup_cfg = load_supervised(sup_dir)
