@@ -276,8 +276,8 @@ class EvalConfig:
     """Temperature T of the k-NN votes exp(sim / T)."""
     knn_source: Literal["teacher", "student"] = "teacher"
     """Which backbone's features the k-NN and probes use."""
-    knn_chunk_size: int = 1024
-    """Test queries per chunk of the k-NN (bounds memory)."""
+    knn_chunk_size: int = 0
+    """Test queries per chunk of the k-NN (bounds memory); 0 sizes chunks so a similarity block is ~128 MiB."""
     feature_batch_size: int = 256
     """Batch size of feature extraction."""
     linear_lr: float = 0.004
@@ -298,6 +298,10 @@ class EvalConfig:
     """Base lr (per 256 images) of the supervised baseline's AdamW."""
     supervised_batch_size: int = 256
     """Batch size of the supervised baseline."""
+    supervised_weight_decay: float = 0.05
+    """AdamW weight decay of the supervised baseline (DeiT's value)."""
+    supervised_label_smoothing: float = 0.1
+    """Label smoothing of the supervised baseline's cross-entropy (DeiT's value)."""
     attention_threshold: float = 0.6
     """Attention maps keep the top patches holding this fraction of the mass (0 shows raw maps)."""
     attention_images: tuple[str, ...] = ("astronaut", "chelsea", "coffee", "rocket")
@@ -309,11 +313,16 @@ class EvalConfig:
         check_positive(self.knn_temperature, "eval.knn_temperature", "0.07")
         check(self.knn_source in ("teacher", "student"), "eval.knn_source",
               f"unknown source '{self.knn_source}'", "choose one of teacher, student")
-        for key in ("knn_chunk_size", "feature_batch_size", "linear_batch_size", "linear_epochs",
+        check_non_negative(self.knn_chunk_size, "eval.knn_chunk_size")
+        for key in ("feature_batch_size", "linear_batch_size", "linear_epochs",
                     "supervised_epochs", "supervised_batch_size"):
             check_positive(getattr(self, key), f"eval.{key}", "256")
         check_positive(self.linear_lr, "eval.linear_lr", "0.004")
         check_positive(self.supervised_lr, "eval.supervised_lr", "5e-4")
+        check_non_negative(self.supervised_weight_decay, "eval.supervised_weight_decay")
+        check(0 <= self.supervised_label_smoothing < 1, "eval.supervised_label_smoothing",
+              f"must lie in [0, 1), got {self.supervised_label_smoothing}",
+              "e.g. --set eval.supervised_label_smoothing=0.1")
         check(0 <= self.linear_momentum < 1, "eval.linear_momentum", f"must lie in [0, 1), got "
               f"{self.linear_momentum}", "e.g. --set eval.linear_momentum=0.9")
         check_non_negative(self.linear_weight_decay, "eval.linear_weight_decay")

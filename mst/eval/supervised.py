@@ -3,7 +3,7 @@ supervised" row, and the supervised side of the attention-map comparison; no pre
 
 Recipe (DeiT's where the paper is silent, [choice]): cross-entropy with label smoothing 0.1 on a linear
 head over the final-norm class token; AdamW, lr = cfg.eval.supervised_lr x batch / 256, linear warm-up over
-the first 5 % of the steps then cosine to cfg.optim.min_lr, per step; weight decay 0.05 on weight matrices
+the first 5 % of the steps then cosine to cfg.optim.min_lr, per step; eval.supervised_weight_decay on weight matrices
 only; drop path cfg.model.drop_path. Train input: RandomResizedCrop + flip; evaluated after every epoch on
 the single centre crop, reported like the linear probes (best and last epoch's top-1/top-5).
 
@@ -35,8 +35,6 @@ from .features import class_count, eval_dataset
 from .linear import epoch_batches, summarise, topk_correct
 from .stage import Stage, StopFn, interrupt, run_stage, stop_requested
 
-LABEL_SMOOTHING = 0.1   # [choice, DeiT]
-WEIGHT_DECAY = 0.05     # [choice, DeiT]
 WARMUP_FRACTION = 0.05  # [choice] of all steps
 
 
@@ -110,7 +108,7 @@ def run_supervised(cfg: Config, out_dir: str | Path, should_stop: StopFn = None,
         n_classes = class_count(test_set)
         seed_everything(seed)  # initial weights
         model = SupervisedNet(cfg, n_classes).to(dev)
-        weight_decay = getattr(e, "supervised_weight_decay", WEIGHT_DECAY)
+        weight_decay = e.supervised_weight_decay
         groups = param_groups(model)
         opt = torch.optim.AdamW(groups, lr=0.0, weight_decay=weight_decay, betas=cfg.optim.betas)
         scaler = torch.amp.GradScaler(dev.type, enabled=stage.precision == "fp16")
@@ -156,7 +154,8 @@ def run_supervised(cfg: Config, out_dir: str | Path, should_stop: StopFn = None,
                     images, targets = images.to(dev, non_blocking=True), torch.as_tensor(targets).to(dev)
                     with autocast_context(stage.precision, dev):
                         logits = model(images)
-                    loss = F.cross_entropy(logits.float(), targets, label_smoothing=LABEL_SMOOTHING)
+                    loss = F.cross_entropy(logits.float(), targets,
+                                           label_smoothing=e.supervised_label_smoothing)
                     if not math.isfinite(loss.item()):
                         raise FloatingPointError(f"non-finite supervised loss at step {step + 1}; lower "
                                                  "eval.supervised_lr or use train.precision=fp32")
@@ -180,6 +179,6 @@ def run_supervised(cfg: Config, out_dir: str | Path, should_stop: StopFn = None,
         return stage.record("done", summarise(st["history"]), weights_sha256=backbone_digest(model),
                             n_train=len(train_set), n_test=len(test_set), lr=peak, batch_size=batch,
                             epochs=e.supervised_epochs, weight_decay=weight_decay,
-                            label_smoothing=LABEL_SMOOTHING, history=st["history"])
+                            label_smoothing=e.supervised_label_smoothing, history=st["history"])
 
     return run_stage("supervised", cfg, out_dir, record_extra, body)
