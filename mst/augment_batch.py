@@ -36,14 +36,16 @@ GRAY, BLUR, SIGMA, SOLARIZE = 32, 33, 34, 35
 WIDTH = 36
 
 
-# Pixel ops work on images flattened to [N, 3, P] (P = H * W) with one factor per image [N]: on CPU this
-# broadcasts ~3x faster than [N, 3, H, W], and they avoid comparisons and torch.where, whose bool tensors
-# cost ~10x an add here (masks are made with sign() instead).
+# Pixel ops work on images flattened to [N, 3, P] (P = H * W) with one factor per image [N]. On CPU, a fresh
+# output buffer costs more than the arithmetic at these sizes (its pages are faulted in), so the ops work in
+# place where they can; they avoid comparisons and torch.where (bool tensors cost ~10x an add) by making masks
+# with sign(); elementwise ops between strided channel views were up to ~4x slower than on contiguous planes.
+LUMA = (0.2989, 0.587, 0.114)  # ITU-R 601 weights, as torchvision's rgb_to_grayscale
 
 
 def _gray(x: torch.Tensor) -> torch.Tensor:
-    """[N, 3, P] -> [N, 1, P], the ITU-R 601 luma weights torchvision uses."""
-    return (0.2989 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
+    """[N, 3, P] -> [N, 1, P] luma."""
+    return (LUMA[0] * x[:, 0]).add_(x[:, 1], alpha=LUMA[1]).add_(x[:, 2], alpha=LUMA[2]).unsqueeze(1)
 
 
 def adjust_brightness(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
@@ -51,38 +53,39 @@ def adjust_brightness(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
 
 
 def adjust_contrast(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-    mean = _gray(x).mean(dim=(1, 2))[:, None, None]                          # [N, 1, 1]
-    f = f[:, None, None]
-    return (f * x + (1 - f) * mean).clamp_(0, 1)
+    mean = _gray(x).mean(dim=(1, 2))                                        # [N]
+    return (x * f[:, None, None]).add_(((1 - f) * mean)[:, None, None]).clamp_(0, 1)
 
 
 def adjust_saturation(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-    f = f[:, None, None]
-    return (f * x + (1 - f) * _gray(x)).clamp_(0, 1)
-
-
-def _mod6(t: torch.Tensor) -> torch.Tensor:
-    return t - 6 * torch.floor(t / 6)
+    return (x * f[:, None, None]).add_(_gray(x).mul_((1 - f)[:, None, None])).clamp_(0, 1)
 
 
 def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     """Rotate the HSV hue of each image by its own shift (in turns, [-0.5, 0.5]); x [N, 3, P] in [0, 1]."""
-    r, g, b = x.unbind(1)                                                   # [N, P] each
-    maxc = torch.maximum(torch.maximum(r, g), b)
-    minc = torch.minimum(torch.minimum(r, g), b)
-    delta = maxc - minc
+    planes = x.transpose(0, 1).contiguous()                                 # [3, N, P]
+    r, g, b = planes.unbind(0)
+    maxc = torch.maximum(r, g)
+    torch.maximum(maxc, b, out=maxc)
+    delta = torch.minimum(r, g)
+    torch.minimum(delta, b, out=delta)
+    delta.neg_().add_(maxc)                                                 # chroma: max - min
     # which channel holds the maximum, red first then green on ties (as torchvision): 1.0 or 0.0
     is_r = (r - maxc).sign_().add_(1)
     is_g = (g - maxc).sign_().add_(1).mul_(1 - is_r)
-    is_b = 1 - is_r - is_g
+    is_b = (1 - is_r).sub_(is_g)
     # hue in sixths of a turn; grey pixels (delta 0) get 0 from zero numerators
-    hue = (is_r * (g - b) + is_g * (b - r + 2 * delta) + is_b * (r - g + 4 * delta)) / delta.clamp_min(1e-12)
-    hue = hue + 6 * shift[:, None] + 6                                      # > 0 for the final mod 6
+    hue = (g - b).mul_(is_r)
+    hue.addcmul_((b - r).add_(delta, alpha=2), is_g).addcmul_((r - g).add_(delta, alpha=4), is_b)
+    hue.div_(delta.clamp_min(1e-12)).add_((6 * shift + 6)[:, None])         # > 0 for the mod 6 below
     # back to RGB with the same value (maxc) and chroma (delta): channel n in (R, G, B) = (5, 3, 1) is
     # maxc - delta * clamp(min(k, 4 - k), 0, 1) with k = (n + hue) mod 6
-    n = torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype)[None, :, None]
-    k = _mod6(n + hue.unsqueeze(1))                                         # [N, 3, P]
-    return maxc.unsqueeze(1) - delta.unsqueeze(1) * torch.minimum(k, 4 - k).clamp_(0, 1)
+    for plane, n in zip(planes, (5.0, 3.0, 1.0)):
+        k = hue + n
+        k.sub_(torch.floor(k / 6).mul_(6))
+        torch.minimum(k, 4 - k, out=k).clamp_(0, 1)
+        torch.addcmul(maxc, delta, k, value=-1, out=plane)
+    return planes.transpose(0, 1)                                           # [N, 3, P] view
 
 
 def solarize(x: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -157,12 +160,12 @@ def resize_weights(start: torch.Tensor, length: torch.Tensor, out_size: int, in_
     row is normalised to sum 1.
     """
     scale = (length / out_size)[:, None, None]                             # [N, 1, 1] input px per output px
-    stretch = scale.clamp(min=1.0)
+    shrink = 1 / scale.clamp(min=1.0)
     centre = scale * (torch.arange(out_size, dtype=start.dtype)[None, :, None] + 0.5)  # in crop coordinates
     local = torch.arange(in_size, dtype=start.dtype)[None, None, :] - start[:, None, None]  # [N, 1, in]
     inside = (local + 1).clamp_(0, 1) * (length[:, None, None] - local).clamp_(0, 1)  # integers: 1 or 0
-    w = _cubic((local + 0.5 - centre) / stretch) * inside
-    return w / w.sum(2, keepdim=True)
+    w = _cubic((local + 0.5 - centre) * shrink) * inside                    # [N, out, in]
+    return w * (1 / w.sum(2, keepdim=True))
 
 
 class BatchMultiCrop:
@@ -194,7 +197,7 @@ class BatchMultiCrop:
             raise ValueError(f"{len(images)} images but {len(seeds)} seeds")
         c = self.cfg
         u = self.draw(seeds)                                                    # [B, V, WIDTH]
-        x = images.float() / 255                                                # [B, 3, H, W]
+        x = images.float().mul_(1 / 255)                                        # [B, 3, H, W]
         kinds = [(slice(0, 2), c.global_size, c.global_scale, c.blur_prob[:2], c.solarize_prob[:2])]
         if c.n_local:
             kinds.append((slice(2, None), c.local_size, c.local_scale, c.blur_prob[2:] * c.n_local,
@@ -247,9 +250,10 @@ class BatchMultiCrop:
         solarized = u[:, SOLARIZE] < torch.tensor(solarize_p, dtype=u.dtype).repeat_interleave(B)
         self._apply(out, solarized, lambda t, _: solarize(t, c.solarize_threshold), None)
 
-        mean = torch.tensor(c.mean, device=dev)[None, :, None]
-        std = torch.tensor(c.std, device=dev)[None, :, None]
-        out = ((out - mean) / std).reshape(V, B, 3, size, size)
+        # (x - mean) / std as one multiply-add over rows of [N*3, P] (the broadcast CPU kernels handle best)
+        scale = (1 / torch.tensor(c.std, device=dev)).repeat(V * B)[:, None]      # [N*3, 1]
+        shift = (-torch.tensor(c.mean, device=dev)).repeat(V * B)[:, None] * scale
+        out = torch.addcmul(shift, out.reshape(V * B * 3, -1), scale).reshape(V, B, 3, size, size)
         per_view = {"box": box, "flip": flip, "jitter": jitter, "factors": factors, "order": order,
                     "gray": gray, "blur": blur, "sigma": sigma, "solarize": solarized}
         per_view = {k: v.reshape(V, B, *v.shape[1:]).transpose(0, 1) for k, v in per_view.items()}
@@ -263,7 +267,7 @@ class BatchMultiCrop:
             return
         arg = None if values is None else values[idx].to(x.device, x.dtype)
         idx = idx.to(x.device)
-        x[idx] = fn(x[idx], arg)
+        x.index_copy_(0, idx, fn(x.index_select(0, idx), arg))
 
     def _by_size(self, images, seeds, return_params):
         """Images of different sizes: augment each size's group as a batch, put the samples back in order."""
