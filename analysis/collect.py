@@ -112,6 +112,7 @@ def _read_sweep(root: str, sweep: str, rows: list[dict], skipped: list[Skipped])
     sweep_dir = os.path.join(root, sweep)
     cache = _load_cache(sweep_dir)
     fresh: dict[str, list] = {}
+    changed = False
     for run in _subdirs(sweep_dir):
         for stage in _subdirs(run.path):
             path = os.path.join(stage.path, "result.json")
@@ -124,6 +125,7 @@ def _read_sweep(root: str, sweep: str, rows: list[dict], skipped: list[Skipped])
             if hit is not None and hit[:3] == stamp:
                 row = hit[3]
             else:
+                changed = True
                 try:
                     with open(path, "rb") as f:
                         data = json.loads(f.read())
@@ -137,7 +139,7 @@ def _read_sweep(root: str, sweep: str, rows: list[dict], skipped: list[Skipped])
                 row = {k: data.get(k) for k in COLUMNS if k != "path"}
             fresh[key] = stamp + [row]
             rows.append({**row, "path": path})
-    if fresh != cache:
+    if changed or len(fresh) != len(cache):  # new, replaced or removed records
         _save_cache(sweep_dir, fresh)
 
 
