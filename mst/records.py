@@ -48,4 +48,7 @@ def make_record(stage: str, cfg_dict: dict, config_hash: str, status: str, metri
     }
     record.update(fields)
     record.update(extra or {})
+    if record.get("device_hours") is None and record.get("devices"):
+        # device-hours = wall time x devices the job held (a CPU task counts as one device)
+        record["device_hours"] = round(record["wall_time_s"] * record["devices"] / 3600, 6)
     return record
