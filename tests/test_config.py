@@ -110,3 +110,13 @@ def test_help_is_fast_and_does_not_import_torch():
     code = "import sys; from jobs.cli import pretrain; print('torch' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "False"
+
+
+def test_hash_ignores_fields_left_at_their_defaults():
+    # runs recorded before a field existed (here: without train.threads) keep their ids once it is added
+    from mst.config import dict_hash
+    cfg = load_config("smoke")
+    older_schema = config_to_dict(cfg)
+    del older_schema["train"]["threads"]
+    assert dict_hash(older_schema) == config_hash(cfg)
+    assert config_hash(apply_overrides(cfg, {"train.threads": 3})) != config_hash(cfg)

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import typing
+from functools import lru_cache
 from typing import Any, Literal
 
 from .errors import ConfigError
@@ -129,7 +130,19 @@ def config_hash(cfg: Config) -> str:
     return dict_hash(config_to_dict(cfg))
 
 
+@lru_cache(maxsize=1)
+def _default_dict() -> dict:
+    return config_to_dict(Config())
+
+
 def dict_hash(data: dict) -> str:
-    """`config_hash` of the config whose `config_to_dict` is `data` (lets sweeps hash many seeds quickly)."""
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    """`config_hash` of the config whose `config_to_dict` is `data` (lets sweeps hash many seeds quickly).
+
+    Only values that differ from the defaults enter the hash: a field added later with a default keeps the ids
+    of existing runs (and their folders) valid, while any value that differs still gives a new id.
+    """
+    defaults = _default_dict()
+    changed = {name: {k: v for k, v in section.items() if defaults.get(name, {}).get(k, object()) != v}
+               for name, section in data.items()}
+    text = json.dumps({k: v for k, v in changed.items() if v}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
