@@ -9,8 +9,8 @@ with their probability per view kind, then normalisation. Differences from the v
   layout (36 uniforms per view, whatever the probabilities), so a sample's crops do not depend on the rest of
   the batch; torch's global generator is never touched;
 - the crop is resampled as torchvision v2 does (bicubic, antialiased when shrinking, taps inside the crop box
-  only), but as two batched matmuls with per-crop 1-D weight matrices (the flip reverses the column matrix):
-  `grid_sample` cannot antialias and its CPU bicubic kernel was 2x slower here;
+  only), separably, with per-crop 1-D taps applied by `embedding_bag` (a fused weighted gather-sum); the flip
+  mirrors the column taps. `F.grid_sample` was not used: it cannot antialias;
 - pixels stay float in [0, 1] after the crop (v2 rounds to uint8 after every op); solarisation inverts the
   pixels that v2 would (value * 255 >= threshold - 0.5, i.e. rounding to the threshold or above).
 """
@@ -151,21 +151,40 @@ def _cubic(t: torch.Tensor) -> torch.Tensor:
     return ((a + 2) * near - (a + 3)) * near * near + 1 + (((far - 5) * far + 8) * far - 4) * a
 
 
-def resize_weights(start: torch.Tensor, length: torch.Tensor, out_size: int, in_size: int) -> torch.Tensor:
-    """Per-crop 1-D resampling matrices [N, out_size, in_size] (float64).
+def resize_taps(start: torch.Tensor, length: torch.Tensor, out_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-crop 1-D resampling taps: pixel indices [N, out_size, K] (long) and weights [N, out_size, K].
 
-    Row o resamples the crop [start, start + length) of an axis of `in_size` pixels to `out_size` pixels the
-    way torch.nn.functional.interpolate(mode="bicubic", antialias=True) (hence torchvision v2's resize) does:
-    the filter is stretched by the shrink factor when shrinking, taps outside the crop are left out, and each
-    row is normalised to sum 1.
+    Output pixel o of the crop [start, start + length) of an axis is sum_k weight[o, k] * pixel[index[o, k]],
+    as torch.nn.functional.interpolate(mode="bicubic", antialias=True) (hence torchvision v2's resize) does:
+    the filter is stretched by the shrink factor when shrinking, taps outside the crop get weight 0, and the
+    weights of each output pixel sum to 1. K covers the widest filter of the batch.
     """
     scale = (length / out_size)[:, None, None]                             # [N, 1, 1] input px per output px
-    shrink = 1 / scale.clamp(min=1.0)
-    centre = scale * (torch.arange(out_size, dtype=start.dtype)[None, :, None] + 0.5)  # in crop coordinates
-    local = torch.arange(in_size, dtype=start.dtype)[None, None, :] - start[:, None, None]  # [N, 1, in]
+    stretch = scale.clamp(min=1.0)
+    taps = math.ceil(4 * float(stretch.max())) + 1                          # filter support is +-2 * stretch
+    centre = start[:, None, None] + scale * (torch.arange(out_size, dtype=start.dtype)[None, :, None] + 0.5)
+    first = torch.floor(centre - 2 * stretch + 0.5)                         # [N, S, 1]
+    index = first + torch.arange(taps, dtype=start.dtype)                   # [N, S, K]
+    local = index - start[:, None, None]
     inside = (local + 1).clamp_(0, 1) * (length[:, None, None] - local).clamp_(0, 1)  # integers: 1 or 0
-    w = _cubic((local + 0.5 - centre) * shrink) * inside                    # [N, out, in]
-    return w * (1 / w.sum(2, keepdim=True))
+    weight = _cubic((index + 0.5 - centre) / stretch) * inside
+    weight = weight * (1 / weight.sum(2, keepdim=True))
+    # taps outside the crop have weight 0: any valid pixel index will do for them
+    index = torch.minimum(torch.maximum(index, start[:, None, None]), (start + length - 1)[:, None, None])
+    return index.long(), weight
+
+
+def _resample_rows(rows: torch.Tensor, owner: torch.Tensor, index: torch.Tensor,
+                   weight: torch.Tensor) -> torch.Tensor:
+    """rows [M, L, D] (an axis of length L first), crop n reads rows[owner[n]]: -> [N, S, D].
+
+    One fused weighted gather-sum (embedding_bag) for every output line of every crop.
+    """
+    M, L, D = rows.shape
+    N, S, K = index.shape
+    ids = (owner[:, None, None] * L + index).reshape(N * S, K)
+    out = F.embedding_bag(ids, rows.reshape(M * L, D), per_sample_weights=weight.reshape(N * S, K), mode="sum")
+    return out.reshape(N, S, D)
 
 
 class BatchMultiCrop:
@@ -220,15 +239,16 @@ class BatchMultiCrop:
         box = crop_boxes(u, H, W, scale)
         flip = u[:, FLIP] < c.flip_prob
         edges = box.float()  # whole pixels: exact in float32
-        rows = resize_weights(edges[:, 0], edges[:, 2], size, H)              # [N, S, H]
-        cols = resize_weights(edges[:, 1], edges[:, 3], size, W)              # [N, S, W]
-        cols[flip] = cols[flip].flip(1)                                       # a flip reverses the columns
-        rows = rows.to(dev, x.dtype).reshape(V, B, size, H).transpose(0, 1).reshape(B, V * size, H)
-        cols = cols.to(dev, x.dtype).reshape(V, B, size, W).transpose(0, 1).reshape(B * V, size, W)
-        # separable resampling as two batched matmuls; the first reads each image once for all its V crops
-        out = torch.bmm(rows, x.permute(0, 2, 1, 3).reshape(B, H, 3 * W))      # [B, V*S, 3*W]
-        out = torch.bmm(out.reshape(B * V, size * 3, W), cols.transpose(1, 2))  # [B*V, S*3, S]
-        out = out.reshape(B, V, size, 3, size).permute(1, 0, 3, 2, 4).reshape(V * B, 3, size * size)
+        row_index, row_weight = resize_taps(edges[:, 0], edges[:, 2], size)   # [N, S, K]
+        col_index, col_weight = resize_taps(edges[:, 1], edges[:, 3], size)
+        col_index[flip], col_weight[flip] = col_index[flip].flip(1), col_weight[flip].flip(1)  # mirror
+        owner = torch.arange(B, device=dev).repeat(V)                           # view-major crop -> image
+        # separable: the crop's rows (each a line of 3*W values) from its image, then its columns
+        out = _resample_rows(x.permute(0, 2, 1, 3).reshape(B, H, 3 * W), owner, row_index.to(dev),
+                             row_weight.to(dev))                                # [N, S, 3*W]
+        out = out.reshape(V * B, size * 3, W).transpose(1, 2)                   # [N, W, S*3]
+        out = _resample_rows(out, torch.arange(V * B, device=dev), col_index.to(dev), col_weight.to(dev))
+        out = out.reshape(V * B, size, size, 3).permute(0, 3, 2, 1).reshape(V * B, 3, size * size)
         out = out.clamp_(0, 1)  # [N, 3, P]; bicubic overshoots, v2 clamps when it rounds to uint8
 
         jitter = u[:, JITTER] < c.jitter_prob

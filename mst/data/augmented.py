@@ -1,4 +1,5 @@
-"""`AugmentedDataset`: per-sample augmentation seeded by (seed, epoch, index) only.
+"""`AugmentedDataset`: per-sample augmentation seeded by (seed, epoch, index) only; `SeededImageDataset`: the
+same seeds handed out with the raw images, for augmentation per batch.
 
 Each item is transformed inside `torch.random.fork_rng`, seeded from `sample_seed(seed, epoch, index)`. The
 result does not depend on the number of DataLoader workers, on which worker draws the item, or on where a
