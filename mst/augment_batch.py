@@ -9,8 +9,8 @@ with their probability per view kind, then normalisation. Differences from the v
   layout (36 uniforms per view, whatever the probabilities), so a sample's crops do not depend on the rest of
   the batch; torch's global generator is never touched;
 - the crop is resampled as torchvision v2 does (bicubic, antialiased when shrinking, taps inside the crop box
-  only), separably, with per-crop 1-D taps applied by `embedding_bag` (a fused weighted gather-sum); the flip
-  mirrors the column taps. `F.grid_sample` was not used: it cannot antialias;
+  only), separably from per-crop 1-D taps: rows by `embedding_bag` (a fused weighted gather-sum), columns by
+  a batched matmul; the flip mirrors the column taps. `F.grid_sample` was not used: it cannot antialias;
 - pixels stay float in [0, 1] after the crop (v2 rounds to uint8 after every op); solarisation inverts the
   pixels that v2 would (value * 255 >= threshold - 0.5, i.e. rounding to the threshold or above).
 """
@@ -243,12 +243,14 @@ class BatchMultiCrop:
         col_index, col_weight = resize_taps(edges[:, 1], edges[:, 3], size)
         col_index[flip], col_weight[flip] = col_index[flip].flip(1), col_weight[flip].flip(1)  # mirror
         owner = torch.arange(B, device=dev).repeat(V)                           # view-major crop -> image
-        # separable: the crop's rows (each a line of 3*W values) from its image, then its columns
+        # separable: each crop row (a line of 3*W values) by a weighted gather of image rows, then the columns
+        # by one batched matmul with dense [S, W] column matrices (a banded gather there needed a transpose
+        # of the [N, S, 3*W] intermediate, which cost more than the matmul)
         out = _resample_rows(x.permute(0, 2, 1, 3).reshape(B, H, 3 * W), owner, row_index.to(dev),
                              row_weight.to(dev))                                # [N, S, 3*W]
-        out = out.reshape(V * B, size * 3, W).transpose(1, 2)                   # [N, W, S*3]
-        out = _resample_rows(out, torch.arange(V * B, device=dev), col_index.to(dev), col_weight.to(dev))
-        out = out.reshape(V * B, size, size, 3).permute(0, 3, 2, 1).reshape(V * B, 3, size * size)
+        cols = torch.zeros(V * B, size, W).scatter_add_(2, col_index, col_weight).to(dev)  # [N, S, W]
+        out = torch.bmm(out.reshape(V * B, size * 3, W), cols.transpose(1, 2))  # [N, S*3, S]
+        out = out.reshape(V * B, size, 3, size).transpose(1, 2).reshape(V * B, 3, size * size)
         out = out.clamp_(0, 1)  # [N, 3, P]; bicubic overshoots, v2 clamps when it rounds to uint8
 
         jitter = u[:, JITTER] < c.jitter_prob

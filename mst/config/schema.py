@@ -102,7 +102,8 @@ class AugmentConfig:
     """Evaluation: centre crop of this side."""
     backend: Literal["v2", "batched"] = "v2"
     """Training multi-crop implementation, same distribution: v2 = mst.augment per sample in the dataset;
-    batched = mst.augment_batch per batch in the loader's collate (pure tensor ops, ~10x faster on CPU)."""
+    batched = mst.augment_batch per batch in the loader's collate (~20x v2's samples/s on a CPU core at 32 px,
+    ~1.6x at 224 px: benchmarks/results/augment_*.md)."""
 
     def __post_init__(self) -> None:
         check(self.backend in ("v2", "batched"), "augment.backend", f"unknown backend '{self.backend}'",
