@@ -13,10 +13,11 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from mst.atomic import atomic_write_text
 
 FINAL_STATES = ("done", "failed")
 
@@ -36,27 +37,6 @@ def run_dir(runs_root: str | Path, sweep: str, run_id: str) -> Path:
 
 def stage_dir(runs_root: str | Path, sweep: str, run_id: str, stage: str) -> Path:
     return run_dir(runs_root, sweep, run_id) / stage
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` so readers see the old or the new file, never a part (temp, fsync, rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def atomic_write_json(path: Path, data: dict[str, Any]) -> None:

@@ -14,8 +14,8 @@ BAD = [
     ({"mask.prob": 1.5}, "config key 'mask.prob': a probability must lie in [0, 1], got 1.5"),
     ({"optim.lrr": 1.0}, "unknown config key 'optim.lrr'; valid keys: optim.betas"),
     ({"foo.bar": 1}, "unknown config key 'foo.bar': no section 'foo'; valid sections: model, data"),
-    ({"mask.strategy": "everywhere"}, "config key 'mask.strategy': invalid value 'everywhere'; choose one of "
-                                      "attention, random, none"),
+    ({"mask.strategy": "everywhere"}, ("config key 'mask.strategy': invalid value 'everywhere'; choose one of "
+                                       "attention, random, none")),
     ({"train.epochs": "ten"}, "config key 'train.epochs': expected an integer, got 'ten'"),
     ({"train.epochs": 1.5}, "config key 'train.epochs': expected an integer, got 1.5"),
     ({"model.head_use_bn": 1}, "config key 'model.head_use_bn': expected true or false, got 1"),
@@ -99,7 +99,7 @@ def test_every_key_is_documented_and_reachable():
 def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "jobs.cli.pretrain", "--out", str(out), "--set", "mask.prob=1.5"],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: config key 'mask.prob': a probability must lie in [0, 1], got 1.5; " \
                                   "e.g. --set mask.prob=0.5"

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     from pathlib import Path
 
-    from mst.checkpoint import read_json
+    from mst.atomic import read_json
 
     done = read_json(Path(args.out) / "result.json")
     from mst.data import DataError

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..checkpoint import atomic_write_bytes
+from ..atomic import atomic_write_bytes
 
 CMAP = "inferno"
 GIF_MIN_SIDE = 224  # small inputs (e.g. 32 px) are enlarged with nearest so the frames stay readable

@@ -14,7 +14,8 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import atomic_torch_save, atomic_write_bytes, atomic_write_json, load_checkpoint, read_json
+from ..atomic import atomic_write_json, read_json, truncate_jsonl
+from ..checkpoint import atomic_torch_save, load_checkpoint
 from ..config import Config, config_hash, config_to_dict
 from ..records import make_record
 from ..train.runtime import Interrupted, RunFolderMismatch, pick_device, resolve_precision
@@ -81,10 +82,7 @@ class Stage:
 
     def truncate_log(self, keep: Callable[[dict], bool]) -> None:
         """Drop lines logged after the checkpoint, so that a resumed log reads like an uninterrupted one."""
-        path = self.out / "metrics.jsonl"
-        if path.is_file():
-            kept = [ln for ln in path.read_text().splitlines() if ln.strip() and keep(json.loads(ln))]
-            atomic_write_bytes(path, ("\n".join(kept) + "\n" if kept else "").encode())
+        truncate_jsonl(self.out / "metrics.jsonl", keep)
 
     # ---------------------------------------------------------------- result.json
     def record(self, status: str, metrics: dict[str, Any], error: str | None = None, **fields: Any) -> dict:

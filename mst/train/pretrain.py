@@ -19,7 +19,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .. import distributed as dist
-from ..checkpoint import atomic_torch_save, atomic_write_json, load_checkpoint, read_json, weights_sha256
+from ..atomic import atomic_write_json, read_json, truncate_jsonl
+from ..checkpoint import atomic_torch_save, load_checkpoint, weights_sha256
 from ..config import Config, config_hash, config_to_dict
 from ..losses import DINOLoss, restoration_loss
 from ..masking import make_mask
@@ -136,12 +137,8 @@ class PretrainTrainer:
 
     def _truncate_metrics(self) -> None:
         """Drop metric lines logged after the checkpoint, so a resumed log reads like an uninterrupted one."""
-        path = self.out / "metrics.jsonl"
-        if dist.is_main() and path.is_file():
-            kept = [ln for ln in path.read_text().splitlines() if ln.strip()
-                    and json.loads(ln).get("step", 0) <= self.step]
-            from ..checkpoint import atomic_write_bytes
-            atomic_write_bytes(path, ("\n".join(kept) + "\n" if kept else "").encode())
+        if dist.is_main():
+            truncate_jsonl(self.out / "metrics.jsonl", lambda line: line.get("step", 0) <= self.step)
 
     # ------------------------------------------------------------------ one step
     def schedules(self) -> tuple[float, float, float, float]:
