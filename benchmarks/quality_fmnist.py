@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from jobs.config_io import load_config
 from mst.augment import eval_transform
 from mst.checkpoint import load_pretrained
-from mst.config import Config, ConfigError
+from mst.config import Config, ConfigError, config_hash
 from mst.data import build_dataset
 from mst.eval.knn import weighted_knn
 from mst.seeding import seed_everything
@@ -108,7 +108,7 @@ def write_report(path: Path, rows: dict[str, dict[str, float]], gap: float, args
         (f"- load average (1, 5, 15 min) before: {load_before}; after: {load_after} "
         f"(the machine is shared: times are pessimistic)"),
         f"- host: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
-        f"- command: `{command}`",
+        f"- command: `{command}` (resolved config {config_hash(cfg)})",
         "",
     ]
     tmp = path.with_suffix(".md.tmp")
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     wall = record.get("wall_time_s") or time.time() - t0
     cpu = cpu_seconds() - cpu0   # 0 when the folder held a finished run
     load_after = load_average()
-    print(f"pre-training: {record['metrics']['steps']} steps in {wall:.0f} s; final loss "
+    print(f"pre-training: {record['metrics']['steps']} steps in {wall:.0f} s wall, {cpu:.0f} s CPU; final loss "
           f"{record['metrics']['loss']:.4f} (dino {record['metrics']['loss_dino']:.4f}, "
           f"rec {record['metrics']['loss_rec']:.4f})", flush=True)
 
