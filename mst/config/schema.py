@@ -256,7 +256,7 @@ class TrainConfig:
     log_every: int = 10
     """Append to metrics.jsonl every this many steps."""
     threads: int = 0
-    """CPU threads for torch (0 keeps torch's default)."""
+    """torch threads per process; 0: on the CPU, the cores left after the data-loader workers."""
 
     def __post_init__(self) -> None:
         check_positive(self.epochs, "train.epochs", "100")

@@ -18,7 +18,7 @@ from ..atomic import atomic_write_json, read_json, truncate_jsonl
 from ..checkpoint import atomic_torch_save, load_checkpoint
 from ..config import Config, config_hash, config_to_dict
 from ..records import make_record
-from ..train.runtime import Interrupted, RunFolderMismatch, pick_device, resolve_precision
+from ..train.runtime import Interrupted, RunFolderMismatch, configure_threads, pick_device, resolve_precision
 
 StopFn = Callable[[], bool] | None
 
@@ -44,9 +44,8 @@ class Stage:
         self.t0 = time.time()
         self.wall_before = 0.0  # wall time of earlier attempts, carried in the checkpoint
         self.state: dict = {}  # the last state loaded or saved; save() without a state rewrites it
-        if cfg.train.threads:
-            torch.set_num_threads(cfg.train.threads)
         self.device = pick_device()
+        configure_threads(cfg.train.threads, cfg.data.num_workers, self.device)
         self.precision = resolve_precision(cfg.train.precision, self.device)
 
     # ---------------------------------------------------------------- checkpoint

@@ -36,6 +36,7 @@ from .runtime import (
     NonFiniteLoss,
     RunFolderMismatch,
     autocast_context,
+    configure_threads,
     pick_device,
     resolve_precision,
 )
@@ -60,8 +61,7 @@ class PretrainTrainer:
         self.device = pick_device()
         dist.init_from_env(self.device)
         self.rank, self.world = dist.rank(), dist.world_size()
-        if cfg.train.threads:
-            torch.set_num_threads(cfg.train.threads)
+        configure_threads(cfg.train.threads, cfg.data.num_workers, self.device)
         if cfg.train.batch_size % self.world:
             raise ValueError(f"train.batch_size={cfg.train.batch_size} is not divisible by {self.world} ranks; "
                              f"set it to a multiple of {self.world}")
