@@ -20,10 +20,16 @@ from jobs.config_io import load_config
 from mst.train import PretrainTrainer
 
 SHAPES = {
-    # name: (preset, overrides, batch per step)
-    "smoke (vit_smoke/4, 2x32 + 4x16 px, batch 64)": ("smoke", ["train.batch_size=64"], 64),
-    "paper (DeiT-S/16, 2x224 + 8x96 px, batch 4)": ("paper", ["train.batch_size=4", "augment.n_local=8"], 4),
+    # preset: (overrides, batch per step)
+    "smoke": (["train.batch_size=64"], 64),
+    "paper": (["train.batch_size=4", "augment.n_local=8"], 4),
 }
+
+
+def shape_name(preset: str, cfg, batch: int) -> str:
+    a = cfg.augment
+    return (f"{preset} ({cfg.model.arch}/{cfg.model.patch_size}, 2x{a.global_size} + {a.n_local}x{a.local_size} px, "
+            f"batch {batch})")
 
 
 def crops_for(cfg, batch: int) -> list[torch.Tensor]:
@@ -58,9 +64,10 @@ def decoder_flop_ratio(t: PretrainTrainer, crop: torch.Tensor) -> float:
     return fc.get_total_flops() / backbone
 
 
-def measure(name: str, preset: str, sets: list[str], batch: int, reps: int) -> dict:
+def measure(preset: str, sets: list[str], batch: int, reps: int) -> dict:
     tmp = Path(tempfile.mkdtemp())
     mst_cfg = load_config(preset, sets)
+    name = shape_name(preset, mst_cfg, batch)
     dino_cfg = load_config(preset, [*sets, "mask.strategy=none", "loss.restore_weight=0"])
     mst, dino = trainer(mst_cfg, batch, tmp / "mst"), trainer(dino_cfg, batch, tmp / "dino")
     crops = crops_for(mst_cfg, batch)
@@ -88,7 +95,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "step.md"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    rows = [measure(name, *spec, reps=args.reps) for name, spec in SHAPES.items()]
+    rows = [measure(preset, *spec, reps=args.reps) for preset, spec in SHAPES.items()]
     device = "CPU" if not torch.cuda.is_available() else torch.cuda.get_device_name()
     lines = [f"# MST step cost ({device}, {args.threads} threads, fp32, median of {args.reps} interleaved reps)",
              "", "Command: `make bench` (python benchmarks/bench_step.py)", "",
