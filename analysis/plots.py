@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from collections import defaultdict
 from pathlib import Path
+
+from mst.atomic import atomic_write_bytes
 
 from .assemble import BuiltTable
 
@@ -56,17 +57,10 @@ def plot_table(table: BuiltTable, path: Path) -> Path:
     fig.suptitle(table.title, fontsize=9)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    buf = io.BytesIO()
     try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=120)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        fig.savefig(buf, format="png", dpi=120)
     finally:
         plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
     return path

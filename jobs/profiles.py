@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 import yaml
 
+from mst.config.codec import scalar_matches
+
 CLUSTERS_DIR = Path(__file__).resolve().parent.parent / "clusters"
 STAGES_WITH_PRETRAIN_SHAPE = ("pretrain",)
 SIGNALS = ("USR1", "USR2", "TERM", "INT", "HUP", "URG")
@@ -204,22 +206,10 @@ def _value(where: str, key: str, value: Any, tp: Any) -> Any:
         if not all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in value.values()):
             raise bad
         return {k: str(v) for k, v in value.items()}
-    if tp is bool:
-        if not isinstance(value, bool):
+    if tp in (bool, int, float, str):
+        if not scalar_matches(value, tp):
             raise bad
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise bad
-        return value
+        return float(value) if tp is float else value
     raise TypeError(f"unsupported profile field type {tp}")
 
 

@@ -38,6 +38,17 @@ def _describe(tp: Any) -> str:
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, str(tp))
 
 
+def scalar_matches(value: Any, tp: type) -> bool:
+    """Whether a YAML scalar fits a bool / int / float / str field (True is not an int, 3 is a float)."""
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, tp)
+
+
 def _coerce(key: str, value: Any, tp: Any) -> Any:
     """Check `value` against the field type `tp`; return it in canonical form (tuples, floats)."""
     origin = typing.get_origin(tp)
@@ -56,22 +67,10 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
             raise ConfigError(f"config key '{key}': expected {len(args)} values, got {len(value)}; "
                               f"give {_describe(tp)}")
         return tuple(_coerce(key, v, t) for v, t in zip(value, args))
-    if tp is bool:
-        if not isinstance(value, bool):
+    if tp in (bool, int, float, str):
+        if not scalar_matches(value, tp):
             raise bad
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise bad
-        return value
+        return float(value) if tp is float else value
     raise TypeError(f"unsupported field type {tp} for {key}")
 
 
