@@ -1,0 +1,50 @@
+"""benchmarks/quality_fmnist.py (make quality): one pre-training a seed, mean ± s.e. of the gaps, the verdict."""
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("quality_fmnist", ROOT / "benchmarks" / "quality_fmnist.py")
+quality = sys.modules["quality_fmnist"] = importlib.util.module_from_spec(_spec)  # dataclasses look it up
+_spec.loader.exec_module(quality)
+
+TINY = ["--preset", "tiny", "--train-n", "256", "--test-n", "128", "--set", "train.epochs=1",
+        "--set", "data.train_subset=64", "--set", "train.threads=1"]
+
+
+def test_mean_and_standard_error():
+    assert quality.mean_and_se([7.0, 3.0]) == (5.0, 2.0)     # stdev (ddof 1) 2.83 / sqrt 2
+    mean, se = quality.mean_and_se([4.0])
+    assert mean == 4.0 and math.isnan(se)
+
+
+def test_each_seed_pretrains_its_own_folder_and_the_mean_decides(tmp_path):
+    report = tmp_path / "quality.md"
+    args = [*TINY, "--seeds", "0", "1", "--out", str(tmp_path / "runs"), "--results", str(report)]
+    assert quality.main([*args, "--min-gap", "-100"]) == 0
+    text = report.read_text()
+    rows = [line for line in text.splitlines() if line.startswith(("| 0 |", "| 1 |"))]
+    assert len(rows) == 2
+    assert "**PASS**" in text and "--seeds 0 1" in text
+    for seed in (0, 1):
+        record = json.loads((tmp_path / "runs" / f"seed-{seed}" / "result.json").read_text())
+        assert record["status"] == "done" and record["seed"] == seed
+    # the same folders are reused (0 CPU s) and an unreachable bar fails the check
+    assert quality.main([*args, "--min-gap", "100"]) == 1
+    assert "**FAIL**" in report.read_text()
+
+
+def test_bad_override_is_one_line_and_writes_nothing(tmp_path, capsys):
+    report = tmp_path / "quality.md"
+    assert quality.main([*TINY, "--set", "optim.lr=-1", "--results", str(report)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "optim.lr" in err and "\n" not in err
+    assert not report.exists()
+
+
+def test_repeated_seed_is_refused(tmp_path, capsys):
+    assert quality.main([*TINY, "--seeds", "0", "0", "--results", str(tmp_path / "q.md")]) == 2
+    assert "--seeds" in capsys.readouterr().err
