@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 import yaml
@@ -11,8 +12,30 @@ from mst.config import Config, ConfigError, apply_overrides, config_from_dict, c
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 
 
+def yaml_names(folder: Path) -> list[str]:
+    """The names of the YAML files in `folder` (presets, sweeps, cluster profiles)."""
+    return sorted(p.stem for p in folder.glob("*.yaml"))
+
+
 def preset_names() -> list[str]:
-    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+    return yaml_names(PRESET_DIR)
+
+
+def resolve_named_yaml(name_or_path: str | Path, folder: Path, kind: str) -> Path:
+    """`folder/<name>.yaml` for a name, or the given .yaml path; a ConfigError line names the fix."""
+    names = yaml_names(folder)
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise ConfigError(f"{kind} file {path} does not exist; give a {kind} name ({', '.join(names)}) "
+                              "or an existing .yaml path")
+        return path
+    path = folder / f"{name_or_path}.yaml"
+    if not path.is_file():
+        near = difflib.get_close_matches(str(name_or_path), names, n=3)
+        hint = f"did you mean {', '.join(near)}?" if near else f"choose one of {', '.join(names)} or give a .yaml path"
+        raise ConfigError(f"unknown {kind} '{name_or_path}'; {hint}")
+    return path
 
 
 def read_yaml(path: Path, what: str) -> dict:
@@ -48,22 +71,9 @@ def parse_set(item: str) -> tuple[str, object]:
     return key.strip(), value
 
 
-def resolve_preset(preset: str) -> Path:
-    path = Path(preset)
-    if path.suffix in (".yaml", ".yml"):
-        if not path.is_file():
-            raise ConfigError(f"config file {preset} does not exist; give a preset name "
-                              f"({', '.join(preset_names())}) or an existing .yaml path")
-        return path
-    path = PRESET_DIR / f"{preset}.yaml"
-    if not path.is_file():
-        raise ConfigError(f"unknown preset '{preset}'; choose one of {', '.join(preset_names())} or give a .yaml path")
-    return path
-
-
 def load_config(preset: str, sets: list[str] | tuple[str, ...] = ()) -> Config:
     """The preset (name or path) with `--set` overrides applied, validated."""
-    cfg = config_from_dict(read_yaml(resolve_preset(preset), "preset"))
+    cfg = config_from_dict(read_yaml(resolve_named_yaml(preset, PRESET_DIR, "preset"), "preset"))
     return apply_overrides(cfg, dict(parse_set(s) for s in sets))
 
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
+from jobs.config_io import read_yaml, resolve_named_yaml, yaml_names
 from mst.config.codec import scalar_matches
+from mst.config.errors import ConfigError
 
 CLUSTERS_DIR = Path(__file__).resolve().parent.parent / "clusters"
 STAGES_WITH_PRETRAIN_SHAPE = ("pretrain",)
@@ -281,26 +281,16 @@ def _check(where: str, p: ClusterProfile) -> None:
 
 
 def profile_names() -> list[str]:
-    return sorted(p.stem for p in CLUSTERS_DIR.glob("*.yaml"))
+    return yaml_names(CLUSTERS_DIR)
 
 
 def load_profile(name_or_path: str) -> ClusterProfile:
     """The profile `clusters/<name>.yaml`, or a YAML file path; raises ProfileError (one line) when bad."""
-    path = Path(name_or_path)
-    if path.suffix not in (".yaml", ".yml"):
-        path = CLUSTERS_DIR / f"{name_or_path}.yaml"
-        if not path.is_file():
-            raise ProfileError(f"unknown cluster '{name_or_path}'; choose one of {', '.join(profile_names())} "
-                               "or give a profile .yaml path")
-    elif not path.is_file():
-        raise ProfileError(f"profile file {path} does not exist; give an existing .yaml path")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        raise ProfileError(f"profile {path}{f' line {mark.line + 1}' if mark else ''} is not valid YAML; "
-                           "fix its syntax") from None
-    data = {} if data is None else data
+        path = resolve_named_yaml(name_or_path, CLUSTERS_DIR, "cluster")
+        data = read_yaml(path, "profile")
+    except ConfigError as err:
+        raise ProfileError(str(err)) from None
     where = str(path)
     if isinstance(data, dict) and "name" not in data:
         raise ProfileError(f"profile {where}: 'name' is missing; add name: {path.stem}")

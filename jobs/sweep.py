@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jobs.config_io import load_config, read_yaml, resolve_named_yaml, yaml_names
 from mst.config import (
     Config,
     ConfigError,
@@ -143,23 +144,7 @@ def cell_key(cell: dict[str, Any]) -> str:
 
 
 def sweep_names() -> list[str]:
-    return sorted(p.stem for p in SWEEP_DIR.glob("*.yaml"))
-
-
-def resolve_sweep(name_or_path: str | Path) -> Path:
-    """The file of a sweep given by name (looked up in sweeps/) or by a .yaml path."""
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml"):
-        if not path.is_file():
-            raise SweepError(f"sweep file {path} does not exist; give a sweep name ({', '.join(sweep_names())}) "
-                             f"or an existing .yaml path")
-        return path
-    path = SWEEP_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
-        near = difflib.get_close_matches(str(name_or_path), sweep_names(), n=3)
-        hint = f"did you mean {', '.join(near)}?" if near else f"choose one of {', '.join(sweep_names())}"
-        raise SweepError(f"unknown sweep '{name_or_path}'; {hint}")
-    return path
+    return yaml_names(SWEEP_DIR)
 
 
 def _fail(path: Path, what: str, fix: str) -> None:
@@ -204,10 +189,8 @@ def _int(path: Path, data: dict, key: str, default: int, minimum: int) -> int:
 
 def load_sweep(name_or_path: str | Path) -> Sweep:
     """Read and validate a sweep; every cell's config is built so impossible values fail here."""
-    from jobs.config_io import load_config, read_yaml  # config_io reads presets; imported here to stay light
-
-    path = resolve_sweep(name_or_path)
     try:
+        path = resolve_named_yaml(name_or_path, SWEEP_DIR, "sweep")
         data = read_yaml(path, "sweep")
     except ConfigError as err:
         raise SweepError(str(err)) from None

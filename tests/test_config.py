@@ -62,9 +62,13 @@ def test_overrides_from_the_command_line():
         parse_set("train.epochs")
 
 
-def test_unknown_preset_lists_the_choices(tmp_path):
-    with pytest.raises(ConfigError, match="unknown preset 'smok'; choose one of paper, smoke, tiny"):
+def test_unknown_preset_names_the_nearest_or_lists_the_choices(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown preset 'smok'; did you mean smoke\?$"):
         load_config("smok")
+    with pytest.raises(ConfigError, match="unknown preset 'xyz'; choose one of paper, smoke, tiny or give a .yaml path"):
+        load_config("xyz")
+    with pytest.raises(ConfigError, match=f"preset file {tmp_path}/none.yaml does not exist; give a preset name"):
+        load_config(str(tmp_path / "none.yaml"))
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: [unclosed\n")
     with pytest.raises(ConfigError, match="is not valid YAML"):

@@ -29,6 +29,19 @@ def test_shipped_profiles_load():
         assert load_profile(name).name == name
 
 
+def test_unknown_cluster_names_the_nearest(tmp_path):
+    with pytest.raises(ProfileError, match=r"unknown cluster 'dcu12'; did you mean dcu128\?"):
+        load_profile("dcu12")
+    with pytest.raises(ProfileError, match="unknown cluster 'qq'; choose one of dcu128, local, "):
+        load_profile("qq")
+    with pytest.raises(ProfileError, match="cluster file .*nope.yaml does not exist"):
+        load_profile(str(tmp_path / "nope.yaml"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(ProfileError, match="profile .*bad.yaml line [0-9]+ is not valid YAML; fix its syntax"):
+        load_profile(str(bad))
+
+
 def test_dcu128_requests_dcus_by_raw_gres_never_gpus_per_node():
     p = load_profile("dcu128")
     params = slurm_parameters(p, "pretrain", "job")
