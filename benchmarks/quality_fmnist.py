@@ -32,6 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from jobs.config_io import load_config
+from mst.atomic import atomic_write_text
 from mst.augment import eval_transform
 from mst.checkpoint import load_pretrained
 from mst.config import Config, ConfigError, config_hash
@@ -145,12 +146,7 @@ def write_report(path: Path, results: list[SeedResult], raw: dict[str, float], a
         f"- command: `{command}`",
         "",
     ]
-    tmp = path.with_suffix(".md.tmp")
-    with open(tmp, "w") as f:
-        f.write("\n".join(lines))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write_text(path, "\n".join(lines))
 
 
 def cpu_seconds() -> float:
