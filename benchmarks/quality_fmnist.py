@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import os
 import platform
 import resource
 import shlex
-import statistics
 import sys
 import tempfile
 import time
@@ -31,6 +29,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from analysis.stats import Summary, summarize
 from jobs.config_io import load_config
 from mst.atomic import atomic_write_text
 from mst.augment import eval_transform
@@ -103,16 +102,14 @@ class SeedResult:
         return self.pretrained["top1@10"] - self.random_init["top1@10"]
 
 
-def mean_and_se(values: list[float]) -> tuple[float, float]:
-    """Mean and standard error (ddof = 1; nan for one value)."""
-    se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else math.nan
-    return statistics.fmean(values), se
+def gap_text(gap: Summary) -> str:
+    """'+5.7 ± 0.6' (mean ± s.e. over seeds; one seed has no s.e.)."""
+    return f"{gap.mean:+.1f} ± {gap.se:.1f}" if gap.se is not None else f"{gap.mean:+.1f} (one seed, no s.e.)"
 
 
-def write_report(path: Path, results: list[SeedResult], raw: dict[str, float], args, cfg: Config,
+def write_report(path: Path, results: list[SeedResult], gap: Summary, raw: dict[str, float], args, cfg: Config,
                  load_before: str, load_after: str) -> None:
-    mean, se = mean_and_se([r.gap for r in results])
-    verdict = "PASS" if mean >= args.min_gap else "FAIL"
+    verdict = "PASS" if gap.mean >= args.min_gap else "FAIL"
     command = "python benchmarks/quality_fmnist.py " + " ".join(
         [f"--preset {args.preset}", "--seeds " + " ".join(map(str, args.seeds))]
         + [f"--set {shlex.quote(s)}" for s in args.sets])
@@ -131,11 +128,11 @@ def write_report(path: Path, results: list[SeedResult], raw: dict[str, float], a
         lines.append(f"| {r.seed} | {r.pretrained['top1@10']:.1f} | {r.random_init['top1@10']:.1f} | "
                      f"{r.gap:+.1f} | {r.pretrained['top1@20']:.1f} | {r.pretrained['top5@10']:.1f} | {r.steps} | "
                      f"{r.wall_s:.0f} | {r.cpu_s:.0f} | {r.config_hash} |")
-    pretrained_mean = statistics.fmean(r.pretrained["top1@10"] for r in results)
+    pretrained_mean = summarize([r.pretrained["top1@10"] for r in results]).mean
     lines += [
         "",
         (f"- gap (pre-trained minus random init, top-1 @10), mean over {len(results)} seeds: "
-         f"**{mean:+.1f} ± {se:.1f} points** (s.e.; needs a mean >= {args.min_gap:g}): **{verdict}**"),
+         f"**{gap_text(gap)} points** (s.e.; needs a mean >= {args.min_gap:g}): **{verdict}**"),
         (f"- raw pixels: top-1 @10 {raw['top1@10']:.1f}, @20 {raw['top1@20']:.1f}; pre-trained minus raw pixels "
          f"(mean): {pretrained_mean - raw['top1@10']:+.1f} points"),
         (f"- wall and CPU time are per pre-training ({torch.get_num_threads()} torch threads, precision "
@@ -216,14 +213,14 @@ def main(argv: list[str] | None = None) -> int:
               f"{r.random_init['top1@10']:5.1f}  gap {r.gap:+.1f}", flush=True)
     load_after = load_average()
 
-    mean, se = mean_and_se([r.gap for r in results])
+    gap = summarize([r.gap for r in results])
     print(f"raw pixels top-1@10 {raw['top1@10']:5.1f}  top-1@20 {raw['top1@20']:5.1f}")
-    print(f"gap over random init: {mean:+.1f} ± {se:.1f} points (mean ± s.e. over {len(results)} seeds; "
+    print(f"gap over random init: {gap_text(gap)} points (mean ± s.e. over {len(results)} seeds; "
           f"needs a mean >= {args.min_gap:g})")
     if args.results:
-        write_report(Path(args.results), results, raw, args, cfg, load_before, load_after)
+        write_report(Path(args.results), results, gap, raw, args, cfg, load_before, load_after)
         print(f"wrote {args.results}")
-    return 0 if mean >= args.min_gap else 1
+    return 0 if gap.mean >= args.min_gap else 1
 
 
 if __name__ == "__main__":

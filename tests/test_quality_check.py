@@ -2,9 +2,11 @@
 
 import importlib.util
 import json
-import math
+import re
 import sys
 from pathlib import Path
+
+from analysis.stats import summarize
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("quality_fmnist", ROOT / "benchmarks" / "quality_fmnist.py")
@@ -15,10 +17,9 @@ TINY = ["--preset", "tiny", "--train-n", "256", "--test-n", "128", "--set", "tra
         "--set", "data.train_subset=64", "--set", "train.threads=1"]
 
 
-def test_mean_and_standard_error():
-    assert quality.mean_and_se([7.0, 3.0]) == (5.0, 2.0)     # stdev (ddof 1) 2.83 / sqrt 2
-    mean, se = quality.mean_and_se([4.0])
-    assert mean == 4.0 and math.isnan(se)
+def test_gap_text_gives_mean_and_standard_error():
+    assert quality.gap_text(summarize([7.0, 3.0])) == "+5.0 ± 2.0"      # stdev (ddof 1) 2.83 / sqrt 2
+    assert quality.gap_text(summarize([4.0])) == "+4.0 (one seed, no s.e.)"
 
 
 def test_each_seed_pretrains_its_own_folder_and_the_mean_decides(tmp_path):
@@ -29,6 +30,9 @@ def test_each_seed_pretrains_its_own_folder_and_the_mean_decides(tmp_path):
     rows = [line for line in text.splitlines() if line.startswith(("| 0 |", "| 1 |"))]
     assert len(rows) == 2
     assert "**PASS**" in text and "--seeds 0 1" in text
+    gaps = summarize([float(row.split("|")[4]) for row in rows])     # rows print gaps to 0.1 points
+    mean, se = map(float, re.search(r"mean over 2 seeds: \*\*([-+0-9.]+) ± ([0-9.]+) points", text).groups())
+    assert abs(mean - gaps.mean) <= 0.1 and abs(se - gaps.se) <= 0.1
     for seed in (0, 1):
         record = json.loads((tmp_path / "runs" / f"seed-{seed}" / "result.json").read_text())
         assert record["status"] == "done" and record["seed"] == seed
