@@ -112,7 +112,7 @@ def cmd_tables(args: argparse.Namespace) -> int:
 
     tables = _build(args, test=args.test)
     if args.out is not None:
-        from jobs.rundir import atomic_write_text
+        from mst.atomic import atomic_write_text
 
         for table in tables:
             path = args.out / f"{table.sweep}.{EXTENSIONS[args.format]}"

@@ -97,7 +97,7 @@ def _load_cache(sweep_dir: str) -> dict[str, list]:
 
 
 def _save_cache(sweep_dir: str, entries: dict[str, list]) -> None:
-    from jobs.rundir import atomic_write_text
+    from mst.atomic import atomic_write_text
 
     try:
         atomic_write_text(Path(sweep_dir) / CACHE_NAME,

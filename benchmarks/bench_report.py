@@ -32,8 +32,8 @@ from analysis.collect import CACHE_NAME, collect
 from analysis.render import to_markdown
 from analysis.synthetic import write_sweep_records
 from analysis.tables import SPECS
-from jobs.rundir import atomic_write_text
 from jobs.sweep import load_sweep
+from mst.atomic import atomic_write_text
 
 RESULTS = ROOT / "benchmarks" / "results" / "report.md"
 GOAL_S = 2.0

@@ -33,6 +33,7 @@ from typing import Any
 
 from jobs import rundir
 from jobs.profiles import ClusterProfile, config_overrides, load_profile, slurm_parameters
+from mst.atomic import atomic_write_json
 
 STATUS_CACHE_S = 60.0
 ACTIVE = ("PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "COMPLETING", "CONFIGURING",
@@ -251,7 +252,7 @@ def cached_poll(profile: ClusterProfile, sweep_path: Path, array_ids: list[str],
     states = poll_scheduler(profile, wanted, since)
     if counter:
         counter()
-    rundir.atomic_write_json(cache, {"time": time.time(), "cluster": profile.name, "arrays": wanted,
+    atomic_write_json(cache, {"time": time.time(), "cluster": profile.name, "arrays": wanted,
                                      "states": states})
     return states
 

@@ -39,10 +39,6 @@ def stage_dir(runs_root: str | Path, sweep: str, run_id: str, stage: str) -> Pat
     return run_dir(runs_root, sweep, run_id) / stage
 
 
-def atomic_write_json(path: Path, data: dict[str, Any]) -> None:
-    atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
-
-
 def write_config(path: Path, config_yaml: str) -> None:
     """config.yaml of a run; rewritten only when its content changed (resubmissions leave it alone)."""
     path = Path(path)

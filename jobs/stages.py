@@ -30,6 +30,7 @@ from typing import Any
 import submitit
 
 from jobs import rundir
+from mst.atomic import atomic_write_json
 
 # ranks > 0 and SIGTERM-only stops wait this long for Slurm to kill or requeue the job before exiting
 KILL_WAIT_S = 120.0
@@ -195,7 +196,7 @@ class StageJob(submitit.helpers.Checkpointable):
             return
         if os.environ.get("RANK", "0") != "0":
             return
-        rundir.atomic_write_json(self.out_dir / "result.json", {
+        atomic_write_json(self.out_dir / "result.json", {
             "schema": 1, **extra, "stage": self.stage, "status": "failed",
             "error": f"{type(err).__name__}: {err}".splitlines()[0][:500], "metrics": {},
             "config": self.config, "wall_time_s": None, "device_hours": None,

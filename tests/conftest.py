@@ -16,6 +16,18 @@ import pytest
 SLURM_CONFS = {"dcu": "/etc/slurm/slurm.conf", "v100": "/etc/slurm/v100/slurm.conf"}
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: on tiny tensors intra-op threads only add contention on a shared machine
+    (30x slower measured). Modules opt in with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _cluster_answers(conf: str) -> str | None:
     """None when sinfo and sacct answer for this SLURM_CONF, else why not."""
     if shutil.which("sinfo") is None:

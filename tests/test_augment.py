@@ -16,13 +16,7 @@ PLAIN = dataclasses.replace(SMOKE, n_local=1, flip_prob=0.0, jitter_prob=0.0, gr
 DRAWS = 2000
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: intra-op threads only add contention on a shared machine (30x slower measured)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _find(transform, kind) -> list:

@@ -35,12 +35,7 @@ DRAWS = 2000
 BICUBIC = TF.InterpolationMode.BICUBIC
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _images(n: int, side: int = 32, seed: int = 0, height: int | None = None) -> torch.Tensor:

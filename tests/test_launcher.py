@@ -15,6 +15,7 @@ import pytest
 from jobs import rundir
 from jobs.launcher import Array, Run, _classify, _dependency, plan_arrays, render_sbatch, submit
 from jobs.profiles import load_profile, slurm_parameters
+from mst.atomic import atomic_write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 SNAPSHOTS = Path(__file__).resolve().parent / "snapshots"
@@ -158,7 +159,7 @@ def test_manifest_append_and_torn_line(tmp_path):
 
 
 def test_atomic_json_leaves_no_temp_files(tmp_path):
-    rundir.atomic_write_json(tmp_path / "x" / "result.json", {"status": "done"})
+    atomic_write_json(tmp_path / "x" / "result.json", {"status": "done"})
     assert json.loads((tmp_path / "x" / "result.json").read_text()) == {"status": "done"}
     assert [p.name for p in (tmp_path / "x").iterdir()] == ["result.json"]
 
