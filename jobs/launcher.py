@@ -257,6 +257,17 @@ def cached_poll(profile: ClusterProfile, sweep_path: Path, array_ids: list[str],
     return states
 
 
+def task_state(states: dict[str, str], job_id: str) -> str | None:
+    """The scheduler's state of one job or array task ('123_4'), None when the answer does not name it.
+
+    sacct reports an array cancelled before Slurm split it into tasks under the bare array id ('123'), not
+    per task: such a task inherits the array's state.
+    """
+    if job_id in states:
+        return states[job_id]
+    return states.get(job_id.split("_")[0]) if "_" in job_id else None
+
+
 # ------------------------------------------------------------------------------------------- state
 
 
@@ -322,7 +333,7 @@ def _states(keys: list[tuple[str, str]], profile: ClusterProfile, runs_root: Pat
         if job_id is not None and job_id.startswith("local") and marker not in rundir.FINAL_STATES:
             out[(run_id, stage)] = ("failed" if marker is None else "running", "local run", job_id)
             continue
-        state, detail = _classify(marker, states.get(job_id) if job_id else None, job_id, age)
+        state, detail = _classify(marker, task_state(states, job_id) if job_id else None, job_id, age)
         if not ask_scheduler and state in ("lost", "failed") and job_id is not None and marker is None:
             state, detail = "unknown", "scheduler not asked"
         out[(run_id, stage)] = (state, detail, job_id)

@@ -89,14 +89,16 @@ def slurm_sweep(tmp_path, slurm_clusters):
 
 
 def wait_for(predicate, timeout_s: float, what: str, poll_s: float = 1.0):
-    """Poll `predicate` until it returns something truthy; fail naming `what` after `timeout_s`."""
+    """Poll `predicate` until it returns something truthy; fail naming `what` after `timeout_s`.
+
+    `what` may be a callable, called at the failure, to say what was last seen."""
     deadline = time.time() + timeout_s
     while time.time() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(poll_s)
-    pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}")
+    pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what() if callable(what) else what}")
 
 
 def sacct_records(job_id: str, conf: str, since: float, duplicates: bool = False) -> list[dict[str, str]]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from jobs import rundir
-from jobs.launcher import Array, Run, _classify, _dependency, plan_arrays, render_sbatch, submit
+from jobs.launcher import Array, Run, _classify, _dependency, plan_arrays, render_sbatch, submit, task_state
 from jobs.profiles import load_profile, slurm_parameters
 from mst.atomic import atomic_write_json
 
@@ -147,6 +147,16 @@ def test_state_classification(marker, sched, job, state):
 
 def test_a_job_accounting_has_not_seen_yet_is_queued():
     assert _classify(None, None, "1_0", age_s=5.0)[0] == "queued"
+
+
+def test_a_task_of_an_array_cancelled_before_it_split_takes_the_array_state():
+    """What sacct printed on the local cluster for two arrays cancelled while pending: one split, one not."""
+    from submitit.slurm.slurm import SlurmInfoWatcher
+
+    text = "JobID|State\n263|CANCELLED by 0\n264_0|CANCELLED by 0\n264_[1-2]|PENDING\n"
+    states = {j: f["State"].split()[0] for j, f in SlurmInfoWatcher().read_info(text).items()}
+    assert [task_state(states, j) for j in ("263_0", "263_1", "264_0", "264_2", "265_0", "263")] == [
+        "CANCELLED", "CANCELLED", "CANCELLED", "PENDING", None, "CANCELLED"]
 
 
 def test_manifest_append_and_torn_line(tmp_path):

@@ -4,7 +4,7 @@ Few and slow on purpose; timings measured on the 2-core development machine (bot
 work running beside them):
 - test_same_sweep_on_both_clusters: 126-139 s (2 clusters x a 2-run array x 2-task DDP pretrain, then k-NN)
 - test_pretrain_interrupted_twice_matches_uninterrupted: 141-175 s
-- test_status_cancel_resubmit: 8 s
+- test_status_cancel_resubmit: 2-3 s
 """
 
 from __future__ import annotations
@@ -166,12 +166,15 @@ def test_status_cancel_resubmit(tmp_path, slurm_sweep):
     assert proc.returncode == 0, proc.stderr
     assert re.search(r"cancelled 4 jobs", proc.stdout), proc.stdout
 
+    seen: list[str] = []
+
     def all_cancelled():
         got = status(str(sweep), "local-slurm", runs)
         (runs / "cr" / ".scheduler_cache.json").unlink(missing_ok=True)
+        seen[:] = [f"{s.run.run_id}/{s.stage}={s.state} ({s.detail})" for s in got]
         return all(s.state == "cancelled" for s in got)
 
-    wait_for(all_cancelled, 60, "the jobs to show as cancelled", poll_s=2)
+    wait_for(all_cancelled, 60, lambda: "the jobs to show as cancelled; last seen: " + "; ".join(seen), poll_s=2)
     again = submit(str(sweep), "local-slurm", str(runs), resubmit=True, out=lambda _: None)
     assert sorted((r["run_id"], r["stage"]) for r in again) == sorted((r["run_id"], r["stage"]) for r in recs)
     assert {r["job_id"] for r in again}.isdisjoint({r["job_id"] for r in recs})
