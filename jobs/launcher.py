@@ -252,8 +252,7 @@ def cached_poll(profile: ClusterProfile, sweep_path: Path, array_ids: list[str],
     states = poll_scheduler(profile, wanted, since)
     if counter:
         counter()
-    atomic_write_json(cache, {"time": time.time(), "cluster": profile.name, "arrays": wanted,
-                                     "states": states})
+    atomic_write_json(cache, {"time": time.time(), "cluster": profile.name, "arrays": wanted, "states": states})
     return states
 
 

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -88,7 +89,7 @@ def slurm_sweep(tmp_path, slurm_clusters):
                            capture_output=True, timeout=30)
 
 
-def wait_for(predicate, timeout_s: float, what: str, poll_s: float = 1.0):
+def wait_for(predicate, timeout_s: float, what: str | Callable[[], str], poll_s: float = 1.0):
     """Poll `predicate` until it returns something truthy; fail naming `what` after `timeout_s`.
 
     `what` may be a callable, called at the failure, to say what was last seen."""
