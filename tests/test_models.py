@@ -124,3 +124,27 @@ def test_ema_matches_parameters_by_name():
     s = dict(student.named_parameters())
     for name, p in teacher.named_parameters():
         torch.testing.assert_close(p, 0.9 * before[name] + 0.1 * s[name])
+
+
+@pytest.mark.parametrize("use_bn", [False, True])
+def test_student_runs_the_weight_normed_last_layer_once_per_step(use_bn):
+    cfg = config_from_dict({"data": {"name": "fashion_mnist"}, "augment": {
+        "global_size": 32, "local_size": 16, "eval_resize": 32, "eval_crop": 32},
+        "model": {"arch": "vit_test", "patch_size": 8, "out_dim": 64, "head_hidden_dim": 16,
+                  "head_bottleneck_dim": 8, "head_use_bn": use_bn, "drop_path": 0.0}})
+    torch.manual_seed(0)
+    student = Student(cfg)
+    globals_, locals_ = torch.randn(4, 3, 32, 32), torch.randn(8, 3, 16, 16)
+    weight_calls = []
+    norm = student.head.last_layer.parametrizations.weight[0]
+    handle = norm.register_forward_hook(lambda *_: weight_calls.append(1))
+    logits, _ = student(globals_, locals_, None)
+    handle.remove()
+    assert len(weight_calls) == 1
+    # the same logits as the head applied to each crop size on its own (training-mode BN: batch statistics
+    # per size, as before)
+    with torch.no_grad():
+        expected = torch.cat([student.head(student.backbone(globals_).cls),
+                              student.head(student.backbone(locals_).cls)])
+    torch.testing.assert_close(logits, expected)
+    assert logits.shape == (12, 64)

@@ -36,6 +36,8 @@ class DINOHead(nn.Module):
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
 
+    def bottleneck(self, x: torch.Tensor) -> torch.Tensor:   # [B, in_dim] -> [B, bottleneck_dim], unit rows
+        return F.normalize(self.mlp(x), dim=-1, eps=1e-6)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:   # [B, in_dim] -> [B, out_dim]
-        x = F.normalize(self.mlp(x), dim=-1, eps=1e-6)
-        return self.last_layer(x)
+        return self.last_layer(self.bottleneck(x))

@@ -47,7 +47,10 @@ class Student(nn.Module):
         """globals_ [2B, 3, G, G] (masked by `mask` [2B, L]), locals_ [nB, 3, S, S] ->
         (logits of every crop [(2 + n)B, K], restored globals [2B, 3, G, G] or None)."""
         out = self.backbone(globals_, mask=mask, replace=self.replace, generator=generator)
-        logits = [self.head(out.cls)]
+        # the head's MLP runs per crop size (its BatchNorm, if any, takes its statistics from globals only);
+        # its 65536-wide weight-normed last layer runs once, on every crop's bottleneck: a second call would
+        # recompute the normalised weight and its backward, which cost more than the matmul itself
+        bottlenecks = [self.head.bottleneck(out.cls)]                        # [2B, D]
         restored = None
         if self.decoder is not None:
             p = self.backbone.patch_size
@@ -56,8 +59,8 @@ class Student(nn.Module):
         if locals_ is not None:
             local_cls = self.backbone(locals_).cls
             with frozen_bn_stats(self.head):
-                logits.append(self.head(local_cls))
-        return torch.cat(logits), restored
+                bottlenecks.append(self.head.bottleneck(local_cls))        # [nB, D]
+        return self.head.last_layer(torch.cat(bottlenecks)), restored     # [(2 + n)B, K]
 
 
 class Teacher(nn.Module):
