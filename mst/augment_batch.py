@@ -187,6 +187,60 @@ def _resample_rows(rows: torch.Tensor, owner: torch.Tensor, index: torch.Tensor,
     return out.reshape(N, S, D)
 
 
+def _apply(x: torch.Tensor, mask: torch.Tensor, fn, values) -> None:
+    """x[i] = fn(x[i], values[i]) in place for the images where `mask` (CPU) holds."""
+    idx = mask.nonzero()[:, 0]
+    if len(idx) == 0:
+        return
+    arg = None if values is None else values[idx].to(x.device, x.dtype)
+    idx = idx.to(x.device)
+    x.index_copy_(0, idx, fn(x.index_select(0, idx), arg))
+
+
+def photometric(x: torch.Tensor, u: torch.Tensor, c, size: int, B: int, blur_p, solarize_p) -> dict:
+    """Colour jitter, grayscale, blur and solarisation in place on x [N, 3, size*size] (float in [0, 1], any
+    device), N = V * B view-major rows whose uniforms are u [N, WIDTH] (CPU); blur_p and solarize_p hold one
+    probability per view. Returns the parameters drawn, each [N, ...]."""
+    jitter = u[:, JITTER] < c.jitter_prob
+    lows = torch.tensor([max(0.0, 1 - j) for j in c.jitter[:3]] + [-c.jitter[3]], dtype=u.dtype)
+    highs = torch.tensor([1 + j for j in c.jitter[:3]] + [c.jitter[3]], dtype=u.dtype)
+    factors = lows + (highs - lows) * u[:, FACTORS]                         # [N, 4]
+    order = u[:, ORDER].argsort(1)                                          # [N, 4] a random permutation
+    for position in range(4):
+        for op, adjust in enumerate(JITTER_OPS):
+            if c.jitter[op] == 0:
+                continue  # torchvision leaves out an op whose range is 0
+            _apply(x, jitter & (order[:, position] == op), adjust, factors[:, op])
+    gray = u[:, GRAY] < c.gray_prob
+    _apply(x, gray, lambda t, _: _gray(t).expand(-1, 3, -1), None)
+    blur = u[:, BLUR] < torch.tensor(blur_p, dtype=u.dtype).repeat_interleave(B)
+    sigma = c.blur_sigma[0] + (c.blur_sigma[1] - c.blur_sigma[0]) * u[:, SIGMA]
+    kernel = blur_kernel_size(size)
+    _apply(x, blur, lambda t, s: gaussian_blur(t, s, kernel, size), sigma)
+    solarized = u[:, SOLARIZE] < torch.tensor(solarize_p, dtype=u.dtype).repeat_interleave(B)
+    _apply(x, solarized, lambda t, _: solarize(t, c.solarize_threshold), None)
+    return {"jitter": jitter, "factors": factors, "order": order, "gray": gray, "blur": blur, "sigma": sigma,
+            "solarize": solarized}
+
+
+def normalise(x: torch.Tensor, c) -> torch.Tensor:
+    """(x - mean) / std of x [N, 3, P] as one multiply-add over rows of [N*3, P] (the broadcast CPU kernels
+    handle best) -> [N*3, P]."""
+    N, dev = x.shape[0], x.device
+    scale = (1 / torch.tensor(c.std, device=dev)).repeat(N)[:, None]          # [N*3, 1]
+    shift = (-torch.tensor(c.mean, device=dev)).repeat(N)[:, None] * scale
+    return torch.addcmul(shift, x.reshape(N * 3, -1), scale)
+
+
+def draw_uniforms(gen: torch.Generator, seeds, n_views: int) -> torch.Tensor:
+    """Uniforms [B, n_views, WIDTH] (float64, CPU), each sample's from its own seed alone."""
+    rows = []
+    for seed in seeds:
+        gen.manual_seed(int(seed))
+        rows.append(torch.rand(n_views, WIDTH, generator=gen, dtype=torch.float64))
+    return torch.stack(rows)
+
+
 class BatchMultiCrop:
     """uint8 images [B, 3, H, W] + one seed per sample -> [global 1, global 2, local 1, ..., local n_local].
 
@@ -201,11 +255,7 @@ class BatchMultiCrop:
 
     def draw(self, seeds: list[int]) -> torch.Tensor:
         """Uniforms [B, n_views, WIDTH] (float64, CPU), each sample's from its own seed alone."""
-        rows = []
-        for seed in seeds:
-            self.gen.manual_seed(int(seed))
-            rows.append(torch.rand(self.n_views, WIDTH, generator=self.gen, dtype=torch.float64))
-        return torch.stack(rows)
+        return draw_uniforms(self.gen, seeds, self.n_views)
 
     def __call__(self, images, seeds: list[int], return_params: bool = False):
         if isinstance(images, (list, tuple)):
@@ -253,43 +303,11 @@ class BatchMultiCrop:
         out = out.reshape(V * B, size, 3, size).transpose(1, 2).reshape(V * B, 3, size * size)
         out = out.clamp_(0, 1)  # [N, 3, P]; bicubic overshoots, v2 clamps when it rounds to uint8
 
-        jitter = u[:, JITTER] < c.jitter_prob
-        lows = torch.tensor([max(0.0, 1 - j) for j in c.jitter[:3]] + [-c.jitter[3]], dtype=u.dtype)
-        highs = torch.tensor([1 + j for j in c.jitter[:3]] + [c.jitter[3]], dtype=u.dtype)
-        factors = lows + (highs - lows) * u[:, FACTORS]                         # [N, 4]
-        order = u[:, ORDER].argsort(1)                                          # [N, 4] a random permutation
-        for position in range(4):
-            for op, adjust in enumerate(JITTER_OPS):
-                if c.jitter[op] == 0:
-                    continue  # torchvision leaves out an op whose range is 0
-                self._apply(out, jitter & (order[:, position] == op), adjust, factors[:, op])
-        gray = u[:, GRAY] < c.gray_prob
-        self._apply(out, gray, lambda t, _: _gray(t).expand(-1, 3, -1), None)
-        blur = u[:, BLUR] < torch.tensor(blur_p, dtype=u.dtype).repeat_interleave(B)
-        sigma = c.blur_sigma[0] + (c.blur_sigma[1] - c.blur_sigma[0]) * u[:, SIGMA]
-        kernel = blur_kernel_size(size)
-        self._apply(out, blur, lambda t, s: gaussian_blur(t, s, kernel, size), sigma)
-        solarized = u[:, SOLARIZE] < torch.tensor(solarize_p, dtype=u.dtype).repeat_interleave(B)
-        self._apply(out, solarized, lambda t, _: solarize(t, c.solarize_threshold), None)
-
-        # (x - mean) / std as one multiply-add over rows of [N*3, P] (the broadcast CPU kernels handle best)
-        scale = (1 / torch.tensor(c.std, device=dev)).repeat(V * B)[:, None]      # [N*3, 1]
-        shift = (-torch.tensor(c.mean, device=dev)).repeat(V * B)[:, None] * scale
-        out = torch.addcmul(shift, out.reshape(V * B * 3, -1), scale).reshape(V, B, 3, size, size)
-        per_view = {"box": box, "flip": flip, "jitter": jitter, "factors": factors, "order": order,
-                    "gray": gray, "blur": blur, "sigma": sigma, "solarize": solarized}
+        photo = photometric(out, u, c, size, B, blur_p, solarize_p)
+        out = normalise(out, c).reshape(V, B, 3, size, size)
+        per_view = {"box": box, "flip": flip, **photo}
         per_view = {k: v.reshape(V, B, *v.shape[1:]).transpose(0, 1) for k, v in per_view.items()}
         return out, per_view
-
-    @staticmethod
-    def _apply(x: torch.Tensor, mask: torch.Tensor, fn, values) -> None:
-        """x[i] = fn(x[i], values[i]) in place for the images where `mask` (CPU) holds."""
-        idx = mask.nonzero()[:, 0]
-        if len(idx) == 0:
-            return
-        arg = None if values is None else values[idx].to(x.device, x.dtype)
-        idx = idx.to(x.device)
-        x.index_copy_(0, idx, fn(x.index_select(0, idx), arg))
 
     def _by_size(self, images, seeds, return_params):
         """Images of different sizes: augment each size's group as a batch, put the samples back in order."""
