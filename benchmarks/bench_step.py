@@ -111,8 +111,8 @@ def main() -> None:
     for r in rows:
         lines.append(f"| {r['shape']} | {r['a_s']:.3f} | {r['b_s']:.3f} | {r['c_s']:.3f} | {r['c/b']:.3f} | "
                      f"{r['c/a']:.3f} | {r['decoder/backbone FLOPs']:.3f} |")
-    lines += ["", "Goals: c/b <= 1.10; c/a <= 1.30 at the paper shape, batch 8; decoder FLOPs <= 10 % of the "
-              "backbone's."]
+    goals = "Goals: c/b <= 1.10; c/a <= 1.30 at the paper shape, batch 8; decoder FLOPs <= 10 % of the backbone's."
+    lines += ["", goals]
     text = "\n".join(lines) + "\n"
     print(text)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -100,14 +100,16 @@ class AugmentConfig:
     """Evaluation: resize the short side to this."""
     eval_crop: int = 224
     """Evaluation: centre crop of this side."""
-    backend: Literal["v2", "batched"] = "v2"
+    backend: Literal["v2", "batched", "split"] = "v2"
     """Training multi-crop implementation, same distribution: v2 = mst.augment per sample in the dataset;
     batched = mst.augment_batch per batch in the loader's collate (~20x v2's samples/s on a CPU core at 32 px,
-    ~1.6x at 224 px: benchmarks/results/augment_*.md)."""
+    ~1.6x at 224 px: benchmarks/results/augment_*.md); split = decode (reduced-size JPEG decode when the
+    crops allow), crop and flip to uint8 in the loader workers (mst.data.crops), the photometric ops batched
+    inside the training step on its device (mst.photometric; benchmarks/results/data.md)."""
 
     def __post_init__(self) -> None:
-        check(self.backend in ("v2", "batched"), "augment.backend", f"unknown backend '{self.backend}'",
-              "choose one of v2, batched")
+        check(self.backend in ("v2", "batched", "split"), "augment.backend", f"unknown backend '{self.backend}'",
+              "choose one of v2, batched, split")
         check_positive(self.global_size, "augment.global_size", "224")
         check_positive(self.local_size, "augment.local_size", "96")
         check(self.local_size <= self.global_size, "augment.local_size",

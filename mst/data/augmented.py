@@ -8,12 +8,18 @@ resumed run restarts within an epoch, and the caller's global torch RNG is left 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import torch
-from torch.utils.data import Dataset
+from PIL import Image
+from torch.utils.data import Dataset, Subset
 
+from mst.augment_batch import draw_uniforms
+from mst.data.crops import geometric_crops
 from mst.seeding import sample_seed
+
+log = logging.getLogger(__name__)
 
 
 class AugmentedDataset(Dataset):
@@ -57,3 +63,44 @@ class SeededImageDataset(AugmentedDataset):
     def __getitem__(self, index: int):
         image, label = self.base[index]
         return image, label, sample_seed(self.seed, self.epoch, index)
+
+
+def image_source(base: Dataset, index: int):
+    """What `mst.data.crops.geometric_crops` reads for item `index`: the file path of an image folder (so the
+    decoder can draft), else the uint8 image tensor; and the label."""
+    if isinstance(base, Subset):
+        return image_source(base.dataset, base.indices[index])
+    samples = getattr(base, "samples", None)
+    if samples is not None:
+        path, label = samples[index]
+        return path, label
+    image, label = base[index]
+    return image.as_subclass(torch.Tensor), label
+
+
+class CroppedDataset(AugmentedDataset):
+    """Items (V uint8 crops [3, S, S], label, sample seed) of `base`, or None for an unreadable image file.
+
+    The worker side of the split pipeline: decode, RandomResizedCrop and flip from the sample's seed
+    `sample_seed(seed, epoch, index)`; the photometric ops follow in the step (`mst.photometric`). An index may
+    also be an (epoch, index) pair, which lets persistent loader workers serve any epoch.
+    """
+
+    def __init__(self, base: Dataset, aug_cfg, seed: int):
+        super().__init__(base, transform=None, seed=seed)
+        self.cfg = aug_cfg
+        self.n_views = 2 + aug_cfg.n_local
+        self.gen = torch.Generator()
+
+    def __getitem__(self, index):
+        epoch, index = index if isinstance(index, tuple) else (self.epoch, index)
+        seed = sample_seed(self.seed, epoch, index)
+        source, label = image_source(self.base, index)
+        u = draw_uniforms(self.gen, [seed], self.n_views)[0]                   # [V, WIDTH]
+        try:
+            crops = geometric_crops(source, u, self.cfg)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+            log.warning("skipping unreadable image %s: %s", source, str(err).splitlines()[0] if str(err) else
+                        type(err).__name__)
+            return None
+        return crops, label, seed

@@ -8,16 +8,20 @@ from torch.utils.data import DataLoader, DistributedSampler
 from ..augment import MultiCropAugment
 from ..augment_batch import MultiCropCollate
 from ..data import AugmentedDataset, build_dataset
-from ..data.augmented import SeededImageDataset
+from ..data.augmented import CroppedDataset, SeededImageDataset
+from ..data.crops import CropCollate
 from ..seeding import sample_seed, worker_init_fn
 
 
 def train_dataset(cfg) -> AugmentedDataset:
-    """Multi-crop training items: augmented per sample (backend v2), or (image, label, seed) for the
-    batched backend, which `epoch_loader` augments per batch in its collate_fn."""
+    """Multi-crop training items: augmented per sample (backend v2), (image, label, seed) for the
+    batched backend, which `epoch_loader` augments per batch in its collate_fn, or uint8 crops for the split
+    backend, whose photometric ops the training step applies."""
     base = build_dataset(cfg.data, "train")
     if cfg.augment.backend == "batched":
         return SeededImageDataset(base, cfg.train.seed)
+    if cfg.augment.backend == "split":
+        return CroppedDataset(base, cfg.augment, cfg.train.seed)
     return AugmentedDataset(base, MultiCropAugment(cfg.augment), cfg.train.seed)
 
 
@@ -48,6 +52,8 @@ def epoch_loader(dataset: AugmentedDataset, cfg, epoch: int, start_batch: int, w
     workers = cfg.data.num_workers
     # seeded items are augmented per batch, in the worker (or the main process when workers == 0)
     collate = MultiCropCollate(cfg.augment) if isinstance(dataset, SeededImageDataset) else None
+    if isinstance(dataset, CroppedDataset):
+        collate = CropCollate()
     return DataLoader(dataset, batch_size=local_batch, sampler=sampler, num_workers=workers, drop_last=True,
                       pin_memory=device.type == "cuda", generator=gen, worker_init_fn=worker_init_fn,
                       persistent_workers=False, prefetch_factor=4 if workers else None, collate_fn=collate)

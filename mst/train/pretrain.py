@@ -24,6 +24,7 @@ from ..checkpoint import atomic_torch_save, load_checkpoint, weights_sha256
 from ..config import Config, config_hash, config_to_dict
 from ..losses import DINOLoss, restoration_loss
 from ..masking import make_mask
+from ..photometric import BatchPhotometric
 from ..records import make_record
 from ..schedules import cosine, teacher_temperature
 from ..seeding import seed_everything
@@ -90,6 +91,9 @@ class PretrainTrainer:
         torch.manual_seed(cfg.train.seed + 7919 * (self.rank + 1))   # drop path differs across ranks
 
         self.dataset = train_dataset(cfg) if dataset is None else dataset
+        # split backend: the loader hands over uint8 crops; their photometric ops run here, on the step's device
+        self.photometric = BatchPhotometric(cfg.augment) if cfg.augment.backend == "split" else None
+        self.skipped_images = 0    # unreadable image files left out of their batch (split backend)
         self.steps_per_epoch = len(self.dataset) // cfg.train.batch_size
         if self.steps_per_epoch == 0:
             raise ValueError(f"train.batch_size={cfg.train.batch_size} exceeds the {len(self.dataset)} training "
@@ -107,6 +111,7 @@ class PretrainTrainer:
             "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
             "dino_loss": self.dino_loss.state_dict(), "rng": get_rng_state(self.mask_gen),
             "wall_time_s": self.wall_before + (time.time() - self.t_start), "last": self.last,
+            "skipped_images": self.skipped_images,
             "weights_sha256": self.digest(),
         }
 
@@ -131,6 +136,7 @@ class PretrainTrainer:
         self.dino_loss.load_state_dict(state["dino_loss"])
         set_rng_state(state["rng"], self.mask_gen, self.rank)
         self.step, self.wall_before, self.last = state["step"], state["wall_time_s"], state.get("last", {})
+        self.skipped_images = state.get("skipped_images", 0)
         self._truncate_metrics()
         log.info("resumed from %s at step %d", path, self.step)
         return True
@@ -150,6 +156,15 @@ class PretrainTrainer:
         t_temp = teacher_temperature(self.step // n, self.cfg.loss.warmup_teacher_temp, self.cfg.loss.teacher_temp,
                                      self.cfg.loss.warmup_teacher_temp_epochs)
         return lr, wd, momentum, t_temp
+
+    def views(self, batch) -> list[torch.Tensor]:
+        """A loader batch -> the step's crops: (crops, labels), or for the split backend (uint8 crops, labels,
+        seeds, skipped), whose photometric ops run here as batched tensor ops on the step's device."""
+        if self.photometric is None:
+            return batch[0]
+        crops, _, seeds, skipped = batch
+        self.skipped_images += int(skipped)
+        return self.photometric([c.to(self.device, non_blocking=True) for c in crops], seeds.tolist())
 
     def train_step(self, crops: list[torch.Tensor]) -> dict[str, float]:
         cfg, dev = self.cfg, self.device
@@ -209,11 +224,11 @@ class PretrainTrainer:
                 epoch, in_epoch = divmod(self.step, self.steps_per_epoch)
                 self.student.train()
                 self.teacher.train()
-                for crops, _ in epoch_loader(self.dataset, cfg, epoch, in_epoch, self.world, self.rank, self.device):
+                for batch in epoch_loader(self.dataset, cfg, epoch, in_epoch, self.world, self.rank, self.device):
                     if should_stop is not None and dist.any_rank(should_stop(), self.device):
                         self.save()
                         raise Interrupted(self.step)
-                    self.last = self.train_step(crops)
+                    self.last = self.train_step(self.views(batch))
                     progress.update(self.step, self.last)
                     if dist.is_main() and (self.step % cfg.train.log_every == 0 or self.step == self.total_steps):
                         with open(metrics_path, "a") as f:
@@ -266,7 +281,8 @@ def run_pretrain(cfg: Config, out_dir: str | Path, should_stop: Callable[[], boo
     record = make_record(
         "pretrain", cfg_dict, chash, "done",
         {"loss": trainer.last.get("loss"), "loss_dino": trainer.last.get("loss_dino"),
-         "loss_rec": trainer.last.get("loss_rec"), "steps": trainer.step, "epochs": cfg.train.epochs},
+         "loss_rec": trainer.last.get("loss_rec"), "steps": trainer.step, "epochs": cfg.train.epochs,
+         "skipped_images": trainer.skipped_images},
         info["wall_time_s"], record_extra, weights_sha256=trainer.digest(), world_size=trainer.world,
         device=str(trainer.device), precision=trainer.precision)
     if dist.is_main():
