@@ -17,6 +17,12 @@ import pytest
 SLURM_CONFS = {"dcu": "/etc/slurm/slurm.conf", "v100": "/etc/slurm/v100/slurm.conf"}
 
 
+@pytest.fixture(autouse=True)
+def _index_cache_in_tmp(tmp_path_factory, monkeypatch):
+    """Folder indexes (mst.data.index) go to a temporary folder, never to the user's cache."""
+    monkeypatch.setenv("MST_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "mst-cache"))
+
+
 @pytest.fixture
 def one_thread():
     """One torch thread for the test: on tiny tensors intra-op threads only add contention on a shared machine

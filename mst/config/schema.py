@@ -57,6 +57,9 @@ class DataConfig:
     """Use only this many test/validation images; 0 uses all."""
     num_workers: int = 8
     """Data-loader worker processes per rank (0 loads in the main process)."""
+    index_dir: str = ""
+    """Folder data sets: where the cached file list of each split goes (JSON, keyed by the folder's path and
+    mtimes); empty: $MST_CACHE_DIR, else $XDG_CACHE_HOME/mst, else ~/.cache/mst."""
 
     def __post_init__(self) -> None:
         check_non_negative(self.train_subset, "data.train_subset")

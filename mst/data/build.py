@@ -43,7 +43,7 @@ def build_dataset(data_cfg, split: str) -> Dataset:
     if data_cfg.name == "fashion_mnist":
         dataset = FashionMNIST(data_cfg.root, "train" if train else "test")
     elif data_cfg.name == "folder":
-        dataset = ImageFolderDataset(data_cfg.root, "train" if train else "val")
+        dataset = ImageFolderDataset(data_cfg.root, "train" if train else "val", data_cfg.index_dir or None)
     else:
         raise DataError(f"unknown data set {data_cfg.name!r}; set --set data.name=fashion_mnist or folder")
     key = "data.train_subset" if train else "data.test_subset"

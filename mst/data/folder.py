@@ -9,6 +9,7 @@ from torchvision import datasets, tv_tensors
 from torchvision.transforms.v2 import functional as F
 
 from mst.data.errors import DatasetMissingError
+from mst.data.index import list_images
 
 
 def load_image(path: str) -> tv_tensors.Image:
@@ -21,9 +22,11 @@ def load_image(path: str) -> tv_tensors.Image:
 
 
 class ImageFolderDataset(datasets.ImageFolder):
-    """torchvision's ImageFolder (classes sorted by folder name, `targets`, `samples`) on uint8 tensors."""
+    """torchvision's ImageFolder (classes sorted by folder name, `targets`, `samples`) on uint8 tensors, its
+    file list cached in `index_dir` (`mst.data.index`; default: the user's cache folder)."""
 
-    def __init__(self, root: str | Path, split_dir: str):
+    def __init__(self, root: str | Path, split_dir: str, index_dir: str | Path | None = None):
+        self.index_dir = index_dir
         folder = Path(root) / split_dir
         fix = ("set --set data.root=... to a folder holding train/<class>/*.jpg and val/<class>/*.jpg "
                "(or --set data.name=fashion_mnist)")
@@ -35,3 +38,9 @@ class ImageFolderDataset(datasets.ImageFolder):
             # ImageFolder's own message spans several lines and lists extensions; say it in one.
             raise DatasetMissingError(
                 f"image folder {folder} has no class folder with images; {fix}") from None
+        if not self.samples:
+            raise DatasetMissingError(f"image folder {folder} has no class folder with images; {fix}")
+
+    def make_dataset(self, directory, class_to_idx, extensions=None, is_valid_file=None, allow_empty=False):
+        """The (path, label) list from the folder index; empty class folders are reported, not fatal."""
+        return list_images(directory, class_to_idx, extensions or datasets.folder.IMG_EXTENSIONS, self.index_dir)
