@@ -183,6 +183,7 @@ def test_unreadable_jpeg_is_skipped_with_one_line_and_counted(tmp_path, caplog):
     assert len(lines) == 1 and str(bad) in lines[0] and "\n" not in lines[0]
     crops, labels, seeds, skipped = CropCollate()([dataset[0], dataset[index], dataset[1]])
     assert int(skipped) == 1 and len(labels) == 2 and crops[0].shape[0] == 2
+    assert seeds.tolist() == [dataset[0][2], dataset[1][2]]
     record = run_pretrain(cfg, tmp_path / "run", show_progress=False)
     assert record["status"] == "done" and record["metrics"]["skipped_images"] == 1
 
