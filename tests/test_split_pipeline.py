@@ -21,7 +21,7 @@ from mst.data.folder import ImageFolderDataset
 from mst.photometric import BatchPhotometric
 from mst.seeding import sample_seed
 from mst.train import Interrupted, run_pretrain
-from mst.train.loader import epoch_loader, train_dataset
+from mst.train.loader import ResumableSampler, RunLoader, epoch_loader, train_dataset
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -206,22 +206,35 @@ TINY = ["augment.backend=split", "data.train_subset=64", "train.batch_size=16", 
         "train.checkpoint_every=3"]
 
 
-def test_loader_batches_do_not_depend_on_the_worker_count():
+def test_loader_batches_do_not_depend_on_the_worker_count_and_workers_persist():
     cfg = load_config("tiny", TINY)
     dataset = train_dataset(cfg)
     assert isinstance(dataset, CroppedDataset)
     batches = {}
     for workers in (0, 1):
         wcfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, num_workers=workers))
-        batches[workers] = list(epoch_loader(dataset, wcfg, 1, 1, 1, 0, torch.device("cpu")))
-    assert len(batches[0]) == len(batches[1]) == 64 // 16 - 1
-    for (c0, l0, s0, k0), (c1, l1, s1, k1) in zip(batches[0], batches[1]):
+        run = RunLoader(dataset, wcfg, 1, 0, torch.device("cpu"))
+        batches[workers] = []
+        for epoch, start in ((0, 1), (1, 0)):       # a resumed run's first epoch starts mid-way
+            loader = run.epoch(epoch, start)
+            batches[workers] += list(loader)
+            if workers:
+                assert loader.persistent_workers and run.epoch(epoch + 1, 0) is loader
+    fresh = list(epoch_loader(dataset, cfg, 1, 0, 1, 0, torch.device("cpu")))
+    assert len(batches[0]) == len(batches[1]) == 2 * (64 // 16) - 1
+    for (c0, l0, s0, k0), (c1, l1, s1, k1) in zip(batches[0] + fresh, batches[1] + batches[1][3:]):
         assert torch.equal(l0, l1) and torch.equal(s0, s1) and int(k0) == int(k1) == 0
         assert all(a.dtype == torch.uint8 and torch.equal(a, b) for a, b in zip(c0, c1))
+    # the persistent workers served epoch 1's seeds, in epoch 1's order
+    order = ResumableSampler(dataset, 1, 0, cfg.train.seed)
+    order.set_epoch(1)
+    expected = [sample_seed(cfg.train.seed, 1, i) for i in list(order)[:16]]
+    assert batches[1][3][2].tolist() == expected
 
 
-def test_pretrain_stopped_and_resumed_matches_an_uninterrupted_run(tmp_path):
-    cfg = load_config("tiny", TINY)
+@pytest.mark.parametrize("workers", [0, 1])
+def test_pretrain_stopped_and_resumed_matches_an_uninterrupted_run(tmp_path, workers):
+    cfg = load_config("tiny", [*TINY, f"data.num_workers={workers}"])
     full = run_pretrain(cfg, tmp_path / "full", show_progress=False)
     assert full["status"] == "done" and full["metrics"]["steps"] == 8
     calls = {"n": 0}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from ..augment import MultiCropAugment
 from ..augment_batch import MultiCropCollate
@@ -57,3 +57,55 @@ def epoch_loader(dataset: AugmentedDataset, cfg, epoch: int, start_batch: int, w
     return DataLoader(dataset, batch_size=local_batch, sampler=sampler, num_workers=workers, drop_last=True,
                       pin_memory=device.type == "cuda", generator=gen, worker_init_fn=worker_init_fn,
                       persistent_workers=False, prefetch_factor=4 if workers else None, collate_fn=collate)
+
+
+class EpochIndexSampler(Sampler):
+    """(epoch, index) pairs of a `ResumableSampler`: persistent loader workers take the epoch from each index
+    (`CroppedDataset`), so their copy of the dataset never serves a stale epoch."""
+
+    def __init__(self, inner: ResumableSampler):
+        self.inner = inner
+        self.epoch = 0
+
+    def start(self, epoch: int, start_index: int) -> None:
+        self.epoch, self.inner.start_index = epoch, start_index
+        self.inner.set_epoch(epoch)
+
+    def __iter__(self):
+        return ((self.epoch, index) for index in self.inner)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+
+class RunLoader:
+    """The training batches of each epoch of a run.
+
+    Split backend with workers: one DataLoader for the whole run, its workers persistent across epochs and
+    prefetching 4 batches each (a worker start re-imports torch and re-opens the data set: seconds per epoch at
+    ImageNet scale). Their torch seeds derive from (seed, first epoch, rank, worker) through the loader's
+    generator; no augmentation draws from them (every sample is seeded by (seed, epoch, index)), so batches do
+    not depend on them. Other backends: a fresh `epoch_loader` per epoch, as before.
+    """
+
+    def __init__(self, dataset, cfg, world: int, rank: int, device: torch.device):
+        self.dataset, self.cfg, self.world, self.rank, self.device = dataset, cfg, world, rank, device
+        self.loader: DataLoader | None = None
+        self.sampler: EpochIndexSampler | None = None
+
+    def epoch(self, epoch: int, start_batch: int):
+        cfg = self.cfg
+        workers = cfg.data.num_workers
+        if not isinstance(self.dataset, CroppedDataset) or workers == 0:
+            return epoch_loader(self.dataset, cfg, epoch, start_batch, self.world, self.rank, self.device)
+        local_batch = cfg.train.batch_size // self.world
+        if self.loader is None:
+            self.sampler = EpochIndexSampler(ResumableSampler(self.dataset, self.world, self.rank, cfg.train.seed))
+            gen = torch.Generator()
+            gen.manual_seed(sample_seed(cfg.train.seed, epoch, -1 - self.rank))
+            self.loader = DataLoader(self.dataset, batch_size=local_batch, sampler=self.sampler,
+                                     num_workers=workers, drop_last=True, pin_memory=self.device.type == "cuda",
+                                     generator=gen, worker_init_fn=worker_init_fn, persistent_workers=True,
+                                     prefetch_factor=4, collate_fn=CropCollate())
+        self.sampler.start(epoch, start_batch * local_batch)
+        return self.loader

@@ -28,7 +28,7 @@ from ..photometric import BatchPhotometric
 from ..records import make_record
 from ..schedules import cosine, teacher_temperature
 from ..seeding import seed_everything
-from .loader import epoch_loader, train_dataset
+from .loader import RunLoader, train_dataset
 from .nets import Student, Teacher, copy_student_into_teacher, ema_update
 from .progress import StepProgress
 from .rng import get_rng_state, set_rng_state
@@ -219,12 +219,13 @@ class PretrainTrainer:
         cfg = self.cfg
         metrics_path = self.out / "metrics.jsonl"
         progress = StepProgress(self.total_steps, self.step, enabled=show_progress and dist.is_main())
+        loader = RunLoader(self.dataset, cfg, self.world, self.rank, self.device)
         with progress:
             while self.step < self.total_steps:
                 epoch, in_epoch = divmod(self.step, self.steps_per_epoch)
                 self.student.train()
                 self.teacher.train()
-                for batch in epoch_loader(self.dataset, cfg, epoch, in_epoch, self.world, self.rank, self.device):
+                for batch in loader.epoch(epoch, in_epoch):
                     if should_stop is not None and dist.any_rank(should_stop(), self.device):
                         self.save()
                         raise Interrupted(self.step)
