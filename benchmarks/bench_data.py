@@ -113,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_data: {args.root}/train does not exist; make a folder with "
               "`python benchmarks/make_jpeg_folder.py FOLDER`", file=sys.stderr)
         return 2
+    load_before = f"{os.getloadavg()[0]:.1f}"
     where = pin_one_core()
     torch.set_num_threads(1)
     cfg = load_config("paper", [f"data.root={args.root}", "augment.backend=split", "data.num_workers=0"])
@@ -176,8 +177,15 @@ def main(argv: list[str] | None = None) -> int:
                  result["all_cpu_vs_pil_median"], ">= 1.0"),
                 ("DINO-style PIL", result["pil_samples_per_s_per_core"], 1, 1, "")]
         lines = ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-        Path(args.out).write_text("| pipeline | samples/s/core (median) | / PIL min | / PIL median | goal |\n"
-                                  "|---|---|---|---|---|\n" + "\n".join(lines) + "\n")
+        command = (f"python benchmarks/bench_data.py --root FOLDER --seconds {args.seconds:g} --batch {n} "
+                   f"--out {args.out}")
+        setting = (f"torch {torch.__version__}, 1 torch thread, pinned to {where}; {len(dataset)} JPEGs; "
+                   f"{len(rounds)} alternating rounds of {n} samples per pipeline; load average before/after: "
+                   f"{load_before} / {os.getloadavg()[0]:.1f}.")
+        head = ["# Training-data throughput per core (paper preset: 2x224 + 8x96 crops, decoding included)", "",
+                f"Command: `{command}`", "", setting, "",
+                "| pipeline | samples/s/core (median) | / PIL min | / PIL median | goal |", "|---|---|---|---|---|"]
+        Path(args.out).write_text("\n".join(head + lines) + "\n")
     return 0
 
 
