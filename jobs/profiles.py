@@ -133,13 +133,14 @@ def _check_strings(where: str, p: ClusterProfile) -> None:
 @dataclass(frozen=True)
 class Placement:
     partition: str | None = None
-    """Slurm partition (site-specific); required for scheduler slurm."""
+    """Slurm partition (site-specific); required for scheduler slurm. Letters, digits, . _ - (commas
+    separate a list)."""
     account: str | None = None
-    """Slurm account charged for the jobs (--account), if the site needs one."""
+    """Slurm account charged for the jobs (--account), if the site needs one. Letters, digits, . _ -."""
     qos: str | None = None
-    """Quality of service (--qos), if the site uses them."""
+    """Quality of service (--qos), if the site uses them. Letters, digits, . _ -."""
     constraint: str | None = None
-    """Node features to require (--constraint), e.g. volta32gb."""
+    """Node features to require (--constraint), e.g. volta32gb or intel&ib; no spaces or quotes."""
 
 
 @dataclass(frozen=True)
@@ -183,9 +184,11 @@ class Preemption:
 @dataclass(frozen=True)
 class Environment:
     setup: tuple[str, ...] = ()
-    """Shell lines run before the job starts (module loads, env scripts, conda activation)."""
+    """Shell lines run before the job starts (module loads, env scripts, conda activation): the one place a
+    profile writes shell, verbatim, one line per item."""
     env: dict[str, str] = field(default_factory=dict)
-    """Environment variables exported for the job; values may use $SLURM_JOB_ID and $MST_SCRATCH."""
+    """Environment variables exported for the job (keys: variable names); values are literal except for
+    $NAME / ${NAME} references such as $SLURM_JOB_ID and $MST_SCRATCH."""
     node_dirs: tuple[str, ...] = ()
     """Names of variables in `env` that hold directories each task creates on its node before starting."""
     visible_devices: Literal["cuda_per_task", "hip_per_node", "none"] = "none"
@@ -194,7 +197,8 @@ class Environment:
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     """Training precision this hardware wants; written into the run's config as train.precision."""
     python: str | None = None
-    """Interpreter command on the nodes; empty means the one submitting (same venv on a shared disk)."""
+    """Interpreter on the nodes, a name or path taken as one word; empty means the one submitting (same venv
+    on a shared disk)."""
 
 
 @dataclass(frozen=True)
@@ -202,7 +206,8 @@ class Storage:
     run_root: str = "runs"
     """Default runs root on the cluster's shared filesystem (mst-sweep --runs overrides it)."""
     scratch: str = "/tmp"
-    """Node-local scratch directory (exported as MST_SCRATCH; per-job caches live under it)."""
+    """Node-local scratch directory (exported as MST_SCRATCH; per-job caches live under it); literal except
+    for $NAME / ${NAME} references, e.g. $TMPDIR."""
     data_roots: dict[str, str] = field(default_factory=dict)
     """Where each data set (by data.name) lives on this cluster; written into the config as data.root."""
 
