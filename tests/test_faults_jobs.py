@@ -523,3 +523,13 @@ def test_sweep_status_and_report_status_both_show_the_requeued_run_as_preempted(
     cells = [c.strip() for c in row.split("\u2502") if c.strip()]
     names = [c.strip() for c in header.split("\u2503") if c.strip()]
     assert dict(zip(names, cells))["preempted"] == "1" and dict(zip(names, cells))["queued"] == "0", report.stdout
+
+
+@pytest.mark.parametrize("kind", ["profile", "sweep"])
+def test_a_profile_or_sweep_that_is_not_utf8_is_one_line(tmp_path, kind):
+    bad = tmp_path / f"bin_{kind}.yaml"
+    bad.write_bytes(b"name: bin\n\xff\xfe: 1\n")
+    args = (["submit", str(_sweep(tmp_path)), "--cluster", str(bad)] if kind == "profile"
+            else ["submit", str(bad), "--cluster", "local"])
+    line = _one_error_line(_cli(args + ["--runs", str(tmp_path / "runs"), "--dry-run"], cwd=tmp_path))
+    assert str(bad) in line and "is not valid YAML" in line, line
