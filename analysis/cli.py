@@ -130,15 +130,21 @@ def cmd_tables(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from jobs.rundir import RunFolderError
+
     from .collect import collect
     from .status import sweep_status, to_rich
 
     sweeps = _load_sweeps(args)
     records = collect(args.runs, [s.name for s in sweeps])
+    try:
+        statuses = [(sweep_status(sweep, records, args.runs, specs), len(specs))
+                    for sweep, specs in ((s, s.expand()) for s in sweeps)]
+    except RunFolderError as err:  # a malformed manifest
+        _fail(str(err))
     console = _console()
-    for sweep in sweeps:
-        specs = sweep.expand()
-        console.print(to_rich(sweep_status(sweep, records, args.runs, specs), len(specs)))
+    for status, total in statuses:
+        console.print(to_rich(status, total))
     for skipped in records.skipped:
         console.print(f"[red]skipped record[/red] {skipped.path}: {skipped.reason}", highlight=False)
     return 0

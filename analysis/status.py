@@ -1,7 +1,8 @@
-"""Progress of a sweep: per stage, how many runs are done / running / failed / preempted / queued / missing.
+"""Progress of a sweep: per stage, how many runs are done / running / preempted / queued / failed / missing.
 
 Expected runs come from the sweep's expansion; states from the `result.json` records; `queued` means the
 launcher's manifest lists a submission but the job has not written a record yet (still waiting in Slurm).
+The words and their meanings are `mst-sweep status`'s (jobs.runstate), without the scheduler's own.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jobs.rundir import latest_submissions
+from jobs.runstate import WITHOUT_SCHEDULER, from_record
 from jobs.sweep import RunSpec, Sweep
 
 from .collect import Records
 
-STATES = ("done", "running", "failed", "preempted", "queued", "missing")
+STATES = WITHOUT_SCHEDULER
 
 
 @dataclass(frozen=True)
@@ -41,9 +43,8 @@ def sweep_status(sweep: Sweep, records: Records, runs_root: Path, specs: list[Ru
     for run in specs:
         for stage in sweep.stages:
             st, err = state.get((run.run_id, stage), (None, None))
-            if st is None:
-                st = "queued" if (run.run_id, stage) in submitted else "missing"
-            elif st == "failed":
+            st = from_record(st, (run.run_id, stage) in submitted)
+            if st == "failed":
                 failures.append(f"{run.run_id} {stage}: {str(err or 'no error message').splitlines()[0]}")
             counts[stage][st] += 1
     expected = {run.run_id for run in specs}

@@ -41,7 +41,7 @@ def resolve_named_yaml(name_or_path: str | Path, folder: Path, kind: str) -> Pat
 def read_yaml(path: Path, what: str) -> dict:
     """A YAML mapping from `path`; a parse error is one ConfigError line."""
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_bytes())  # bytes: a file that is not UTF-8 is a YAMLError too
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

@@ -32,15 +32,14 @@ from pathlib import Path
 from typing import Any
 
 from jobs import rundir
-from jobs.profiles import ClusterProfile, config_overrides, load_profile, slurm_parameters
+from jobs.profiles import ClusterProfile, check_shell_path, config_overrides, load_profile, slurm_parameters
+from jobs.runstate import IN_FLIGHT
+from jobs.runstate import classify as _classify
 from mst.atomic import atomic_write_json
 
 STATUS_CACHE_S = 60.0
-ACTIVE = ("PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "COMPLETING", "CONFIGURING",
-          "SUSPENDED", "RESIZING", "SIGNALING", "STAGE_OUT", "RESV_DEL_HOLD")
 # how often a transient sbatch failure (slurmctld busy) is retried, and the first back-off
 SBATCH_TRIES, SBATCH_BACKOFF_S = 3, 2.0
-ACCOUNTING_LAG_S = 300.0
 
 
 class LaunchError(RuntimeError):
@@ -71,6 +70,8 @@ class Array:
     """Runs, in task order."""
     after: int | None = None
     """Index (in the plan) of the pre-training array this one is aligned with, or None."""
+    waits_for: str | None = None
+    """The live pre-training job (queued, running or preempted) this single-run array depends on, or None."""
 
 
 # ------------------------------------------------------------------------------------------- runs
@@ -132,18 +133,32 @@ def write_run_configs(runs: list[Run], runs_root: Path, cluster: str) -> None:
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
     texts = {}
     for run in runs:
-        path = rundir.run_dir(runs_root, run.spec.sweep, run.run_id) / "config.yaml"
+        path = rundir.contained(runs_root, rundir.run_dir(runs_root, run.spec.sweep, run.run_id) / "config.yaml")
         texts[path] = yaml.dump(run.config_dict, Dumper=dumper, sort_keys=False)
-        if path.is_file() and yaml.safe_load(path.read_text()) != run.config_dict:
-            raise LaunchError(f"run folder {path.parent} holds another config than cluster '{cluster}' would "
-                              "run (another precision or data root); submit with another --runs root")
+        if path.is_file() and path.read_bytes() != texts[path].encode():
+            try:
+                found = yaml.safe_load(path.read_bytes())
+            except (yaml.YAMLError, UnicodeDecodeError):
+                raise LaunchError(f"{path} is not valid YAML (it was not written by mst-sweep, or was edited); "
+                                  "it is left as it is: move it aside, or submit with another --runs root") from None
+            if found != run.config_dict:
+                raise LaunchError(f"run folder {path.parent} holds another config than cluster '{cluster}' would "
+                                  "run (another precision or data root); submit with another --runs root")
     for path, text in texts.items():
-        rundir.write_config(path, text)
+        rundir.write_config(runs_root, path, text)
 
 
-def plan_arrays(todo: dict[str, list[Run]], stages: tuple[str, ...], array_size: int) -> list[Array]:
-    """Job arrays for the (stage -> runs) still to do; downstream arrays aligned with pre-training chunks."""
+def plan_arrays(todo: dict[str, list[Run]], stages: tuple[str, ...], array_size: int,
+                live: dict[str, str] | None = None) -> list[Array]:
+    """Job arrays for the (stage -> runs) still to do; downstream arrays aligned with pre-training chunks.
+
+    `live` maps run id -> job id of a pre-training still in the scheduler (queued, running or preempted): a
+    downstream stage of such a run is a one-run job that waits for that job, never an unguarded one. A
+    downstream run whose pre-training is neither resubmitted now nor live must have finished it.
+    """
     from jobs.sweep import NEEDS_PRETRAIN
+
+    live = live or {}
 
     def chunks(runs: list[Run]) -> list[tuple[Run, ...]]:
         return [tuple(runs[i:i + array_size]) for i in range(0, len(runs), array_size)]
@@ -157,13 +172,16 @@ def plan_arrays(todo: dict[str, list[Run]], stages: tuple[str, ...], array_size:
     for stage in stages:
         if stage == "pretrain" or not todo.get(stage):
             continue
+        rest = todo[stage]
         if stage in NEEDS_PRETRAIN:
             # every run whose pre-training is resubmitted now reruns this stage too, aligned task-for-task
             for i, chunk in enumerate(pre_chunks):
                 arrays.append(Array(stage, chunk, after=i))
-            rest = [r for r in todo[stage] if r.run_id not in pre_ids]
-        else:
-            rest = todo[stage]
+            rest = [r for r in rest if r.run_id not in pre_ids]
+            for run in rest:
+                if run.run_id in live:
+                    arrays.append(Array(stage, (run,), waits_for=live[run.run_id]))
+            rest = [r for r in rest if r.run_id not in live]
         for chunk in chunks(rest):
             arrays.append(Array(stage, chunk))
     return arrays
@@ -231,9 +249,23 @@ def poll_scheduler(profile: ClusterProfile, array_ids: list[str], since: float |
         why = (out.stderr.strip().splitlines() or ["no answer"])[-1]
         raise LaunchError(f"cluster '{profile.name}' did not answer {cmd[0]} ({why}); retry later")
     text = out.stdout if profile.limits.sacct else "JobID|State\n" + out.stdout
-    info = SlurmInfoWatcher().read_info(text)
+    lines = text.splitlines()
+    if lines and lines[0].split("|")[:2] != ["JobID", "State"]:
+        raise LaunchError(f"cannot read {cmd[0]}'s answer from cluster '{profile.name}' (it begins "
+                          f"{lines[0][:60]!r}, not 'JobID|State'); check that `{cmd[0]}` works on this machine, "
+                          "then retry")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # submitit warns about job ids it cannot read; those are reported below
+        info = SlurmInfoWatcher().read_info(text)
+    bad = [ln for ln in lines[1:] if ln.strip() and "|" not in ln]
+    if bad or (len(lines) > 1 and not info and any(ln.strip() for ln in lines[1:])):
+        first = (bad or [ln for ln in lines[1:] if ln.strip()])[0]
+        raise LaunchError(f"cannot read {cmd[0]}'s answer from cluster '{profile.name}' (line {first[:60]!r}); "
+                          f"check that `{cmd[0]}` works on this machine, then retry")
     # "CANCELLED by 0" -> "CANCELLED"
-    return {job: fields.get("State", "UNKNOWN").split()[0] for job, fields in info.items()}
+    return {job: (fields.get("State") or "UNKNOWN").split()[0] for job, fields in info.items()}
 
 
 def cached_poll(profile: ClusterProfile, sweep_path: Path, array_ids: list[str], force: bool = False,
@@ -242,18 +274,34 @@ def cached_poll(profile: ClusterProfile, sweep_path: Path, array_ids: list[str],
     cache = sweep_path / ".scheduler_cache.json"
     wanted = sorted(set(array_ids))
     if not force:
-        try:
-            data = json.loads(cache.read_text())
-            if (time.time() - data["time"] < STATUS_CACHE_S and data["cluster"] == profile.name
-                    and set(wanted) <= set(data["arrays"])):
-                return data["states"]
-        except (OSError, ValueError, KeyError):
-            pass
+        hit = _cached_states(cache, profile.name, wanted)
+        if hit is not None:
+            return hit
     states = poll_scheduler(profile, wanted, since)
     if counter:
         counter()
-    atomic_write_json(cache, {"time": time.time(), "cluster": profile.name, "arrays": wanted, "states": states})
+    # the cache is this module's own, disposable data: one it cannot read is replaced by the fresh answer
+    atomic_write_json(rundir.contained(sweep_path.parent, cache),
+                      {"time": time.time(), "cluster": profile.name, "arrays": wanted, "states": states})
     return states
+
+
+def _cached_states(cache: Path, cluster: str, wanted: list[str]) -> dict[str, str] | None:
+    """The cached answer when it is fresh, for this cluster and these arrays, and well-formed; else None."""
+    try:
+        data = json.loads(cache.read_bytes())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    stamp, arrays, states = data.get("time"), data.get("arrays"), data.get("states")
+    if (not isinstance(stamp, (int, float)) or isinstance(stamp, bool) or not isinstance(arrays, list)
+            or not isinstance(states, dict) or not all(isinstance(a, str) for a in arrays)
+            or not all(isinstance(k, str) and isinstance(v, str) for k, v in states.items())):
+        return None
+    if 0 <= time.time() - stamp < STATUS_CACHE_S and data.get("cluster") == cluster and set(wanted) <= set(arrays):
+        return states
+    return None
 
 
 def task_state(states: dict[str, str], job_id: str) -> str | None:
@@ -275,33 +323,9 @@ class StageState:
     run: Run
     stage: str
     state: str
-    """done | failed | cancelled | queued | running | missing | lost."""
+    """A word of jobs.runstate.STATES."""
     job_id: str | None
     detail: str = ""
-
-
-def _classify(marker: str | None, sched: str | None, job_id: str | None, age_s: float = 1e9
-              ) -> tuple[str, str]:
-    if marker == "done":
-        return "done", ""
-    if marker == "failed":
-        return "failed", "result.json says failed"
-    if job_id is None:
-        return "missing", "never submitted"
-    if sched is None:
-        if age_s < ACCOUNTING_LAG_S:  # accounting learns of new jobs a moment after sbatch returns
-            return "queued", "submitted, not in accounting yet"
-        return "lost", "the scheduler does not know the job"
-    if sched == "PENDING" or sched.startswith("REQUEUE"):
-        return "queued", sched
-    if sched in ACTIVE:
-        return "running", sched
-    if sched.startswith("CANCELLED"):
-        return "cancelled", sched
-    if sched == "COMPLETED":
-        # completed without a done marker: the job ended but the stage did not finish
-        return "failed", "COMPLETED without a done result.json"
-    return "failed", sched
 
 
 def _age_s(stamp: str) -> float:
@@ -320,7 +344,7 @@ def _states(keys: list[tuple[str, str]], profile: ClusterProfile, runs_root: Pat
         marker = rundir.result_status(rundir.stage_dir(runs_root, sweep, run_id, stage))
         rec = latest.get((run_id, stage))
         job_id = str(rec["job_id"]) if rec else None
-        pending.append((run_id, stage, marker, job_id, _age_s(rec["time"]) if rec else 1e9))
+        pending.append((run_id, stage, marker, job_id, _age_s(rec["time"]) if rec and "time" in rec else 1e9))
     unresolved = [p for p in pending if p[2] not in rundir.FINAL_STATES and p[3] is not None]
     arrays = sorted({p[3].split("_")[0] for p in unresolved if not p[3].startswith("local")})
     states: dict[str, str] = {}
@@ -330,7 +354,7 @@ def _states(keys: list[tuple[str, str]], profile: ClusterProfile, runs_root: Pat
     out = {}
     for run_id, stage, marker, job_id, age in pending:
         if job_id is not None and job_id.startswith("local") and marker not in rundir.FINAL_STATES:
-            out[(run_id, stage)] = ("failed" if marker is None else "running", "local run", job_id)
+            out[(run_id, stage)] = (marker or "failed", "local run", job_id)
             continue
         state, detail = _classify(marker, task_state(states, job_id) if job_id else None, job_id, age)
         if not ask_scheduler and state in ("lost", "failed") and job_id is not None and marker is None:
@@ -377,9 +401,13 @@ def render_sbatch(profile: ClusterProfile, stage: str, job_name: str, folder: Pa
     params = slurm_parameters(profile, stage, job_name)
     if dependency:
         params["dependency"] = dependency
-    python = profile.environment.python or shlex.quote(sys.executable)
-    return _make_sbatch_string(command=submitit_command(python, folder), folder=folder,
+    return _make_sbatch_string(command=submitit_command(_python(profile), folder), folder=folder,
                                map_count=n_tasks if n_tasks > 1 else None, **params)
+
+
+def _python(profile: ClusterProfile) -> str:
+    """The interpreter word of the job's command line, shell-quoted (the profile's, else this one)."""
+    return shlex.quote(profile.environment.python or sys.executable)
 
 
 def _job_name(sweep: str, stage: str) -> str:
@@ -387,6 +415,8 @@ def _job_name(sweep: str, stage: str) -> str:
 
 
 def _dependency(arrays: list[Array], submitted: list[list[str]], array: Array) -> str | None:
+    if array.waits_for is not None:
+        return f"afterok:{array.waits_for}"  # a job id or an array task id ('123_4'): Slurm takes both
     if array.after is None:
         return None
     ids = submitted[array.after]
@@ -416,9 +446,22 @@ def _submit_array(executor: Any, fns: list[Any]) -> list[Any]:
     raise AssertionError("unreachable")
 
 
+def _check_runs_root(root: Path, profile: ClusterProfile) -> None:
+    """The runs root reaches #SBATCH lines and srun's command line: refuse what cannot travel there safely."""
+    try:
+        check_shell_path(str(root.resolve()))
+    except ValueError as err:
+        raise LaunchError(f"runs root {str(root)!r} {err}; Slurm scripts on cluster '{profile.name}' cannot "
+                          "carry it safely: use --runs with a plain path (letters, digits, ./_-+@)") from None
+
+
 def submit(sweep_name: str, cluster: str, runs_root: str | None = None, dry_run: bool = False,
            resubmit: bool = False, out: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Submit what is not done nor in flight; returns the manifest records written (none on --dry-run)."""
+    """Submit what is not done nor in flight; returns the manifest records written (none on --dry-run).
+
+    One submission of a sweep at a time (rundir.submission_lock): a second one fails in one line instead of
+    submitting the same runs twice. A dry run writes nothing, so it takes no lock.
+    """
     sweep, profile, runs = load_for_cluster(sweep_name, cluster)
     root = Path(runs_root or profile.storage.run_root)
     if profile.scheduler == "local":
@@ -426,18 +469,30 @@ def submit(sweep_name: str, cluster: str, runs_root: str | None = None, dry_run:
             for run in runs:
                 out(f"would run {', '.join(sweep.stages)} of {run.run_id} ({_cell(run)}) in this process")
             return []
-        return run_local(sweep, profile, runs, root, out)
-    if not dry_run:
-        check_cluster(profile)
+        with rundir.submission_lock(root, sweep.name):
+            return run_local(sweep, profile, runs, root, out)
+    _check_runs_root(root, profile)
+    if dry_run:
+        return _submit_slurm(sweep, profile, runs, root, True, resubmit, out)
+    check_cluster(profile)
+    with rundir.submission_lock(root, sweep.name):
+        return _submit_slurm(sweep, profile, runs, root, False, resubmit, out)
+
+
+def _submit_slurm(sweep: Any, profile: ClusterProfile, runs: list[Run], root: Path, dry_run: bool,
+                  resubmit: bool, out: Callable[[str], None]) -> list[dict[str, Any]]:
     states = sweep_states(runs, sweep.stages, profile, root, sweep.name, force=True, ask_scheduler=not dry_run)
     todo: dict[str, list[Run]] = {}
     skipped: dict[str, int] = {}
+    live: dict[str, str] = {}
     for s in states:
-        if s.state in ("done", "queued", "running"):
+        if s.state == "done" or s.state in IN_FLIGHT:
             skipped[s.state] = skipped.get(s.state, 0) + 1
+            if s.stage == "pretrain" and s.state in IN_FLIGHT and s.job_id:
+                live[s.run.run_id] = s.job_id
             continue
         todo.setdefault(s.stage, []).append(s.run)
-    arrays = plan_arrays(todo, sweep.stages, profile.limits.array_size)
+    arrays = plan_arrays(todo, sweep.stages, profile.limits.array_size, live)
     if skipped:
         out(f"{sweep.name}: skipping " + ", ".join(f"{n} {k}" for k, n in sorted(skipped.items()))
             + " (run, stage) pairs")
@@ -449,8 +504,10 @@ def submit(sweep_name: str, cluster: str, runs_root: str | None = None, dry_run:
     if dry_run:
         for i, array in enumerate(arrays):
             dep = None if array.after is None else f"aftercorr:<job id of array {array.after + 1}>"
+            dep = f"afterok:{array.waits_for}" if array.waits_for else dep
             out(f"# --- array {i + 1}/{len(arrays)}: {array.stage} x {len(array.runs)} on {profile.name}"
-                + (f", task i waits for task i of array {array.after + 1}" if dep else ""))
+                + (f", task i waits for task i of array {array.after + 1}" if array.after is not None else "")
+                + (f", waits for its pre-training job {array.waits_for}" if array.waits_for else ""))
             for t, run in enumerate(array.runs):
                 out(f"#   task {t}: {run.run_id} ({_cell(run)})")
             out(render_sbatch(profile, array.stage, _job_name(sweep.name, array.stage), folder,
@@ -459,6 +516,7 @@ def submit(sweep_name: str, cluster: str, runs_root: str | None = None, dry_run:
 
     import submitit
 
+    rundir.contained(root, folder.parent)
     write_run_configs(runs, root, profile.name)
     old_conf = os.environ.get("SLURM_CONF")
     if profile.slurm_conf:
@@ -467,9 +525,8 @@ def submit(sweep_name: str, cluster: str, runs_root: str | None = None, dry_run:
     submitted: list[list[str]] = []
     try:
         for array in arrays:
-            python = profile.environment.python or shlex.quote(sys.executable)
             executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=profile.preemption.max_requeues,
-                                              python=python)
+                                              python=_python(profile))
             params = slurm_parameters(profile, array.stage, _job_name(sweep.name, array.stage))
             dep = _dependency(arrays, submitted, array)
             if dep:
@@ -502,7 +559,8 @@ def _cell(run: Run) -> str:
 
 
 def manifest_cluster(runs_root: Path, sweep: str) -> str | None:
-    records = rundir.read_jsonl(rundir.manifest_path(runs_root, sweep))
+    """The cluster the sweep was last submitted to, by its manifest (RunFolderError when malformed)."""
+    records = [r for r in rundir.read_manifest(runs_root, sweep) if "cluster" in r]
     return records[-1]["cluster"] if records else None
 
 
@@ -528,14 +586,33 @@ def cancel(sweep_name: str, cluster: str, runs_root: Path, out: Callable[[str], 
     check_cluster(profile)
     keys = list(rundir.latest_submissions(runs_root, name))
     found = _states(keys, profile, runs_root, name, force=True)
-    ids = sorted({job for state, _, job in found.values() if state in ("queued", "running") and job})
+    ids = sorted({job for state, _, job in found.values() if state in IN_FLIGHT and job})
     if not ids:
         out(f"{name}: no queued or running jobs")
         return []
-    subprocess.run(["scancel", *ids], env=_slurm_env(profile), check=True, capture_output=True, timeout=60)
+    try:
+        proc = subprocess.run(["scancel", *ids], env=_slurm_env(profile), check=False, capture_output=True,
+                              text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise LaunchError(f"scancel did not answer on cluster '{profile.name}' ({err}); retry later") from None
+    if proc.returncode != 0:
+        why = (proc.stderr.strip().splitlines() or ["no answer"])[-1]
+        raise LaunchError(f"scancel failed on cluster '{profile.name}' ({why}); retry, or scancel the jobs by hand")
     (rundir.sweep_dir(runs_root, name) / ".scheduler_cache.json").unlink(missing_ok=True)
     out(f"{name}: cancelled {len(ids)} jobs")
     return ids
+
+
+class LocalFailures(LaunchError):
+    """Some stages of a local sweep failed; the others ran. The message is the one-line summary."""
+
+
+def _local_order(runs: list[Run], stages: tuple[str, ...], root: Path, sweep: str) -> list[Run]:
+    """Runs in sweep order, those with a failed stage record last: a known-bad cell never delays the rest."""
+    def failed_before(run: Run) -> bool:
+        return any(rundir.result_status(rundir.stage_dir(root, sweep, run.run_id, s)) == "failed" for s in stages)
+
+    return sorted(runs, key=failed_before)  # stable: sweep order within each group
 
 
 def run_local(sweep: Any, profile: ClusterProfile, runs: list[Run], root: Path,
@@ -543,18 +620,31 @@ def run_local(sweep: Any, profile: ClusterProfile, runs: list[Run], root: Path,
     """Cluster `local`: every stage of every run in this process, one after another, with progress bars.
 
     Done stages are skipped; an interrupted stage (Ctrl-C) saves at its step boundary and the same command
-    resumes it.
+    resumes it. A failing stage is recorded (its result.json says failed, and why), the run's later stages
+    that need it are skipped, and every other run still runs; the sweep then ends with a one-line summary
+    (LocalFailures) and a non-zero exit.
     """
     from rich.console import Console
 
+    from jobs.sweep import NEEDS_PRETRAIN
+    from mst.train import Interrupted
+
     console = Console(stderr=True)
     write_run_configs(runs, root, profile.name)
-    tasks = [(run, stage) for run in runs for stage in sweep.stages]
+    tasks = [(run, stage) for run in _local_order(runs, sweep.stages, root, sweep.name) for stage in sweep.stages]
     records = []
+    done = failed = skipped = 0
+    failures: list[str] = []
+    broken: set[str] = set()  # runs whose pre-training failed in this pass
     for i, (run, stage) in enumerate(tasks, 1):
         folder = rundir.stage_dir(root, sweep.name, run.run_id, stage)
         if rundir.result_status(folder) == "done":
             out(f"[{i}/{len(tasks)}] {stage} {run.run_id} ({_cell(run)}): done already")
+            done += 1
+            continue
+        if stage in NEEDS_PRETRAIN and run.run_id in broken:
+            out(f"[{i}/{len(tasks)}] {stage} {run.run_id}: skipped (its pretrain failed)")
+            skipped += 1
             continue
         console.rule(f"[{i}/{len(tasks)}] {stage} {run.run_id} ({_cell(run)})")
         record = {"run_id": run.run_id, "stage": stage, "job_id": f"local-{os.getpid()}",
@@ -563,8 +653,27 @@ def run_local(sweep: Any, profile: ClusterProfile, runs: list[Run], root: Path,
         records.append(record)
         job = make_stage_job(run, stage, profile, root)
         job.show_progress = True
-        result = job()
+        try:
+            result = job()
+        except Interrupted:
+            raise
+        except Exception as err:  # noqa: BLE001 - any failure of one stage is recorded, the sweep goes on
+            result = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
+        if result.get("status") != "done":
+            why = str(result.get("error") or "no error message").splitlines()[0][:200]
+            out(f"[{i}/{len(tasks)}] {stage} {run.run_id} ({_cell(run)}): failed: {why}")
+            failures.append(f"{stage} {run.run_id}: {why}")
+            failed += 1
+            if stage == "pretrain":
+                broken.add(run.run_id)
+            continue
+        done += 1
         metrics = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                             for k, v in (result.get("metrics") or {}).items())
         out(f"[{i}/{len(tasks)}] {stage} {run.run_id}: {result.get('status')} {metrics}")
+    summary = f"sweep {sweep.name}: {done} of {len(tasks)} stages done, {failed} failed, {skipped} skipped"
+    if failed:
+        raise LocalFailures(f"{summary} (first: {failures[0]}); each failed stage's result.json says why; fix "
+                            "it and run the same command again (done stages are kept)")
+    out(summary)
     return records

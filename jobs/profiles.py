@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import shlex
 import types
 import typing
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -28,16 +30,117 @@ class ProfileError(ValueError):
     """A bad profile. The message is one line: what is wrong and how to fix it."""
 
 
+# ---------------------------------------------------------------------------------------- shell safety
+# Profile strings end up in an sbatch script: in #SBATCH lines (placement), in `export` lines (env, scratch,
+# slurm_conf) and on srun's command line (python). A line break ends an #SBATCH line early (sbatch then stops
+# reading the rest: --signal and --time are silently dropped) and starts a shell command; so every string is
+# refused when it holds a control character, names are matched against what Slurm accepts, and every value
+# that reaches the shell is quoted. The documented $VAR slots (environment.env values, storage.scratch) keep
+# `$NAME` / `${NAME}` references expanding; everything else in them is literal.
+
+_NAME = r"[A-Za-z0-9_.-]+"
+# field -> (pattern the whole value must match, the fix to print)
+_SLURM_WORDS = {
+    "placement.partition": (re.compile(rf"{_NAME}(,{_NAME})*"),
+                            "use a plain Slurm partition name, or a comma-separated list (sinfo lists them)"),
+    "placement.account": (re.compile(_NAME), "use a plain Slurm account name (sacctmgr show assoc lists them)"),
+    "placement.qos": (re.compile(_NAME), "use a plain Slurm QOS name (sacctmgr show qos lists them)"),
+    "placement.constraint": (re.compile(r"[A-Za-z0-9_.,&|:*()\[\]!=-]+"),
+                             "write a Slurm constraint without spaces or quotes, e.g. volta32gb or intel&ib"),
+}
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_VAR_REF = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*|\{[A-Za-z_][A-Za-z0-9_]*\})")
+_SHELL_PATH = re.compile(r"[\w./+@,:=~-]+")
+
+
+def control_character(value: str) -> str | None:
+    """'a newline', 'a tab', ... when `value` holds a control or line-separator character, else None."""
+    for ch in value:
+        if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
+            names = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab", "\x00": "a NUL byte"}
+            return names.get(ch, f"a control character (U+{ord(ch):04X})")
+    return None
+
+
+def check_shell_path(path: str) -> str:
+    """`path` when it can travel through #SBATCH lines and srun's command line; else ValueError (why)."""
+    why = control_character(path)
+    if why:
+        raise ValueError(f"contains {why}")
+    bad = next((ch for ch in path if not _SHELL_PATH.fullmatch(ch)), None)
+    if bad is not None:
+        raise ValueError("contains a space" if bad == " " else f"contains {bad!r}")
+    return path
+
+
+def shell_value(value: str) -> str:
+    """`value` as one double-quoted shell word in which only $NAME and ${NAME} expand (no command
+    substitution, no other expansion, no word splitting)."""
+    def literal(text: str) -> str:
+        return re.sub(r'([$`"\\])', r"\\\1", text)
+
+    out, start = [], 0
+    for ref in _VAR_REF.finditer(value):
+        out += [literal(value[start:ref.start()]), ref.group()]
+        start = ref.end()
+    out.append(literal(value[start:]))
+    return '"' + "".join(out) + '"'
+
+
+def _strings(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """(dotted key, string) of every string a profile holds: fields, list items, mapping keys and values."""
+    out: list[tuple[str, str]] = []
+    for f in dataclasses.fields(obj):
+        value, key = getattr(obj, f.name), prefix + f.name
+        if dataclasses.is_dataclass(value):
+            out += _strings(value, key + ".")
+        elif isinstance(value, str):
+            out.append((key, value))
+        elif isinstance(value, tuple):
+            out += [(f"{key}[{i}]", v) for i, v in enumerate(value)]
+        elif isinstance(value, dict):
+            out += [(f"{key} key", k) for k in value] + [(f"{key}.{k}", v) for k, v in value.items()]
+    return out
+
+
+def _check_strings(where: str, p: ClusterProfile) -> None:
+    """Refuse every profile string that could end an #SBATCH line or reach the shell unquoted."""
+    from jobs.rundir import SAFE_NAME
+
+    def fail(problem: str, fix: str) -> None:
+        raise ProfileError(f"profile {where}: {problem}; {fix}")
+
+    for key, value in _strings(p):
+        why = control_character(value)
+        if why:
+            fix = ("split it into separate setup items" if key.startswith("environment.setup")
+                   else _SLURM_WORDS[key][1] if key in _SLURM_WORDS else "write it on one line")
+            fail(f"{key} contains {why}", fix)
+    if not SAFE_NAME.fullmatch(p.name):
+        fail(f"name {p.name!r} is not a path-safe name", "use letters, digits, '.', '_' and '-' in the file name")
+    for key, (pattern, fix) in _SLURM_WORDS.items():
+        value = getattr(p.placement, key.split(".", 1)[1])
+        if value is not None and not pattern.fullmatch(value):
+            fail(f"{key} {value!r} holds characters Slurm does not accept there", fix)
+    for name in p.environment.env:
+        if not ENV_NAME.fullmatch(name):
+            fail(f"environment.env key {name!r} is not a variable name",
+                 "use letters, digits and _ (not starting with a digit), e.g. NCCL_SOCKET_IFNAME")
+    if p.environment.python is not None and not p.environment.python.strip():
+        fail("environment.python is empty", "name the interpreter (e.g. python or /opt/env/bin/python) or drop it")
+
+
 @dataclass(frozen=True)
 class Placement:
     partition: str | None = None
-    """Slurm partition (site-specific); required for scheduler slurm."""
+    """Slurm partition (site-specific); required for scheduler slurm. Letters, digits, . _ - (commas
+    separate a list)."""
     account: str | None = None
-    """Slurm account charged for the jobs (--account), if the site needs one."""
+    """Slurm account charged for the jobs (--account), if the site needs one. Letters, digits, . _ -."""
     qos: str | None = None
-    """Quality of service (--qos), if the site uses them."""
+    """Quality of service (--qos), if the site uses them. Letters, digits, . _ -."""
     constraint: str | None = None
-    """Node features to require (--constraint), e.g. volta32gb."""
+    """Node features to require (--constraint), e.g. volta32gb or intel&ib; no spaces or quotes."""
 
 
 @dataclass(frozen=True)
@@ -81,9 +184,11 @@ class Preemption:
 @dataclass(frozen=True)
 class Environment:
     setup: tuple[str, ...] = ()
-    """Shell lines run before the job starts (module loads, env scripts, conda activation)."""
+    """Shell lines run before the job starts (module loads, env scripts, conda activation): the one place a
+    profile writes shell, verbatim, one line per item."""
     env: dict[str, str] = field(default_factory=dict)
-    """Environment variables exported for the job; values may use $SLURM_JOB_ID and $MST_SCRATCH."""
+    """Environment variables exported for the job (keys: variable names); values are literal except for
+    $NAME / ${NAME} references such as $SLURM_JOB_ID and $MST_SCRATCH."""
     node_dirs: tuple[str, ...] = ()
     """Names of variables in `env` that hold directories each task creates on its node before starting."""
     visible_devices: Literal["cuda_per_task", "hip_per_node", "none"] = "none"
@@ -92,7 +197,8 @@ class Environment:
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     """Training precision this hardware wants; written into the run's config as train.precision."""
     python: str | None = None
-    """Interpreter command on the nodes; empty means the one submitting (same venv on a shared disk)."""
+    """Interpreter on the nodes, a name or path taken as one word; empty means the one submitting (same venv
+    on a shared disk)."""
 
 
 @dataclass(frozen=True)
@@ -100,7 +206,8 @@ class Storage:
     run_root: str = "runs"
     """Default runs root on the cluster's shared filesystem (mst-sweep --runs overrides it)."""
     scratch: str = "/tmp"
-    """Node-local scratch directory (exported as MST_SCRATCH; per-job caches live under it)."""
+    """Node-local scratch directory (exported as MST_SCRATCH; per-job caches live under it); literal except
+    for $NAME / ${NAME} references, e.g. $TMPDIR."""
     data_roots: dict[str, str] = field(default_factory=dict)
     """Where each data set (by data.name) lives on this cluster; written into the config as data.root."""
 
@@ -298,6 +405,7 @@ def load_profile(name_or_path: str) -> ClusterProfile:
     if profile.name != path.stem:
         raise ProfileError(f"profile {where}: name '{profile.name}' differs from the file name; "
                            f"set name: {path.stem}")
+    _check_strings(where, profile)
     _check(where, profile)
     return profile
 
@@ -315,15 +423,18 @@ def config_overrides(profile: ClusterProfile, data_name: str) -> dict[str, Any]:
 
 def setup_lines(profile: ClusterProfile) -> list[str]:
     """Shell lines of the sbatch script before srun: site setup, then the profile's variables."""
-    lines = list(profile.environment.setup)
-    lines.append(f'export MST_SCRATCH="{profile.storage.scratch}"')
+    lines = list(profile.environment.setup)  # shell lines by design (module loads); one line each
+    lines.append(f"export MST_SCRATCH={shell_value(profile.storage.scratch)}")
     # submitit's job side reads the preemption signal from this variable
-    lines.append(f"export SUBMITIT_PREEMPT_SIGNAL={profile.preemption.signal}")
+    lines.append(f"export SUBMITIT_PREEMPT_SIGNAL={shlex.quote(profile.preemption.signal)}")
     if profile.slurm_conf:
         # the job's own scontrol/sacct calls (requeue) must reach the same cluster
-        lines.append(f"export SLURM_CONF={profile.slurm_conf}")
+        lines.append(f"export SLURM_CONF={shlex.quote(profile.slurm_conf)}")
     for key, value in profile.environment.env.items():
-        lines.append(f'export {key}="{value}"')
+        if not ENV_NAME.fullmatch(key):  # load_profile refuses these; a hand-built profile must not slip by
+            raise ProfileError(f"profile {profile.name}: environment.env key {key!r} is not a variable name; "
+                               "use letters, digits and _")
+        lines.append(f"export {key}={shell_value(value)}")
     return lines
 
 

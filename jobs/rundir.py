@@ -6,24 +6,57 @@
     <runs_root>/<sweep>/<run_id>/<stage>/       checkpoint.pt, metrics.jsonl, result.json, slurm/ (log links)
 
 Only the standard library and PyYAML here: `mst-sweep status` reads these without importing torch.
+
+Containment: every folder name below a runs root (sweep, run id, stage) must be a path-safe name, and every
+path this module hands out for writing resolves under its runs root (a planted symlink cannot redirect it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
+import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from jobs.runstate import FINAL, RECORD_STATUSES
 from mst.atomic import atomic_write_text
 
-FINAL_STATES = ("done", "failed")
+FINAL_STATES = FINAL  # record statuses that end a stage (jobs.runstate)
+# a folder name: letters, digits, '.', '_', '-'; starts with a letter or digit (so never '.', '..' or hidden)
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+MANIFEST_KEYS = ("run_id", "stage", "job_id")  # required; cluster and time are checked when present
+LOCK_NAME = ".submit.lock"
+TIME_STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+
+
+class RunFolderError(ValueError):
+    """A run folder or manifest that cannot be used as it is; the message is one line naming the fix."""
+
+
+def check_name(kind: str, value: Any) -> str:
+    """`value` when it is a path-safe folder name, else a RunFolderError naming `kind`."""
+    if not isinstance(value, str) or not SAFE_NAME.fullmatch(value):
+        raise RunFolderError(f"{kind} {value!r} is not a path-safe name; use letters, digits, '.', '_' and '-' "
+                             "(starting with a letter or digit, at most 128 characters)")
+    return value
+
+
+def contained(runs_root: str | Path, path: str | Path) -> Path:
+    """`path` when it resolves under `runs_root` (symlinks followed), else a RunFolderError."""
+    root, target = Path(runs_root).resolve(), Path(path).resolve()
+    if target != root and root not in target.parents:
+        raise RunFolderError(f"{path} resolves to {target}, outside the runs root {root}; remove the link "
+                             "that leads there or use another --runs root")
+    return Path(path)
 
 
 def sweep_dir(runs_root: str | Path, sweep: str) -> Path:
-    return Path(runs_root) / sweep
+    return Path(runs_root) / check_name("sweep name", sweep)
 
 
 def submitit_dir(runs_root: str | Path, sweep: str) -> Path:
@@ -32,16 +65,16 @@ def submitit_dir(runs_root: str | Path, sweep: str) -> Path:
 
 
 def run_dir(runs_root: str | Path, sweep: str, run_id: str) -> Path:
-    return sweep_dir(runs_root, sweep) / run_id
+    return sweep_dir(runs_root, sweep) / check_name("run id", run_id)
 
 
 def stage_dir(runs_root: str | Path, sweep: str, run_id: str, stage: str) -> Path:
-    return run_dir(runs_root, sweep, run_id) / stage
+    return run_dir(runs_root, sweep, run_id) / check_name("stage", stage)
 
 
-def write_config(path: Path, config_yaml: str) -> None:
+def write_config(runs_root: str | Path, path: Path, config_yaml: str) -> None:
     """config.yaml of a run; rewritten only when its content changed (resubmissions leave it alone)."""
-    path = Path(path)
+    path = contained(runs_root, path)
     if path.is_file() and path.read_text() == config_yaml:
         return
     atomic_write_text(path, config_yaml)
@@ -54,9 +87,12 @@ def append_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o666)  # the umask decides the mode
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            payload = b"\n" + payload  # a writer killed mid-line: its torn line must not swallow these
         os.write(fd, payload)
         os.fsync(fd)
     finally:
@@ -68,10 +104,15 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         return []
+    return [record for _, record in _numbered_jsonl(path)]
+
+
+def _numbered_jsonl(path: Path) -> list[tuple[int, Any]]:
+    """(line number, record) of every line that parses; bytes that are not UTF-8 make their line unparsable."""
     out = []
-    for line in path.read_text().splitlines():
+    for number, line in enumerate(path.read_bytes().decode("utf-8", errors="replace").splitlines(), 1):
         try:
-            out.append(json.loads(line))
+            out.append((number, json.loads(line)))
         except json.JSONDecodeError:
             continue
     return out
@@ -83,12 +124,67 @@ def manifest_path(runs_root: str | Path, sweep: str) -> Path:
 
 def append_manifest(runs_root: str | Path, sweep: str, records: list[dict[str, Any]]) -> None:
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    append_jsonl(manifest_path(runs_root, sweep), [{"time": stamp, **r} for r in records])
+    append_jsonl(contained(runs_root, manifest_path(runs_root, sweep)), [{"time": stamp, **r} for r in records])
+
+
+def _manifest_problem(record: Any) -> str | None:
+    if not isinstance(record, dict):
+        return f"is a JSON {type(record).__name__}, not a submission record"
+    for key in MANIFEST_KEYS:
+        if key not in record:
+            return f"has no '{key}'"
+    for key in ("run_id", "stage", "cluster"):
+        if key in record and (not isinstance(record[key], str) or not SAFE_NAME.fullmatch(record[key])):
+            return f"has an unusable {key} {record[key]!r}"
+    if isinstance(record["job_id"], bool) or not isinstance(record["job_id"], (str, int)):
+        return f"has an unusable job_id {record['job_id']!r}"
+    stamp = record.get("time", "1970-01-01T00:00:00Z")
+    if not isinstance(stamp, str) or not TIME_STAMP.fullmatch(stamp):
+        return f"has an unusable time {stamp!r}"
+    return None
+
+
+def read_manifest(runs_root: str | Path, sweep: str) -> list[dict[str, Any]]:
+    """The submission records of a sweep; a torn last line is skipped, a malformed record is one
+    RunFolderError line (nothing is rewritten: the file is the only list of what was submitted)."""
+    path = manifest_path(runs_root, sweep)
+    if not path.is_file():
+        return []
+    records = []
+    for number, record in _numbered_jsonl(path):
+        problem = _manifest_problem(record)
+        if problem:
+            raise RunFolderError(f"{path} line {number} {problem}; restore that line (run_id, stage, job_id, "
+                                 "cluster, time) or delete it, then run the command again")
+        records.append(record)
+    return records
 
 
 def latest_submissions(runs_root: str | Path, sweep: str) -> dict[tuple[str, str], dict[str, Any]]:
     """The last manifest record of every (run_id, stage)."""
-    return {(r["run_id"], r["stage"]): r for r in read_jsonl(manifest_path(runs_root, sweep))}
+    return {(r["run_id"], r["stage"]): r for r in read_manifest(runs_root, sweep)}
+
+
+@contextlib.contextmanager
+def submission_lock(runs_root: str | Path, sweep: str) -> Iterator[None]:
+    """Hold `<sweep>/.submit.lock` (flock, non-blocking) while submitting; a second submission of the same
+    sweep fails at once with one line naming the holder's pid. The kernel drops the lock when its holder
+    dies, so a killed submission never leaves the sweep locked."""
+    path = contained(runs_root, sweep_dir(runs_root, sweep) / LOCK_NAME)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise RunFolderError(f"another submission of sweep {sweep} is running (pid {holder}); wait for it "
+                                 "to end, then run the command again") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 def read_result(path: Path) -> dict[str, Any] | None:
@@ -103,4 +199,5 @@ def read_result(path: Path) -> dict[str, Any] | None:
 def result_status(path: Path) -> str | None:
     """'done' | 'failed' | 'running' | 'preempted' from a stage folder's result.json, None without one."""
     result = read_result(path)
-    return None if result is None else result.get("status")
+    status = result.get("status") if isinstance(result, dict) else None
+    return status if status in RECORD_STATUSES else None

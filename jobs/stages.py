@@ -98,10 +98,13 @@ class StageJob(submitit.helpers.Checkpointable):
         from mst.train import Interrupted
 
         cfg = config_from_dict(self.config)
+        rundir.contained(self.runs_root, self.out_dir)  # a planted link must not take the writes elsewhere
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._mark("running", extra)  # status tells a started (or restarted) job from a queued one
         try:
             return self.run(cfg, flag, extra)
         except Interrupted:
+            self._mark("preempted", extra)  # saved at a step boundary; resumes from its checkpoint
             if under_slurm:
                 self._after_interrupt(flag, usr, started)  # exits
             raise
@@ -189,6 +192,21 @@ class StageJob(submitit.helpers.Checkpointable):
         while time.time() < deadline:
             time.sleep(0.5)
         sys.exit(1)
+
+    def _mark(self, status: str, extra: dict[str, Any]) -> None:
+        """A 'running' or 'preempted' result.json (schema 1, no metrics yet), unless the stage is finished:
+        a done or failed record is never replaced by a progress one (a rerun of a failed stage is, though,
+        once it starts: the previous failure stays in the Slurm log)."""
+        if os.environ.get("RANK", "0") != "0":
+            return
+        previous = rundir.result_status(self.out_dir)
+        if previous == "done" or (previous == "failed" and status != "running"):
+            return
+        atomic_write_json(self.out_dir / "result.json", {
+            "schema": 1, **extra, "stage": self.stage, "status": status, "error": None, "metrics": {},
+            "config": self.config, "wall_time_s": None, "device_hours": None,
+            "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        })
 
     def _mark_failed(self, err: Exception, extra: dict[str, Any]) -> None:
         """A failed result.json when the method left none, so `status` needs no scheduler call for it."""

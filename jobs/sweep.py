@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.config_io import load_config, read_yaml, resolve_named_yaml, yaml_names
+from jobs.rundir import SAFE_NAME
 from mst.config import (
     Config,
     ConfigError,
@@ -202,6 +203,10 @@ def load_sweep(name_or_path: str | Path) -> Sweep:
     name = data.get("name", path.stem)
     if name != path.stem:
         _fail(path, f"name '{name}' differs from the file name '{path.stem}'", f"set name: {path.stem}")
+    if not SAFE_NAME.fullmatch(name):
+        # the name is a folder under the runs root and part of every job name: '..' would write outside it
+        _fail(path, f"sweep name {name!r} is not a path-safe name",
+              "rename the file with letters, digits, '.', '_' and '-' only, starting with a letter or digit")
     table = data.get("table")
     if not isinstance(table, str) or not table:
         _fail(path, "'table' is missing", "name the appendix table it feeds, e.g. table: A10")

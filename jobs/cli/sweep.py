@@ -64,11 +64,13 @@ def _cluster_and_root(args: argparse.Namespace) -> tuple[str, Path]:
 
 
 def _print_status(states: list, show_all: bool) -> int:
+    from jobs.runstate import STATES
+
     by_stage: dict[str, Counter] = {}
     for s in states:
         by_stage.setdefault(s.stage, Counter())[s.state] += 1
-    for stage, counts in by_stage.items():
-        print(f"{stage:12s} " + "  ".join(f"{k} {n}" for k, n in sorted(counts.items())))
+    for stage, counts in by_stage.items():  # the words of jobs.runstate, in its order (mst-report's too)
+        print(f"{stage:12s} " + "  ".join(f"{k} {counts[k]}" for k in STATES if counts[k]))
     for s in states:
         if show_all or s.state != "done":
             print(f"  {s.run.run_id}  {s.stage:12s} {s.state:9s} job {s.job_id or '-':14s} {s.detail}")
@@ -77,8 +79,9 @@ def _print_status(states: list, show_all: bool) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    from jobs.launcher import LaunchError, cancel, status, submit
+    from jobs.launcher import LaunchError, LocalFailures, cancel, status, submit
     from jobs.profiles import ProfileError
+    from jobs.rundir import RunFolderError
     from jobs.sweep import SweepError
     from mst.config import ConfigError
 
@@ -93,7 +96,9 @@ def main(argv: list[str] | None = None) -> None:
             submit(args.sweep, cluster, str(root), resubmit=True)
         elif args.command == "cancel":
             cancel(args.sweep, cluster, root)
-    except (ProfileError, SweepError, ConfigError, LaunchError) as err:
+    except LocalFailures as err:  # some stages failed, every other one ran: the summary line
+        fail(str(err), 1)
+    except (ProfileError, SweepError, ConfigError, LaunchError, RunFolderError) as err:
         fail(str(err))
     except BrokenPipeError:  # output piped into head & co.
         sys.stderr.close()
