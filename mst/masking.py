@@ -29,26 +29,31 @@ def attention_mask(attn: torch.Tensor, ratio: float, prob: float,
     return _keep_eligible(eligible, prob, generator)
 
 
-def random_mask(batch: int, length: int, ratio: float, prob: float, generator: torch.Generator | None = None,
+def random_mask(batch: int, length: int, prob: float, generator: torch.Generator | None = None,
                 device: torch.device | str = "cpu") -> torch.Tensor:
-    """A random round(ratio * L) of the patches are eligible; each is masked with probability `prob`."""
-    n = round(ratio * length)
-    eligible = torch.zeros(batch, length, dtype=torch.bool, device=device)
-    if n:
-        order = torch.rand(batch, length, generator=generator, device=device).argsort(dim=1)
-        eligible.scatter_(1, order[:, :n], True)
+    """Every patch is eligible: each is masked independently with probability `prob` -> bool mask [B, L]."""
+    eligible = torch.ones(batch, length, dtype=torch.bool, device=device)
     return _keep_eligible(eligible, prob, generator)
+
+
+def masks_anything(strategy: str, ratio: float, prob: float) -> bool:
+    """Whether `strategy` with these numbers can mask a patch at all."""
+    if strategy == "attention":
+        return ratio > 0 and prob > 0
+    return strategy == "random" and prob > 0
 
 
 def make_mask(strategy: str, attn: torch.Tensor | None, batch: int, length: int, ratio: float, prob: float,
               generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> torch.Tensor | None:
-    """The mask for one global crop under `strategy` (attention | random | none); None means no masking."""
-    if strategy == "none" or prob == 0 or ratio == 0:
+    """The mask for one global crop under `strategy` (attention | random | none); None means no masking.
+
+    `ratio` (the eligible fraction) applies to `attention` only: under `random` every patch is eligible."""
+    if not masks_anything(strategy, ratio, prob):
         return None
     if strategy == "attention":
         if attn is None:
             raise ValueError("attention masking needs the teacher's class-token attention")
         return attention_mask(attn, ratio, prob, generator)
     if strategy == "random":
-        return random_mask(batch, length, ratio, prob, generator, device)
+        return random_mask(batch, length, prob, generator, device)
     raise ValueError(f"unknown mask strategy '{strategy}'; choose attention, random or none")

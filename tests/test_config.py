@@ -27,6 +27,12 @@ BAD = [
     ({"model.arch": "vit_huge"}, "config key 'model.arch': invalid value 'vit_huge'; choose one of vit_test"),
     ({"augment.blur_prob": [1.0, 0.1, 2.0]}, "config key 'augment.blur_prob': a probability must lie in [0, 1]"),
     ({"model.patch_size": 5}, "crops of 224 and 96 px are not multiples of the patch size 5"),
+    ({"eval.linear_lr": 0.01}, ("config key 'eval.linear_lr': the 'appendix' recipe fixes the probe's lr; set "
+                                "eval.linear_recipe=custom to use your own eval.linear_lr")),
+    ({"eval.linear_recipe": "custom"}, "config key 'eval.linear_lr': must be > 0, got 0.0"),
+    ({"eval.linear_recipe": "moco"}, "config key 'eval.linear_recipe': invalid value 'moco'; choose one of appendix"),
+    ({"optim.clip_mode": "layer"}, "config key 'optim.clip_mode': invalid value 'layer'; choose one of per_param"),
+    ({"train.balance_every": -1}, "config key 'train.balance_every': must be >= 0, got -1"),
 ]
 
 
@@ -52,6 +58,20 @@ def test_defaults_are_the_papers_numbers():
     assert (cfg.optim.momentum_teacher, cfg.optim.clip_grad, cfg.model.drop_path) == (0.996, 3.0, 0.1)
     assert cfg.augment.blur_prob == (1.0, 0.1, 0.5) and cfg.augment.solarize_prob == (0.0, 0.2, 0.0)
     assert cfg.eval.knn_ks == (10, 20, 100, 200) and cfg.eval.knn_temperature == 0.07
+
+
+def test_probe_recipes_give_the_appendix_lr_by_default_and_dinos_by_name():
+    from mst.config import linear_probe_lr
+
+    paper = load_config("paper")
+    assert paper.eval.linear_recipe == "appendix" and linear_probe_lr(paper.eval) == 0.00024   # appendix §5
+    assert (paper.eval.linear_batch_size, paper.eval.linear_epochs, paper.eval.linear_weight_decay) == (1024, 100, 0)
+    dino = load_config("paper", ["eval.linear_recipe=dino"])
+    assert linear_probe_lr(dino.eval) == pytest.approx(0.004)          # 0.001 x 1024 / 256
+    dino_256 = load_config("paper", ["eval.linear_recipe=dino", "eval.linear_batch_size=256"])
+    assert linear_probe_lr(dino_256.eval) == pytest.approx(0.001)
+    custom = load_config("paper", ["eval.linear_recipe=custom", "eval.linear_lr=0.03"])
+    assert linear_probe_lr(custom.eval) == 0.03
 
 
 def test_overrides_from_the_command_line():

@@ -97,6 +97,17 @@ def test_resume_is_bitwise_identical(pretrained, tmp_path, probe, cached, polls)
     assert not (parts / "features").exists()  # the feature cache is dropped once done
 
 
+@pytest.mark.parametrize("sets, recipe, lr", [
+    (["eval.linear_recipe=appendix", "eval.linear_lr=0"], "appendix", 0.00024),       # appendix §5 as printed
+    (["eval.linear_recipe=dino", "eval.linear_lr=0"], "dino", 0.001 * 64 / 256),      # DINO's rule at batch 64
+    ([], "custom", 0.05)])                                                            # the tiny preset's own
+def test_probe_record_names_its_recipe_and_lr(pretrained, tmp_path, sets, recipe, lr):
+    cfg = load_config("tiny", PROBE_SETS + ["eval.linear_epochs=1", *sets])
+    record = run_linear(cfg, pretrained, tmp_path, probe="cls", cached_features=True, show_progress=False)
+    assert record["recipe"] == recipe and record["lr"] == pytest.approx(lr)
+    assert record["history"][0]["lr"] == pytest.approx(lr)    # epoch 0 of the cosine is the base lr
+
+
 def test_done_folder_is_not_rerun(pretrained, tmp_path):
     cfg = load_config("tiny", PROBE_SETS + ["eval.linear_epochs=1"])
     first = run_linear(cfg, pretrained, tmp_path, probe="cls", cached_features=True, show_progress=False)

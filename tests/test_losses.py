@@ -48,5 +48,6 @@ def test_schedules_at_their_end_points():
     assert cosine(0, 100, 0.04, 0.4) == pytest.approx(0.04) and cosine(100, 100, 0.04, 0.4) == pytest.approx(0.4)
     assert cosine(0, 100, 0.996, 1.0) == pytest.approx(0.996) and cosine(100, 100, 0.996, 1.0) == 1.0
     assert teacher_temperature(0, 0.04, 0.07, 30) == 0.04
-    assert teacher_temperature(15, 0.04, 0.07, 30) == pytest.approx(0.055)
+    # DINO's linspace(0.04, 0.07, 30): value 15 of 30 is 0.04 + 0.03 * 15 / 29 (the last, index 29, is 0.07)
+    assert teacher_temperature(15, 0.04, 0.07, 30) == pytest.approx(0.04 + 0.03 * 15 / 29)
     assert teacher_temperature(30, 0.04, 0.07, 30) == 0.07

@@ -82,11 +82,27 @@ def test_attention_mask_picks_the_lowest_attention_patches():
 
 def test_random_mask_and_none():
     g = torch.Generator().manual_seed(0)
-    m = random_mask(1000, 64, ratio=0.5, prob=0.5, generator=g)
-    assert abs(m.float().mean() - 0.25) < 0.01
+    # every patch is eligible under random masking, so the masked fraction is p itself (0.5), not ratio x p
+    m = random_mask(1000, 64, prob=0.5, generator=g)
+    assert abs(m.float().mean() - 0.5) < 0.01
     assert make_mask("none", None, 4, 16, 0.5, 0.5) is None
     with pytest.raises(ValueError, match="needs the teacher's class-token attention"):
         make_mask("attention", None, 4, 16, 0.5, 0.5)
+
+
+def test_random_masking_draws_from_every_patch_and_ignores_the_ratio():
+    # p = 1 masks every patch whatever the ratio (the old rule masked only round(ratio x L) of them)
+    assert make_mask("random", None, 3, 16, 0.5, 1.0).all()
+    assert make_mask("random", None, 3, 16, 0.0, 1.0).all()
+    # p = 0.01 (appendix §9) masks 1 % of the patches, not ratio x 1 % = 0.5 %
+    m = random_mask(4000, 64, prob=0.01, generator=torch.Generator().manual_seed(0))
+    assert abs(m.float().mean() - 0.01) < 0.001
+    # the ratio plays no part: the same generator state gives the same mask for any ratio
+    a = make_mask("random", None, 8, 16, 0.1, 0.3, torch.Generator().manual_seed(1))
+    b = make_mask("random", None, 8, 16, 0.9, 0.3, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)
+    assert make_mask("random", None, 4, 16, 0.5, 0.0) is None
+    assert make_mask("attention", torch.rand(4, 16), 4, 16, 0.0, 0.5) is None
 
 
 def test_head_last_layer_norm_and_shapes():

@@ -1,6 +1,7 @@
 """Pre-training end to end on real Fashion-MNIST: resume to the bit, kill + rerun, failures, DDP over gloo."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import torch
 from jobs.config_io import load_config
 from mst.checkpoint import load_checkpoint
 from mst.train import Interrupted, RunFolderMismatch, run_pretrain
+from mst.train.pretrain import gradient_norms
 
 torch.set_num_threads(1)
 # 8 steps (4 per epoch), checkpoints every 3 steps and at epoch ends
@@ -87,6 +89,32 @@ def test_non_finite_loss_fails_with_the_step_and_keeps_the_checkpoint(tmp_path):
     record = json.loads((fresh / "result.json").read_text())
     assert record["status"] == "failed" and "at step" in record["error"]
     assert (tmp_path / "checkpoint.pt").read_bytes() == before
+
+
+def test_gradient_norms_by_hand():
+    w = torch.tensor([3.0, 4.0], requires_grad=True)
+    unused = torch.zeros(2, requires_grad=True)
+    half_square = (w * w).sum() / 2           # gradient w = (3, 4): norm 5
+    linear = 3 * w.sum()                      # gradient (3, 3): norm sqrt(18)
+    rec, dino = gradient_norms([half_square, linear], [w, unused])
+    assert rec == pytest.approx(5.0) and dino == pytest.approx(math.sqrt(18))
+    assert w.grad is None                     # the step's own backward still starts from nothing
+
+
+def test_loss_balance_is_logged_and_recorded_without_changing_the_run(tmp_path, uninterrupted):
+    measured = run_pretrain(load_config("tiny", [*SHORT, "train.balance_every=3"]), tmp_path / "m",
+                            show_progress=False)
+    # measuring takes gradients aside: the weights are those of the run measured only at its last step
+    assert measured["weights_sha256"] == uninterrupted["weights_sha256"]
+    lines = [json.loads(ln) for ln in (tmp_path / "m" / "metrics.jsonl").read_text().splitlines()]
+    assert [ln["step"] for ln in lines if "balance_step" in ln] == [3, 6, 8]    # every 3 steps and the last
+    m = measured["metrics"]
+    assert m["balance_step"] == 8 and m["grad_norm_rec"] > 0 and m["grad_norm_dino"] > 0
+    assert m["grad_ratio_rec_dino"] == pytest.approx(m["grad_norm_rec"] / m["grad_norm_dino"])
+    assert uninterrupted["metrics"]["grad_ratio_rec_dino"] == pytest.approx(m["grad_ratio_rec_dino"])
+    dino_only = run_pretrain(load_config("tiny", [*SHORT, "loss.restore_weight=0", "mask.strategy=none"]),
+                             tmp_path / "dino", show_progress=False)
+    assert "grad_norm_rec" not in dino_only["metrics"] and dino_only["metrics"]["loss_rec"] == 0.0
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ from jobs.sweep import STAGES, SweepError, load_sweep, sweep_names
 from mst.config import config_hash
 from mst.seeding import derive_seed
 
-PAPER_SWEEPS = ("k_sweep", "probe", "longer_training", "bert", "mask_ratio", "loss_weight")
+PAPER_SWEEPS = ("k_sweep", "probe", "longer_training", "bert", "mask_ratio", "loss_weight", "method")
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:

@@ -13,10 +13,11 @@ from .schema import (
     ModelConfig,
     OptimConfig,
     TrainConfig,
+    linear_probe_lr,
 )
 
 __all__ = [
     "AugmentConfig", "Config", "ConfigError", "DataConfig", "DecoderConfig", "EvalConfig", "LossConfig",
     "MaskConfig", "ModelConfig", "OptimConfig", "TrainConfig", "apply_overrides", "config_from_dict",
-    "config_hash", "config_to_dict", "dict_hash", "valid_keys",
+    "config_hash", "config_to_dict", "dict_hash", "linear_probe_lr", "valid_keys",
 ]

@@ -144,9 +144,11 @@ class MaskConfig:
     strategy: Literal["attention", "random", "none"] = "attention"
     """attention: mask among the teacher's lowest-attention patches (MST); random: any patch; none."""
     ratio: float = 0.5
-    """[choice] Fraction of patches eligible for masking (the lowest-attention ones for `attention`)."""
+    """[choice] `attention` only: the fraction of patches eligible for masking, the lowest-attention ones
+    (`random` makes every patch eligible and ignores it)."""
     prob: float = 0.5
-    """[choice] Each eligible patch is masked with this probability p."""
+    """[choice] Each eligible patch is masked with this probability p (under `random`, every patch: p is the
+    expected masked fraction; under `attention`, ratio x p is)."""
     replace: Literal["token", "bert"] = "token"
     """token: a learned [MASK] vector (MST); bert: 80 % [MASK] / 10 % another patch / 10 % unchanged."""
 
@@ -217,7 +219,9 @@ class OptimConfig:
     warmup_epochs: int = 10
     """Linear learning-rate warm-up, in epochs (stepped per iteration)."""
     weight_decay: float = 0.04
-    """Weight decay at the start (cosine to weight_decay_end); biases and norms get none."""
+    """Weight decay at the start (cosine to weight_decay_end). DINO's groups: every tensor of 2 or more
+    dimensions decays (class token, position embeddings and [MASK] token included); biases and 1-D tensors
+    (norms) get none."""
     weight_decay_end: float = 0.4
     """Weight decay at the end."""
     momentum_teacher: float = 0.996
@@ -225,7 +229,10 @@ class OptimConfig:
     momentum_teacher_end: float = 1.0
     """Teacher EMA momentum at the end."""
     clip_grad: float = 3.0
-    """Clip each parameter's gradient norm at this (0 disables)."""
+    """Gradient-norm clipping threshold, applied as `clip_mode` says (0 disables) [DINO]."""
+    clip_mode: Literal["per_param", "global"] = "per_param"
+    """per_param: each parameter tensor whose gradient norm exceeds clip_grad is scaled by
+    clip_grad / (norm + 1e-6) (DINO's rule); global: torch's clip_grad_norm_ over all gradients together."""
     freeze_last_layer_epochs: int = 1
     """Keep the head's last layer frozen for this many epochs."""
     betas: tuple[float, float] = (0.9, 0.999)
@@ -241,6 +248,8 @@ class OptimConfig:
             check(0 <= getattr(self, key) <= 1, f"optim.{key}", f"must lie in [0, 1], got {getattr(self, key)}",
                   f"e.g. --set optim.{key}=0.996")
         check_non_negative(self.clip_grad, "optim.clip_grad")
+        check(self.clip_mode in ("per_param", "global"), "optim.clip_mode", f"unknown mode '{self.clip_mode}'",
+              "choose one of per_param, global")
         check_non_negative(self.freeze_last_layer_epochs, "optim.freeze_last_layer_epochs")
         check(all(0 <= b < 1 for b in self.betas), "optim.betas", f"must lie in [0, 1), got {self.betas}",
               "e.g. --set optim.betas=[0.9,0.999]")
@@ -262,6 +271,9 @@ class TrainConfig:
     """Append to metrics.jsonl every this many steps."""
     threads: int = 0
     """torch threads per process; 0: on the CPU, the cores left after the data-loader workers."""
+    balance_every: int = 50
+    """Every this many steps (and at the last one), measure the gradient norms of v1 L_rec and v2 L_dino on
+    the backbone (two extra backward passes) and log them with their ratio; 0 never."""
 
     def __post_init__(self) -> None:
         check_positive(self.epochs, "train.epochs", "100")
@@ -272,6 +284,12 @@ class TrainConfig:
         check_positive(self.checkpoint_every, "train.checkpoint_every", "500")
         check_positive(self.log_every, "train.log_every", "10")
         check_non_negative(self.threads, "train.threads")
+        check_non_negative(self.balance_every, "train.balance_every")
+
+
+LINEAR_RECIPES = ("appendix", "dino", "custom")
+APPENDIX_LINEAR_LR = 0.00024   # appendix §5, as printed
+DINO_LINEAR_LR = 0.001         # DINO's linear evaluation, per 256 images
 
 
 @dataclass(frozen=True)
@@ -286,8 +304,11 @@ class EvalConfig:
     """Test queries per chunk of the k-NN (bounds memory); 0 sizes chunks so a similarity block is ~128 MiB."""
     feature_batch_size: int = 256
     """Batch size of feature extraction."""
-    linear_lr: float = 0.004
-    """Linear probe SGD lr: DINO's 0.001 x batch / 256 at batch 1024 (the appendix's 0.00024 is OCR-damaged)."""
+    linear_recipe: Literal["appendix", "dino", "custom"] = "appendix"
+    """Where the linear probe's SGD lr comes from: appendix = 0.00024 as the appendix §5 prints it; dino =
+    DINO's evaluation default 0.001 x linear_batch_size / 256 (0.004 at 1024); custom = linear_lr."""
+    linear_lr: float = 0.0
+    """The probe's lr under linear_recipe=custom (then > 0); 0 under the named recipes, which fix their own."""
     linear_batch_size: int = 1024
     """Linear probe batch size."""
     linear_epochs: int = 100
@@ -323,7 +344,13 @@ class EvalConfig:
         for key in ("feature_batch_size", "linear_batch_size", "linear_epochs",
                     "supervised_epochs", "supervised_batch_size"):
             check_positive(getattr(self, key), f"eval.{key}", "256")
-        check_positive(self.linear_lr, "eval.linear_lr", "0.004")
+        check(self.linear_recipe in LINEAR_RECIPES, "eval.linear_recipe", f"unknown recipe '{self.linear_recipe}'",
+              f"choose one of {', '.join(LINEAR_RECIPES)}")
+        if self.linear_recipe == "custom":
+            check_positive(self.linear_lr, "eval.linear_lr", "0.01")
+        else:
+            check(self.linear_lr == 0, "eval.linear_lr", f"the '{self.linear_recipe}' recipe fixes the probe's lr",
+                  "set eval.linear_recipe=custom to use your own eval.linear_lr")
         check_positive(self.supervised_lr, "eval.supervised_lr", "5e-4")
         check_non_negative(self.supervised_weight_decay, "eval.supervised_weight_decay")
         check(0 <= self.supervised_label_smoothing < 1, "eval.supervised_label_smoothing",
@@ -333,6 +360,15 @@ class EvalConfig:
               f"{self.linear_momentum}", "e.g. --set eval.linear_momentum=0.9")
         check_non_negative(self.linear_weight_decay, "eval.linear_weight_decay")
         check_prob(self.attention_threshold, "eval.attention_threshold")
+
+
+def linear_probe_lr(e: EvalConfig) -> float:
+    """The linear probe's base lr under e.linear_recipe."""
+    if e.linear_recipe == "appendix":
+        return APPENDIX_LINEAR_LR
+    if e.linear_recipe == "dino":
+        return DINO_LINEAR_LR * e.linear_batch_size / 256
+    return e.linear_lr
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,10 @@
 
 - Probe inputs: `cls` (the last block's final-norm class token) or `dino` (the last 4 blocks' class tokens,
   each through the final norm, concatenated).
-- SGD (cfg.eval.linear_momentum, linear_weight_decay), lr cfg.eval.linear_lr as given (not rescaled by the
-  batch: the paper preset holds DINO's 0.001 x 1024 / 256 = 0.004), cosine to 0 over the epochs, set per
-  epoch as DINO does. The layer is DINO's: weights N(0, 0.01), bias 0.
+- SGD (cfg.eval.linear_momentum, linear_weight_decay), lr from cfg.eval.linear_recipe: `appendix` 0.00024 as
+  §5 prints it (the paper preset), `dino` DINO's 0.001 x batch / 256, `custom` cfg.eval.linear_lr; cosine to 0
+  over the epochs, set per epoch as DINO does. The layer is DINO's: weights N(0, 0.01), bias 0. The record
+  names the recipe and the lr.
 - Train input: RandomResizedCrop + flip (`probe_train_transform`), through the frozen backbone every step.
   `cached_features`: features of the centre-crop images are extracted once and reused every epoch (much
   faster, no augmentation); the result says which mode ran.
@@ -27,7 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..augment import probe_train_transform
-from ..config import Config
+from ..config import Config, linear_probe_lr
 from ..data import AugmentedDataset, build_dataset
 from ..seeding import sample_seed
 from ..train.progress import StepProgress
@@ -123,7 +124,8 @@ def run_linear(cfg: Config, pretrain_dir: str | Path, out_dir: str | Path, probe
             n_train = len(train_aug)
 
         layer = make_probe(feature_dim(backbone, probe), n_classes, seed).to(dev)
-        opt = torch.optim.SGD(layer.parameters(), lr=e.linear_lr, momentum=e.linear_momentum,
+        base_lr = linear_probe_lr(e)
+        opt = torch.optim.SGD(layer.parameters(), lr=base_lr, momentum=e.linear_momentum,
                               weight_decay=e.linear_weight_decay)
         st = {"version": 1, "probe": probe, "mode": mode, "weights_sha256": digest, "epoch": 0, "batch": 0,
               "loss_sum": 0.0, "loss_count": 0, "history": []}
@@ -143,7 +145,7 @@ def run_linear(cfg: Config, pretrain_dir: str | Path, out_dir: str | Path, probe
         with bar:
             while st["epoch"] < e.linear_epochs:
                 epoch = st["epoch"]
-                lr = epoch_lr(e.linear_lr, epoch, e.linear_epochs)
+                lr = epoch_lr(base_lr, epoch, e.linear_epochs)
                 for group in opt.param_groups:
                     group["lr"] = lr
                 batches = epoch_batches(n_train, e.linear_batch_size, seed, epoch)[st["batch"]:]
@@ -181,7 +183,7 @@ def run_linear(cfg: Config, pretrain_dir: str | Path, out_dir: str | Path, probe
         record = stage.record(
             "done", summarise(st["history"]), weights_sha256=digest, probe=probe, mode=mode,
             feature_dim=feature_dim(backbone, probe), features_from=e.knn_source, pretrain_dir=str(pretrain_dir),
-            n_train=n_train, n_test=len(test_y), lr=e.linear_lr, batch_size=e.linear_batch_size,
+            n_train=n_train, n_test=len(test_y), recipe=e.linear_recipe, lr=base_lr, batch_size=e.linear_batch_size,
             epochs=e.linear_epochs, history=st["history"])
         drop_feature_cache(stage)
         return record

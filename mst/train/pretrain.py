@@ -23,11 +23,12 @@ from ..atomic import atomic_write_json, read_json, truncate_jsonl
 from ..checkpoint import atomic_torch_save, load_checkpoint, weights_sha256
 from ..config import Config, config_hash, config_to_dict
 from ..losses import DINOLoss, restoration_loss
-from ..masking import make_mask
+from ..masking import make_mask, masks_anything
 from ..photometric import BatchPhotometric
 from ..records import make_record
 from ..schedules import cosine, teacher_temperature
 from ..seeding import seed_everything
+from .clipping import clip_gradients
 from .loader import RunLoader, train_dataset
 from .nets import Student, Teacher, copy_student_into_teacher, ema_update
 from .progress import StepProgress
@@ -46,13 +47,24 @@ log = logging.getLogger(__name__)
 
 
 def param_groups(model: nn.Module) -> list[dict]:
-    """Weight decay on weight matrices only: biases, norms (1-D) and the [MASK]/class tokens get none."""
+    """DINO's groups: biases and 1-D tensors (norms) get no weight decay; every other tensor decays, the
+    class token, position embeddings and [MASK] token (all 3-D) included."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (no_decay if p.ndim <= 1 or name.endswith((".bias", "_token")) else decay).append(p)
+        (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
     return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def gradient_norms(losses: list[torch.Tensor], params: list[torch.Tensor]) -> list[float]:
+    """The L2 norm of each loss's gradient with respect to `params` (together), leaving .grad untouched;
+    the graph is kept for the step's own backward. A parameter a loss does not reach contributes 0."""
+    norms = []
+    for loss in losses:
+        grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+        norms.append(math.sqrt(math.fsum(float(g.float().pow(2).sum()) for g in grads if g is not None)))
+    return norms
 
 
 class PretrainTrainer:
@@ -73,7 +85,7 @@ class PretrainTrainer:
         self.student = Student(cfg).to(self.device)
         self.teacher = Teacher(cfg).to(self.device)
         copy_student_into_teacher(self.student, self.teacher)
-        masking = cfg.mask.strategy != "none" and cfg.mask.prob > 0 and cfg.mask.ratio > 0
+        masking = masks_anything(cfg.mask.strategy, cfg.mask.ratio, cfg.mask.prob)
         self.student.backbone.mask_token.requires_grad_(masking)
         self.dino_loss = DINOLoss(cfg.model.out_dim, cfg.loss.student_temp, cfg.loss.center_momentum).to(self.device)
         if self.world > 1:
@@ -102,6 +114,7 @@ class PretrainTrainer:
         self.step = 0              # global step = number of optimiser updates done
         self.wall_before = 0.0     # wall time spent in earlier attempts of this run
         self.last = {}
+        self.balance = {}          # the latest loss-balance measurement (measure_balance)
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
@@ -112,6 +125,7 @@ class PretrainTrainer:
             "dino_loss": self.dino_loss.state_dict(), "rng": get_rng_state(self.mask_gen),
             "wall_time_s": self.wall_before + (time.time() - self.t_start), "last": self.last,
             "skipped_images": self.skipped_images,
+            "balance": self.balance,
             "weights_sha256": self.digest(),
         }
 
@@ -137,6 +151,7 @@ class PretrainTrainer:
         set_rng_state(state["rng"], self.mask_gen, self.rank)
         self.step, self.wall_before, self.last = state["step"], state["wall_time_s"], state.get("last", {})
         self.skipped_images = state.get("skipped_images", 0)
+        self.balance = state.get("balance", {})
         self._truncate_metrics()
         log.info("resumed from %s at step %d", path, self.step)
         return True
@@ -196,11 +211,11 @@ class PretrainTrainer:
         loss_value, dino_value, rec_value = stats.tolist()
         if not math.isfinite(loss_value):
             raise NonFiniteLoss(self.step + 1, loss_value)
+        balance = self.measure_balance(loss_rec, loss_dino) if self.balance_due() else {}
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
-        if cfg.optim.clip_grad:
-            torch.nn.utils.clip_grad_norm_(self.student.parameters(), cfg.optim.clip_grad)
+        clip_gradients(self.student.parameters(), cfg.optim.clip_grad, cfg.optim.clip_mode)
         if self.step < cfg.optim.freeze_last_layer_epochs * self.steps_per_epoch:
             for q in self.student.head.last_layer.parameters():
                 q.grad = None
@@ -210,7 +225,26 @@ class PretrainTrainer:
         self.step += 1
         masked = float(mask.float().mean()) if mask is not None else 0.0
         return {"loss": loss_value, "loss_dino": dino_value, "loss_rec": rec_value, "lr": lr,
-                "wd": wd, "momentum": momentum, "teacher_temp": t_temp, "masked_frac": masked}
+                "wd": wd, "momentum": momentum, "teacher_temp": t_temp, "masked_frac": masked, **balance}
+
+    def balance_due(self) -> bool:
+        every = self.cfg.train.balance_every
+        done = self.step + 1     # the step count after this update: measured at every multiple and the last
+        return every > 0 and (done % every == 0 or done == self.total_steps)
+
+    def measure_balance(self, loss_rec: torch.Tensor, loss_dino: torch.Tensor) -> dict[str, float]:
+        """How the two weighted losses pull on the backbone: the norms of the gradients of v1 L_rec and of
+        v2 L_dino with respect to the student backbone's parameters, and their ratio (1 = equal pull).
+        Each rank measures its own batch; the numbers logged are the means over ranks."""
+        cfg = self.cfg.loss
+        if cfg.restore_weight == 0 or cfg.dino_weight == 0 or not loss_rec.requires_grad:
+            return {}   # one of the two losses is off: nothing to balance
+        params = [q for q in self.student.backbone.parameters() if q.requires_grad]
+        rec, dino = gradient_norms([cfg.restore_weight * loss_rec, cfg.dino_weight * loss_dino], params)
+        rec, dino = dist.all_reduce_mean(torch.tensor([rec, dino], dtype=torch.float64, device=self.device)).tolist()
+        self.balance = {"grad_norm_rec": rec, "grad_norm_dino": dino,
+                        "grad_ratio_rec_dino": rec / dino if dino > 0 else None, "balance_step": self.step + 1}
+        return self.balance
 
     # ------------------------------------------------------------------ loop
     def fit(self, should_stop: Callable[[], bool] | None, show_progress: bool = True) -> dict:
@@ -231,7 +265,8 @@ class PretrainTrainer:
                         raise Interrupted(self.step)
                     self.last = self.train_step(self.views(batch))
                     progress.update(self.step, self.last)
-                    if dist.is_main() and (self.step % cfg.train.log_every == 0 or self.step == self.total_steps):
+                    logged = self.step % cfg.train.log_every == 0 or "balance_step" in self.last
+                    if dist.is_main() and (logged or self.step == self.total_steps):
                         with open(metrics_path, "a") as f:
                             f.write(json.dumps({"step": self.step, "epoch": epoch, **self.last}) + "\n")
                     if self.step % cfg.train.checkpoint_every == 0 or self.step % self.steps_per_epoch == 0:
@@ -283,7 +318,7 @@ def run_pretrain(cfg: Config, out_dir: str | Path, should_stop: Callable[[], boo
         "pretrain", cfg_dict, chash, "done",
         {"loss": trainer.last.get("loss"), "loss_dino": trainer.last.get("loss_dino"),
          "loss_rec": trainer.last.get("loss_rec"), "steps": trainer.step, "epochs": cfg.train.epochs,
-         "skipped_images": trainer.skipped_images},
+         "skipped_images": trainer.skipped_images, **trainer.balance},
         info["wall_time_s"], record_extra, weights_sha256=trainer.digest(), world_size=trainer.world,
         device=str(trainer.device), precision=trainer.precision)
     if dist.is_main():

@@ -1,0 +1,79 @@
+"""Context for the method table: k-NN of the untrained network and of raw pixels on the sweep's own images.
+
+For each repeat of a sweep (default method_smoke), the weighted k-NN (the sweep's k values and temperature) on
+  - the class token of the backbone at random initialisation: exactly the weights that repeat's runs start
+    from (every arm of a repeat starts from the same backbone: same seed, backbone built first);
+  - raw pixels (the normalised evaluation image, flattened; the same for every repeat),
+on the same training subset (k-NN bank) and test subset as the sweep's knn stage. Writes a markdown file.
+
+    python benchmarks/method_context.py [--sweep method_smoke] [--out benchmarks/results/method_smoke_context.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from analysis.stats import summarize
+from benchmarks.quality_fmnist import class_tokens, initial_backbone, load_images
+from jobs.sweep import load_sweep
+from mst.atomic import atomic_write_text
+from mst.eval.knn import weighted_knn
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sweep", default="method_smoke", help="sweep name or .yaml path (default: method_smoke)")
+    p.add_argument("--out", default=None, help="markdown file (default: benchmarks/results/<sweep>_context.md)")
+    args = p.parse_args(argv)
+    sweep = load_sweep(args.sweep)
+    firsts = {}
+    for run in sweep.expand():            # one config per repeat: its seed fixes the initial backbone
+        firsts.setdefault(run.repeat, run.config)
+    cfg = firsts[0]
+    torch.set_num_threads(max(cfg.train.threads, 1))
+    e = cfg.eval
+    train_x, train_y = load_images(cfg, "train", cfg.data.train_subset)
+    test_x, test_y = load_images(cfg, "test", cfg.data.test_subset)
+
+    def knn(train: torch.Tensor, test: torch.Tensor) -> dict[str, float]:
+        return weighted_knn(train, train_y, test, test_y, ks=e.knn_ks, temperature=e.knn_temperature,
+                            num_classes=10)
+
+    raw = knn(train_x.flatten(1), test_x.flatten(1))
+    init = {}
+    for repeat, c in sorted(firsts.items()):
+        backbone = initial_backbone(c)
+        bs = c.eval.feature_batch_size
+        init[c.train.seed] = knn(class_tokens(backbone, train_x, bs), class_tokens(backbone, test_x, bs))
+        print(f"repeat {repeat} (seed {c.train.seed}): random init top-1@10 {init[c.train.seed]['top1@10']:.2f}",
+              flush=True)
+    ks = [k for k in e.knn_ks if k in (10, 20)] or list(e.knn_ks[:2])
+    lines = [f"# Context for sweep {sweep.name}: untrained network and raw pixels", "",
+             (f"Weighted k-NN (T = {e.knn_temperature}) on the sweep's {len(train_y)} training (bank) / "
+              f"{len(test_y)} test Fashion-MNIST images, top-1 (%)."), "",
+             "| features | " + " | ".join(f"top-1 @{k}" for k in ks) + " |",
+             "|---|" + "---|" * len(ks)]
+    for seed, res in init.items():
+        lines.append(f"| random init, seed {seed} | " + " | ".join(f"{res[f'top1@{k}']:.2f}" for k in ks) + " |")
+    cells = []
+    for k in ks:
+        s = summarize([r[f"top1@{k}"] for r in init.values()])
+        cells.append(f"{s.mean:.2f} ± {s.se:.2f}" if s.se is not None else f"{s.mean:.2f}")
+    lines.append(f"| random init, mean ± s.e. (n = {len(init)}) | " + " | ".join(cells) + " |")
+    lines.append("| raw pixels | " + " | ".join(f"{raw[f'top1@{k}']:.2f}" for k in ks) + " |")
+    lines += ["", f"- command: `python benchmarks/method_context.py --sweep {sweep.name}`", ""]
+    out = Path(args.out) if args.out else RESULTS / f"{sweep.name}_context.md"
+    atomic_write_text(out, "\n".join(lines))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
