@@ -7,6 +7,7 @@ import torch
 from torchvision.transforms import v2
 
 from mst.augment import MultiCropAugment, blur_kernel_size, eval_transform, probe_train_transform
+from mst.compat import V2_TRANSFORM_METHOD
 from mst.config import AugmentConfig
 
 SMOKE = AugmentConfig(global_size=32, local_size=16, n_local=6, eval_resize=32, eval_crop=32)
@@ -64,7 +65,7 @@ def test_blur_and_solarisation_rates_per_view_kind():
     solarizers = [_find(view, v2.RandomSolarize) for view in views]
     assert [len(b) for b in blurs] == [1, 1, 1] and [len(s) for s in solarizers] == [0, 1, 0]
     blur_calls = [_count_calls(b[0], "forward") for b in blurs]
-    solarize_calls = _count_calls(solarizers[1][0], "transform")
+    solarize_calls = _count_calls(solarizers[1][0], V2_TRANSFORM_METHOD)
     # A constant 200 image stays 200 through crops and blur; solarisation turns it into 255 - 200 = 55, so
     # the pixels show solarisation exactly. Blur is invisible at small sigma: it is counted at the call.
     image = torch.full((3, 32, 32), 200, dtype=torch.uint8)

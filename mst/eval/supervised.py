@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 
 from ..augment import probe_train_transform
 from ..checkpoint import load_checkpoint, weights_sha256
+from ..compat import grad_scaler
 from ..config import Config, config_from_dict, config_to_dict
 from ..data import AugmentedDataset, build_dataset
 from ..models import build_backbone
@@ -111,7 +112,7 @@ def run_supervised(cfg: Config, out_dir: str | Path, should_stop: StopFn = None,
         weight_decay = e.supervised_weight_decay
         groups = param_groups(model)
         opt = torch.optim.AdamW(groups, lr=0.0, weight_decay=weight_decay, betas=cfg.optim.betas)
-        scaler = torch.amp.GradScaler(dev.type, enabled=stage.precision == "fp16")
+        scaler = grad_scaler(dev.type, enabled=stage.precision == "fp16")
         torch.manual_seed(seed + 7919)  # drop path stream
         st = {"epoch": 0, "batch": 0, "loss_sum": 0.0, "loss_count": 0, "history": []}
         state = stage.load()

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 import timm
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from ..compat import attention
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
@@ -127,7 +128,7 @@ def block_with_cls_attention(blk: nn.Module, x: torch.Tensor) -> tuple[torch.Ten
     qkv = a.qkv(h).reshape(B, N, 3, a.num_heads, a.head_dim).permute(2, 0, 3, 1, 4)
     q, k, v = qkv.unbind(0)                                   # [B, H, N, hd]
     q, k = a.q_norm(q), a.k_norm(k)
-    y = F.scaled_dot_product_attention(q, k, v, dropout_p=a.attn_drop.p if a.training else 0.0)
+    y = attention(q, k, v, dropout_p=a.attn_drop.p if a.training else 0.0)
     with torch.no_grad():
         cls_attn = ((q[:, :, :1] * a.scale) @ k.transpose(-2, -1)).softmax(dim=-1)   # [B, H, 1, N]
     y = a.norm(y.transpose(1, 2).reshape(B, N, a.attn_dim))

@@ -21,6 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from .. import distributed as dist
 from ..atomic import atomic_write_json, read_json, truncate_jsonl
 from ..checkpoint import atomic_torch_save, load_checkpoint, weights_sha256
+from ..compat import grad_scaler
 from ..config import Config, config_hash, config_to_dict
 from ..losses import DINOLoss, restoration_loss
 from ..masking import make_mask, masks_anything
@@ -96,7 +97,7 @@ class PretrainTrainer:
         else:
             self.student_ddp = self.student
         self.optimizer = torch.optim.AdamW(param_groups(self.student), lr=0.0, betas=cfg.optim.betas)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        self.scaler = grad_scaler(self.device.type, enabled=self.precision == "fp16")
         # masking draws come from their own stream so that they are saved and restored exactly
         self.mask_gen = torch.Generator(device=self.device)
         self.mask_gen.manual_seed(cfg.train.seed * 1000 + self.rank)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 import torch
 
+from .. import compat
 from .. import distributed as dist
 
 
@@ -65,7 +65,4 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 
 def autocast_context(precision: str, device: torch.device):
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    return compat.autocast(precision, device.type)
