@@ -452,7 +452,7 @@ def _check_runs_root(root: Path, profile: ClusterProfile) -> None:
         check_shell_path(str(root.resolve()))
     except ValueError as err:
         raise LaunchError(f"runs root {str(root)!r} {err}; Slurm scripts on cluster '{profile.name}' cannot "
-                          "carry it safely: use --runs with a plain path (letters, digits, ./_-+@)") from None
+                          "carry it safely: use --runs with a plain path (letters, digits and ./_-+@,:=~)") from None
 
 
 def submit(sweep_name: str, cluster: str, runs_root: str | None = None, dry_run: bool = False,
