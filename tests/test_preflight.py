@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.preflight import evaluate, in_range, run_check
+from jobs.preflight import evaluate, in_range, preflight_parameters, run_check
 from jobs.profiles import load_profile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,6 +75,16 @@ def test_storage_problems_are_named(tmp_path):
     assert "run root " in problems[0] and "is not writable from the node" in problems[0]
     assert f"data root fashion_mnist {tmp_path}/nowhere does not exist" in problems[1]
     assert "train 2 classes" in printed[-1]  # the image folder's class count is in the table
+
+
+def test_the_job_has_the_node_shape_of_pretraining_on_two_nodes_at_most():
+    dcu = preflight_parameters(load_profile("dcu128"))
+    assert (dcu["nodes"], dcu["ntasks_per_node"], dcu["gres"], dcu["time"]) == (2, 4, "dcu:4", 10)
+    assert dcu["exclusive"] is True and "gpus_per_node" not in dcu
+    v100 = preflight_parameters(load_profile("v100x32"))
+    assert (v100["nodes"], v100["ntasks_per_node"], v100["gpus_per_node"]) == (2, 8, 8)
+    one = preflight_parameters(load_profile("local-dcu"))
+    assert (one["nodes"], one["ntasks_per_node"], one["gres"]) == (1, 2, "dcu:2")
 
 
 # ---------------------------------------------------------------------------- evaluation of reports
