@@ -8,12 +8,14 @@ CLUSTER ?= local
 RUNS ?= runs
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup data slurm-up slurm-down test test-fast demo sweep report status bench quality lint clean
+.PHONY: setup data slurm-up slurm-down test test-fast test-floor demo sweep report status bench quality gpu-check \
+	lint clean
 
-$(BIN)/.installed: pyproject.toml
+# The exact tested set (requirements/lock.txt) as constraints: pyproject.toml holds ranges, the lock what runs.
+$(BIN)/.installed: pyproject.toml requirements/lock.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -c requirements/lock.txt -e '.[dev]'
 	@touch $@
 
 setup: $(BIN)/.installed data
@@ -41,6 +43,11 @@ test: setup slurm-up
 test-fast: setup
 	$(BIN)/pytest -q -m "not slurm and not slow"
 
+# The oldest supported stack (torch 2.1.2, torchvision 0.16.2, numpy < 2: requirements/floor.txt) in its own
+# venv: the fast suite plus a tiny pretrain -> kill -> resume -> k-NN. Wheels are kept in FLOOR_WHEELS.
+test-floor: data
+	bash .ci/floor-lane
+
 demo: setup
 	$(BIN)/mst-sweep submit $(SWEEP) --cluster $(CLUSTER) --runs $(RUNS)
 	$(BIN)/mst-report tables --runs $(RUNS) --sweep $(SWEEP)
@@ -63,6 +70,11 @@ bench: setup
 
 quality: setup
 	$(BIN)/python benchmarks/quality_fmnist.py
+
+# One GPU, at most 6 minutes: bf16 and fp16 steps at the paper shape, CPU vs GPU, augmentation, resume, k-NN
+# (benchmarks/results/gpu.md). Without a device it says so in one line and exits 0.
+gpu-check: setup
+	$(BIN)/python benchmarks/gpu_check.py
 
 lint: setup
 	$(BIN)/ruff check mst jobs analysis tests benchmarks

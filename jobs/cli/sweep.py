@@ -15,6 +15,8 @@ from .common import fail
 EPILOG = """examples:
   mst-sweep submit loss_weight_smoke --cluster local --runs runs     run it here, in-process
   mst-sweep submit loss_weight --cluster dcu128 --dry-run            print every sbatch script
+  mst-sweep check --cluster dcu128                                    one short job: versions, devices, all-reduce
+  mst-sweep submit loss_weight --cluster dcu128 --preflight           the check first; nothing submitted if it fails
   mst-sweep status loss_weight --runs /public/home/mst/runs           markers first, <= 1 scheduler call/min
   mst-sweep resubmit loss_weight --runs ...                           failed, cancelled or missing runs only
   mst-sweep cancel loss_weight --runs ..."""
@@ -25,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mst-sweep", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         description="Submit a sweep (sweeps/*.yaml) as Slurm job arrays on a cluster profile "
                     "(clusters/*.yaml) and return at once; runs that are done or in flight are skipped.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{submit,status,resubmit,cancel}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{submit,status,resubmit,cancel,check}")
     specs = {
         "submit": "submit every stage that is not done nor queued/running",
         "status": "state of every run and stage (run-folder markers first, one cached scheduler poll)",
@@ -43,9 +45,35 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "submit":
             s.add_argument("--dry-run", action="store_true",
                            help="print every sbatch script (or the in-process plan) without submitting or writing")
+            s.add_argument("--preflight", action="store_true",
+                           help="run `mst-sweep check` on the cluster first and submit nothing when it fails")
         if name == "status":
             s.add_argument("--all", action="store_true", help="list done stages too")
+    check_help = ("preflight: one short job with the profile's node shape (two nodes at most) reports versions, "
+                  "devices, a forward/backward in the profile's precision, an all-reduce and the storage; "
+                  "cluster local runs it here")
+    c = sub.add_parser("check", help=check_help, description=check_help)
+    c.add_argument("--cluster", required=True, metavar="NAME|PATH.yaml", help="cluster profile to check")
+    c.add_argument("--runs", metavar="DIR", help="runs root to check (default: the profile's storage.run_root)")
+    c.add_argument("--wait", type=float, default=900.0, metavar="SECONDS",
+                   help="how long to wait for the job to start and end before cancelling it (default 900)")
     return p
+
+
+def _preflight(cluster: str, runs: str | None, wait_s: float = 900.0) -> int:
+    """Run the preflight check; print each problem on its own line; 0 when there is none."""
+    from jobs.preflight import run_check
+    from jobs.profiles import load_profile
+
+    profile = load_profile(cluster)
+    problems = run_check(profile, Path(runs or profile.storage.run_root), wait_s)
+    for line in problems:
+        print(f"problem: {line}", file=sys.stderr)
+    if problems:
+        print(f"error: preflight of {profile.name} found {len(problems)} problem(s)", file=sys.stderr)
+    else:
+        print(f"preflight of {profile.name}: all checks passed")
+    return 1 if problems else 0
 
 
 def _cluster_and_root(args: argparse.Namespace) -> tuple[str, Path]:
@@ -86,7 +114,15 @@ def main(argv: list[str] | None = None) -> None:
     from mst.config import ConfigError
 
     try:
+        if args.command == "check":
+            sys.exit(_preflight(args.cluster, args.runs, args.wait))
         if args.command == "submit":
+            if args.preflight and not args.dry_run:
+                from jobs.sweep import load_sweep
+
+                load_sweep(args.sweep)  # a bad sweep name fails before any job is started
+                if _preflight(args.cluster, args.runs):
+                    fail("nothing submitted: fix the problems above, then submit again", 1)
             submit(args.sweep, args.cluster, args.runs, dry_run=args.dry_run)
             return
         cluster, root = _cluster_and_root(args)

@@ -1,0 +1,278 @@
+"""Preflight: does a cluster profile hold on its nodes? (`mst-sweep check`, `mst-sweep submit --preflight`)
+
+A Slurm profile gets one short job with its pre-training node shape, cut to two nodes where it has more (so
+the all-reduce crosses nodes); `scheduler: local` probes in this process. Every rank reports what it finds
+(jobs.preflight_probe); this side compares the reports with the profile, prints one table and returns one
+line per problem.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from jobs.launcher import LaunchError, _slurm_env, check_cluster
+from jobs.preflight_probe import PreflightJob, ProbeSpec, probe
+from jobs.profiles import ClusterProfile, slurm_parameters
+from mst.compat import TORCH_FLOOR, TORCHVISION_FLOOR, version_tuple
+
+PREFLIGHT_NODES = 2       # enough for the collective to cross nodes
+PREFLIGHT_TIME_MIN = 10   # the job's time limit; the probe itself takes seconds
+DEFAULT_WAIT_S = 900.0    # how long `check` waits for the job to start and end
+MIN_FREE_GIB = 1.0        # less free space than this where checkpoints or caches go is a problem
+# what a profile's setup may not provide: the range the toolkit is tested on when its metadata is absent
+FALLBACK_RANGES = {"python": ">=3.10", "torch": ">={}.{}".format(*TORCH_FLOOR),
+                   "torchvision": ">={}.{}".format(*TORCHVISION_FLOOR), "timm": ">=1.0.23,<1.1"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    check: str
+    where: str
+    found: str
+    ok: bool
+
+
+# ------------------------------------------------------------------------------------------ ranges
+
+
+def supported_ranges() -> dict[str, str]:
+    """{'python': '>=3.10', 'torch': '>=2.1', ...} from the installed package's metadata (pyproject.toml)."""
+    ranges = dict(FALLBACK_RANGES)
+    try:
+        meta = metadata.metadata("mst-toolkit")
+        ranges["python"] = meta.get("Requires-Python") or ranges["python"]
+        for req in metadata.requires("mst-toolkit") or []:
+            if ";" in req:  # extras (dev) are not what a node needs
+                continue
+            m = re.fullmatch(r"\s*([A-Za-z0-9_.-]+)\s*\(?([^)]*)\)?\s*", req)
+            if m and m.group(1).lower() in ranges:
+                ranges[m.group(1).lower()] = m.group(2).replace(" ", "")
+    except metadata.PackageNotFoundError:
+        pass
+    return ranges
+
+
+def in_range(version: str, spec: str) -> bool:
+    """Whether `version` satisfies a '>=a,<b' style range (the only operators pyproject.toml uses here)."""
+    have = version_tuple(version)
+    for clause in filter(None, spec.split(",")):
+        m = re.fullmatch(r"(>=|<=|==|<|>)([\d.]+)", clause.strip())
+        if m is None:
+            continue
+        op, bound = m.group(1), version_tuple(m.group(2))
+        n = len(bound)  # compare at the bound's precision: 2.1.2 satisfies >=2.1 and ==2.1
+        mine = have[:n] + (0,) * max(0, n - len(have))
+        ok = {">=": mine >= bound, "<=": mine <= bound, "==": mine == bound, "<": mine < bound,
+              ">": mine > bound}[op]
+        if not ok:
+            return False
+    return True
+
+
+# ------------------------------------------------------------------------------------------ evaluation
+
+
+def expected_visible(profile: ClusterProfile, tasks_per_node: int) -> int:
+    """Devices one rank should see after the job layer's masks."""
+    policy = profile.environment.visible_devices
+    if policy == "cuda_per_task":
+        return 1
+    if policy == "hip_per_node":
+        return tasks_per_node
+    return profile.accelerators.per_node
+
+
+def evaluate(profile: ClusterProfile, reports: list[dict[str, Any]], tasks_per_node: int
+             ) -> tuple[list[Row], list[str]]:
+    """Table rows and problem lines (one per problem; a problem every rank of a node shares is said once)."""
+    rows: list[Row] = []
+    problems: list[str] = []
+    acc = profile.accelerators
+
+    def problem(line: str) -> None:
+        if line not in problems:
+            problems.append(line)
+
+    ranges = supported_ranges()
+    by_host: dict[str, list[dict[str, Any]]] = {}
+    for r in sorted(reports, key=lambda r: r["rank"]):
+        by_host.setdefault(r["host"], []).append(r)
+
+    for host, ranks in by_host.items():
+        first = ranks[0]
+        for pkg, version in first["versions"].items():
+            spec = ranges.get(pkg, "")
+            ok = version is not None and in_range(version, spec)
+            rows.append(Row(f"{pkg} version", host, f"{version or 'not installed'} (supported {spec})", ok))
+            if not ok:
+                problem(f"{host}: {pkg} {version or 'is not installed'}"
+                        + (f" is outside the supported range {spec}" if version else f" (needs {spec})")
+                        + "; see the README's install guide for this site")
+        dev = first["devices"]
+        counts = [r["devices"]["count"] for r in ranks]
+        names = sorted({n for r in ranks for n in r["devices"]["names"]})
+        seen = f"{dev['build']} build {dev['build_version'] or ''}".strip()
+        rows.append(Row("devices per rank", host,
+                        f"{', '.join(map(str, counts))} ({seen}{'; ' + ', '.join(names) if names else ''})",
+                        acc.kind == "cpu" or (min(counts) > 0 and min(counts) >= expected_visible(profile, tasks_per_node))))
+        for r in ranks:
+            if r["devices"]["error"]:
+                problem(f"{host}: rank {r['rank']} cannot query its devices ({r['devices']['error']})")
+        if acc.kind != "cpu":
+            want = expected_visible(profile, tasks_per_node)
+            if max(counts) == 0:
+                problem(f"profile asks {acc.per_node} {acc.kind} per node; the node {host} shows 0 devices")
+            else:
+                for r in ranks:
+                    if r["devices"]["count"] < want:
+                        problem(f"{host}: rank {r['rank']} sees {r['devices']['count']} devices; "
+                                f"visible_devices {profile.environment.visible_devices} should leave it {want}")
+            family = {"dcu": "rocm", "cuda": "cuda"}[acc.kind]
+            if dev["build"] != family:
+                problem(f"{host}: profile asks {acc.kind} devices but torch {first['versions']['torch']} is a "
+                        f"{dev['build']} build; install the site's build (README: install on a "
+                        f"{'DCU' if acc.kind == 'dcu' else 'V100'} site)")
+        for r in ranks:
+            s = r["step"]
+            rows.append(Row(f"forward/backward rank {r['rank']}", host,
+                            f"{s['device']} {s['precision']}: " + (f"loss {s['loss']:.4f}, {s['ms']} ms"
+                                                                  if s["ok"] else s["error"]), s["ok"]))
+            if not s["ok"]:
+                problem(f"{host}: forward/backward on {s['device']} in {s['precision']} failed ({s['error']})")
+        for key, label in (("run_root", "run root"), ("scratch", "scratch")):
+            w = first[key]
+            free = f", {w['free_gib']} GiB free" if w["free_gib"] is not None else ""
+            low = w["free_gib"] is not None and w["free_gib"] < MIN_FREE_GIB
+            rows.append(Row(f"{label} writable", host, (f"{w['path']}" + ("" if w["exists"] else " (created by jobs)")
+                                                       + free if w["ok"] else w["detail"]), w["ok"] and not low))
+            if not w["ok"]:
+                problem(f"{host}: {label} {w['path']} is not writable from the node: {w['detail']}; fix "
+                        f"storage.{key} or its permissions")
+            elif low:
+                problem(f"{host}: {label} {w['path']} has {w['free_gib']} GiB free (< {MIN_FREE_GIB}); free space "
+                        f"or point storage.{key} elsewhere")
+        for d in first["data_roots"]:
+            rows.append(Row(f"data root {d['name']}", host, f"{d['path']}: {d['detail']}", d["ok"]))
+            if not d["ok"]:
+                problem(f"{host}: data root {d['name']} {d['path']} {d['detail']}; fix storage.data_roots.{d['name']}")
+
+    red = [r["all_reduce"] for r in reports]
+    first = red[0]
+    ok = all(a["ok"] for a in red)
+    hosts = len(by_host)
+    how = first["backend"] + ("" if first["backend"] == first["wanted"] else f" ({first['wanted']} needs devices)")
+    errors = sorted({a["error"] for a in red if a["error"]})
+    n = len(reports)
+    rows.append(Row("all-reduce", f"{n} rank{'s' if n > 1 else ''}, {hosts} node{'s' if hosts > 1 else ''}",
+                    f"{how}: " + (f"sum {first['value']:g} as expected" if ok else (errors[0] if errors else
+                                  f"got {[a['value'] for a in red]}, expected {first['expected']:g}")), ok))
+    if not ok:
+        problem(f"all-reduce over {first['backend']} across {len(reports)} ranks on {hosts} nodes failed "
+                f"({errors[0] if errors else 'wrong sum'}); check the network variables (NCCL_SOCKET_IFNAME, "
+                "NCCL_IB_HCA) in environment.env")
+    return rows, problems
+
+
+def format_table(rows: list[Row]) -> str:
+    widths = [max(len(getattr(r, f)) for r in rows + [Row("check", "where", "found", True)])
+              for f in ("check", "where")]
+    lines = [f"{'check':{widths[0]}}  {'where':{widths[1]}}  ok   found"]
+    for r in rows:
+        lines.append(f"{r.check:{widths[0]}}  {r.where:{widths[1]}}  {'ok ' if r.ok else 'BAD'}  {r.found}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------ running
+
+
+def probe_spec(profile: ClusterProfile, runs_root: Path, under_slurm: bool) -> ProbeSpec:
+    return ProbeSpec(profile=profile.name, kind=profile.accelerators.kind, per_node=profile.accelerators.per_node,
+                     visible_devices=profile.environment.visible_devices,
+                     precision=profile.environment.precision, run_root=str(runs_root.absolute()),
+                     scratch=profile.storage.scratch, data_roots=tuple(profile.storage.data_roots.items()),
+                     under_slurm=under_slurm)
+
+
+def preflight_parameters(profile: ClusterProfile) -> dict[str, Any]:
+    """The pre-training job's parameters, cut to two nodes and a short time limit."""
+    params = slurm_parameters(profile, "pretrain", f"mst-preflight-{profile.name}")
+    params["nodes"] = min(profile.resources.nodes, PREFLIGHT_NODES)
+    params["time"] = min(profile.resources.time_min, PREFLIGHT_TIME_MIN)
+    return params
+
+
+def _run_slurm(profile: ClusterProfile, runs_root: Path, wait_s: float, out: Callable[[str], None]
+               ) -> list[dict[str, Any]] | str:
+    """The reports of every task of one preflight job, or the one-line reason there are none."""
+    import submitit
+
+    check_cluster(profile)
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+    folder = runs_root.absolute() / ".preflight" / f"{profile.name}-{stamp}" / "%j"
+    python = profile.environment.python or shlex.quote(sys.executable)
+    env = _slurm_env(profile)
+    old_conf = os.environ.get("SLURM_CONF")
+    if profile.slurm_conf:
+        os.environ["SLURM_CONF"] = profile.slurm_conf
+    try:
+        executor = submitit.SlurmExecutor(folder=folder, python=python, max_num_timeout=0)
+        params = preflight_parameters(profile)
+        executor.update_parameters(**params)
+        try:
+            job = executor.submit(PreflightJob(probe_spec(profile, runs_root, under_slurm=True)))
+        except Exception as err:  # noqa: BLE001 - submitit's FailedJobError carries sbatch's own words
+            lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+            why = next((ln for ln in reversed(lines) if "error" in ln.lower()), lines[-1] if lines else "")
+            raise LaunchError(f"sbatch refused the preflight job ({why}); check the profile's partition and "
+                              "resources (sinfo, scontrol show partition)") from None
+        out(f"preflight job {job.job_id} on {profile.name}: {params['nodes']} node(s) x "
+            f"{params['ntasks_per_node']} task(s), waiting for it")
+        deadline = time.time() + wait_s
+        while not job.done():
+            if time.time() > deadline:
+                state = job.state
+                subprocess.run(["scancel", str(job.job_id)], env=env, check=False, capture_output=True, timeout=30)
+                return (f"preflight job {job.job_id} did not finish within {wait_s:.0f} s (last state {state}); "
+                        "it was cancelled; retry when the partition has room, or pass --wait")
+            time.sleep(2.0)
+        try:
+            results = job.results()
+        except Exception as err:  # noqa: BLE001 - whatever failed on the node, its last line is the report
+            text = str(err).strip().splitlines()
+            why = next((ln.strip() for ln in reversed(text) if "Error" in ln), text[-1] if text else "?")
+            return f"preflight job {job.job_id} failed on the node ({why[:300]}); see {job.paths.stdout}"
+        return list(results)
+    finally:
+        if profile.slurm_conf:
+            if old_conf is None:
+                os.environ.pop("SLURM_CONF", None)
+            else:
+                os.environ["SLURM_CONF"] = old_conf
+
+
+def run_check(profile: ClusterProfile, runs_root: Path, wait_s: float = DEFAULT_WAIT_S,
+              out: Callable[[str], None] = print) -> list[str]:
+    """Probe the profile's nodes, print the table, and return the problem lines (empty: all good)."""
+    if profile.scheduler == "local":
+        reports: list[dict[str, Any]] | str = [probe(probe_spec(profile, runs_root, under_slurm=False))]
+        tasks = 1
+    else:
+        reports = _run_slurm(profile, runs_root, wait_s, out)
+        tasks = profile.resources.tasks_per_node
+    if isinstance(reports, str):
+        return [reports]
+    rows, problems = evaluate(profile, reports, tasks)
+    out(f"preflight of {profile.name} ({profile.scheduler}):")
+    out(format_table(rows))
+    return problems

@@ -1,0 +1,232 @@
+"""What a preflight job finds on a node, one report per rank (runs on the node; see jobs/preflight.py).
+
+Each rank sets up its devices and ranks exactly as a training job would (jobs.stages.StageJob), then reports:
+versions, the device family, count and names it sees, a tiny forward/backward on its device in the profile's
+precision, an all-reduce across every rank over the profile's backend, and the storage it must use. A check
+that breaks is recorded in the report, never raised: the login side turns reports into problem lines.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import socket
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+# Fashion-MNIST's four IDX files (mst.data.fashion_mnist.FILES), checked without importing the data package
+FASHION_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                 "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+GIB = 1024 ** 3
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    """What the profile expects; plain values so that the job pickles small."""
+
+    profile: str
+    """Profile name (for messages)."""
+    kind: str
+    """accelerators.kind: dcu, cuda or cpu."""
+    per_node: int
+    """accelerators.per_node."""
+    visible_devices: str
+    """environment.visible_devices: cuda_per_task, hip_per_node or none."""
+    precision: str
+    """environment.precision: fp32, bf16 or fp16."""
+    run_root: str
+    """Absolute runs root (resolved where the check was started)."""
+    scratch: str
+    """storage.scratch."""
+    data_roots: tuple[tuple[str, str], ...]
+    """storage.data_roots as (name, path) pairs."""
+    under_slurm: bool
+    """Whether ranks come from Slurm (submitit) or this is the single in-process rank."""
+
+
+def _versions() -> dict[str, str | None]:
+    from importlib import metadata
+
+    found: dict[str, str | None] = {"python": platform.python_version()}
+    for pkg in ("torch", "torchvision", "timm"):
+        try:
+            found[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            found[pkg] = None
+    try:  # a vendor build may carry a version its metadata does not (or no metadata at all)
+        import torch
+
+        found["torch"] = torch.__version__
+    except ImportError:
+        pass
+    return found
+
+
+def _ranks(spec: ProbeSpec) -> dict[str, int]:
+    """Rank layout as the training job exports it (RANK, LOCAL_RANK, WORLD_SIZE, device masks)."""
+    if not spec.under_slurm:
+        return {"rank": 0, "local_rank": 0, "world_size": 1, "local_world_size": 1}
+    import submitit
+
+    per_task = spec.visible_devices == "cuda_per_task"
+    env = submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=per_task, overwrite=True)
+    if spec.visible_devices == "hip_per_node" and "HIP_VISIBLE_DEVICES" not in os.environ:
+        os.environ["HIP_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(env.local_world_size))
+    return {"rank": env.rank, "local_rank": env.local_rank, "world_size": env.world_size,
+            "local_world_size": env.local_world_size}
+
+
+def _devices() -> dict[str, Any]:
+    import torch
+
+    build = "rocm" if getattr(torch.version, "hip", None) else ("cuda" if torch.version.cuda else "cpu")
+    out: dict[str, Any] = {"build": build, "build_version": torch.version.hip or torch.version.cuda,
+                           "count": 0, "names": [], "error": None}
+    try:
+        if torch.cuda.is_available():
+            out["count"] = torch.cuda.device_count()
+            out["names"] = [torch.cuda.get_device_name(i) for i in range(out["count"])]
+    except Exception as err:  # noqa: BLE001 - a broken driver raises anything: that is the finding
+        out["error"] = f"{type(err).__name__}: {err}".splitlines()[0]
+    return out
+
+
+def _step(precision: str, device_index: int | None) -> dict[str, Any]:
+    """One forward/backward of a tiny MLP on this rank's device with the profile's precision."""
+    import torch
+
+    from mst.compat import autocast, grad_scaler
+
+    device = torch.device("cpu") if device_index is None else torch.device("cuda", device_index)
+    used = precision if device.type == "cuda" else "fp32"  # the method trains in fp32 on the CPU
+    started = time.perf_counter()
+    try:
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        gen = torch.Generator().manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.GELU(), torch.nn.Linear(256, 64)).to(device)
+        x = torch.randn(32, 64, generator=gen).to(device)                 # [32, 64]
+        scaler = grad_scaler(device.type, enabled=used == "fp16")
+        with autocast(used, device.type):
+            loss = net(x).float().pow(2).mean()
+        scaler.scale(loss).backward()
+        grads = torch.cat([p.grad.float().flatten() for p in net.parameters()])
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        finite = bool(torch.isfinite(loss).item() and torch.isfinite(grads).all().item())
+        return {"device": str(device), "precision": used, "ok": finite, "loss": float(loss.item()),
+                "ms": round(1000 * (time.perf_counter() - started), 1),
+                "error": None if finite else "non-finite loss or gradients"}
+    except Exception as err:  # noqa: BLE001 - a failing step is a finding, reported, not raised
+        return {"device": str(device), "precision": used, "ok": False, "loss": None, "ms": None,
+                "error": f"{type(err).__name__}: {err}".splitlines()[0][:300]}
+
+
+def _all_reduce(spec: ProbeSpec, ranks: dict[str, int], device_index: int | None) -> dict[str, Any]:
+    """Sum of (rank + 1) over every rank: world * (world + 1) / 2 when the collective works."""
+    import torch
+    import torch.distributed as dist
+
+    wanted = "gloo" if spec.kind == "cpu" else "nccl"  # RCCL answers to nccl on ROCm/DTK builds
+    backend = wanted if (wanted == "gloo" or device_index is not None) else "gloo"
+    world = ranks["world_size"]
+    out: dict[str, Any] = {"backend": backend, "wanted": wanted, "world_size": world, "ok": False,
+                           "value": None, "expected": world * (world + 1) / 2, "error": None}
+    try:
+        if spec.under_slurm:
+            dist.init_process_group(backend, timeout=timedelta(seconds=120))
+        else:  # the single in-process rank: a group of one over the same backend
+            dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1,
+                                    timeout=timedelta(seconds=60))
+        device = torch.device("cpu") if backend == "gloo" else torch.device("cuda", device_index)
+        t = torch.tensor([float(ranks["rank"] + 1)], device=device)
+        dist.all_reduce(t)
+        out["value"] = float(t.item())
+        out["ok"] = out["value"] == out["expected"]
+        dist.destroy_process_group()
+    except Exception as err:  # noqa: BLE001 - a failing collective is a finding, reported, not raised
+        out["error"] = f"{type(err).__name__}: {err}".splitlines()[0][:300]
+    return out
+
+
+def _data_root(name: str, path: str) -> dict[str, Any]:
+    root = Path(path)
+    out: dict[str, Any] = {"name": name, "path": path, "ok": False, "detail": ""}
+    if not root.is_dir():
+        out["detail"] = "does not exist or is not a folder"
+        return out
+    if not os.access(root, os.R_OK | os.X_OK):
+        out["detail"] = "not readable"
+        return out
+    try:
+        if name == "fashion_mnist":
+            missing = [f for f in FASHION_FILES if not os.access(root / f, os.R_OK)]
+            out["ok"] = not missing
+            out["detail"] = f"missing or unreadable: {', '.join(missing)}" if missing else "4 IDX files, 10 classes"
+        elif (root / "train").is_dir():  # ImageNet-style <root>/<split>/<class>/<image>
+            counts = {split: sum(1 for d in (root / split).iterdir() if d.is_dir())
+                      for split in ("train", "val") if (root / split).is_dir()}
+            out["ok"] = counts.get("train", 0) > 0
+            out["detail"] = ", ".join(f"{split} {n} classes" for split, n in counts.items())
+        else:
+            entries = sum(1 for _ in root.iterdir())
+            out["ok"] = entries > 0
+            out["detail"] = f"{entries} entries" if entries else "empty"
+    except OSError as err:
+        out["detail"] = f"cannot list it ({err.strerror or err})"
+    return out
+
+
+def _writable(path: str) -> dict[str, Any]:
+    """Whether a file can be created (and removed) in `path`, or in its nearest existing parent when `path`
+    does not exist yet (jobs create it); plus the free space there."""
+    target = Path(path)
+    probe_dir = target
+    while not probe_dir.exists() and probe_dir != probe_dir.parent:
+        probe_dir = probe_dir.parent
+    out: dict[str, Any] = {"path": path, "exists": target.exists(), "ok": False, "free_gib": None, "detail": ""}
+    try:
+        fd, name = tempfile.mkstemp(prefix=".mst-preflight-", dir=probe_dir)
+        os.close(fd)
+        os.unlink(name)
+        out["ok"] = True
+    except OSError as err:
+        out["detail"] = f"cannot write in {probe_dir} ({err.strerror or err})"
+    try:
+        out["free_gib"] = round(shutil.disk_usage(probe_dir).free / GIB, 1)
+    except OSError:
+        pass
+    return out
+
+
+def probe(spec: ProbeSpec) -> dict[str, Any]:
+    """The report of this rank (a plain dict)."""
+    ranks = _ranks(spec)
+    devices = _devices()
+    index = ranks["local_rank"] % devices["count"] if devices["count"] else None
+    report: dict[str, Any] = {
+        "host": socket.gethostname(), **ranks, "versions": _versions(), "devices": devices,
+        "visible": {k: os.environ[k] for k in ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES",
+                                               "ROCR_VISIBLE_DEVICES") if k in os.environ},
+    }
+    report["step"] = _step(spec.precision, index)
+    report["all_reduce"] = _all_reduce(spec, ranks, index)
+    report["data_roots"] = [_data_root(name, path) for name, path in spec.data_roots]
+    report["run_root"] = _writable(spec.run_root)
+    report["scratch"] = _writable(os.path.expandvars(spec.scratch))
+    return report
+
+
+class PreflightJob:
+    """The submitted callable: every task of the job runs it and returns its rank's report."""
+
+    def __init__(self, spec: ProbeSpec) -> None:
+        self.spec = spec
+
+    def __call__(self) -> dict[str, Any]:
+        return probe(self.spec)
