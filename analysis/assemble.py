@@ -308,7 +308,8 @@ def table_frame(table: BuiltTable) -> pd.DataFrame:
                 "table": table.spec.id, "sweep": table.sweep,
                 **{h: v for h, v in zip(table.spec.row_header, row.label)},
                 "column": table.labels[column.key], "mean": c.summary.mean if c.final else None,
-                "se": c.summary.se if c.final else None, "n": c.done, "expected": c.expected,
+                "se": c.summary.se if c.final else None, "n": c.summary.n if c.summary else c.done,
+                "non_finite": c.summary.non_finite if c.summary else 0, "expected": c.expected,
                 "pending": c.pending, "failed": c.failed, "paper": c.paper, "delta": c.delta,
                 "test": t.kind if t else None, "p_value": t.p if t else None,
             })

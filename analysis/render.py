@@ -6,6 +6,7 @@ Every value column becomes three: ours (mean ± s.e. (n), or progress), the pape
 from __future__ import annotations
 
 import io
+import math
 
 from .assemble import BuiltRow, BuiltTable, CellResult, table_frame
 
@@ -19,9 +20,13 @@ def ours(cell: CellResult, pm: str = "\u00b1") -> str:
             return f"failed (0/{cell.expected})"
         return f"{cell.done}/{cell.expected}"
     s = cell.summary
+    marked = f"{s.non_finite} of {s.total} non-finite"
+    if s.n == 0:
+        return f"nan ({marked})"
+    note = f"; {marked}" if s.non_finite else ""
     if s.se is None:
-        return f"{s.mean:.2f} (n=1, no s.e.)"
-    return f"{s.mean:.2f} {pm} {s.se:.2f} (n={s.n})"
+        return f"{s.mean:.2f} (n=1, no s.e.{note})"
+    return f"{s.mean:.2f} {pm} {s.se:.2f} (n={s.n}{note})"
 
 
 def paper(cell: CellResult) -> str:
@@ -29,7 +34,7 @@ def paper(cell: CellResult) -> str:
 
 
 def delta(cell: CellResult) -> str:
-    return "\u2014" if cell.delta is None else f"{cell.delta:+.2f}"
+    return "\u2014" if cell.delta is None or not math.isfinite(cell.delta) else f"{cell.delta:+.2f}"
 
 
 def p_text(table: BuiltTable, row: BuiltRow, key: str) -> str:

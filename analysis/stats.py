@@ -21,22 +21,37 @@ class Summary:
     """Mean, standard error and count of one table cell."""
 
     mean: float
-    """Mean over the finished runs."""
+    """Mean over the finished runs with a finite value (nan when none has one)."""
     se: float | None
-    """Standard error s/sqrt(n), s with ddof = 1; None when n = 1 (a single run has no spread)."""
+    """Standard error s/sqrt(n), s with ddof = 1; None when n <= 1 (a single run has no spread)."""
     n: int
-    """Number of finished runs."""
+    """Number of finished runs with a finite value: the runs the mean is taken over."""
+    non_finite: int = 0
+    """Finished runs whose value is NaN or infinite: left out of the mean and of n, and shown in the cell."""
+
+    @property
+    def total(self) -> int:
+        """Every finished run, finite or not."""
+        return self.n + self.non_finite
+
+
+def finite_only(values: Sequence[float]) -> list[float]:
+    return [v for v in values if math.isfinite(v)]
 
 
 def summarize(values: Sequence[float]) -> Summary:
-    """Summary of a non-empty sequence of values (one per seed)."""
-    series = pd.Series(values, dtype="float64")
+    """Summary of a non-empty sequence of values (one per seed); non-finite values are counted, not averaged."""
+    if len(values) == 0:
+        raise ValueError("summarize needs at least one value")
+    finite = finite_only(values)
+    bad = len(values) - len(finite)
+    series = pd.Series(finite, dtype="float64")
     n = len(series)
     if n == 0:
-        raise ValueError("summarize needs at least one value")
+        return Summary(math.nan, None, 0, bad)
     if n == 1:
-        return Summary(float(series.iloc[0]), None, 1)
-    return Summary(float(series.mean()), float(series.sem(ddof=DDOF)), n)
+        return Summary(float(series.iloc[0]), None, 1, bad)
+    return Summary(float(series.mean()), float(series.sem(ddof=DDOF)), n, bad)
 
 
 @dataclass(frozen=True)
@@ -141,8 +156,13 @@ def compare(row: dict[int, float], ref: dict[int, float]) -> TTest | None:
     """Test a row against its reference, both given as {seed: value}.
 
     Paired over seeds when both rows ran exactly the same seeds (the sweeps' default), Welch otherwise;
-    None when there are too few values for either test.
+    None when there are too few values for either test. Seeds with a non-finite value are left out.
     """
+    if set(row) == set(ref):  # paired: a seed counts only when finite in both rows
+        row, ref = ({s: v for s, v in side.items() if math.isfinite(row[s]) and math.isfinite(ref[s])}
+                    for side in (row, ref))
+    else:
+        row, ref = ({s: v for s, v in side.items() if math.isfinite(v)} for side in (row, ref))
     if set(row) == set(ref) and len(row) >= 2:
         seeds = sorted(row)
         return paired_t([row[s] for s in seeds], [ref[s] for s in seeds])

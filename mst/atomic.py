@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+TEMP_SUFFIX = ".tmp"  # with a leading dot: how remove_stale_temps knows the temp files of atomic writes
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -20,7 +22,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write `data` to `path` so that readers see the old file or the whole new one, never a part."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     try:
         os.fchmod(fd, 0o666 & ~_umask())   # mkstemp makes files owner-only; results are meant to be shared
         with os.fdopen(fd, "wb") as f:
@@ -54,10 +56,51 @@ def read_json(path: str | Path) -> dict | None:
         return None
 
 
+def remove_stale_temps(folder: str | Path) -> list[Path]:
+    """Delete the temp files that an atomic write killed before its rename left in `folder` (not below it).
+
+    Only safe while no other process writes there: the stage folder's lock holder calls it."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = [p for p in folder.glob(f".*{TEMP_SUFFIX}") if p.is_file() and not p.is_symlink()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """The JSON objects of a log, one a line; a line that does not parse (a torn append: a crash, a full disk
+    or a network filesystem cut it short) is skipped, as are blank lines and anything that is not an object."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line) if line.strip() else None
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            out.append(record)
+    return out
+
+
+def append_jsonl(path: str | Path, record: dict) -> None:
+    """Append one line; a torn last line left by an earlier writer is ended first, so it stays alone."""
+    path = Path(path)
+    with open(path, "ab+") as f:
+        if f.tell() > 0:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
+        f.write((json.dumps(record) + "\n").encode())
+
+
 def truncate_jsonl(path: str | Path, keep: Callable[[dict], bool]) -> None:
     """Keep only the lines for which `keep(record)` holds: a log resumed from a checkpoint then reads like an
-    uninterrupted one (lines written after the checkpoint are dropped)."""
+    uninterrupted one (lines written after the checkpoint are dropped). Torn lines are dropped too."""
     path = Path(path)
     if path.is_file():
-        kept = [ln for ln in path.read_text().splitlines() if ln.strip() and keep(json.loads(ln))]
+        kept = [json.dumps(r) for r in read_jsonl(path) if keep(r)]
         atomic_write_text(path, "\n".join(kept) + "\n" if kept else "")

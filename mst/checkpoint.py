@@ -1,9 +1,15 @@
-"""Checkpoints (written atomically), the weights digest, and loading a pre-trained backbone."""
+"""Checkpoints (written atomically), the weights digest, and loading a pre-trained backbone.
+
+A checkpoint holds only tensors and plain values (dicts, lists, tuples, str, numbers, None): it is read with
+torch.load(weights_only=True), so a planted file cannot run code when a run resumes or is evaluated.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import io
+import pickle
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +24,39 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    # our own files: they hold RNG states and plain Python objects, not only tensors
-    return torch.load(path, map_location=map_location, weights_only=False)
+class CheckpointError(ValueError):
+    """A checkpoint file that this toolkit did not write, or that is damaged (one line)."""
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
+                    expect: Iterable[str] = ()) -> dict:
+    """The dict saved at `path`, holding at least the keys `expect`; CheckpointError for anything else.
+
+    weights_only=True: only tensors and plain values are unpickled, never arbitrary objects (a pickle
+    payload is refused, not run)."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        # not tensors and plain values: another program's file, junk, or a payload; nothing in it was run
+        raise CheckpointError(f"{path} is not a checkpoint this toolkit wrote (it holds more than tensors and "
+                              "plain values, or is not a torch file); refused without loading it: delete it "
+                              "or point at another folder") from None
+    except OSError as err:
+        if err.filename is not None:  # the file system's own error (missing, unreadable): say it as it is
+            raise
+        raise CheckpointError(f"{path} is a damaged checkpoint ({err.strerror or err}; truncated?); delete it "
+                              "to start the stage afresh or point at another folder") from None
+    except Exception as err:  # noqa: BLE001 - torch reports damaged and foreign files as many types
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:100]
+        raise CheckpointError(f"{path} is not a readable checkpoint (truncated, or not a torch file: "
+                              f"{type(err).__name__} {reason}); delete it to start the stage afresh or point "
+                              "at another folder") from None
+    missing = [k for k in expect if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise CheckpointError(f"{path} is not a checkpoint of this kind (no {', '.join(missing)}); it was "
+                              "written by another program or stage: point at the right folder")
+    return state
 
 
 def weights_sha256(state_dict: dict[str, torch.Tensor]) -> str:
@@ -42,12 +78,16 @@ def load_pretrained(pretrain_dir: str | Path, which: str = "teacher"):
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}; point --checkpoint at a pre-training folder "
                                 "that holds checkpoint.pt")
-    state = load_checkpoint(path)
+    state = load_checkpoint(path, expect=("config", "teacher", "student"))
     cfg = config_from_dict(state["config"])
     backbone = build_backbone(cfg.model, cfg.augment.global_size, drop_path=0.0)
     prefix = "backbone."
     weights = {k[len(prefix):]: v for k, v in state[which].items() if k.startswith(prefix)}
-    backbone.load_state_dict(weights)
+    try:
+        backbone.load_state_dict(weights)
+    except RuntimeError:
+        raise CheckpointError(f"{path}: its {which} weights do not fit the {cfg.model.arch} backbone its config "
+                              "names; the file is damaged or was not written by mst-pretrain") from None
     backbone.eval().requires_grad_(False)
     return backbone, cfg, state.get("weights_sha256") or weights_sha256(
         {k: v for k, v in state["teacher"].items() if k.startswith(prefix)})

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
-from typing import NoReturn
+from typing import NoReturn, Self
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -28,3 +29,51 @@ def add_config_args(parser: argparse.ArgumentParser, default_preset: str = "smok
                         help=f"preset name (paper, smoke, tiny) or a YAML file (default: {default_preset})")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="dotted override, repeatable, e.g. --set optim.lr=1e-3")
+
+
+class StopOnSignal:
+    """Ctrl-C (SIGINT) and SIGTERM ask the run to save at its next step boundary, as a preemption does;
+    a second Ctrl-C stops at once (KeyboardInterrupt), keeping the last checkpoint."""
+
+    def __init__(self) -> None:
+        self.signals: list[int] = []
+        self.previous: dict[int, object] = {}
+
+    def __enter__(self) -> Self:
+        for s in (signal.SIGINT, signal.SIGTERM):
+            self.previous[s] = signal.signal(s, self._handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+
+    def _handler(self, signum: int, frame: object) -> None:
+        if signum == signal.SIGINT and signal.SIGINT in self.signals:
+            raise KeyboardInterrupt
+        self.signals.append(signum)
+
+    def __call__(self) -> bool:
+        return bool(self.signals)
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal, as a shell reports a process stopped by it."""
+        return 128 + (self.signals[0] if self.signals else signal.SIGINT)
+
+
+def check_out_folder(out: str) -> None:
+    """--out must name a folder (new or existing), never a file or the empty string."""
+    from mst.stage_folder import StageFolderError, check_stage_folder
+
+    try:
+        check_stage_folder(out)
+    except StageFolderError as err:
+        fail(f"--out {out!r}: {err}")
+
+
+def os_error_line(err: OSError, out: str) -> str:
+    """One line for a file-system failure (full disk, read-only folder, permissions)."""
+    where = err.filename or out
+    return (f"cannot write {where}: {err.strerror or err}; free space or make the folder writable, then rerun "
+            "(the last checkpoint is kept)")

@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from .common import fail, setup_logging
+from .common import StopOnSignal, check_out_folder, fail, os_error_line, setup_logging
 
 COMMANDS = ("knn", "linear", "supervised", "attention")
 
@@ -29,6 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                        help="dotted override on top of the config, repeatable, e.g. --set eval.knn_ks=[10,20]")
         c.add_argument("--quiet", action="store_true", help="no progress bar")
+        if checkpoint_required:
+            c.add_argument("--allow-partial", action="store_true",
+                           help="evaluate a pre-training that has not finished (interrupted or failed); the "
+                                "record is labelled partial: true")
         return c
 
     command("knn", "weighted k-NN of the frozen backbone's class token, every k of eval.knn_ks in one pass")
@@ -60,7 +64,7 @@ def find_pretrain_dir(given: str) -> Path:
         if (candidate / "checkpoint.pt").is_file():
             return candidate
     fail(f"--checkpoint {given}: missing {path / 'checkpoint.pt'} (and {path / 'pretrain' / 'checkpoint.pt'}); "
-         "point it at a finished or preempted pre-training folder")
+         "point it at a finished pre-training folder")
 
 
 def stored_config(pretrain_dir: Path) -> dict:
@@ -78,9 +82,12 @@ def stored_config(pretrain_dir: Path) -> dict:
             from ..config_io import read_yaml
 
             return read_yaml(yaml_path, "run config")
-    from mst.checkpoint import load_checkpoint
+    from mst.checkpoint import CheckpointError, load_checkpoint
 
-    return load_checkpoint(pretrain_dir / "checkpoint.pt")["config"]
+    try:
+        return load_checkpoint(pretrain_dir / "checkpoint.pt", expect=("config",))["config"]
+    except CheckpointError as err:
+        fail(str(err))
 
 
 def resolve_config(args, pretrain_dir: Path | None):
@@ -128,27 +135,50 @@ def run(args) -> dict:
     if args.command == "attention":
         check_attention_inputs(args, cfg)
     setup_logging()
-    show = not args.quiet
     import mst.eval as ev
+    from mst.checkpoint import CheckpointError
+    from mst.eval.stage import PretrainUnfinished
+    from mst.stage_folder import StageFolderBusy, StageFolderError
+    from mst.train import Interrupted, NonFiniteLoss
 
     try:
-        if args.command == "knn":
-            return ev.run_knn(cfg, pretrain_dir, args.out, show_progress=show)
-        if args.command == "linear":
-            return ev.run_linear(cfg, pretrain_dir, args.out, probe=args.probe, show_progress=show,
-                                 cached_features=True if args.cached_features else None)
-        if args.command == "supervised":
-            return ev.run_supervised(cfg, args.out, show_progress=show)
-        return ev.run_attention(cfg, pretrain_dir, args.out, show_progress=show, images=args.images,
-                                supervised_dir=args.supervised, video=args.video, size=args.size)
-    except (DataError, RunFolderMismatch) as err:
+        with StopOnSignal() as stop:
+            return run_command(ev, args, cfg, pretrain_dir, stop)
+    except (DataError, RunFolderMismatch, ConfigError, CheckpointError, PretrainUnfinished, StageFolderBusy,
+            StageFolderError) as err:
         fail(str(err))
+    except NonFiniteLoss as err:
+        fail(f"{args.command} failed: {err} (see {args.out}/result.json)", code=1)
+    except Interrupted as err:
+        fail(f"stopped by signal: {err}", code=stop.exit_code)
+    except KeyboardInterrupt:
+        fail("stopped at once by a second Ctrl-C; rerun the same command to resume from the last checkpoint",
+             code=130)
+    except OSError as err:
+        fail(os_error_line(err, args.out), code=1)
+
+
+def run_command(ev, args, cfg, pretrain_dir: Path | None, stop) -> dict:
+    show = not args.quiet
+    partial = getattr(args, "allow_partial", False)
+    if args.command == "knn":
+        return ev.run_knn(cfg, pretrain_dir, args.out, should_stop=stop, show_progress=show,
+                          allow_partial=partial)
+    if args.command == "linear":
+        return ev.run_linear(cfg, pretrain_dir, args.out, probe=args.probe, should_stop=stop, show_progress=show,
+                             cached_features=True if args.cached_features else None, allow_partial=partial)
+    if args.command == "supervised":
+        return ev.run_supervised(cfg, args.out, should_stop=stop, show_progress=show)
+    return ev.run_attention(cfg, pretrain_dir, args.out, should_stop=stop, show_progress=show, images=args.images,
+                            supervised_dir=args.supervised, video=args.video, size=args.size,
+                            allow_partial=partial)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    check_out_folder(args.out)
     record_path = Path(args.out) / "result.json"
-    done_before = record_path.is_file() and '"status": "done"' in record_path.read_text()
+    done_before = record_path.is_file() and '"status": "done"' in record_path.read_text(errors="replace")
     record = run(args)
     if done_before:
         print(f"{args.out} is already done; not re-run")

@@ -5,12 +5,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import typing
 from functools import lru_cache
 from typing import Any, Literal
 
 from .errors import ConfigError
 from .schema import Config
+
+INT_LIMIT = 2**63  # integers reach torch and numpy as int64
 
 
 def _sections() -> dict[str, type]:
@@ -70,6 +73,10 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     if tp in (bool, int, float, str):
         if not scalar_matches(value, tp):
             raise bad
+        if tp is float and not math.isfinite(value):
+            raise ConfigError(f"config key '{key}': expected a finite number, got {value!r}; fix the value")
+        if tp is int and not -INT_LIMIT <= value < INT_LIMIT:
+            raise ConfigError(f"config key '{key}': {value} does not fit a 64-bit integer; give a smaller value")
         return float(value) if tp is float else value
     raise TypeError(f"unsupported field type {tp} for {key}")
 

@@ -12,6 +12,8 @@ from typing import Literal
 from .errors import ConfigError, check, check_non_negative, check_positive, check_prob
 
 ARCHS = ("vit_test", "vit_smoke", "deit_small", "vit_base")
+MAX_WIDTH = 2**20  # head widths above this do not fit a device (the paper's K is 65536 = 2**16)
+SEED_LIMIT = 2**32  # seeds reach numpy's legacy seeding, which takes 32 bits
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,8 @@ class ModelConfig:
         check_prob(self.drop_path, "model.drop_path")
         for key in ("out_dim", "head_hidden_dim", "head_bottleneck_dim"):
             check_positive(getattr(self, key), f"model.{key}", "256")
+            check(getattr(self, key) <= MAX_WIDTH, f"model.{key}", f"{getattr(self, key)} is larger than "
+                  f"{MAX_WIDTH}, which no device holds", f"e.g. --set model.{key}=65536")
         check(self.head_layers >= 1, "model.head_layers", f"must be >= 1, got {self.head_layers}",
               "e.g. --set model.head_layers=3")
 
@@ -278,7 +282,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check_positive(self.epochs, "train.epochs", "100")
         check_positive(self.batch_size, "train.batch_size", "64")
-        check_non_negative(self.seed, "train.seed")
+        check(0 <= self.seed < SEED_LIMIT, "train.seed", f"must lie in [0, 2^32), got {self.seed}",
+              "e.g. --set train.seed=0")
         check(self.precision in ("auto", "fp32", "bf16", "fp16"), "train.precision",
               f"unknown precision '{self.precision}'", "choose one of auto, fp32, bf16, fp16")
         check_positive(self.checkpoint_every, "train.checkpoint_every", "500")

@@ -159,13 +159,14 @@ def default_supervised_dir(*stage_dirs: Path) -> Path | None:
 def run_attention(cfg: Config, pretrain_dir: str | Path, out_dir: str | Path, should_stop: StopFn = None,
                   record_extra: dict | None = None, show_progress: bool = True, images: list[str] | None = None,
                   supervised_dir: str | Path | None = None, video: str | Path | None = None,
-                  size: int | None = None) -> dict:
+                  size: int | None = None, allow_partial: bool = False) -> dict:
     """Attention maps of the teacher in `pretrain_dir` for `images` (default cfg.eval.attention_images).
 
     supervised_dir: a `supervised` stage folder (default: a finished one beside out_dir or pretrain_dir). video: a folder
     of frames, written as attention.gif. size: side of the square input (default cfg.augment.eval_crop;
     position embeddings are interpolated for other sizes). Maps take seconds: a stop request is honoured
-    between images and the next run starts over.
+    between images and the next run starts over. An unfinished pre-training is refused unless
+    `allow_partial` (the record is then labelled partial).
     """
     from .render import write_gif, write_grid
     from .supervised import load_supervised
@@ -215,4 +216,4 @@ def run_attention(cfg: Config, pretrain_dir: str | Path, out_dir: str | Path, sh
                             threshold=mass, pretrain_dir=str(pretrain_dir),
                             supervised_dir=str(sup_dir) if sup_dir else None, video=str(video) if video else None)
 
-    return run_stage("attention", cfg, out_dir, record_extra, body)
+    return run_stage("attention", cfg, out_dir, record_extra, body, pretrain_dir, allow_partial)

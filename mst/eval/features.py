@@ -72,12 +72,12 @@ def extract_features(stage: Stage, backbone: torch.nn.Module, dataset: Dataset, 
     folder = stage.out / "features"
     final, partial = folder / f"{name}.pt", folder / f"{name}.partial.pt"
     if final.is_file():
-        saved = load_checkpoint(final)
+        saved = load_checkpoint(final, expect=("features", "labels"))
         return saved["features"], saved["labels"]
     feats: list[torch.Tensor] = []
     labels: list[torch.Tensor] = []
     if partial.is_file():
-        saved = load_checkpoint(partial)
+        saved = load_checkpoint(partial, expect=("features", "labels"))
         feats, labels = [saved["features"]], [saved["labels"]]
     done = sum(len(x) for x in labels)
     n = len(dataset)

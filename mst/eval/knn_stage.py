@@ -11,11 +11,12 @@ from .stage import Stage, StopFn, load_frozen, run_stage
 
 
 def run_knn(cfg: Config, pretrain_dir: str | Path, out_dir: str | Path, should_stop: StopFn = None,
-            record_extra: dict | None = None, show_progress: bool = True) -> dict:
+            record_extra: dict | None = None, show_progress: bool = True, allow_partial: bool = False) -> dict:
     """Weighted k-NN of the checkpoint in `pretrain_dir` (cfg.eval.knn_source: teacher or student).
 
     Features are the final-norm class token on resize + centre-crop images. Extraction is the costly,
     resumable part; the k-NN itself runs in fixed-size chunks (cfg.eval.knn_chunk_size test queries).
+    An unfinished pre-training is refused unless `allow_partial` (the record is then labelled partial).
     """
 
     def body(stage: Stage) -> dict:
@@ -30,6 +31,7 @@ def run_knn(cfg: Config, pretrain_dir: str | Path, out_dir: str | Path, should_s
         metrics = weighted_knn(train_f.to(stage.device), train_y.to(stage.device), test_f.to(stage.device),
                                test_y.to(stage.device), e.knn_ks, e.knn_temperature, class_count(train_set),
                                e.knn_chunk_size)
+        stage.truncate_log(lambda line: False)  # a line of an attempt killed before its record
         stage.log({"n_train": len(train_y), "n_test": len(test_y), **metrics})
         record = stage.record("done", metrics, weights_sha256=digest, features_from=e.knn_source,
                               pretrain_dir=str(pretrain_dir), n_train=len(train_y), n_test=len(test_y),
@@ -38,4 +40,4 @@ def run_knn(cfg: Config, pretrain_dir: str | Path, out_dir: str | Path, should_s
         stage.checkpoint_path.unlink(missing_ok=True)
         return record
 
-    return run_stage("knn", cfg, out_dir, record_extra, body)
+    return run_stage("knn", cfg, out_dir, record_extra, body, pretrain_dir, allow_partial)

@@ -32,7 +32,7 @@ from ..config import Config, linear_probe_lr
 from ..data import AugmentedDataset, build_dataset
 from ..seeding import sample_seed
 from ..train.progress import StepProgress
-from ..train.runtime import RunFolderMismatch
+from ..train.runtime import NonFiniteLoss, RunFolderMismatch
 from .features import class_count, drop_feature_cache, embed, eval_dataset, extract_features, feature_dim
 from .stage import Stage, StopFn, forward_context, interrupt, load_frozen, run_stage, stop_requested
 
@@ -91,10 +91,11 @@ def summarise(history: list[dict]) -> dict[str, float]:
 
 def run_linear(cfg: Config, pretrain_dir: str | Path, out_dir: str | Path, probe: str = "cls",
                should_stop: StopFn = None, record_extra: dict | None = None, show_progress: bool = True,
-               cached_features: bool | None = None) -> dict:
+               cached_features: bool | None = None, allow_partial: bool = False) -> dict:
     """Train and evaluate a linear probe on the frozen backbone of `pretrain_dir`; stage `linear_<probe>`.
 
-    `cached_features` overrides cfg.eval.linear_cached_features when given.
+    `cached_features` overrides cfg.eval.linear_cached_features when given. An unfinished pre-training is
+    refused unless `allow_partial` (the record is then labelled partial). A non-finite loss fails the stage.
     """
     if probe not in PROBES:
         raise ValueError(f"unknown probe '{probe}'; choose one of {', '.join(PROBES)}")
@@ -133,7 +134,9 @@ def run_linear(cfg: Config, pretrain_dir: str | Path, out_dir: str | Path, probe
             layer.load_state_dict(state["linear"])
             opt.load_state_dict(state["optimizer"])
             st = {k: state[k] for k in st}
-            stage.truncate_log(lambda line: line["epoch"] <= st["epoch"])
+            stage.truncate_log(lambda line: line.get("epoch", 0) <= st["epoch"])
+        else:
+            stage.truncate_log(lambda line: False)  # lines of an attempt killed before its first checkpoint
 
         def snapshot() -> dict:
             return {**st, "linear": layer.state_dict(), "optimizer": opt.state_dict()}
@@ -164,6 +167,9 @@ def run_linear(cfg: Config, pretrain_dir: str | Path, out_dir: str | Path, probe
                         with torch.no_grad(), forward_context(stage):
                             x = embed(backbone, x, probe)  # [B, D] frozen features
                     loss = F.cross_entropy(layer(x.float()), y)
+                    if not math.isfinite(loss.item()):
+                        raise NonFiniteLoss(step + 1, loss.item(), what="probe loss",
+                                            fix="Lower eval.linear_lr or check the pre-training's losses")
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
@@ -188,4 +194,4 @@ def run_linear(cfg: Config, pretrain_dir: str | Path, out_dir: str | Path, probe
         drop_feature_cache(stage)
         return record
 
-    return run_stage(f"linear_{probe}", cfg, out_dir, record_extra, body)
+    return run_stage(f"linear_{probe}", cfg, out_dir, record_extra, body, pretrain_dir, allow_partial)

@@ -6,7 +6,7 @@ Evaluation stages run in one process on one device (the job layer starts one tas
 
 from __future__ import annotations
 
-import json
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,11 +14,20 @@ from typing import Any
 
 import torch
 
-from ..atomic import atomic_write_json, read_json, truncate_jsonl
+from ..atomic import append_jsonl, atomic_write_json, read_json, truncate_jsonl
 from ..checkpoint import atomic_torch_save, load_checkpoint
 from ..config import Config, config_hash, config_to_dict
 from ..records import make_record
-from ..train.runtime import Interrupted, RunFolderMismatch, configure_threads, pick_device, resolve_precision
+from ..stage_folder import locked_stage_folder
+from ..train.pretrain import write_failed_record
+from ..train.runtime import (
+    Interrupted,
+    NonFiniteLoss,
+    RunFolderMismatch,
+    configure_threads,
+    pick_device,
+    resolve_precision,
+)
 
 StopFn = Callable[[], bool] | None
 
@@ -29,6 +38,28 @@ def previous_result(out_dir: Path) -> dict | None:
     return previous if previous and previous.get("status") == "done" else None
 
 
+class PretrainUnfinished(ValueError):
+    """The pre-training to evaluate did not finish (interrupted, failed or still running)."""
+
+
+def pretrain_status(pretrain_dir: str | Path, allow_partial: bool = False) -> dict[str, Any]:
+    """Fields the evaluation record carries about the pre-training it read: {} for a finished one.
+
+    An unfinished or failed pre-training is refused (PretrainUnfinished, one line) unless `allow_partial`,
+    which labels the record `partial: true` with the pre-training's status and steps.
+    """
+    record = read_json(Path(pretrain_dir) / "result.json")
+    status = record.get("status") if isinstance(record, dict) else None
+    if status == "done" or not (Path(pretrain_dir) / "checkpoint.pt").is_file():
+        return {}  # finished, or nothing to evaluate: loading the backbone says so and the failure is recorded
+    state = "no result.json: interrupted, preempted or still running" if status is None else f"status {status}"
+    if not allow_partial:
+        raise PretrainUnfinished(f"pre-training in {pretrain_dir} has not finished ({state}); finish it first "
+                                 "(rerun mst-pretrain on it) or pass --allow-partial to record a partial evaluation")
+    steps = (record or {}).get("metrics", {}).get("steps") if isinstance(record, dict) else None
+    return {"partial": True, "pretrain_status": status or "unfinished", "pretrain_steps": steps}
+
+
 def stop_requested(should_stop: StopFn) -> bool:
     return should_stop is not None and bool(should_stop())
 
@@ -36,11 +67,13 @@ def stop_requested(should_stop: StopFn) -> bool:
 class Stage:
     """One evaluation stage in `out_dir`: its checkpoint, metrics log, timing and result record."""
 
-    def __init__(self, name: str, cfg: Config, out_dir: str | Path, record_extra: dict | None = None):
+    def __init__(self, name: str, cfg: Config, out_dir: str | Path, record_extra: dict | None = None,
+                 pretrain_fields: dict[str, Any] | None = None):
         self.name, self.cfg = name, cfg
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self.record_extra = record_extra
+        self.pretrain_fields = dict(pretrain_fields or {})  # `partial` labels of an unfinished pre-training
         self.t0 = time.time()
         self.wall_before = 0.0  # wall time of earlier attempts, carried in the checkpoint
         self.state: dict = {}  # the last state loaded or saved; save() without a state rewrites it
@@ -56,8 +89,8 @@ class Stage:
     def load(self) -> dict | None:
         if not self.checkpoint_path.is_file():
             return None
-        state = load_checkpoint(self.checkpoint_path)
-        if state.get("stage", self.name) != self.name:
+        state = load_checkpoint(self.checkpoint_path, expect=("stage",))
+        if state["stage"] != self.name:
             raise RunFolderMismatch(f"{self.out} holds a '{state['stage']}' stage, not '{self.name}'; "
                                     "use another --out folder")
         self.wall_before = float(state.get("wall_time_s", 0.0))
@@ -76,8 +109,7 @@ class Stage:
 
     # ---------------------------------------------------------------- metrics.jsonl
     def log(self, line: dict) -> None:
-        with open(self.out / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(line) + "\n")
+        append_jsonl(self.out / "metrics.jsonl", line)
 
     def truncate_log(self, keep: Callable[[dict], bool]) -> None:
         """Drop lines logged after the checkpoint, so that a resumed log reads like an uninterrupted one."""
@@ -85,10 +117,20 @@ class Stage:
 
     # ---------------------------------------------------------------- result.json
     def record(self, status: str, metrics: dict[str, Any], error: str | None = None, **fields: Any) -> dict:
+        if status == "done":
+            bad = {k: v for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)}
+            if bad:
+                name, value = next(iter(bad.items()))
+                raise NonFiniteLoss(None, value, what=f"metric '{name}'",
+                                    fix="the checkpoint's weights or the stage's settings give NaN/inf; "
+                                        "check the pre-training's losses")
         record = make_record(self.name, config_to_dict(self.cfg), config_hash(self.cfg), status, metrics,
                              self.wall_time(), self.record_extra, error=error, device=str(self.device),
-                             precision=self.precision, **fields)
-        atomic_write_json(self.out / "result.json", record)
+                             precision=self.precision, **self.pretrain_fields, **fields)
+        if status == "done":
+            atomic_write_json(self.out / "result.json", record)
+        else:
+            write_failed_record(self.out, record)
         return record
 
     def fail(self, err: BaseException, **fields: Any) -> None:
@@ -97,38 +139,41 @@ class Stage:
 
 
 def run_stage(name: str, cfg: Config, out_dir: str | Path, record_extra: dict | None,
-              body: Callable[[Stage], dict]) -> dict:
+              body: Callable[[Stage], dict], pretrain_dir: str | Path | None = None,
+              allow_partial: bool = False) -> dict:
     """Run `body(stage) -> result record` unless the folder is done; failures leave a `failed` record.
 
-    `Interrupted` propagates untouched: the body saved its checkpoint and a rerun resumes from it.
-    `RunFolderMismatch` (the folder belongs to another config) is raised before anything is written.
+    The folder is locked for the run (StageFolderBusy for a second process). `Interrupted` propagates
+    untouched: the body saved its checkpoint and a rerun resumes from it. `RunFolderMismatch` (the folder
+    belongs to another config) and `PretrainUnfinished` (`pretrain_dir` did not finish, see pretrain_status)
+    are raised before anything is written.
     """
     from ..train.pretrain import claim_folder
 
-    done = previous_result(Path(out_dir))
-    if done is not None:
-        if done.get("stage") != name:
-            raise RunFolderMismatch(f"{out_dir} holds a finished '{done.get('stage')}' stage, not '{name}'; "
-                                    "use another --out folder")
-        return done
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    # a folder holding another config's run is refused before anything in it is touched
-    claim_folder(Path(out_dir), config_hash(cfg))
-    stage = None
-    try:
-        stage = Stage(name, cfg, out_dir, record_extra)
-        return body(stage)
-    except (Interrupted, RunFolderMismatch):
-        raise
-    except Exception as err:
-        if stage is None:
-            Path(out_dir).mkdir(parents=True, exist_ok=True)
-            atomic_write_json(Path(out_dir) / "result.json", make_record(
-                name, config_to_dict(cfg), config_hash(cfg), "failed", {}, 0.0, record_extra,
-                error=f"{type(err).__name__}: {err}".splitlines()[0]))
-        else:
-            stage.fail(err)
-        raise
+    with locked_stage_folder(out_dir) as out:
+        done = previous_result(out)
+        if done is not None:
+            if done.get("stage") != name:
+                raise RunFolderMismatch(f"{out} holds a finished '{done.get('stage')}' stage, not '{name}'; "
+                                        "use another --out folder")
+            return done
+        pretrain_fields = pretrain_status(pretrain_dir, allow_partial) if pretrain_dir is not None else {}
+        # a folder holding another config's run is refused before anything in it is touched
+        claim_folder(out, config_hash(cfg))
+        stage = None
+        try:
+            stage = Stage(name, cfg, out, record_extra, pretrain_fields)
+            return body(stage)
+        except (Interrupted, RunFolderMismatch):
+            raise
+        except Exception as err:
+            if stage is None:
+                write_failed_record(out, make_record(
+                    name, config_to_dict(cfg), config_hash(cfg), "failed", {}, 0.0, record_extra,
+                    error=f"{type(err).__name__}: {err}".splitlines()[0]))
+            else:
+                stage.fail(err)
+            raise
 
 
 def forward_context(stage: Stage):

@@ -31,7 +31,7 @@ from ..schedules import cosine
 from ..seeding import seed_everything
 from ..train.pretrain import param_groups
 from ..train.progress import StepProgress
-from ..train.runtime import autocast_context
+from ..train.runtime import NonFiniteLoss, autocast_context
 from .features import class_count, eval_dataset
 from .linear import epoch_batches, summarise, topk_correct
 from .stage import Stage, StopFn, interrupt, run_stage, stop_requested
@@ -64,7 +64,7 @@ def load_supervised(supervised_dir: str | Path):
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}; run `mst-eval supervised` first or leave out the "
                                 "supervised folder")
-    state = load_checkpoint(path)
+    state = load_checkpoint(path, expect=("config", "num_classes", "model"))
     cfg = config_from_dict(state["config"])
     model = SupervisedNet(cfg, state["num_classes"], drop_path=0.0)
     model.load_state_dict(state["model"])
@@ -122,10 +122,12 @@ def run_supervised(cfg: Config, out_dir: str | Path, should_stop: StopFn = None,
             scaler.load_state_dict(state["scaler"])
             _set_rng_state(state["rng"])
             st = {k: state[k] for k in st}
-            stage.truncate_log(lambda line: line["epoch"] <= st["epoch"])
+            stage.truncate_log(lambda line: line.get("epoch", 0) <= st["epoch"])
+        else:
+            stage.truncate_log(lambda line: False)  # lines of an attempt killed before its first checkpoint
 
         def snapshot() -> dict:
-            return {**st, "version": 1, "model": model.state_dict(), "optimizer": opt.state_dict(),
+            return {**st, "version": 2, "model": model.state_dict(), "optimizer": opt.state_dict(),
                     "scaler": scaler.state_dict(), "rng": _rng_state(), "config": config_to_dict(cfg),
                     "num_classes": n_classes, "weights_sha256": backbone_digest(model)}
 
@@ -158,8 +160,8 @@ def run_supervised(cfg: Config, out_dir: str | Path, should_stop: StopFn = None,
                     loss = F.cross_entropy(logits.float(), targets,
                                            label_smoothing=e.supervised_label_smoothing)
                     if not math.isfinite(loss.item()):
-                        raise FloatingPointError(f"non-finite supervised loss at step {step + 1}; lower "
-                                                 "eval.supervised_lr or use train.precision=fp32")
+                        raise NonFiniteLoss(step + 1, loss.item(), what="supervised loss",
+                                            fix="Lower eval.supervised_lr or use train.precision=fp32")
                     opt.zero_grad(set_to_none=True)
                     scaler.scale(loss).backward()
                     scaler.step(opt)

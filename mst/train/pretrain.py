@@ -7,9 +7,9 @@ patch projection; the student sees every crop; the decoder restores the global c
 
 from __future__ import annotations
 
-import json
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,16 +19,17 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .. import distributed as dist
-from ..atomic import atomic_write_json, read_json, truncate_jsonl
+from ..atomic import append_jsonl, atomic_write_json, read_json, truncate_jsonl
 from ..checkpoint import atomic_torch_save, load_checkpoint, weights_sha256
 from ..compat import grad_scaler
-from ..config import Config, config_hash, config_to_dict
+from ..config import Config, ConfigError, config_hash, config_to_dict
 from ..losses import DINOLoss, restoration_loss
 from ..masking import make_mask, masks_anything
 from ..photometric import BatchPhotometric
 from ..records import make_record
 from ..schedules import cosine, teacher_temperature
 from ..seeding import seed_everything
+from ..stage_folder import locked_stage_folder
 from .clipping import clip_gradients
 from .loader import RunLoader, train_dataset
 from .nets import Student, Teacher, copy_student_into_teacher, ema_update
@@ -56,6 +57,10 @@ def param_groups(model: nn.Module) -> list[dict]:
             continue
         (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
     return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+CHECKPOINT_KEYS = ("config", "step", "student", "teacher", "optimizer", "scaler", "dino_loss", "rng",
+                   "wall_time_s")
 
 
 def gradient_norms(losses: list[torch.Tensor], params: list[torch.Tensor]) -> list[float]:
@@ -109,8 +114,9 @@ class PretrainTrainer:
         self.skipped_images = 0    # unreadable image files left out of their batch (split backend)
         self.steps_per_epoch = len(self.dataset) // cfg.train.batch_size
         if self.steps_per_epoch == 0:
-            raise ValueError(f"train.batch_size={cfg.train.batch_size} exceeds the {len(self.dataset)} training "
-                             "images; lower train.batch_size or raise data.train_subset")
+            raise ConfigError(f"config key 'train.batch_size': {cfg.train.batch_size} exceeds the "
+                              f"{len(self.dataset)} training images; lower train.batch_size or raise "
+                              "data.train_subset")
         self.total_steps = self.steps_per_epoch * cfg.train.epochs
         self.step = 0              # global step = number of optimiser updates done
         self.wall_before = 0.0     # wall time spent in earlier attempts of this run
@@ -120,7 +126,7 @@ class PretrainTrainer:
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
         return {
-            "version": 1, "config": config_to_dict(self.cfg), "step": self.step,
+            "version": 2, "config": config_to_dict(self.cfg), "step": self.step,
             "student": self.student.state_dict(), "teacher": self.teacher.state_dict(),
             "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
             "dino_loss": self.dino_loss.state_dict(), "rng": get_rng_state(self.mask_gen),
@@ -142,8 +148,9 @@ class PretrainTrainer:
     def resume(self) -> bool:
         path = self.out / "checkpoint.pt"
         if not path.is_file():
+            self._truncate_metrics()   # lines of an attempt that died before its first checkpoint
             return False
-        state = load_checkpoint(path, self.device)
+        state = load_checkpoint(path, self.device, expect=CHECKPOINT_KEYS)
         self.student.load_state_dict(state["student"])
         self.teacher.load_state_dict(state["teacher"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -268,8 +275,7 @@ class PretrainTrainer:
                     progress.update(self.step, self.last)
                     logged = self.step % cfg.train.log_every == 0 or "balance_step" in self.last
                     if dist.is_main() and (logged or self.step == self.total_steps):
-                        with open(metrics_path, "a") as f:
-                            f.write(json.dumps({"step": self.step, "epoch": epoch, **self.last}) + "\n")
+                        append_jsonl(metrics_path, {"step": self.step, "epoch": epoch, **self.last})
                     if self.step % cfg.train.checkpoint_every == 0 or self.step % self.steps_per_epoch == 0:
                         self.save()
                     if self.step >= self.total_steps:
@@ -293,9 +299,16 @@ def run_pretrain(cfg: Config, out_dir: str | Path, should_stop: Callable[[], boo
 
     A folder whose result.json says `done` is not re-run. A non-finite loss writes a `failed` record naming the
     step and leaves the last good checkpoint as it was. `Interrupted` propagates after a checkpoint is saved.
+    The folder is locked for the run: a second process on it gets StageFolderBusy before touching anything.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    # dist is not set up yet: rank 0 of the launch (torchrun / the job layer's RANK) holds the lock
+    main = int(os.environ.get("RANK", "0")) == 0
+    with locked_stage_folder(out_dir, main=main) as out:
+        return _run_pretrain_locked(cfg, out, should_stop, record_extra, show_progress)
+
+
+def _run_pretrain_locked(cfg: Config, out: Path, should_stop: Callable[[], bool] | None,
+                         record_extra: dict | None, show_progress: bool) -> dict:
     cfg_dict, chash = config_to_dict(cfg), config_hash(cfg)
     claim_folder(out, chash)
     previous = read_json(out / "result.json")
@@ -311,9 +324,9 @@ def run_pretrain(cfg: Config, out_dir: str | Path, should_stop: Callable[[], boo
     except Exception as err:
         wall = (trainer.wall_before if trainer else 0.0) + time.time() - t0
         if dist.is_main():
-            atomic_write_json(out / "result.json", make_record(
+            write_failed_record(out, make_record(
                 "pretrain", cfg_dict, chash, "failed", {"steps": trainer.step if trainer else 0}, wall,
-                record_extra, error=f"{type(err).__name__}: {err}"))
+                record_extra, error=f"{type(err).__name__}: {err}".splitlines()[0]))
         raise
     record = make_record(
         "pretrain", cfg_dict, chash, "done",
@@ -325,3 +338,11 @@ def run_pretrain(cfg: Config, out_dir: str | Path, should_stop: Callable[[], boo
     if dist.is_main():
         atomic_write_json(out / "result.json", record)
     return record
+
+
+def write_failed_record(out: Path, record: dict) -> None:
+    """Best effort: on a full disk or a read-only folder the original error is what the user must see."""
+    try:
+        atomic_write_json(out / "result.json", record)
+    except OSError as err:
+        log.warning("could not write the failed record in %s: %s", out, err)

@@ -1,4 +1,8 @@
-"""Every random stream a step draws from, saved and restored so that a resumed run is bitwise identical."""
+"""Every random stream a step draws from, saved and restored so that a resumed run is bitwise identical.
+
+The saved state holds tensors and plain values only (checkpoints load with weights_only=True): numpy's
+MT19937 key goes in as an int64 tensor, Python's state as the tuple of ints `random.getstate()` gives.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,19 @@ import numpy as np
 import torch
 
 
+def _numpy_state() -> dict:
+    name, key, pos, has_gauss, cached = np.random.get_state()
+    return {"name": str(name), "key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+
+
+def _set_numpy_state(state: dict) -> None:
+    key = state["key"].cpu().numpy().astype(np.uint32)
+    np.random.set_state((state["name"], key, state["pos"], state["has_gauss"], state["cached_gaussian"]))
+
+
 def get_rng_state(mask_gen: torch.Generator) -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+    state = {"python": random.getstate(), "numpy": _numpy_state(), "torch": torch.get_rng_state(),
              "mask": mask_gen.get_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -18,8 +33,9 @@ def get_rng_state(mask_gen: torch.Generator) -> dict:
 
 def set_rng_state(state: dict, mask_gen: torch.Generator, rank: int = 0) -> None:
     # the checkpoint holds rank 0's streams; other ranks re-derive theirs deterministically from it
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    _set_numpy_state(state["numpy"])
     torch.set_rng_state(state["torch"].cpu())
     mask_gen.set_state(state["mask"].cpu() if mask_gen.device.type == "cpu" else state["mask"])
     if "cuda" in state and torch.cuda.is_available():

@@ -23,9 +23,12 @@ class RunFolderMismatch(ValueError):
 
 
 class NonFiniteLoss(RuntimeError):
-    def __init__(self, step: int, value: float):
-        super().__init__(f"non-finite loss ({value}) at step {step}; the last good checkpoint is kept. "
-                         "Lower optim.lr or use train.precision=fp32")
+    """A loss (or a stage's result) that is NaN or infinite: the stage fails instead of recording it."""
+
+    def __init__(self, step: int | None, value: float, fix: str = "Lower optim.lr or use train.precision=fp32",
+                 what: str = "loss"):
+        where = f" at step {step}; the last good checkpoint is kept." if step is not None else ";"
+        super().__init__(f"non-finite {what} ({value}){where} {fix}")
         self.step = step
 
 

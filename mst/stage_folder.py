@@ -1,0 +1,79 @@
+"""A stage folder opened for one run: checked, locked against a second process, and cleared of the temp files
+a killed writer leaves behind. No torch: the job layer may use it too."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from .atomic import remove_stale_temps
+
+LOCK_NAME = ".lock"
+
+
+class StageFolderError(ValueError):
+    """The stage folder cannot be used (a file, an empty name); one line saying how to fix it."""
+
+
+class StageFolderBusy(RuntimeError):
+    """Another live process holds the stage folder's lock."""
+
+
+def check_stage_folder(out: str | Path) -> Path:
+    """`out` as a Path when it can be a stage folder; a StageFolderError line otherwise."""
+    if str(out).strip() == "":
+        raise StageFolderError("the stage folder name is empty (it would train into the current folder); "
+                               "give a folder, e.g. --out runs/pretrain")
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise StageFolderError(f"{path} is a file, not a folder; give a new or existing folder")
+    return path
+
+
+def _holder(fd: int) -> str:
+    try:
+        info = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+    except (OSError, ValueError):
+        info = {}
+    return f"pid {info.get('pid', '?')} on host {info.get('host', '?')}"
+
+
+@contextlib.contextmanager
+def locked_stage_folder(out: str | Path, wait_s: float = 0.0, main: bool = True) -> Iterator[Path]:
+    """Hold an exclusive, non-blocking flock on <out>/.lock while the block runs.
+
+    A second process on the same folder waits up to `wait_s` seconds, then gets StageFolderBusy naming the
+    holder; the kernel drops the lock when its holder dies, so a killed run never leaves the folder locked.
+    Once the lock is held, temp files left by a killed writer are removed. Ranks other than the main one
+    (`main=False`) neither lock nor clean: their rank 0 does both for the whole run.
+    """
+    path = check_stage_folder(out)
+    path.mkdir(parents=True, exist_ok=True)
+    if not main:
+        yield path
+        return
+    fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise StageFolderBusy(f"stage folder {path} is in use by {_holder(fd)}; wait for that run "
+                                          "to end or stop it, then rerun") from None
+                time.sleep(0.2)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode(), 0)
+        remove_stale_temps(path)
+        remove_stale_temps(path / "features")
+        yield path
+    finally:
+        os.close(fd)  # releases the lock
