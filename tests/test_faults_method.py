@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SHORT = ["data.train_subset=128", "train.batch_size=32", "train.epochs=2", "train.checkpoint_every=3",
          "train.log_every=1", "train.threads=1"]
 TWO_STEPS = ["train.epochs=1", "data.train_subset=64", "train.threads=1"]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+ENV = {**os.environ, "OMP_NUM_THREADS": "1",
+       "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
 
 
 # ---------------------------------------------------------------------------------------------- helpers
