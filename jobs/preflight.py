@@ -141,7 +141,7 @@ def evaluate(profile: ClusterProfile, reports: list[dict[str, Any]], tasks_per_n
             family = {"dcu": "rocm", "cuda": "cuda"}[acc.kind]
             if dev["build"] != family:
                 problem(f"{host}: profile asks {acc.kind} devices but torch {first['versions']['torch']} is a "
-                        f"{dev['build']} build; install the site's build (README: install on a "
+                        f"{dev['build']} build; install the site's build (README: "
                         f"{'DCU' if acc.kind == 'dcu' else 'V100'} site)")
         for r in ranks:
             s = r["step"]
