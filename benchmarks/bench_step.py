@@ -66,6 +66,30 @@ def decoder_flop_ratio(t: PretrainTrainer, crop: torch.Tensor) -> float:
     return fc.get_total_flops() / backbone
 
 
+def head_time_ratio(t: PretrainTrainer, batch: int, reps: int) -> float:
+    """Median time ratio, the student head's forward + backward as two calls (globals, locals: the weight-normed
+    last layer computed twice, as before) over one last-layer call on every crop (what the step does now)."""
+    head, n_local = t.student.head, t.cfg.augment.n_local
+    dim = t.student.backbone.embed_dim
+    gen = torch.Generator().manual_seed(1)
+    g, loc = torch.randn(2 * batch, dim, generator=gen), torch.randn(n_local * batch, dim, generator=gen)
+
+    def two_calls():
+        torch.cat([head(g), head(loc)]).mean().backward()
+
+    def one_call():
+        head.last_layer(torch.cat([head.bottleneck(g), head.bottleneck(loc)])).mean().backward()
+    ratios = []
+    for _ in range(reps + 1):
+        t0 = time.perf_counter()
+        two_calls()
+        t1 = time.perf_counter()
+        one_call()
+        ratios.append((t1 - t0) / (time.perf_counter() - t1))
+    head.zero_grad(set_to_none=True)
+    return statistics.median(ratios[1:])
+
+
 def measure(preset: str, sets: list[str], batch: int, reps: int, threads: int) -> dict:
     tmp = Path(tempfile.mkdtemp())
     # the trainer sets torch's threads from train.threads: with 0 it would take the cores left after the
@@ -90,7 +114,8 @@ def measure(preset: str, sets: list[str], batch: int, reps: int, threads: int) -
     ca = statistics.median(c / a for c, a in zip(times["c"], times["a"]))
     return {"shape": name, "a_s": statistics.median(times["a"]), "b_s": statistics.median(times["b"]),
             "c_s": statistics.median(times["c"]), "c/b": cb, "c/a": ca,
-            "decoder/backbone FLOPs": decoder_flop_ratio(mst, crops[0][:1])}
+            "decoder/backbone FLOPs": decoder_flop_ratio(mst, crops[0][:1]),
+            "head 2 calls / 1": head_time_ratio(mst, batch, reps)}
 
 
 def main() -> None:
@@ -106,11 +131,12 @@ def main() -> None:
     lines = [f"# MST step cost ({device}, {args.threads} threads, fp32, median of {args.reps} interleaved reps)",
              "", f"Command: `python benchmarks/bench_step.py --reps {args.reps} --threads {args.threads}` (`make bench`)",
              "",
-             "| shape | (a) backbone s | (b) DINO step s | (c) MST step s | c/b | c/a | decoder/backbone FLOPs |",
-             "|---|---|---|---|---|---|---|"]
+             ("| shape | (a) backbone s | (b) DINO step s | (c) MST step s | c/b | c/a | decoder/backbone FLOPs | "
+              "head: 2 calls / 1 |"),
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['shape']} | {r['a_s']:.3f} | {r['b_s']:.3f} | {r['c_s']:.3f} | {r['c/b']:.3f} | "
-                     f"{r['c/a']:.3f} | {r['decoder/backbone FLOPs']:.3f} |")
+                     f"{r['c/a']:.3f} | {r['decoder/backbone FLOPs']:.3f} | {r['head 2 calls / 1']:.2f} |")
     goals = "Goals: c/b <= 1.10; c/a <= 1.30 at the paper shape, batch 8; decoder FLOPs <= 10 % of the backbone's."
     lines += ["", goals]
     text = "\n".join(lines) + "\n"
