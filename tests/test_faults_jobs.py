@@ -533,3 +533,21 @@ def test_a_profile_or_sweep_that_is_not_utf8_is_one_line(tmp_path, kind):
             else ["submit", str(bad), "--cluster", "local"])
     line = _one_error_line(_cli(args + ["--runs", str(tmp_path / "runs"), "--dry-run"], cwd=tmp_path))
     assert str(bad) in line and "is not valid YAML" in line, line
+
+
+def test_a_stage_job_refused_a_busy_folder_leaves_the_holders_record_alone(tmp_path):
+    """A second job on a stage folder that a live process holds is refused; it writes no 'failed' record into
+    the folder, whose record belongs to the holder."""
+    from jobs.config_io import load_config
+    from jobs.stages import PretrainJob
+    from mst.config import config_to_dict
+    from mst.stage_folder import StageFolderBusy, locked_stage_folder
+
+    extra = {"run_id": "abc-r0", "sweep": "s", "cell": {}, "repeat": 0, "seed": 0, "cluster": "local"}
+    job = PretrainJob(runs_root=str(tmp_path), sweep="s", run_id="abc-r0",
+                      config=config_to_dict(load_config("tiny")), extra=extra)
+    job.out_dir.mkdir(parents=True)
+    with locked_stage_folder(job.out_dir):
+        with pytest.raises(StageFolderBusy):
+            job()
+    assert rundir.result_status(job.out_dir) != "failed"
