@@ -61,6 +61,9 @@ def check_record(data: object, sweep: str, run_id: str, stage: str) -> str | Non
             return f"key '{key}' has type {type(value).__name__}, expected {types[0].__name__}"
     if data["status"] not in STATUSES:
         return f"unknown status '{data['status']}' (expected one of {', '.join(STATUSES)})"
+    if data.get("partial") is True:  # mst-eval --allow-partial: an unfinished pre-training, never a table cell
+        return (f"evaluates an unfinished pre-training ({data.get('pretrain_status', 'unfinished')}); "
+                "partial records are not counted")
     # the folder names the run; a record copied into the wrong folder would be counted twice
     for key, folder in (("stage", stage), ("run_id", run_id), ("sweep", sweep)):
         if data[key] != folder:

@@ -127,6 +127,7 @@ def test_record_schema_checks(tmp_path, demo):
         "key 'repeat' has type str": {**knn_record(run, 70), "repeat": "0"},
         "metric 'top1@10' is not a number": {**knn_record(run, 70), "metrics": {"top1@10": "high"}},
         "stage 'pretrain' does not match its folder 'knn'": {**knn_record(run, 70), "stage": "pretrain"},
+        "partial records are not counted": {**knn_record(run, 70), "partial": True, "pretrain_status": "failed"},
     }
     for i, (reason, data) in enumerate(cases.items()):
         root = tmp_path / str(i)
