@@ -8,7 +8,7 @@ CLUSTER ?= local
 RUNS ?= runs
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup data slurm-up slurm-down test test-fast demo sweep report status bench quality lint clean
+.PHONY: setup data slurm-up slurm-down test test-fast demo sweep report status bench quality method lint clean
 
 $(BIN)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -63,6 +63,13 @@ bench: setup
 
 quality: setup
 	$(BIN)/python benchmarks/quality_fmnist.py
+
+# The paper's claim at Fashion-MNIST scale: DINO alone vs MST (random / attention-guided masking), 3 paired
+# seeds, the same budget in every arm; the table with paired tests goes to benchmarks/results/method_smoke.md.
+method: setup
+	$(BIN)/mst-sweep submit method_smoke --cluster local --runs $(RUNS)
+	$(BIN)/mst-report tables --runs $(RUNS) --sweep method_smoke --test --format md > benchmarks/results/method_smoke.md
+	$(BIN)/python benchmarks/method_context.py --sweep method_smoke --runs $(RUNS)
 
 lint: setup
 	$(BIN)/ruff check mst jobs analysis tests benchmarks
