@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     lines.append("| raw pixels | " + " | ".join(f"{raw[f'top1@{k}']:.2f}" for k in ks) + " |")
     if args.runs:
         lines += ["", *balance_lines(sweep, Path(args.runs))]
-    runs_arg = f" --runs {args.runs}" if args.runs else ""
+    runs_arg = " --runs RUNS" if args.runs else ""   # RUNS: the runs root the sweep was run into
     lines += ["", f"- command: `python benchmarks/method_context.py --sweep {sweep.name}{runs_arg}`", ""]
     out = Path(args.out) if args.out else RESULTS / f"{sweep.name}_context.md"
     atomic_write_text(out, "\n".join(lines))
