@@ -8,8 +8,8 @@ CLUSTER ?= local
 RUNS ?= runs
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup data slurm-up slurm-down test test-fast test-floor demo sweep report status bench quality gpu-check \
-	lint clean
+.PHONY: setup data slurm-up slurm-down test test-fast test-floor demo sweep report status bench quality method \
+	gpu-check lint clean
 
 # The exact tested set (requirements/lock.txt) as constraints: pyproject.toml holds ranges, the lock what runs.
 $(BIN)/.installed: pyproject.toml requirements/lock.txt
@@ -75,6 +75,13 @@ quality: setup
 # (benchmarks/results/gpu.md). Without a device it says so in one line and exits 0.
 gpu-check: setup
 	$(BIN)/python benchmarks/gpu_check.py
+
+# The paper's claim at Fashion-MNIST scale: DINO alone vs MST (random / attention-guided masking), 3 paired
+# seeds, the same budget in every arm; the table with paired tests goes to benchmarks/results/method_smoke.md.
+method: setup
+	$(BIN)/mst-sweep submit method_smoke --cluster local --runs $(RUNS)
+	$(BIN)/mst-report tables --runs $(RUNS) --sweep method_smoke --test --format md > benchmarks/results/method_smoke.md
+	$(BIN)/python benchmarks/method_context.py --sweep method_smoke --runs $(RUNS)
 
 lint: setup
 	$(BIN)/ruff check mst jobs analysis tests benchmarks

@@ -207,8 +207,6 @@ def build_table(spec: TableSpec, sweep: Sweep, records: Records, test: bool = Fa
 
     notes = _footnotes(spec, sweep, records, cells, test, sorted(used_stages), expected_ids,
                        {"missing": missing, "running": running, "preempted": preempted, "failed": failed})
-    if test and spec.pairwise:
-        notes += _pairwise_notes(spec, [row.label for row in rows], built_cells)
     scale = "" if sweep.preset == "paper" else f" [{sweep.preset} scale]"
     title = f"{spec.title} \u2014 sweep {sweep.name}{scale}"
     labels = {}
@@ -218,11 +216,13 @@ def build_table(spec: TableSpec, sweep: Sweep, records: Records, test: bool = Fa
         stand_in = sorted(used - primary)
         labels[column.key] = column.label if not stand_in else \
             f"{'k-NN' if stand_in[0][0] == 'knn' else stand_in[0][0]} (%) in place of {column.label}"
+    if test and spec.pairwise:
+        notes += _pairwise_notes(spec, [row.label for row in rows], built_cells, labels)
     return BuiltTable(spec, sweep.name, title, tuple(rows), tuple(notes), test, labels)
 
 
-def _pairwise_notes(spec: TableSpec, labels: list[tuple[str, ...]],
-                    built: list[dict[str, CellResult]]) -> list[str]:
+def _pairwise_notes(spec: TableSpec, labels: list[tuple[str, ...]], built: list[dict[str, CellResult]],
+                    headers: dict[str, str]) -> list[str]:
     """One line per (column, pair of rows): the mean per-seed difference with its s.e., t, df and p."""
     notes = []
     for column in spec.columns:
@@ -239,7 +239,7 @@ def _pairwise_notes(spec: TableSpec, labels: list[tuple[str, ...]],
                     shift = f"{diff.mean:+.2f} \u00b1 {diff.se:.2f} points over {diff.n} paired seeds"
                 else:
                     shift = f"{a.summary.mean - b.summary.mean:+.2f} points (unpaired)"
-                notes.append(f"{column.label}: {pair} = {shift}; {result.kind} t({result.df:g}) = {result.t:.2f}, "
+                notes.append(f"{headers[column.key]}: {pair} = {shift}; {result.kind} t({result.df:g}) = {result.t:.2f}, "
                              f"p = {result.p:.3g}.")
     return notes
 
