@@ -547,7 +547,6 @@ def test_a_stage_job_refused_a_busy_folder_leaves_the_holders_record_alone(tmp_p
     job = PretrainJob(runs_root=str(tmp_path), sweep="s", run_id="abc-r0",
                       config=config_to_dict(load_config("tiny")), extra=extra)
     job.out_dir.mkdir(parents=True)
-    with locked_stage_folder(job.out_dir):
-        with pytest.raises(StageFolderBusy):
-            job()
+    with locked_stage_folder(job.out_dir), pytest.raises(StageFolderBusy):
+        job()
     assert rundir.result_status(job.out_dir) != "failed"
