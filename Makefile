@@ -80,7 +80,8 @@ gpu-check: setup
 # seeds, the same budget in every arm; the table with paired tests goes to benchmarks/results/method_smoke.md.
 method: setup
 	$(BIN)/mst-sweep submit method_smoke --cluster local --runs $(RUNS)
-	$(BIN)/mst-report tables --runs $(RUNS) --sweep method_smoke --test --format md > benchmarks/results/method_smoke.md
+	$(BIN)/mst-report tables --runs $(RUNS) --sweep method_smoke --test --format md > benchmarks/results/method_smoke.md.tmp
+	mv benchmarks/results/method_smoke.md.tmp benchmarks/results/method_smoke.md
 	$(BIN)/python benchmarks/method_context.py --sweep method_smoke --runs $(RUNS)
 
 lint: setup
