@@ -84,7 +84,6 @@ class PretrainTrainer:
         if cfg.train.batch_size % self.world:
             raise ValueError(f"train.batch_size={cfg.train.batch_size} is not divisible by {self.world} ranks; "
                              f"set it to a multiple of {self.world}")
-        self.local_batch = cfg.train.batch_size // self.world
         self.precision = resolve_precision(cfg.train.precision, self.device)
 
         seed_everything(cfg.train.seed)            # identical initial weights on every rank
