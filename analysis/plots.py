@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import io
+import textwrap
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 from mst.atomic import atomic_write_bytes
 
 from .assemble import BuiltTable
+
+TITLE_SIZE = 9
+"""Font size (points) of the figure title."""
+PANEL_WIDTH_IN = 5.5
+"""Width (inches) of one column's panel."""
+
+
+def _wrap(text: str, width_in: float, size: float) -> str:
+    """`text` broken into lines that fit `width_in` inches at `size` points (a glyph averages under 0.6 em)."""
+    chars = max(20, int(width_in * 72 / (0.6 * size)) - 4)  # 4 characters of margin for the figure's edges
+    return "\n".join(textwrap.wrap(text, chars))
 
 
 def _numeric(text: str) -> float | None:
@@ -18,8 +31,9 @@ def _numeric(text: str) -> float | None:
         return None
 
 
-def plot_table(table: BuiltTable, path: Path) -> Path:
-    """Draw `table` to `path` (PNG, written atomically). Cells still pending are left out."""
+def table_figure(table: BuiltTable) -> Any:
+    """The matplotlib Figure of `table`: one panel per column, its y axis named by the metric the table used
+    (the stand-in when the sweep lacks the paper's stage), the title wrapped to the figure's width."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -27,7 +41,7 @@ def plot_table(table: BuiltTable, path: Path) -> Path:
 
     columns = table.spec.columns
     numeric = table.spec.x_axis is not None and all(_numeric(r.label[-1]) is not None for r in table.rows)
-    fig, axes = plt.subplots(1, len(columns), figsize=(5.5 * len(columns), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(columns), figsize=(PANEL_WIDTH_IN * len(columns), 4), squeeze=False)
     for ax, column in zip(axes[0], columns):
         series: dict[str, list[tuple[float, object]]] = defaultdict(list)
         for i, row in enumerate(table.rows):
@@ -51,11 +65,19 @@ def plot_table(table: BuiltTable, path: Path) -> Path:
         else:
             ax.set_xticks(range(len(table.rows)))
             ax.set_xticklabels(["\n".join(r.label) for r in table.rows], fontsize=7)
-        ax.set_ylabel(column.label)
+        ax.set_ylabel(_wrap(table.labels[column.key], 3.6, 10))  # 4-inch tall panel
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(table.title, fontsize=9)
+    fig.suptitle(_wrap(table.title, PANEL_WIDTH_IN * len(columns), TITLE_SIZE), fontsize=TITLE_SIZE)
     fig.tight_layout()
+    return fig
+
+
+def plot_table(table: BuiltTable, path: Path) -> Path:
+    """Draw `table` to `path` (PNG, written atomically). Cells still pending are left out."""
+    import matplotlib.pyplot as plt
+
+    fig = table_figure(table)
     path = Path(path)
     buf = io.BytesIO()
     try:

@@ -17,10 +17,6 @@ def yaml_names(folder: Path) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.yaml"))
 
 
-def preset_names() -> list[str]:
-    return yaml_names(PRESET_DIR)
-
-
 def resolve_named_yaml(name_or_path: str | Path, folder: Path, kind: str) -> Path:
     """`folder/<name>.yaml` for a name, or the given .yaml path; a ConfigError line names the fix."""
     names = yaml_names(folder)

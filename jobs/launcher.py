@@ -414,7 +414,7 @@ def _job_name(sweep: str, stage: str) -> str:
     return f"mst-{sweep}-{stage}"
 
 
-def _dependency(arrays: list[Array], submitted: list[list[str]], array: Array) -> str | None:
+def _dependency(submitted: list[list[str]], array: Array) -> str | None:
     if array.waits_for is not None:
         return f"afterok:{array.waits_for}"  # a job id or an array task id ('123_4'): Slurm takes both
     if array.after is None:
@@ -528,7 +528,7 @@ def _submit_slurm(sweep: Any, profile: ClusterProfile, runs: list[Run], root: Pa
             executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=profile.preemption.max_requeues,
                                               python=_python(profile))
             params = slurm_parameters(profile, array.stage, _job_name(sweep.name, array.stage))
-            dep = _dependency(arrays, submitted, array)
+            dep = _dependency(submitted, array)
             if dep:
                 params["dependency"] = dep
             executor.update_parameters(**params)

@@ -70,5 +70,6 @@ def any_rank(flag: bool, device: torch.device | str = "cpu") -> bool:
 
 
 def cleanup() -> None:
+    """Destroy the process group, if one exists (run_pretrain calls it for a group it set up itself)."""
     if is_distributed():
         dist.destroy_process_group()

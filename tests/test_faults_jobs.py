@@ -289,7 +289,7 @@ def test_plan_never_leaves_a_downstream_stage_of_a_live_pretraining_unguarded():
     assert [(a.stage, [r.run_id for r in a.runs], a.after, a.waits_for) for a in arrays] == [
         ("pretrain", ["r0"], None, None), ("knn", ["r0"], 0, None), ("knn", ["r1"], None, "5_1"),
         ("knn", ["r2"], None, None)]  # r2's pre-training is done
-    assert _dependency(arrays, [["9"]], arrays[2]) == "afterok:5_1"
+    assert _dependency([["9"]], arrays[2]) == "afterok:5_1"
 
 
 # ------------------------------------------------------------------------ class 8: one submission at a time

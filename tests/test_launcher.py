@@ -123,9 +123,9 @@ def test_dependency_strings():
     arrays = [Array("pretrain", tuple(_runs(2))), Array("knn", tuple(_runs(2)), after=0),
               Array("pretrain", tuple(_runs(1))), Array("knn", tuple(_runs(1)), after=2)]
     submitted = [["41_0", "41_1"], ["42_0", "42_1"], ["43"], ["44"]]
-    assert _dependency(arrays, submitted, arrays[1]) == "aftercorr:41"
-    assert _dependency(arrays, submitted, arrays[3]) == "afterok:43"  # a single run is a plain job
-    assert _dependency(arrays, submitted, arrays[0]) is None
+    assert _dependency(submitted, arrays[1]) == "aftercorr:41"
+    assert _dependency(submitted, arrays[3]) == "afterok:43"  # a single run is a plain job
+    assert _dependency(submitted, arrays[0]) is None
 
 
 @pytest.mark.parametrize(("marker", "sched", "job", "state"), [

@@ -142,3 +142,18 @@ def test_two_process_gloo_ddp_step_equals_single_process(tmp_path):
     assert worst <= 2 * lr
     mean_diff = sum((a[k].float() - b[k].float()).abs().sum().item() for k in a) / sum(v.numel() for v in a.values())
     assert mean_diff < 1e-6
+
+
+def test_a_process_group_the_caller_set_up_is_left_for_the_caller(tmp_path):
+    # run_pretrain destroys only a group it initialised itself (the DDP test checks that one is ended)
+    import torch.distributed as tdist
+
+    tdist.init_process_group("gloo", store=tdist.HashStore(), rank=0, world_size=1)
+    try:
+        record = run_pretrain(load_config("tiny", ["data.train_subset=32", "train.batch_size=32", "train.epochs=1"]),
+                              tmp_path / "run", show_progress=False)
+        assert record["status"] == "done" and record["world_size"] == 1
+        assert tdist.is_initialized()
+    finally:
+        if tdist.is_initialized():
+            tdist.destroy_process_group()

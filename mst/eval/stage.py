@@ -191,10 +191,6 @@ def load_frozen(pretrain_dir: str | Path, which: str, device: torch.device):
     return backbone.to(device), ckpt_cfg, digest
 
 
-def save_tensor_file(obj: Any, path: Path) -> None:
-    atomic_torch_save(obj, path)
-
-
 def interrupt(stage: Stage, state: dict, step: int) -> None:
     """Save `state` and raise Interrupted (should_stop() asked for it at a step boundary)."""
     stage.save(state)

@@ -84,7 +84,6 @@ class PretrainTrainer:
         if cfg.train.batch_size % self.world:
             raise ValueError(f"train.batch_size={cfg.train.batch_size} is not divisible by {self.world} ranks; "
                              f"set it to a multiple of {self.world}")
-        self.local_batch = cfg.train.batch_size // self.world
         self.precision = resolve_precision(cfg.train.precision, self.device)
 
         seed_everything(cfg.train.seed)            # identical initial weights on every rank
@@ -300,11 +299,18 @@ def run_pretrain(cfg: Config, out_dir: str | Path, should_stop: Callable[[], boo
     A folder whose result.json says `done` is not re-run. A non-finite loss writes a `failed` record naming the
     step and leaves the last good checkpoint as it was. `Interrupted` propagates after a checkpoint is saved.
     The folder is locked for the run: a second process on it gets StageFolderBusy before touching anything.
+    A process group this call sets up (from RANK / WORLD_SIZE) is destroyed when it returns or raises; a group
+    the caller had already initialised is left for the caller to end.
     """
     # dist is not set up yet: rank 0 of the launch (torchrun / the job layer's RANK) holds the lock
     main = int(os.environ.get("RANK", "0")) == 0
-    with locked_stage_folder(out_dir, main=main) as out:
-        return _run_pretrain_locked(cfg, out, should_stop, record_extra, show_progress)
+    owns_group = not dist.is_distributed()
+    try:
+        with locked_stage_folder(out_dir, main=main) as out:
+            return _run_pretrain_locked(cfg, out, should_stop, record_extra, show_progress)
+    finally:
+        if owns_group:  # after the record is written: is_main() needs the group until then
+            dist.cleanup()
 
 
 def _run_pretrain_locked(cfg: Config, out: Path, should_stop: Callable[[], bool] | None,
