@@ -7,7 +7,10 @@ import logging
 import os
 import signal
 import sys
-from typing import NoReturn, Self
+from collections.abc import Callable
+from typing import NoReturn, TypeVar
+
+T = TypeVar("T")
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -39,10 +42,9 @@ class StopOnSignal:
         self.signals: list[int] = []
         self.previous: dict[int, object] = {}
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> None:
         for s in (signal.SIGINT, signal.SIGTERM):
             self.previous[s] = signal.signal(s, self._handler)
-        return self
 
     def __exit__(self, *exc: object) -> None:
         for s, handler in self.previous.items():
@@ -77,3 +79,32 @@ def os_error_line(err: OSError, out: str) -> str:
     where = err.filename or out
     return (f"cannot write {where}: {err.strerror or err}; free space or make the folder writable, then rerun "
             "(the last checkpoint is kept)")
+
+
+def run_stage_command(run: Callable[[StopOnSignal], T], out: str, what: str) -> T:
+    """Run a stage (`run(stop)`) with Ctrl-C/SIGTERM saving at the next step, and turn what a user can cause
+    (bad config or data, a foreign checkpoint, a busy folder, a full disk, a signal) into one line and an exit
+    code instead of a traceback."""
+    from mst.checkpoint import CheckpointError
+    from mst.config import ConfigError
+    from mst.data import DataError
+    from mst.eval.stage import PretrainUnfinished
+    from mst.stage_folder import StageFolderBusy, StageFolderError
+    from mst.train import Interrupted, NonFiniteLoss, RunFolderMismatch
+
+    stop = StopOnSignal()
+    try:
+        with stop:
+            return run(stop)
+    except (DataError, RunFolderMismatch, ConfigError, CheckpointError, PretrainUnfinished, StageFolderBusy,
+            StageFolderError) as err:
+        fail(str(err))
+    except NonFiniteLoss as err:
+        fail(f"{what} failed: {err} (see {out}/result.json)", code=1)
+    except Interrupted as err:
+        fail(f"stopped by signal: {err}", code=stop.exit_code)
+    except KeyboardInterrupt:
+        fail("stopped at once by a second Ctrl-C; rerun the same command to resume from the last checkpoint",
+             code=130)
+    except OSError as err:
+        fail(os_error_line(err, out), code=1)

@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from .common import StopOnSignal, check_out_folder, fail, os_error_line, setup_logging
+from .common import check_out_folder, fail, run_stage_command, setup_logging
 
 COMMANDS = ("knn", "linear", "supervised", "attention")
 
@@ -124,8 +124,6 @@ def check_attention_inputs(args, cfg) -> None:
 
 def run(args) -> dict:
     from mst.config import ConfigError
-    from mst.data import DataError
-    from mst.train import RunFolderMismatch
 
     pretrain_dir = find_pretrain_dir(args.checkpoint) if args.checkpoint else None
     try:
@@ -136,26 +134,8 @@ def run(args) -> dict:
         check_attention_inputs(args, cfg)
     setup_logging()
     import mst.eval as ev
-    from mst.checkpoint import CheckpointError
-    from mst.eval.stage import PretrainUnfinished
-    from mst.stage_folder import StageFolderBusy, StageFolderError
-    from mst.train import Interrupted, NonFiniteLoss
 
-    try:
-        with StopOnSignal() as stop:
-            return run_command(ev, args, cfg, pretrain_dir, stop)
-    except (DataError, RunFolderMismatch, ConfigError, CheckpointError, PretrainUnfinished, StageFolderBusy,
-            StageFolderError) as err:
-        fail(str(err))
-    except NonFiniteLoss as err:
-        fail(f"{args.command} failed: {err} (see {args.out}/result.json)", code=1)
-    except Interrupted as err:
-        fail(f"stopped by signal: {err}", code=stop.exit_code)
-    except KeyboardInterrupt:
-        fail("stopped at once by a second Ctrl-C; rerun the same command to resume from the last checkpoint",
-             code=130)
-    except OSError as err:
-        fail(os_error_line(err, args.out), code=1)
+    return run_stage_command(lambda stop: run_command(ev, args, cfg, pretrain_dir, stop), args.out, args.command)
 
 
 def run_command(ev, args, cfg, pretrain_dir: Path | None, stop) -> dict:

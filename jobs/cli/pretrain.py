@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from .common import StopOnSignal, add_config_args, check_out_folder, fail, os_error_line, setup_logging
+from .common import add_config_args, check_out_folder, fail, run_stage_command, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,25 +41,10 @@ def main(argv: list[str] | None = None) -> None:
     from mst.atomic import read_json
 
     done = read_json(Path(args.out) / "result.json")
-    from mst.checkpoint import CheckpointError
-    from mst.data import DataError
-    from mst.stage_folder import StageFolderBusy, StageFolderError
-    from mst.train import Interrupted, NonFiniteLoss, RunFolderMismatch, run_pretrain
+    from mst.train import run_pretrain
 
-    try:
-        with StopOnSignal() as stop:
-            record = run_pretrain(cfg, args.out, should_stop=stop, show_progress=not args.quiet)
-    except (DataError, RunFolderMismatch, ConfigError, CheckpointError, StageFolderBusy, StageFolderError) as err:
-        fail(str(err))
-    except NonFiniteLoss as err:
-        fail(f"run failed: {err} (see {args.out}/result.json)", code=1)
-    except Interrupted as err:
-        fail(f"stopped by signal: {err}", code=stop.exit_code)
-    except KeyboardInterrupt:
-        fail("stopped at once by a second Ctrl-C; rerun the same command to resume from the last checkpoint",
-             code=130)
-    except OSError as err:
-        fail(os_error_line(err, args.out), code=1)
+    record = run_stage_command(
+        lambda stop: run_pretrain(cfg, args.out, should_stop=stop, show_progress=not args.quiet), args.out, "run")
     if done and done.get("status") == "done":
         print(f"{args.out} is already done (weights_sha256 {record['weights_sha256'][:16]}); not re-run")
     summary = {k: record[k] for k in ("status", "weights_sha256", "wall_time_s")}
