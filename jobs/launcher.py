@@ -16,6 +16,7 @@ rest, with one sacct (or squeue) call per sweep, cached for a minute in the swee
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -26,7 +27,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -518,12 +519,9 @@ def _submit_slurm(sweep: Any, profile: ClusterProfile, runs: list[Run], root: Pa
 
     rundir.contained(root, folder.parent)
     write_run_configs(runs, root, profile.name)
-    old_conf = os.environ.get("SLURM_CONF")
-    if profile.slurm_conf:
-        os.environ["SLURM_CONF"] = profile.slurm_conf  # sbatch, and the jobs it starts, reach this cluster
     records: list[dict[str, Any]] = []
     submitted: list[list[str]] = []
-    try:
+    with slurm_conf_of(profile):
         for array in arrays:
             executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=profile.preemption.max_requeues,
                                               python=_python(profile))
@@ -543,13 +541,25 @@ def _submit_slurm(sweep: Any, profile: ClusterProfile, runs: list[Run], root: Pa
             records += batch
             out(f"submitted {array.stage} x {len(ids)} as {ids[0].split('_')[0]}"
                 + (f" ({dep})" if dep else "") + f" on {profile.name}")
-    finally:
-        if profile.slurm_conf:
-            if old_conf is None:
-                os.environ.pop("SLURM_CONF", None)
-            else:
-                os.environ["SLURM_CONF"] = old_conf
     return records
+
+
+@contextlib.contextmanager
+def slurm_conf_of(profile: ClusterProfile) -> Iterator[None]:
+    """SLURM_CONF set to the profile's cluster while the block runs (sbatch, and the jobs it starts, reach that
+    cluster), the caller's value restored after."""
+    if not profile.slurm_conf:
+        yield
+        return
+    old = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = profile.slurm_conf
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = old
 
 
 def _cell(run: Run) -> str:

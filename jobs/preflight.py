@@ -9,7 +9,6 @@ line per problem.
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 import shlex
 import subprocess
@@ -21,7 +20,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from jobs.launcher import LaunchError, _slurm_env, check_cluster
+from jobs.launcher import LaunchError, _slurm_env, check_cluster, slurm_conf_of
 from jobs.preflight_probe import PreflightJob, ProbeSpec, probe
 from jobs.profiles import ClusterProfile, slurm_parameters
 from mst.compat import TORCH_FLOOR, TORCHVISION_FLOOR, version_tuple
@@ -222,10 +221,7 @@ def _run_slurm(profile: ClusterProfile, runs_root: Path, wait_s: float, out: Cal
     folder = runs_root.absolute() / ".preflight" / f"{profile.name}-{stamp}" / "%j"
     python = profile.environment.python or shlex.quote(sys.executable)
     env = _slurm_env(profile)
-    old_conf = os.environ.get("SLURM_CONF")
-    if profile.slurm_conf:
-        os.environ["SLURM_CONF"] = profile.slurm_conf
-    try:
+    with slurm_conf_of(profile):
         executor = submitit.SlurmExecutor(folder=folder, python=python, max_num_timeout=0)
         params = preflight_parameters(profile)
         executor.update_parameters(**params)
@@ -253,12 +249,6 @@ def _run_slurm(profile: ClusterProfile, runs_root: Path, wait_s: float, out: Cal
             why = next((ln.strip() for ln in reversed(text) if "Error" in ln), text[-1] if text else "?")
             return f"preflight job {job.job_id} failed on the node ({why[:300]}); see {job.paths.stdout}"
         return list(results)
-    finally:
-        if profile.slurm_conf:
-            if old_conf is None:
-                os.environ.pop("SLURM_CONF", None)
-            else:
-                os.environ["SLURM_CONF"] = old_conf
 
 
 def run_check(profile: ClusterProfile, runs_root: Path, wait_s: float = DEFAULT_WAIT_S,
