@@ -1,7 +1,8 @@
 """Checkpoints (written atomically), the weights digest, and loading a pre-trained backbone.
 
 A checkpoint holds only tensors and plain values (dicts, lists, tuples, str, numbers, None): it is read with
-torch.load(weights_only=True), so a planted file cannot run code when a run resumes or is evaluated.
+compat.load_weights_only (torch.load with weights_only=True), so a planted file cannot run code when a run
+resumes or is evaluated.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import torch
 
 from .atomic import atomic_write_bytes
+from .compat import load_weights_only
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
@@ -36,7 +38,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
     payload is refused, not run)."""
     path = Path(path)
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = load_weights_only(path, map_location=map_location)
     except pickle.UnpicklingError:
         # not tensors and plain values: another program's file, junk, or a payload; nothing in it was run
         raise CheckpointError(f"{path} is not a checkpoint this toolkit wrote (it holds more than tensors and "
