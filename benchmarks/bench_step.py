@@ -94,7 +94,9 @@ def measure(preset: str, sets: list[str], batch: int, reps: int, threads: int) -
     tmp = Path(tempfile.mkdtemp())
     # the trainer sets torch's threads from train.threads: with 0 it would take the cores left after the
     # preset's loader workers (1 for the paper preset's 8 workers), whatever --threads asked for
-    sets = [*sets, f"train.threads={threads}"]
+    # balance_every=0: the loss-balance measurement (two extra gradient passes at its steps and at the last)
+    # is logging, not the step; with one-step epochs it would land on a timed repetition
+    sets = [*sets, f"train.threads={threads}", "train.balance_every=0"]
     mst_cfg = load_config(preset, sets)
     name = shape_name(preset, mst_cfg, batch)
     dino_cfg = load_config(preset, [*sets, "mask.strategy=none", "loss.restore_weight=0"])
