@@ -144,3 +144,17 @@ def test_hash_ignores_fields_left_at_their_defaults():
     del older_schema["train"]["threads"]
     assert dict_hash(older_schema) == config_hash(cfg)
     assert config_hash(apply_overrides(cfg, {"train.threads": 3})) != config_hash(cfg)
+
+
+# Run ids and folders are named by these hashes: a change to the codec must never move them.
+PINNED_HASHES = {"paper": "3be37d25d2d2", "smoke": "f0035eb3ea6a", "tiny": "949409a2edfa"}
+
+
+@pytest.mark.parametrize("preset", sorted(PINNED_HASHES))
+def test_preset_hashes_stay_as_recorded(preset):
+    assert config_hash(load_config(preset)) == PINNED_HASHES[preset]
+
+
+def test_an_overridden_hash_stays_as_recorded():
+    cfg = load_config("smoke", ["mask.prob=0.3", "augment.global_scale=[0.3,1.0]"])
+    assert config_hash(cfg) == "899b2a670f46"
