@@ -1,43 +1,109 @@
-"""Build configs from plain dicts (with type checks), apply dotted overrides, serialise and hash."""
+"""One typed-data codec for trees of frozen dataclasses: configs, cluster profiles, sweep files.
+
+`decode(cls, data, where)` builds `cls` from plain data (parsed YAML or JSON) and checks every value against its
+field's type; `encode(obj)` turns a tree back into plain data; `dotted_keys(cls)` lists every leaf key. A bad key
+or value is one `DecodeError` line naming where it is, the key, what is wrong and how to fix it. Option lists
+come from the `Literal` types, so a new option is added in one place.
+
+The config front end (`config_from_dict`, `apply_overrides`, `config_hash`, ...) sits on top and keeps the
+wording its users know. This module imports no torch, no YAML and nothing from jobs/ or analysis/.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
 import math
+import types
 import typing
-from functools import lru_cache
-from typing import Any, Literal
+from collections.abc import Mapping
+from functools import cache, lru_cache
+from typing import Any, Literal, TypeVar
 
 from .errors import ConfigError
 from .schema import Config
 
 INT_LIMIT = 2**63  # integers reach torch and numpy as int64
+T = TypeVar("T")
 
 
-def _sections() -> dict[str, type]:
-    return {f.name: f.type if isinstance(f.type, type) else _hints(Config)[f.name] for f in
-            dataclasses.fields(Config)}
+class DecodeError(ConfigError):
+    """A key or value that does not fit its dataclass field; the message is one line with the fix."""
+
+    def __init__(self, message: str, kind: str, key: str):
+        super().__init__(message)
+        self.kind = kind
+        """What went wrong: type, option, length, finite, range, missing, unknown or mapping."""
+        self.key = key
+        """The dotted key at fault ('' for the top level)."""
 
 
+# How errors read, per kind of problem; a front end may replace any entry (see CONFIG_WORDING). Fields:
+# where, key, value, type (of the value), expected (the field type in words), size and got (list lengths),
+# name (last part of the key), section (the key's parent), names / sorted_names (the keys at this level),
+# valid (every dotted key below this level), hint ('did you mean ...? ' or ''), tail ('; did you mean ...?'
+# or ''), fix (the hint, else 'fix that value'). An entry '<kind>_top' words a problem at the top level.
+WORDING: Mapping[str, str] = {
+    "type": "{where}: '{key}' must be {expected}, got {value!r}; fix that value",
+    "option": "{where}: '{key}' must be {expected}, got {value!r}; {fix}",
+    "length": "{where}: '{key}' must be {expected}, got {got} values; fix that value",
+    "finite": "{where}: '{key}' must be a finite number, got {value!r}; fix that value",
+    "range": "{where}: '{key}' is {value}, which does not fit a 64-bit integer; give a smaller value",
+    "missing": "{where}: '{key}' is missing; add it",
+    "unknown": "{where}: unknown key '{key}'; {hint}valid keys: {valid}",
+    "mapping": "{where}: '{key}' must be a mapping, got {value!r}; valid keys: {valid}",
+    "mapping_top": "{where}: the top level must be a mapping, got {type}; valid keys: {valid}",
+}
+
+# The method's configs word problems by config key, as `--set` users know them (and tests pin them).
+CONFIG_WORDING: Mapping[str, str] = {
+    "type": "config key '{key}': expected {expected}, got {value!r}; fix the value",
+    "option": "config key '{key}': invalid value {value!r}; choose {expected}",
+    "length": "config key '{key}': expected {size} values, got {got}; give {expected}",
+    "finite": "config key '{key}': expected a finite number, got {value!r}; fix the value",
+    "range": "config key '{key}': {value} does not fit a 64-bit integer; give a smaller value",
+    "unknown": "unknown config key '{key}'; valid keys in '{section}': {sorted_names}{tail}",
+    "unknown_top": "unknown config section '{key}'; valid sections: {names}{tail}",
+    "mapping": "config section '{key}': expected a mapping of keys, got {value!r}; valid keys: {names}",
+    "mapping_top": "a config must be a mapping of sections, got {type}; sections: {names}",
+}
+
+
+@cache
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def valid_keys() -> list[str]:
-    """Every dotted key a config accepts, e.g. 'optim.lr'."""
-    return [f"{name}.{f.name}" for name, cls in _sections().items() for f in dataclasses.fields(cls)]
+def dotted_keys(cls: type, prefix: str = "") -> list[str]:
+    """Every leaf key of the dataclass `cls`, dotted through nested dataclasses, in declaration order."""
+    keys = []
+    for f in dataclasses.fields(cls):
+        tp = _hints(cls)[f.name]
+        keys += dotted_keys(tp, f"{prefix}{f.name}.") if dataclasses.is_dataclass(tp) else [prefix + f.name]
+    return keys
 
 
-def _describe(tp: Any) -> str:
-    origin = typing.get_origin(tp)
+def _plural(tp: Any) -> str:
+    return {int: "integers", float: "numbers", str: "strings", bool: "booleans"}.get(tp, "values")
+
+
+def describe(tp: Any) -> str:
+    """A field type in words: 'an integer', 'one of token, bert', 'a list of 2 numbers', ..."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is Literal:
-        return "one of " + ", ".join(str(a) for a in typing.get_args(tp))
-    if origin is tuple:
-        args = typing.get_args(tp)
-        inner = _describe(args[0])
-        return f"a list of {inner}" if args[-1] is Ellipsis else f"a list of {len(args)} x {inner}"
+        return "one of " + ", ".join(str(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join("null" if a is type(None) else describe(a) for a in args)
+    if origin is tuple and args[-1] is not Ellipsis:
+        return f"a list of {len(args)} {_plural(args[0])}" if len(set(args)) == 1 else f"a list of {len(args)} values"
+    if origin in (tuple, list):
+        return f"a list of {_plural(args[0])}"
+    if origin is dict:
+        return f"a mapping of strings to {_plural(args[1])}"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, str(tp))
 
 
@@ -52,80 +118,136 @@ def scalar_matches(value: Any, tp: type) -> bool:
     return isinstance(value, tp)
 
 
-def _coerce(key: str, value: Any, tp: Any) -> Any:
-    """Check `value` against the field type `tp`; return it in canonical form (tuples, floats)."""
-    origin = typing.get_origin(tp)
-    bad = ConfigError(f"config key '{key}': expected {_describe(tp)}, got {value!r}; fix the value")
-    if origin is Literal:
-        if value not in typing.get_args(tp):
-            raise ConfigError(f"config key '{key}': invalid value {value!r}; choose {_describe(tp)}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise bad
-        args = typing.get_args(tp)
-        if args[-1] is Ellipsis:
-            return tuple(_coerce(key, v, args[0]) for v in value)
-        if len(value) != len(args):
-            raise ConfigError(f"config key '{key}': expected {len(args)} values, got {len(value)}; "
-                              f"give {_describe(tp)}")
-        return tuple(_coerce(key, v, t) for v, t in zip(value, args))
-    if tp in (bool, int, float, str):
-        if not scalar_matches(value, tp):
-            raise bad
-        if tp is float and not math.isfinite(value):
-            raise ConfigError(f"config key '{key}': expected a finite number, got {value!r}; fix the value")
-        if tp is int and not -INT_LIMIT <= value < INT_LIMIT:
-            raise ConfigError(f"config key '{key}': {value} does not fit a 64-bit integer; give a smaller value")
-        return float(value) if tp is float else value
-    raise TypeError(f"unsupported field type {tp} for {key}")
+class _Decoder:
+    def __init__(self, where: str, wording: Mapping[str, str]):
+        self.where, self.wording = where, wording
+
+    def fail(self, kind: str, key: str, level: str = "", cls: type | None = None, near: str | None = None,
+             **facts: Any) -> None:
+        """Raise the DecodeError of `kind` at `key`; `cls` is the dataclass at `level` (the keys offered)."""
+        names = [f.name for f in dataclasses.fields(cls)] if cls else []
+        top = self.wording.get(f"{kind}_top") if cls and not level else None
+        did = f"did you mean '{near}'?" if near else ""
+        facts = {"value": None, **facts}
+        text = (top or self.wording[kind]).format(
+            where=self.where, key=key, name=key.rsplit(".", 1)[-1], section=level, type=type(facts["value"]).__name__,
+            names=", ".join(names), sorted_names=", ".join(sorted(names)),
+            valid=", ".join(dotted_keys(cls, f"{level}." if level else "")) if cls else "",
+            hint=did and did + " ", tail=did and "; " + did, fix=did or "fix that value", **facts)
+        raise DecodeError(text, kind, key)
+
+    def node(self, cls: type, data: Any, key: str) -> Any:
+        """An instance of the dataclass `cls` from the mapping `data` found at `key`."""
+        if not isinstance(data, dict):
+            self.fail("mapping", key, key, cls, value=data)
+        names = [f.name for f in dataclasses.fields(cls)]
+        dot = f"{key}." if key else ""
+        for name in data:
+            if name not in names:
+                near = difflib.get_close_matches(str(name), names, n=1)
+                self.fail("unknown", dot + str(name), key, cls, near[0] if near else None, value=data[name])
+        for f in dataclasses.fields(cls):
+            required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            if required and f.name not in data:
+                self.fail("missing", dot + f.name, key, cls)
+        hints = _hints(cls)
+        return cls(**{name: self.value(dot + name, value, hints[name]) for name, value in data.items()})
+
+    def value(self, key: str, value: Any, tp: Any) -> Any:
+        """`value` checked against the field type `tp`, in canonical form (tuples, floats, nested dataclasses)."""
+        origin, args = typing.get_origin(tp), typing.get_args(tp)
+        if dataclasses.is_dataclass(tp):
+            return self.node(tp, value, key)
+        if origin is Literal:
+            if not any(value == a and type(value) is type(a) for a in args):
+                near = difflib.get_close_matches(value, [str(a) for a in args], n=1) if isinstance(value, str) else []
+                self.fail("option", key, near=near[0] if near else None, value=value, expected=describe(tp))
+            return value
+        if origin in (typing.Union, types.UnionType):
+            inner = [a for a in args if a is not type(None)]
+            if len(inner) != 1:
+                raise TypeError(f"unsupported field type {tp} for {key}: only Optional unions decode")
+            return None if value is None and len(args) == 2 else self.value(key, value, inner[0])
+        if origin in (tuple, list):
+            if not isinstance(value, (list, tuple)):
+                self.fail("type", key, value=value, expected=describe(tp))
+            if origin is tuple and args[-1] is not Ellipsis:
+                if len(value) != len(args):
+                    self.fail("length", key, value=value, expected=describe(tp), size=len(args), got=len(value))
+                return tuple(self.value(key, v, t) for v, t in zip(value, args))
+            items = [self.value(key, v, args[0]) for v in value]
+            return tuple(items) if origin is tuple else items
+        if origin is dict:
+            if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+                self.fail("type", key, value=value, expected=describe(tp))
+            # a string value written as a number (NCCL_DEBUG_LEVEL: 1) means its text
+            return {k: self.value(f"{key}.{k}", str(v) if args[1] is str and scalar_matches(v, float) else v, args[1])
+                    for k, v in value.items()}
+        if tp in (bool, int, float, str):
+            if not scalar_matches(value, tp):
+                self.fail("type", key, value=value, expected=describe(tp))
+            if tp is float and not math.isfinite(value):
+                self.fail("finite", key, value=value)
+            if tp is int and not -INT_LIMIT <= value < INT_LIMIT:
+                self.fail("range", key, value=value)
+            return float(value) if tp is float else value
+        raise TypeError(f"unsupported field type {tp} for {key}")
 
 
-def _build_section(name: str, cls: type, values: Any) -> Any:
-    if not isinstance(values, dict):
-        raise ConfigError(f"config section '{name}': expected a mapping of keys, got {values!r}; "
-                          f"valid keys: {', '.join(f.name for f in dataclasses.fields(cls))}")
-    hints = _hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    for key in values:
-        if key not in known:
-            raise ConfigError(f"unknown config key '{name}.{key}'; valid keys in '{name}': "
-                              f"{', '.join(sorted(known))}")
-    return cls(**{k: _coerce(f"{name}.{k}", v, hints[k]) for k, v in values.items()})
+def decode(cls: type[T], data: Any, where: str, wording: Mapping[str, str] | None = None) -> T:
+    """The frozen dataclass `cls` built from plain `data` (e.g. a parsed YAML mapping), every value type-checked.
+
+    Missing keys take the field defaults; unknown keys, wrong types, options outside a `Literal`, wrong list
+    lengths, non-finite floats and integers beyond 64 bits raise one DecodeError line that starts with `where`
+    (a file path, say). `wording` replaces entries of WORDING. The dataclasses' own __post_init__ checks run
+    as they are built.
+    """
+    return _Decoder(where, {**WORDING, **(wording or {})}).node(cls, data, "")
+
+
+def encode(obj: Any) -> Any:
+    """Plain, JSON- and YAML-safe data of a dataclass tree (tuples become lists); `decode` reverses it."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: encode(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (tuple, list)):
+        return [encode(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: encode(v) for k, v in obj.items()}
+    return obj
+
+
+# ---------------------------------------------------------------------------------------- configs
+
+
+def valid_keys() -> list[str]:
+    """Every dotted key a config accepts, e.g. 'optim.lr'."""
+    return dotted_keys(Config)
 
 
 def config_from_dict(data: dict | None) -> Config:
     """A validated Config from a nested dict; missing keys take the defaults (the paper's values)."""
-    data = data or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"a config must be a mapping of sections, got {type(data).__name__}; "
-                          f"sections: {', '.join(_sections())}")
-    sections = _sections()
-    for name in data:
-        if name not in sections:
-            raise ConfigError(f"unknown config section '{name}'; valid sections: {', '.join(sections)}")
-    return Config(**{name: _build_section(name, cls, data.get(name, {})) for name, cls in sections.items()})
+    return decode(Config, data or {}, "config", CONFIG_WORDING)
 
 
 def config_to_dict(cfg: Config) -> dict:
     """A nested, JSON- and YAML-safe dict (tuples become lists)."""
-    def plain(v: Any) -> Any:
-        return [plain(x) for x in v] if isinstance(v, (tuple, list)) else v
-    return {name: {k: plain(v) for k, v in dataclasses.asdict(getattr(cfg, name)).items()} for name in _sections()}
+    return encode(cfg)
 
 
 def apply_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
     """Apply dotted overrides {'optim.lr': 1e-3} on top of `cfg`, validating each key and value."""
     data = config_to_dict(cfg)
-    keys = set(valid_keys())
+    keys = valid_keys()
     for dotted, value in overrides.items():
         if dotted not in keys:
             section = dotted.split(".", 1)[0]
             near = [k for k in sorted(keys) if k.startswith(section + ".")]
             if not near:
                 raise ConfigError(f"unknown config key '{dotted}': no section '{section}'; valid sections: "
-                                  f"{', '.join(_sections())}")
-            raise ConfigError(f"unknown config key '{dotted}'; valid keys: {', '.join(near)}")
+                                  f"{', '.join(data)}")
+            close = difflib.get_close_matches(dotted, near, n=1)
+            raise ConfigError(f"unknown config key '{dotted}'; valid keys: {', '.join(near)}"
+                              + (f"; did you mean '{close[0]}'?" if close else ""))
         section, key = dotted.split(".", 1)
         data[section][key] = value
     return config_from_dict(data)
