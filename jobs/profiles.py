@@ -7,127 +7,23 @@ lives on that site). `slurm_parameters` is the one place a profile becomes submi
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import shlex
-import types
-import typing
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from jobs.config_io import read_yaml, resolve_named_yaml, yaml_names
-from mst.config.codec import scalar_matches
+from jobs.shellsafe import ENV_NAME, check_shell_path, shell_problems, shell_value  # noqa: F401 (launcher: paths)
+from mst.config.codec import DecodeError, decode, dotted_keys
 from mst.config.errors import ConfigError
 
 CLUSTERS_DIR = Path(__file__).resolve().parent.parent / "clusters"
 STAGES_WITH_PRETRAIN_SHAPE = ("pretrain",)
-SIGNALS = ("USR1", "USR2", "TERM", "INT", "HUP", "URG")
 
 
 class ProfileError(ValueError):
     """A bad profile. The message is one line: what is wrong and how to fix it."""
-
-
-# ---------------------------------------------------------------------------------------- shell safety
-# Profile strings end up in an sbatch script: in #SBATCH lines (placement), in `export` lines (env, scratch,
-# slurm_conf) and on srun's command line (python). A line break ends an #SBATCH line early (sbatch then stops
-# reading the rest: --signal and --time are silently dropped) and starts a shell command; so every string is
-# refused when it holds a control character, names are matched against what Slurm accepts, and every value
-# that reaches the shell is quoted. The documented $VAR slots (environment.env values, storage.scratch) keep
-# `$NAME` / `${NAME}` references expanding; everything else in them is literal.
-
-_NAME = r"[A-Za-z0-9_.-]+"
-# field -> (pattern the whole value must match, the fix to print)
-_SLURM_WORDS = {
-    "placement.partition": (re.compile(rf"{_NAME}(,{_NAME})*"),
-                            "use a plain Slurm partition name, or a comma-separated list (sinfo lists them)"),
-    "placement.account": (re.compile(_NAME), "use a plain Slurm account name (sacctmgr show assoc lists them)"),
-    "placement.qos": (re.compile(_NAME), "use a plain Slurm QOS name (sacctmgr show qos lists them)"),
-    "placement.constraint": (re.compile(r"[A-Za-z0-9_.,&|:*()\[\]!=-]+"),
-                             "write a Slurm constraint without spaces or quotes, e.g. volta32gb or intel&ib"),
-}
-ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_VAR_REF = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*|\{[A-Za-z_][A-Za-z0-9_]*\})")
-_SHELL_PATH = re.compile(r"[\w./+@,:=~-]+")
-
-
-def control_character(value: str) -> str | None:
-    """'a newline', 'a tab', ... when `value` holds a control or line-separator character, else None."""
-    for ch in value:
-        if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
-            names = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab", "\x00": "a NUL byte"}
-            return names.get(ch, f"a control character (U+{ord(ch):04X})")
-    return None
-
-
-def check_shell_path(path: str) -> str:
-    """`path` when it can travel through #SBATCH lines and srun's command line; else ValueError (why)."""
-    why = control_character(path)
-    if why:
-        raise ValueError(f"contains {why}")
-    bad = next((ch for ch in path if not _SHELL_PATH.fullmatch(ch)), None)
-    if bad is not None:
-        raise ValueError("contains a space" if bad == " " else f"contains {bad!r}")
-    return path
-
-
-def shell_value(value: str) -> str:
-    """`value` as one double-quoted shell word in which only $NAME and ${NAME} expand (no command
-    substitution, no other expansion, no word splitting)."""
-    def literal(text: str) -> str:
-        return re.sub(r'([$`"\\])', r"\\\1", text)
-
-    out, start = [], 0
-    for ref in _VAR_REF.finditer(value):
-        out += [literal(value[start:ref.start()]), ref.group()]
-        start = ref.end()
-    out.append(literal(value[start:]))
-    return '"' + "".join(out) + '"'
-
-
-def _strings(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
-    """(dotted key, string) of every string a profile holds: fields, list items, mapping keys and values."""
-    out: list[tuple[str, str]] = []
-    for f in dataclasses.fields(obj):
-        value, key = getattr(obj, f.name), prefix + f.name
-        if dataclasses.is_dataclass(value):
-            out += _strings(value, key + ".")
-        elif isinstance(value, str):
-            out.append((key, value))
-        elif isinstance(value, tuple):
-            out += [(f"{key}[{i}]", v) for i, v in enumerate(value)]
-        elif isinstance(value, dict):
-            out += [(f"{key} key", k) for k in value] + [(f"{key}.{k}", v) for k, v in value.items()]
-    return out
-
-
-def _check_strings(where: str, p: ClusterProfile) -> None:
-    """Refuse every profile string that could end an #SBATCH line or reach the shell unquoted."""
-    from jobs.rundir import SAFE_NAME
-
-    def fail(problem: str, fix: str) -> None:
-        raise ProfileError(f"profile {where}: {problem}; {fix}")
-
-    for key, value in _strings(p):
-        why = control_character(value)
-        if why:
-            fix = ("split it into separate setup items" if key.startswith("environment.setup")
-                   else _SLURM_WORDS[key][1] if key in _SLURM_WORDS else "write it on one line")
-            fail(f"{key} contains {why}", fix)
-    if not SAFE_NAME.fullmatch(p.name):
-        fail(f"name {p.name!r} is not a path-safe name", "use letters, digits, '.', '_' and '-' in the file name")
-    for key, (pattern, fix) in _SLURM_WORDS.items():
-        value = getattr(p.placement, key.split(".", 1)[1])
-        if value is not None and not pattern.fullmatch(value):
-            fail(f"{key} {value!r} holds characters Slurm does not accept there", fix)
-    for name in p.environment.env:
-        if not ENV_NAME.fullmatch(name):
-            fail(f"environment.env key {name!r} is not a variable name",
-                 "use letters, digits and _ (not starting with a digit), e.g. NCCL_SOCKET_IFNAME")
-    if p.environment.python is not None and not p.environment.python.strip():
-        fail("environment.python is empty", "name the interpreter (e.g. python or /opt/env/bin/python) or drop it")
 
 
 @dataclass(frozen=True)
@@ -173,7 +69,7 @@ class Resources:
 
 @dataclass(frozen=True)
 class Preemption:
-    signal: str = "USR2"
+    signal: Literal["USR1", "USR2", "TERM", "INT", "HUP", "URG"] = "USR2"
     """Signal Slurm sends before preemption or the time limit (not USR1: NCCL/RCCL may swallow it)."""
     delay_s: int = 120
     """Seconds between that signal and the kill: enough to reach a step boundary and save."""
@@ -259,85 +155,15 @@ class ClusterProfile:
         return f"{head}:{self.shape(stage).tasks_per_node}"
 
 
-# ---------------------------------------------------------------------------------------- parsing
+# ---------------------------------------------------------------------------------------- loading
 
-
-def _dotted_keys(cls: type, prefix: str = "") -> list[str]:
-    keys = []
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        if dataclasses.is_dataclass(hints[f.name]):
-            keys += _dotted_keys(hints[f.name], f"{prefix}{f.name}.")
-        else:
-            keys.append(prefix + f.name)
-    return keys
+# profiles list every valid key and put the near-miss last (their long-standing wording)
+WORDING = {"unknown": "{where}: unknown key '{key}'; valid keys: {valid}{tail}"}
 
 
 def valid_keys() -> list[str]:
     """Every dotted key a profile accepts, e.g. 'resources.nodes'."""
-    return _dotted_keys(ClusterProfile)
-
-
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return "one of " + ", ".join(map(str, typing.get_args(tp)))
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return f"{_type_name(args[0])} or null"
-    if origin is tuple:
-        return "a list of strings"
-    if origin is dict:
-        return "a mapping of string to string"
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, str(tp))
-
-
-def _value(where: str, key: str, value: Any, tp: Any) -> Any:
-    bad = ProfileError(f"profile {where}: '{key}' must be {_type_name(tp)}, got {value!r}; fix that value")
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        if value not in typing.get_args(tp):
-            raise bad
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None:
-            return None
-        return _value(where, key, value, next(a for a in typing.get_args(tp) if a is not type(None)))
-    if origin is tuple:
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise bad
-        return tuple(value)
-    if origin is dict:
-        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-            raise bad
-        if not all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in value.values()):
-            raise bad
-        return {k: str(v) for k, v in value.items()}
-    if tp in (bool, int, float, str):
-        if not scalar_matches(value, tp):
-            raise bad
-        return float(value) if tp is float else value
-    raise TypeError(f"unsupported profile field type {tp}")
-
-
-def _build(where: str, cls: type, data: Any, prefix: str = "") -> Any:
-    if not isinstance(data, dict):
-        raise ProfileError(f"profile {where}: '{prefix.rstrip('.') or 'top level'}' must be a mapping; "
-                           f"valid keys: {', '.join(valid_keys())}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        valid = ", ".join(k for k in valid_keys() if k.startswith(prefix))
-        raise ProfileError(f"profile {where}: unknown key '{prefix}{unknown[0]}'; valid keys: {valid}")
-    kwargs = {}
-    for name, value in data.items():
-        tp = hints[name]
-        if dataclasses.is_dataclass(tp):
-            kwargs[name] = _build(where, tp, value, f"{prefix}{name}.")
-        else:
-            kwargs[name] = _value(where, prefix + name, value, tp)
-    return cls(**kwargs)
+    return dotted_keys(ClusterProfile)
 
 
 def _check(where: str, p: ClusterProfile) -> None:
@@ -376,8 +202,6 @@ def _check(where: str, p: ClusterProfile) -> None:
                  f"use at most {acc.per_node} tasks per node (one per device)")
     if p.scheduler == "slurm" and not p.placement.partition:
         fail("placement.partition is missing", "name the Slurm partition (sinfo lists them)")
-    if p.preemption.signal not in SIGNALS:
-        fail(f"preemption.signal {p.preemption.signal!r} is not supported", f"use one of {', '.join(SIGNALS)}")
     if p.preemption.delay_s < 1 or p.preemption.max_requeues < 0:
         fail("preemption.delay_s must be >= 1 and max_requeues >= 0", "e.g. delay_s: 120, max_requeues: 3")
     if p.limits.array_size < 1 or p.limits.array_parallelism < 1:
@@ -401,11 +225,16 @@ def load_profile(name_or_path: str) -> ClusterProfile:
     where = str(path)
     if isinstance(data, dict) and "name" not in data:
         raise ProfileError(f"profile {where}: 'name' is missing; add name: {path.stem}")
-    profile = _build(where, ClusterProfile, data)
+    try:
+        profile = decode(ClusterProfile, data, f"profile {where}", WORDING)
+    except DecodeError as err:
+        raise ProfileError(str(err)) from None
     if profile.name != path.stem:
         raise ProfileError(f"profile {where}: name '{profile.name}' differs from the file name; "
                            f"set name: {path.stem}")
-    _check_strings(where, profile)
+    unsafe = next(shell_problems(profile), None)
+    if unsafe:
+        raise ProfileError(f"profile {where}: {unsafe[0]}; {unsafe[1]}")
     _check(where, profile)
     return profile
 
