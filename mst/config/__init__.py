@@ -2,6 +2,7 @@
 
 from .codec import apply_overrides, config_from_dict, config_hash, config_to_dict, dict_hash, valid_keys
 from .errors import ConfigError
+from .recipes import linear_probe_lr
 from .schema import (
     AugmentConfig,
     Config,
@@ -13,7 +14,6 @@ from .schema import (
     ModelConfig,
     OptimConfig,
     TrainConfig,
-    linear_probe_lr,
 )
 
 __all__ = [

@@ -9,9 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .errors import ConfigError, check, check_non_negative, check_positive, check_prob
+from .errors import ConfigError, check, check_non_negative, check_options, check_positive, check_prob
 
-ARCHS = ("vit_test", "vit_smoke", "deit_small", "vit_base")
 MAX_WIDTH = 2**20  # head widths above this do not fit a device (the paper's K is 65536 = 2**16)
 SEED_LIMIT = 2**32  # seeds reach numpy's legacy seeding, which takes 32 bits
 
@@ -38,7 +37,7 @@ class ModelConfig:
     """Freeze the weight-norm gain of the last layer at 1 (DINO recommends False for ViT-S)."""
 
     def __post_init__(self) -> None:
-        check(self.arch in ARCHS, "model.arch", f"unknown arch '{self.arch}'", f"choose one of {', '.join(ARCHS)}")
+        check_options(self, "model")
         check_positive(self.patch_size, "model.patch_size", "16")
         check_prob(self.drop_path, "model.drop_path")
         for key in ("out_dim", "head_hidden_dim", "head_bottleneck_dim"):
@@ -115,8 +114,7 @@ class AugmentConfig:
     inside the training step on its device (mst.photometric; benchmarks/results/data.md)."""
 
     def __post_init__(self) -> None:
-        check(self.backend in ("v2", "batched", "split"), "augment.backend", f"unknown backend '{self.backend}'",
-              "choose one of v2, batched, split")
+        check_options(self, "augment")
         check_positive(self.global_size, "augment.global_size", "224")
         check_positive(self.local_size, "augment.local_size", "96")
         check(self.local_size <= self.global_size, "augment.local_size",
@@ -157,10 +155,7 @@ class MaskConfig:
     """token: a learned [MASK] vector (MST); bert: 80 % [MASK] / 10 % another patch / 10 % unchanged."""
 
     def __post_init__(self) -> None:
-        check(self.strategy in ("attention", "random", "none"), "mask.strategy",
-              f"unknown strategy '{self.strategy}'", "choose one of attention, random, none")
-        check(self.replace in ("token", "bert"), "mask.replace", f"unknown replacement '{self.replace}'",
-              "choose one of token, bert")
+        check_options(self, "mask")
         check_prob(self.ratio, "mask.ratio")
         check_prob(self.prob, "mask.prob")
 
@@ -175,9 +170,7 @@ class DecoderConfig:
     """[choice] Channels of the pixelshuffle decoder's 3x3 conv / the first deconv stage."""
 
     def __post_init__(self) -> None:
-        check(self.kind in ("pixelshuffle", "deconv"), "decoder.kind", f"unknown decoder '{self.kind}'",
-              "choose one of pixelshuffle, deconv")
-        check(self.norm in ("bn", "none"), "decoder.norm", f"unknown norm '{self.norm}'", "choose one of bn, none")
+        check_options(self, "decoder")
         check_positive(self.hidden_dim, "decoder.hidden_dim", "256")
 
 
@@ -205,8 +198,7 @@ class LossConfig:
         check_non_negative(self.dino_weight, "loss.dino_weight")
         check(self.restore_weight + self.dino_weight > 0, "loss.dino_weight", "both loss weights are 0",
               "set loss.dino_weight or loss.restore_weight > 0")
-        check(self.restore_target in ("image", "masked"), "loss.restore_target",
-              f"unknown target '{self.restore_target}'", "choose one of image, masked")
+        check_options(self, "loss")
         for key in ("student_temp", "teacher_temp", "warmup_teacher_temp"):
             check_positive(getattr(self, key), f"loss.{key}", "0.04")
         check_non_negative(self.warmup_teacher_temp_epochs, "loss.warmup_teacher_temp_epochs")
@@ -252,8 +244,7 @@ class OptimConfig:
             check(0 <= getattr(self, key) <= 1, f"optim.{key}", f"must lie in [0, 1], got {getattr(self, key)}",
                   f"e.g. --set optim.{key}=0.996")
         check_non_negative(self.clip_grad, "optim.clip_grad")
-        check(self.clip_mode in ("per_param", "global"), "optim.clip_mode", f"unknown mode '{self.clip_mode}'",
-              "choose one of per_param, global")
+        check_options(self, "optim")
         check_non_negative(self.freeze_last_layer_epochs, "optim.freeze_last_layer_epochs")
         check(all(0 <= b < 1 for b in self.betas), "optim.betas", f"must lie in [0, 1), got {self.betas}",
               "e.g. --set optim.betas=[0.9,0.999]")
@@ -284,8 +275,7 @@ class TrainConfig:
         check_positive(self.batch_size, "train.batch_size", "64")
         check(0 <= self.seed < SEED_LIMIT, "train.seed", f"must lie in [0, 2^32), got {self.seed}",
               "e.g. --set train.seed=0")
-        check(self.precision in ("auto", "fp32", "bf16", "fp16"), "train.precision",
-              f"unknown precision '{self.precision}'", "choose one of auto, fp32, bf16, fp16")
+        check_options(self, "train")
         check_positive(self.checkpoint_every, "train.checkpoint_every", "500")
         check_positive(self.log_every, "train.log_every", "10")
         check_non_negative(self.threads, "train.threads")
@@ -293,8 +283,6 @@ class TrainConfig:
 
 
 LINEAR_RECIPES = ("appendix", "dino", "custom")
-APPENDIX_LINEAR_LR = 0.00024   # appendix §5, as printed
-DINO_LINEAR_LR = 0.001         # DINO's linear evaluation, per 256 images
 
 
 @dataclass(frozen=True)
@@ -365,15 +353,6 @@ class EvalConfig:
               f"{self.linear_momentum}", "e.g. --set eval.linear_momentum=0.9")
         check_non_negative(self.linear_weight_decay, "eval.linear_weight_decay")
         check_prob(self.attention_threshold, "eval.attention_threshold")
-
-
-def linear_probe_lr(e: EvalConfig) -> float:
-    """The linear probe's base lr under e.linear_recipe."""
-    if e.linear_recipe == "appendix":
-        return APPENDIX_LINEAR_LR
-    if e.linear_recipe == "dino":
-        return DINO_LINEAR_LR * e.linear_batch_size / 256
-    return e.linear_lr
 
 
 @dataclass(frozen=True)
