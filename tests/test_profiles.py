@@ -129,6 +129,8 @@ resources: {{nodes: 1, tasks_per_node: 2}}
     (lambda t: t.replace("request: gres, gres: \"dcu:2\"", "request: gpus_per_node"),
      "DCUs cannot be requested with gpus_per_node"),
     (lambda t: t.replace("\"dcu:2\"", "\"dcu:4\""), "gres dcu:4 asks for a different count"),
+    (lambda t: t + "preemption: {signal: KILL}\n",
+     "'preemption.signal' must be one of USR1, USR2, TERM, INT, HUP, URG, got 'KILL'"),
 ])
 def test_bad_profile_is_one_line(tmp_path, edit, expected):
     path = _write(tmp_path, "bad", edit(GOOD.format(name="bad")))
