@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 
@@ -107,3 +107,22 @@ def test_a_section_built_in_code_checks_its_options_from_the_literal_type():
     with pytest.raises(ConfigError, match="config key 'model.arch': invalid value 'vit_huge'; choose one of "
                                           "vit_test, vit_smoke, deit_small, vit_base$"):
         ModelConfig(arch="vit_huge")
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    """A sweep-like file: its axes hold values checked later, where they act."""
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+    """Dotted key -> values."""
+    notes: dict = field(default_factory=dict)
+    """A bare mapping."""
+
+
+def test_values_typed_any_pass_through_for_a_later_check():
+    table = decode(Table, {"name": "t", "grid": {"mask.prob": [0.1, "x"]}, "notes": {"a": [1]}}, "t.yaml")
+    assert table.grid == {"mask.prob": [0.1, "x"]} and table.notes == {"a": [1]}
+    with pytest.raises(DecodeError, match="'grid.mask.prob' must be a list of values, got 0.5"):
+        decode(Table, {"name": "t", "grid": {"mask.prob": 0.5}}, "t.yaml")
+    with pytest.raises(DecodeError, match="'notes' must be a mapping of strings to values, got"):
+        decode(Table, {"name": "t", "notes": {1: 2}}, "t.yaml")

@@ -85,7 +85,7 @@ def dotted_keys(cls: type, prefix: str = "") -> list[str]:
     return keys
 
 
-def _plural(tp: Any) -> str:
+def _plural(tp: Any) -> str:  # an element type, in words
     return {int: "integers", float: "numbers", str: "strings", bool: "booleans"}.get(tp, "values")
 
 
@@ -155,6 +155,9 @@ class _Decoder:
 
     def value(self, key: str, value: Any, tp: Any) -> Any:
         """`value` checked against the field type `tp`, in canonical form (tuples, floats, nested dataclasses)."""
+        if tp is Any:  # checked where it acts (a sweep's override values become config values)
+            return value
+        tp = {list: list[Any], tuple: tuple[Any, ...], dict: dict[str, Any]}.get(tp, tp)
         origin, args = typing.get_origin(tp), typing.get_args(tp)
         if dataclasses.is_dataclass(tp):
             return self.node(tp, value, key)
