@@ -70,6 +70,7 @@ def test_dotted_keys_walk_nested_dataclasses_in_declaration_order():
     ({"name": "a", "shape": {"nodes": True}}, "type", "'shape.nodes' must be an integer, got True"),
     ({"name": "a", "shape": {"nodes": 2**63}}, "range", "'shape.nodes' is 9223372036854775808, which does not fit"),
     ({"name": "a", "shape": {"mem_gb": float("nan")}}, "finite", "'shape.mem_gb' must be a finite number, got nan"),
+    ({"name": "a", "shape": {"mem_gb": 10**400}}, "finite", "'shape.mem_gb' must be a finite number, got 1000"),
     ({"name": "a", "kind": "cdua"}, "option", "'kind' must be one of cpu, cuda, got 'cdua'; did you mean 'cuda'?"),
     ({"name": "a", "kind": "metal"}, "option", "'kind' must be one of cpu, cuda, got 'metal'; fix that value"),
     ({"name": "a", "scale": [0.4]}, "length", "'scale' must be a list of 2 numbers, got 1 values"),

@@ -170,7 +170,7 @@ class _Decoder:
             inner = [a for a in args if a is not type(None)]
             if len(inner) != 1:
                 raise TypeError(f"unsupported field type {tp} for {key}: only Optional unions decode")
-            return None if value is None and len(args) == 2 else self.value(key, value, inner[0])
+            return None if value is None else self.value(key, value, inner[0])
         if origin in (tuple, list):
             if not isinstance(value, (list, tuple)):
                 self.fail("type", key, value=value, expected=describe(tp))
@@ -189,11 +189,14 @@ class _Decoder:
         if tp in (bool, int, float, str):
             if not scalar_matches(value, tp):
                 self.fail("type", key, value=value, expected=describe(tp))
-            if tp is float and not math.isfinite(value):
-                self.fail("finite", key, value=value)
             if tp is int and not -INT_LIMIT <= value < INT_LIMIT:
                 self.fail("range", key, value=value)
-            return float(value) if tp is float else value
+            if tp is float:
+                number = float(value) if abs(value) < 2**1000 or isinstance(value, float) else math.inf
+                if not math.isfinite(number):
+                    self.fail("finite", key, value=value)
+                return number
+            return value
         raise TypeError(f"unsupported field type {tp} for {key}")
 
 
