@@ -14,12 +14,12 @@ import pytest
 
 from jobs import rundir
 from jobs.launcher import Array, Run, _classify, _dependency, plan_arrays, render_sbatch, submit, task_state
-from jobs.profiles import load_profile, slurm_parameters
+from jobs.profiles import load_profile, profile_names, slurm_parameters
 from mst.atomic import atomic_write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 SNAPSHOTS = Path(__file__).resolve().parent / "snapshots"
-SLURM_PROFILES = ["dcu128", "local-dcu", "local-slurm", "local-v100", "v100x32"]
+SLURM_PROFILES = [name for name in profile_names() if load_profile(name).scheduler == "slurm"]  # each has a snapshot
 
 ONE_RUN_SWEEP = """name: snap
 table: A10
