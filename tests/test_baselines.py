@@ -176,3 +176,12 @@ def test_a_record_with_a_malformed_baselines_field_is_skipped_and_named(pretrain
     path.write_text(json.dumps(record))
     records = collect(tmp_path)
     assert records.frame.empty and "baseline 'raw pixels' metric 'top1@10'" in records.skipped[0].reason
+
+
+def test_tools_read_the_runs_root_cache(pretrained, tmp_path, monkeypatch):
+    cfg = load_config("tiny", SETS)
+    record = knn_in_sweep(cfg, pretrained, tmp_path, "a-r0")
+    monkeypatch.setattr(bl, "compute", lambda stage, mode: pytest.fail("the cached entry was not used"))
+    assert bl.baselines_for("knn", cfg, tmp_path) == record["baselines"]  # benchmarks/method_context.py
+    with pytest.raises(ValueError, match="has no baselines"):
+        bl.baselines_for("attention", cfg, tmp_path)

@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import math
+import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
@@ -252,16 +253,30 @@ def stage_baselines(stage: Stage, mode: str | None = None) -> dict[str, dict[str
     `mode` is the linear probe's mode as its record states it (cached_features or augmented; default from
     eval.linear_cached_features). Computed once per key under the runs root, then read from the cache.
     """
-    cfg = stage.cfg
-    if not cfg.eval.baselines or stage.name not in STAGES:
+    if not stage.cfg.eval.baselines or stage.name not in STAGES:
         return None
+    return cached_baselines(stage, mode, cache_root(stage.out, stage.record_extra))
+
+
+def baselines_for(stage_name: str, cfg, root: str | Path) -> dict[str, dict[str, float]]:
+    """The baselines of stage `stage_name` under `cfg` outside any run (tools, benchmarks): read from the cache
+    under `root`, or computed in a scratch stage folder and cached there (whatever eval.baselines says)."""
+    if stage_name not in STAGES:
+        raise ValueError(f"stage '{stage_name}' has no baselines; choose one of {', '.join(STAGES)}")
+    with tempfile.TemporaryDirectory(prefix="mst-baselines-") as scratch:
+        return cached_baselines(Stage(stage_name, cfg, Path(scratch) / stage_name), None, Path(root))
+
+
+def cached_baselines(stage: Stage, mode: str | None, root: Path) -> dict[str, dict[str, float]]:
+    """`stage`'s baselines from the cache under `root`, computed and cached under the key's lock when missing."""
+    cfg = stage.cfg
     if stage.name == "knn":
         mode = "features"
     elif mode is None:
         mode = "cached_features" if cfg.eval.linear_cached_features else "augmented"
     inputs = key_inputs(stage.name, cfg, mode, stage.device.type, stage.precision)
     key = cache_key(inputs)
-    folder = cache_folder(cache_root(stage.out, stage.record_extra), key)
+    folder = cache_folder(root, key)
     path, names = folder / CACHE_NAME, expected_metrics(stage.name, cfg)
     found, _ = read_entry(path, key, names)
     if found is not None:
