@@ -24,7 +24,7 @@ REQUIRED = {
     "stage": (str,), "status": (str,), "metrics": (dict,),
 }
 COLUMNS = ["sweep", "run_id", "stage", "status", "repeat", "seed", "cell", "metrics", "error", "config_hash",
-           "wall_time_s", "device_hours", "path"]
+           "wall_time_s", "device_hours", "baselines", "path"]
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,8 @@ class Records:
     """Every usable record, and the ones skipped."""
 
     frame: pd.DataFrame
-    """One row per (run, stage); columns COLUMNS, `metrics` and `cell` hold dicts."""
+    """One row per (run, stage); columns COLUMNS, `metrics` and `cell` hold dicts, `baselines` a dict
+    {"random init": {metric: value}, "raw pixels": {...}} where the stage recorded them, else None."""
     skipped: tuple[Skipped, ...]
     """Corrupt or schema-mismatched records, each named."""
 
@@ -71,6 +72,19 @@ def check_record(data: object, sweep: str, run_id: str, stage: str) -> str | Non
     for name, value in data["metrics"].items():
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             return f"metric '{name}' is not a number ({value!r})"
+    return check_baselines(data.get("baselines"))
+
+
+def check_baselines(value: object) -> str | None:
+    """Why a record's optional `baselines` field ({label: {metric: number}}, eval.baselines) is unusable."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not all(isinstance(m, dict) for m in value.values()):
+        return "key 'baselines' must map each baseline to its metrics"
+    for label, metrics in value.items():
+        for name, number in metrics.items():
+            if isinstance(number, bool) or not isinstance(number, (int, float)):
+                return f"baseline '{label}' metric '{name}' is not a number ({number!r})"
     return None
 
 
@@ -84,7 +98,7 @@ def _subdirs(path: str) -> list[os.DirEntry]:
 
 
 CACHE_NAME = ".report-cache.json"
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: rows carry `baselines`
 
 
 def _load_cache(sweep_dir: str) -> dict[str, list]:

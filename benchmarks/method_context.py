@@ -1,12 +1,15 @@
 """Context for the method table: k-NN of the untrained network and of raw pixels on the sweep's own images.
 
-For each repeat of a sweep (default method_smoke), the weighted k-NN (the sweep's k values and temperature) on
+For each repeat of a sweep (default method_smoke), the knn stage's baselines (mst/eval/baselines.py, the same
+code that writes `baselines` into the knn records under eval.baselines): the weighted k-NN (the sweep's k values
+and temperature) on
   - the class token of the backbone at random initialisation: exactly the weights that repeat's runs start
     from (every arm of a repeat starts from the same backbone: same seed, backbone built first);
   - raw pixels (the normalised evaluation image, flattened; the same for every repeat),
-on the same training subset (k-NN bank) and test subset as the sweep's knn stage. With --runs, also the loss
-balance each finished pre-training recorded (final L_rec, L_dino and the gradient-norm ratio of v1 L_rec to
-v2 L_dino on the backbone), per cell. Writes a markdown file.
+on the same training subset (k-NN bank) and test subset as the sweep's knn stage. With --runs, they are read
+from (or added to) that runs root's baselines cache, and the loss balance each finished pre-training recorded
+(final L_rec, L_dino and the gradient-norm ratio of v1 L_rec to v2 L_dino on the backbone) is added, per cell.
+Writes a markdown file.
 
     python benchmarks/method_context.py [--sweep method_smoke] [--runs DIR] [--out FILE.md]
 """
@@ -16,16 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
-
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from analysis.stats import summarize
-from benchmarks.quality_fmnist import class_tokens, initial_backbone, load_images
 from jobs.sweep import load_sweep
 from mst.atomic import atomic_write_text
-from mst.eval.knn import weighted_knn
+from mst.eval.baselines import baselines_for
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -72,27 +73,19 @@ def main(argv: list[str] | None = None) -> int:
     for run in sweep.expand():            # one config per repeat: its seed fixes the initial backbone
         firsts.setdefault(run.repeat, run.config)
     cfg = firsts[0]
-    torch.set_num_threads(max(cfg.train.threads, 1))
     e = cfg.eval
-    train_x, train_y = load_images(cfg, "train", cfg.data.train_subset)
-    test_x, test_y = load_images(cfg, "test", cfg.data.test_subset)
-
-    def knn(train: torch.Tensor, test: torch.Tensor) -> dict[str, float]:
-        return weighted_knn(train, train_y, test, test_y, ks=e.knn_ks, temperature=e.knn_temperature,
-                            num_classes=10)
-
-    raw = knn(train_x.flatten(1), test_x.flatten(1))
-    init = {}
-    for repeat, c in sorted(firsts.items()):
-        backbone = initial_backbone(c)
-        bs = c.eval.feature_batch_size
-        init[c.train.seed] = knn(class_tokens(backbone, train_x, bs), class_tokens(backbone, test_x, bs))
-        print(f"repeat {repeat} (seed {c.train.seed}): random init top-1@10 {init[c.train.seed]['top1@10']:.2f}",
-              flush=True)
+    with tempfile.TemporaryDirectory(prefix="method-context-") as scratch:
+        root = Path(args.runs) if args.runs else Path(scratch)  # a runs root's cache is read and kept
+        init, raw = {}, {}
+        for repeat, c in sorted(firsts.items()):
+            found = baselines_for("knn", c, root)
+            init[c.train.seed], raw = found["random init"], found["raw pixels"]
+            print(f"repeat {repeat} (seed {c.train.seed}): random init top-1@10 "
+                  f"{init[c.train.seed]['top1@10']:.2f}", flush=True)
     ks = [k for k in e.knn_ks if k in (10, 20)] or list(e.knn_ks[:2])
     lines = [f"# Context for sweep {sweep.name}: untrained network and raw pixels", "",
-             (f"Weighted k-NN (T = {e.knn_temperature}) on the sweep's {len(train_y)} training (bank) / "
-              f"{len(test_y)} test Fashion-MNIST images, top-1 (%)."), "",
+             (f"Weighted k-NN (T = {e.knn_temperature}) on the sweep's {cfg.data.train_subset or 'all'} training (bank) / "
+              f"{cfg.data.test_subset or 'all'} test Fashion-MNIST images, top-1 (%)."), "",
              "| features | " + " | ".join(f"top-1 @{k}" for k in ks) + " |",
              "|---|" + "---|" * len(ks)]
     for seed, res in init.items():

@@ -322,6 +322,9 @@ class EvalConfig:
     """AdamW weight decay of the supervised baseline (DeiT's value)."""
     supervised_label_smoothing: float = 0.1
     """Label smoothing of the supervised baseline's cross-entropy (DeiT's value)."""
+    baselines: bool = False
+    """knn and linear probes also record the stage's recipe on the run's random-init network and on raw pixels,
+    cached per budget and seed under the runs root (mst/eval/baselines.py); off: at ImageNet scale each is a job."""
     attention_threshold: float = 0.6
     """Attention maps keep the top patches holding this fraction of the mass (0 shows raw maps)."""
     attention_images: tuple[str, ...] = ("astronaut", "chelsea", "coffee", "rocket")

@@ -124,6 +124,12 @@ class Stage:
                 raise NonFiniteLoss(None, value, what=f"metric '{name}'",
                                     fix="the checkpoint's weights or the stage's settings give NaN/inf; "
                                         "check the pre-training's losses")
+            # eval.baselines: the stage's recipe on the random-init network and on raw pixels (cached)
+            from .baselines import stage_baselines
+
+            found = stage_baselines(self, fields.get("mode"))
+            if found is not None:
+                fields["baselines"] = found
         record = make_record(self.name, config_to_dict(self.cfg), config_hash(self.cfg), status, metrics,
                              self.wall_time(), self.record_extra, error=error, device=str(self.device),
                              precision=self.precision, **self.pretrain_fields, **fields)

@@ -1,0 +1,295 @@
+"""Two baselines beside an evaluation stage's own numbers: the same architecture at random initialisation, and
+raw pixels, each evaluated with the stage's own recipe on the stage's own images.
+
+- "random init": the backbone exactly as pre-training starts it (torch seeded with the run's `train.seed`, the
+  backbone built first, as the trainer does), evaluated the way the stage evaluates pre-trained weights.
+- "raw pixels": the normalised evaluation image, flattened (3 x S x S values), fed through the same code as a
+  frozen "backbone" whose class token is the pixels: the same weighted k-NN at the same k values, the same
+  linear probe (lr, epochs, batches, augmentation or cached features) on pixel features.
+
+Stages: knn, linear_cls and linear_dino (attention and supervised have no such baseline). The metrics carry the
+stage's own names. Values depend only on the stage, the backbone's shape, the images, the stage's evaluation
+settings and the seed, never on the pre-training's method settings; so they are computed once per key and
+cached as JSON in `<runs root>/.baselines/<key>/baselines.json`, shared by every cell of a sweep (repeat r of
+every cell has the same seed) and by every sweep under the root with the same budget. The entry is written
+atomically under the key folder's lock, read back validated, never unpickled; an unusable entry is recomputed
+with one warning line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..atomic import atomic_write_json, read_json
+from ..augment import probe_train_transform
+from ..config import linear_probe_lr
+from ..data import AugmentedDataset, build_dataset
+from ..models import build_backbone
+from ..stage_folder import locked_stage_folder
+from ..train.runtime import NonFiniteLoss
+from .features import class_count, embed, eval_dataset, extract_features, feature_dim
+from .knn import weighted_knn
+from .linear import epoch_batches, epoch_lr, evaluate, make_probe, summarise
+from .stage import Stage, forward_context
+
+log = logging.getLogger(__name__)
+
+STAGES = ("knn", "linear_cls", "linear_dino")
+LABELS = ("random init", "raw pixels")
+LINEAR_METRICS = ("top1_best", "top5_best", "top1_last", "top5_last", "best_epoch")
+CACHE_FOLDER = ".baselines"   # hidden: the report and status never take it for a sweep
+CACHE_NAME = "baselines.json"
+CACHE_VERSION = 1
+LOCK_WAIT_S = 24 * 3600.0     # a stage waits while another computes the same entry (its job limit ends it)
+KNN_FIELDS = ("knn_ks", "knn_temperature", "feature_batch_size")
+LINEAR_FIELDS = ("linear_recipe", "linear_lr", "linear_batch_size", "linear_epochs", "linear_momentum",
+                 "linear_weight_decay", "feature_batch_size")
+
+
+class PixelFeatures(nn.Module):
+    """Raw pixels as a frozen backbone: its class token is the flattened normalised image, so `embed`,
+    `feature_dim` and `extract_features` read pixels exactly as they read a network (cls and dino alike)."""
+
+    depth = 1  # the dino features concatenate min(4, depth) class tokens: here just the pixels
+
+    def __init__(self, crop: int, channels: int = 3):
+        super().__init__()
+        self.embed_dim = channels * crop * crop
+
+    def forward(self, images: torch.Tensor, n_last: int | None = None) -> SimpleNamespace:
+        flat = images.flatten(1).float()                           # [B, 3, S, S] -> [B, 3 S S]
+        return SimpleNamespace(cls=flat, last_cls=flat.unsqueeze(1))  # last_cls [B, 1, 3 S S]
+
+
+def initial_backbone(cfg) -> nn.Module:
+    """The backbone the run's pre-training started from: torch seeded with cfg.train.seed and the backbone built
+    first, as the trainer does (the teacher starts as a copy); drop path off, frozen, in eval mode. The global
+    random state is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.train.seed)
+        start = build_backbone(cfg.model, cfg.augment.global_size)
+        backbone = build_backbone(cfg.model, cfg.augment.global_size, drop_path=0.0)  # its draws are overwritten
+    backbone.load_state_dict(start.state_dict())
+    return backbone.eval().requires_grad_(False)
+
+
+# ------------------------------------------------------------------------------------------------ the cache key
+def _versions() -> dict[str, str | None]:
+    found: dict[str, str | None] = {}
+    for pkg in ("torch", "timm"):  # initialisation and feature numerics follow these
+        try:
+            found[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            found[pkg] = None
+    return found
+
+
+def key_inputs(stage: str, cfg, mode: str, device: str, precision: str) -> dict[str, Any]:
+    """Everything the baseline values depend on: the stage, the backbone's shape, the images (which ones and
+    their transform), the stage's evaluation settings, the seed, where and how the features are computed."""
+    a, d, e = cfg.augment, cfg.data, cfg.eval
+    fields = KNN_FIELDS if stage == "knn" else LINEAR_FIELDS
+    transform = {"eval_resize": a.eval_resize, "eval_crop": a.eval_crop, "mean": list(a.mean), "std": list(a.std)}
+    if mode == "augmented":
+        transform["flip_prob"] = a.flip_prob  # the probe's training crops
+    return {
+        "stage": stage, "mode": mode,
+        "model": {"arch": cfg.model.arch, "patch_size": cfg.model.patch_size, "img_size": a.global_size},
+        "data": {"name": d.name, "root": d.root, "train_subset": d.train_subset, "test_subset": d.test_subset},
+        "transform": transform,
+        "eval": {k: list(v) if isinstance(v, tuple) else v for k in fields for v in [getattr(e, k)]},
+        "seed": cfg.train.seed, "device": device, "precision": precision, "versions": _versions(),
+    }
+
+
+def cache_key(inputs: dict[str, Any]) -> str:
+    text = json.dumps(inputs, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def cache_root(out_dir: str | Path, record_extra: dict | None) -> Path:
+    """The runs root of a sweep's stage folder `<runs>/<sweep>/<run_id>/<stage>` (its record names the sweep and
+    the run); for a stage folder of its own (mst-eval --out DIR), the folder that holds it."""
+    out, extra = Path(out_dir), record_extra or {}
+    if extra.get("run_id") == out.parent.name and extra.get("sweep") == out.parent.parent.name:
+        return out.parents[2]
+    return out.parent
+
+
+def cache_folder(root: Path, key: str) -> Path:
+    folder = root / CACHE_FOLDER / key
+    resolved, top = folder.resolve(), root.resolve()
+    if top not in resolved.parents:
+        raise ValueError(f"baselines cache {folder} resolves to {resolved}, outside {top}; remove the link that "
+                         "leads there")
+    return folder
+
+
+# ------------------------------------------------------------------------------------------------ read and write
+def expected_metrics(stage: str, cfg) -> set[str]:
+    if stage == "knn":
+        return {f"top{t}@{int(k)}" for k in cfg.eval.knn_ks for t in (1, 5)}
+    return set(LINEAR_METRICS)
+
+
+def check_entry(data: Any, key: str, names: set[str]) -> str | None:
+    """Why `data` is not a usable cache entry for `key` with metrics `names`, or None when it is."""
+    if not isinstance(data, dict):
+        return "not a JSON object"
+    if data.get("version") != CACHE_VERSION or data.get("key") != key:
+        return f"version {data.get('version')!r} / key {data.get('key')!r}, expected {CACHE_VERSION} / {key}"
+    values = data.get("baselines")
+    if not isinstance(values, dict) or set(values) != set(LABELS):
+        return f"'baselines' must hold exactly {', '.join(LABELS)}"
+    for label, metrics in values.items():
+        if not isinstance(metrics, dict) or set(metrics) != names:
+            return f"'{label}' does not hold the metrics {', '.join(sorted(names))}"
+        for name, value in metrics.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                return f"'{label}' metric '{name}' is not a finite number ({value!r})"
+    return None
+
+
+def read_entry(path: Path, key: str, names: set[str]) -> tuple[dict | None, str | None]:
+    """(the cached baselines, None) when usable; (None, why not) when the file is there but unusable;
+    (None, None) when there is no file."""
+    if not path.is_file():
+        return None, None
+    data = read_json(path)
+    problem = "not valid JSON" if data is None else check_entry(data, key, names)
+    return (None, problem) if problem else (data["baselines"], None)
+
+
+# ------------------------------------------------------------------------------------------------ evaluation
+def knn_metrics(stage: Stage, backbone: nn.Module, tag: str) -> dict[str, float]:
+    """The knn stage's evaluation of `backbone`: class tokens of train and test, weighted k-NN for every k."""
+    e = stage.cfg.eval
+    train_set, test_set = eval_dataset(stage.cfg, "train"), eval_dataset(stage.cfg, "test")
+    train_f, train_y = extract_features(stage, backbone, train_set, "cls", f"{tag}_train_cls", None, False)
+    test_f, test_y = extract_features(stage, backbone, test_set, "cls", f"{tag}_test_cls", None, False)
+    dev = stage.device
+    return weighted_knn(train_f.to(dev), train_y.to(dev), test_f.to(dev), test_y.to(dev), e.knn_ks,
+                        e.knn_temperature, class_count(train_set), e.knn_chunk_size)
+
+
+def probe_metrics(stage: Stage, backbone: nn.Module, probe: str, cached: bool, tag: str) -> dict[str, float]:
+    """The linear stage's recipe on `backbone` (mst/eval/linear.py: same layer init, lr schedule, batches and
+    augmentations, from the same seed), in one go: baselines are not checkpointed."""
+    cfg, e, seed, dev = stage.cfg, stage.cfg.eval, stage.cfg.train.seed, stage.device
+    test_set = eval_dataset(cfg, "test")
+    test_f, test_y = extract_features(stage, backbone, test_set, probe, f"{tag}_test_{probe}", None, False)
+    if cached:
+        train_f, train_y = extract_features(stage, backbone, eval_dataset(cfg, "train"), probe,
+                                            f"{tag}_train_{probe}", None, False)
+        n_train = len(train_y)
+    else:
+        train_aug = AugmentedDataset(build_dataset(cfg.data, "train"), probe_train_transform(cfg.augment), seed)
+        n_train = len(train_aug)
+    layer = make_probe(feature_dim(backbone, probe), class_count(test_set), seed).to(dev)
+    base_lr = linear_probe_lr(e)
+    opt = torch.optim.SGD(layer.parameters(), lr=base_lr, momentum=e.linear_momentum,
+                          weight_decay=e.linear_weight_decay)
+    history = []
+    for epoch in range(e.linear_epochs):
+        for group in opt.param_groups:
+            group["lr"] = epoch_lr(base_lr, epoch, e.linear_epochs)
+        batches = epoch_batches(n_train, e.linear_batch_size, seed, epoch)
+        if cached:
+            source = ((train_f[idx], train_y[idx]) for idx in map(torch.tensor, batches))
+        else:
+            train_aug.set_epoch(epoch)
+            source = DataLoader(train_aug, batch_sampler=batches, num_workers=cfg.data.num_workers,
+                                pin_memory=dev.type == "cuda", generator=torch.Generator().manual_seed(0))
+        for x, y in source:
+            x, y = x.to(dev, non_blocking=True), torch.as_tensor(y).to(dev, non_blocking=True)
+            if not cached:
+                with torch.no_grad(), forward_context(stage):
+                    x = embed(backbone, x, probe)  # [B, D] frozen features
+            loss = F.cross_entropy(layer(x.float()), y)
+            if not math.isfinite(loss.item()):
+                raise NonFiniteLoss(None, loss.item(), what=f"'{tag}' baseline probe loss",
+                                    fix="lower eval.linear_lr, or set eval.baselines=false")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        top1, top5 = evaluate(layer, test_f, test_y, dev)
+        history.append({"top1": top1, "top5": top5})
+    return summarise(history)
+
+
+def compute(stage: Stage, mode: str) -> dict[str, dict[str, float]]:
+    """{"random init": metrics, "raw pixels": metrics} of `stage`, evaluated as the stage evaluates."""
+    cfg = stage.cfg
+    backbones = {"random init": initial_backbone(cfg), "raw pixels": PixelFeatures(cfg.augment.eval_crop)}
+    found = {}
+    for label, backbone in backbones.items():
+        backbone = backbone.to(stage.device)
+        tag = "baseline-" + label.replace(" ", "-")  # feature files in the stage's features/ (dropped with it)
+        if stage.name == "knn":
+            found[label] = knn_metrics(stage, backbone, tag)
+        else:
+            probe = stage.name.split("_", 1)[1]
+            found[label] = probe_metrics(stage, backbone, probe, mode == "cached_features", tag)
+    return found
+
+
+def stage_baselines(stage: Stage, mode: str | None = None) -> dict[str, dict[str, float]] | None:
+    """The `baselines` field of `stage`'s record, or None when eval.baselines is off or the stage has none.
+
+    `mode` is the linear probe's mode as its record states it (cached_features or augmented; default from
+    eval.linear_cached_features). Computed once per key under the runs root, then read from the cache.
+    """
+    if not stage.cfg.eval.baselines or stage.name not in STAGES:
+        return None
+    return cached_baselines(stage, mode, cache_root(stage.out, stage.record_extra))
+
+
+def baselines_for(stage_name: str, cfg, root: str | Path) -> dict[str, dict[str, float]]:
+    """The baselines of stage `stage_name` under `cfg` outside any run (tools, benchmarks): read from the cache
+    under `root`, or computed in a scratch stage folder and cached there (whatever eval.baselines says)."""
+    if stage_name not in STAGES:
+        raise ValueError(f"stage '{stage_name}' has no baselines; choose one of {', '.join(STAGES)}")
+    with tempfile.TemporaryDirectory(prefix="mst-baselines-") as scratch:
+        return cached_baselines(Stage(stage_name, cfg, Path(scratch) / stage_name), None, Path(root))
+
+
+def cached_baselines(stage: Stage, mode: str | None, root: Path) -> dict[str, dict[str, float]]:
+    """`stage`'s baselines from the cache under `root`, computed and cached under the key's lock when missing."""
+    cfg = stage.cfg
+    if stage.name == "knn":
+        mode = "features"
+    elif mode is None:
+        mode = "cached_features" if cfg.eval.linear_cached_features else "augmented"
+    inputs = key_inputs(stage.name, cfg, mode, stage.device.type, stage.precision)
+    key = cache_key(inputs)
+    folder = cache_folder(root, key)
+    path, names = folder / CACHE_NAME, expected_metrics(stage.name, cfg)
+    found, _ = read_entry(path, key, names)
+    if found is not None:
+        return found
+    with locked_stage_folder(folder, wait_s=LOCK_WAIT_S):
+        found, problem = read_entry(path, key, names)  # another stage may have written it while this one waited
+        if found is not None:
+            return found
+        if problem:
+            log.warning("baselines cache %s is unusable (%s); recomputing it", path, problem)
+        t0 = time.time()
+        found = compute(stage, mode)
+        atomic_write_json(path, {"version": CACHE_VERSION, "key": key, "inputs": inputs, "baselines": found,
+                                 "wall_time_s": round(time.time() - t0, 3),
+                                 "computed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    return found
