@@ -16,13 +16,10 @@ from jobs.sweep import RunSpec, Sweep, cell_key, cell_label
 
 from .collect import Records
 from .stats import DDOF, SE_FORMULA, Summary, TTest, compare, summarize
-from .tables import Rank, Row, TableSpec, source_name
+from .tables import Rank, Row, TableError, TableSpec, source_name
 
+__all__ = ["TableError", "build_table", "match_rows", "pick_source", "table_frame"]
 LIST_LIMIT = 8  # names listed per footnote line before "and N more"
-
-
-class TableError(ValueError):
-    """A table spec that does not fit the sweep it reads (one line)."""
 
 
 @dataclass(frozen=True)

@@ -88,16 +88,13 @@ def _load_sweeps(args: argparse.Namespace) -> list:
 def _build(args: argparse.Namespace, test: bool = False) -> list:
     from .assemble import TableError, build_table
     from .collect import collect
-    from .tables import SPECS
+    from .tables import spec_of
 
     sweeps = _load_sweeps(args)
-    for sweep in sweeps:
-        if sweep.table not in SPECS:
-            _fail(f"sweep {sweep.name} names table '{sweep.table}', which has no spec; use one of "
-                  f"{', '.join(SPECS)}")
-    records = collect(args.runs, [s.name for s in sweeps])
     try:
-        return [build_table(SPECS[s.table], s, records, test=test) for s in sweeps]
+        specs = [spec_of(sweep) for sweep in sweeps]  # a malformed table block fails before records are read
+        records = collect(args.runs, [s.name for s in sweeps])
+        return [build_table(spec, s, records, test=test) for spec, s in zip(specs, sweeps)]
     except TableError as err:
         _fail(str(err))
 

@@ -8,7 +8,7 @@ from analysis.assemble import build_table
 from analysis.collect import collect
 from analysis.plots import plot_table, table_figure
 from analysis.synthetic import METRICS, record, write_record
-from analysis.tables import SPECS
+from analysis.tables import spec_of
 from jobs.sweep import load_sweep
 
 
@@ -20,7 +20,7 @@ def knn_only_table(tmp_path):
     for run in sweep.expand():
         write_record(tmp_path, record(run, "pretrain", metrics=METRICS["pretrain"](0)))
         write_record(tmp_path, record(run, "knn", metrics=METRICS["knn"](70.0 + run.repeat)))
-    return build_table(SPECS[sweep.table], sweep, collect(tmp_path))
+    return build_table(spec_of(sweep), sweep, collect(tmp_path))
 
 
 def test_the_y_axis_names_the_stand_in_metric_and_the_title_fits(knn_only_table):

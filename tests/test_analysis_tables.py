@@ -14,7 +14,7 @@ from analysis.collect import COLUMNS, Records, collect
 from analysis.render import to_csv, to_latex, to_markdown, to_text
 from analysis.status import sweep_status
 from analysis.synthetic import METRICS, record, write_record, write_sweep_records
-from analysis.tables import SPECS
+from analysis.tables import SPECS, spec_of, table_specs
 from jobs.rundir import append_manifest
 from jobs.sweep import cell_label, load_sweep, sweep_names
 
@@ -34,9 +34,9 @@ def knn_record(run, acc, status="done", error=None):
 
 def test_every_table_spec_fits_the_sweeps_that_feed_it():
     used = set()
-    for name in sweep_names():
+    for name in sweep_names() + [f"{n}_smoke" for n in sweep_names()]:
         sweep = load_sweep(name)
-        spec = SPECS[sweep.table]
+        spec = spec_of(sweep)
         used.add(spec.id)
         cells = match_rows(spec, sweep)  # raises when a row has no cell or a cell has no row
         assert len(cells) == len(spec.rows)
@@ -51,6 +51,13 @@ def test_every_table_spec_fits_the_sweeps_that_feed_it():
                     assert (stage, metric) == row.sources[column.key][0]
             assert row.ref is None or 0 <= row.ref < len(spec.rows)
     assert used == set(SPECS)
+
+
+def test_the_table_blocks_of_the_sweep_files_equal_the_python_specs():
+    assert table_specs() == SPECS
+    for name in sweep_names():
+        for sweep in (load_sweep(name), load_sweep(name, budget="smoke")):
+            assert spec_of(sweep) == SPECS[spec_of(sweep).id]
 
 
 def test_a_sweep_that_does_not_fit_its_table_is_named(demo):
