@@ -13,7 +13,7 @@ from analysis.assemble import TableError, build_table, match_rows, pick_source
 from analysis.collect import COLUMNS, Records, collect
 from analysis.render import to_csv, to_latex, to_markdown, to_text
 from analysis.status import sweep_status
-from analysis.synthetic import METRICS, record, write_record, write_sweep_records
+from analysis.synthetic import METRICS, baseline_field, record, records_of, write_record, write_sweep_records
 from analysis.tables import read_table, spec_of, table_specs
 from jobs.rundir import append_manifest
 from jobs.sweep import cell_label, load_sweep, sweep_names
@@ -309,3 +309,44 @@ def test_method_table_tests_every_pair_of_arms(tmp_path):
     assert "= +2.50 \u00b1 0.58 points over 3 paired seeds; paired t(2) = 4.33, p = 0.0494." in notes[1]
     # attention - random: a constant 0.5 -> no spread, p = 0
     assert "MST, attention-guided mask \u2212 MST, random mask = +0.50 \u00b1 0.00" in notes[2] and "p = 0." in notes[2]
+
+
+def test_baseline_rows_and_delta_against_random_init(demo):
+    sweep, runs = demo
+    recs = []
+    for run in runs:
+        # seed of repeat r: random init 59.9 + r, raw pixels 79.9 + r (k-NN top1@10 = acc - 0.1); cells 72.5 + r
+        field = baseline_field("knn", 60.0 + run.repeat, 80.0 + run.repeat)
+        recs.append(record(run, "knn", metrics={"top1@10": 72.5 + run.repeat}, baselines=field))
+    table = build_table(spec_of(sweep), sweep, records_of(recs))
+    md = to_markdown(table)
+    assert "| Restore weight | k-NN (%) in place of Linear (%) | paper | Δ | Δ init |" in md
+    assert "| 0.6 | 73.00 ± 0.50 (n=2) | 73.9 | -0.90 | +12.60 |" in md
+    assert "| random init | 60.40 ± 0.50 (n=2) | — | — | — |" in md
+    assert "| raw pixels | 80.40 ± 0.50 (n=2) | — | — | +20.00 |" in md
+    assert "random init: the same architecture at its random initialisation" in md
+    assert "from k-NN (%) in place of Linear (%): weighted k-NN top-1 at k = 10 (knn)" in md
+    frame = pd.read_csv(io.StringIO(to_csv(table)))
+    assert list(frame["Restore weight"].astype(str)) == ["0.2", "0.4", "0.6", "0.8", "random init", "raw pixels"]
+    assert frame["delta_init"].round(2).tolist()[:4] == [12.6] * 4
+    assert "random init" in to_text(table) and r"$\Delta$ init" in to_latex(table)
+    # without the field nothing changes: no baseline rows, no Δ init column
+    plain = to_markdown(build_table(spec_of(sweep), sweep, records_of([{**r, "baselines": None} for r in recs])))
+    assert "random init" not in plain and "Δ init" not in plain
+
+
+def test_baselines_follow_each_columns_metric_source():
+    sweep = load_sweep("probe_smoke")  # columns: DINO probe (linear_dino) and k-NN
+    recs = []
+    for run in sweep.expand():
+        for stage in ("linear_dino", "linear_cls", "knn"):
+            recs.append(record(run, stage, metrics=METRICS[stage](70.0),
+                               baselines=baseline_field(stage, 50.0 + run.repeat, 60.0)))
+    table = build_table(spec_of(sweep), sweep, records_of(recs), test=True)
+    init = table.baselines["random init"]
+    assert init["linear"].summary.mean == 51.5  # linear_dino's top1_best = acc + 1, from the first row's source
+    assert init["knn"].summary.mean == pytest.approx(50.4)  # top1@10 = acc - 0.1
+    assert table.baselines["raw pixels"]["knn"].summary.se == 0.0
+    md = to_markdown(table)
+    assert "| random init | 51.50 ± 0.50 (n=2) | — | — | — | — | 50.40 ± 0.50 (n=2) | — | — | — | — |" in md
+    assert "DINO's linear probe on the last 4 class tokens (linear_dino, best epoch)" in md
