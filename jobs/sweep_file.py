@@ -19,7 +19,7 @@ from mst.config import ConfigError
 SWEEP_DIR = Path(__file__).resolve().parent.parent / "sweeps"
 BUDGETS_FILE = "budgets.yaml"
 """The global budgets, beside the sweep files in the sweeps folder (not a sweep itself)."""
-RENAMED: dict[str, str] = {}
+RENAMED = {"mask_ratio": "mask_prob"}  # it varies mask.prob, not a ratio
 """Old sweep name -> its file today; the old name keeps working, and keeps its runs folder."""
 
 

@@ -268,8 +268,8 @@ def test_record_cache_follows_changes(tmp_path, demo):
     assert collect(tmp_path).frame["metrics"][0]["top1@10"] == 72.0
 
 
-def test_mask_ratio_csv_keeps_the_p_axis_beside_the_p_value(tmp_path):
-    sweep = load_sweep("mask_ratio_smoke")
+def test_mask_prob_csv_keeps_the_p_axis_beside_the_p_value(tmp_path):
+    sweep = load_sweep("mask_prob_smoke")
     write_sweep_records(tmp_path, sweep.expand())
     frame = pd.read_csv(io.StringIO(to_csv(build_table(spec_of(sweep), sweep, collect(tmp_path), test=True))))
     assert list(frame["p"]) == [0.0, 0.0, 0.01, 0.01, 0.25, 0.5, 0.75]

@@ -10,7 +10,7 @@ from jobs.sweep import STAGES, SweepError, budget_names, budgeted, load_sweep, s
 from mst.config import config_hash
 from mst.seeding import derive_seed
 
-PAPER_SWEEPS = ("k_sweep", "probe", "longer_training", "bert", "mask_ratio", "loss_weight", "method")
+PAPER_SWEEPS = ("k_sweep", "probe", "longer_training", "bert", "mask_prob", "loss_weight", "method")
 
 # The run ids of every sweeps/<name>_smoke.yaml on main before budgets replaced those files: the runs
 # folders, examples and the demo written then must keep matching the same sweep at budget smoke.
@@ -88,7 +88,14 @@ def test_smoke_budget_feeds_the_same_table_with_the_same_axes(name):
 def test_budget_smoke_keeps_the_run_ids_of_the_smoke_files(name):
     for sweep in (load_sweep(name), load_sweep(name.removesuffix("_smoke"), budget="smoke")):
         assert [run.run_id for run in sweep.expand()] == SMOKE_RUN_IDS[name]
-        assert {run.sweep for run in sweep.expand()} == {name}
+        assert {run.sweep for run in sweep.expand()} == {name}  # the runs folder keeps its name
+
+
+def test_mask_ratio_is_the_old_name_of_mask_prob():
+    new, old = load_sweep("mask_prob"), load_sweep("mask_ratio")
+    assert "mask.prob" in new.zip and old.path == new.path and old.name == "mask_ratio"
+    assert [r.run_id for r in load_sweep("mask_prob_smoke").expand()] == SMOKE_RUN_IDS["mask_ratio_smoke"]
+    assert load_sweep("mask_ratio", budget="smoke").name == "mask_ratio_smoke"
 
 
 @pytest.mark.parametrize("name", sorted(sweep_names()) + [f"{n}_smoke" for n in sorted(sweep_names())])
