@@ -5,7 +5,8 @@ the stages to run, the number of repeats, and the appendix table it fills (`tabl
 analysis/tables.py). A sweep runs at paper scale, or at a named budget (`sweeps/budgets.yaml`, refined per
 sweep under `budgets:`) that changes the preset, repeats, stages, overrides and axis values, never the cells'
 meaning. `load_sweep("loss_weight", budget="smoke")` and the alias `load_sweep("loss_weight_smoke")` are the
-same sweep, named `loss_weight_smoke`: that name is its runs folder.
+same sweep, named `loss_weight_smoke`: that name is its runs folder. The file format (`SweepFile`, `Budget`,
+their type checks, budget merging and name resolution) is in jobs/sweep_file.py; the checks on meaning here.
 
 Every problem is found here, before anything is submitted, and reported as one `SweepError` line naming the
 file, the key and the fix. This module imports `mst.config` and `mst.seeding` only (no torch at import
