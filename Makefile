@@ -3,8 +3,11 @@ SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-SWEEP ?= loss_weight_smoke
+SWEEP ?= loss_weight
+# a named budget (sweeps/budgets.yaml) the sweep runs at; empty: the sweep file as written (paper scale)
+BUDGET ?=
 CLUSTER ?= local
+SWEEP_ARGS = $(SWEEP)$(if $(BUDGET), --budget $(BUDGET))
 RUNS ?= runs
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
@@ -48,12 +51,14 @@ test-fast: setup
 test-floor: data
 	bash .ci/floor-lane
 
+# the demo: loss_weight at budget smoke unless SWEEP / BUDGET say otherwise
+demo: BUDGET = smoke
 demo: setup
-	$(BIN)/mst-sweep submit $(SWEEP) --cluster $(CLUSTER) --runs $(RUNS)
-	$(BIN)/mst-report tables --runs $(RUNS) --sweep $(SWEEP)
+	$(BIN)/mst-sweep submit $(SWEEP_ARGS) --cluster $(CLUSTER) --runs $(RUNS)
+	$(BIN)/mst-report tables --runs $(RUNS) --sweep $(SWEEP_ARGS)
 
 sweep: setup
-	$(BIN)/mst-sweep submit $(SWEEP) --cluster $(CLUSTER) --runs $(RUNS)
+	$(BIN)/mst-sweep submit $(SWEEP_ARGS) --cluster $(CLUSTER) --runs $(RUNS)
 
 report: setup
 	$(BIN)/mst-report tables --runs $(RUNS)
@@ -79,8 +84,8 @@ gpu-check: setup
 # The paper's claim at Fashion-MNIST scale: DINO alone vs MST (random / attention-guided masking), 3 paired
 # seeds, the same budget in every arm; the table with paired tests goes to benchmarks/results/method_smoke.md.
 method: setup
-	$(BIN)/mst-sweep submit method_smoke --cluster local --runs $(RUNS)
-	$(BIN)/mst-report tables --runs $(RUNS) --sweep method_smoke --test --format md > benchmarks/results/method_smoke.md.tmp
+	$(BIN)/mst-sweep submit method --budget smoke --cluster local --runs $(RUNS)
+	$(BIN)/mst-report tables --runs $(RUNS) --sweep method --budget smoke --test --format md > benchmarks/results/method_smoke.md.tmp
 	mv benchmarks/results/method_smoke.md.tmp benchmarks/results/method_smoke.md
 	$(BIN)/python benchmarks/method_context.py --sweep method_smoke --runs $(RUNS)
 

@@ -7,22 +7,20 @@ happened. A cell shows a number once none of its runs is pending, otherwise prog
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
 from jobs.sweep import RunSpec, Sweep, cell_key, cell_label
 
+from .baselines import NOTE, baseline_cells, delta_init
 from .collect import Records
 from .stats import DDOF, SE_FORMULA, Summary, TTest, compare, summarize
-from .tables import Rank, Row, TableSpec, source_name
+from .tables import Rank, Row, TableError, TableSpec, source_name
 
+__all__ = ["TableError", "build_table", "match_rows", "pick_source", "table_frame"]
 LIST_LIMIT = 8  # names listed per footnote line before "and N more"
-
-
-class TableError(ValueError):
-    """A table spec that does not fit the sweep it reads (one line)."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +82,13 @@ class BuiltTable:
     """Whether p-values were computed."""
     labels: dict[str, str]
     """Column key -> header text (names the stand-in metric when the sweep lacks the paper's stage)."""
+    baselines: dict[str, dict[str, CellResult]] = field(default_factory=dict)
+    """Baseline label ('random init', 'raw pixels') -> column key -> cell; empty when no record carries them."""
+
+    def delta_init(self, key: str, cell: CellResult) -> float | None:
+        """ours − random init for column `key` (None without a random-init baseline or a final value)."""
+        init = self.baselines.get("random init", {}).get(key)
+        return delta_init(cell.summary.mean if cell.final else None, init)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -218,7 +223,13 @@ def build_table(spec: TableSpec, sweep: Sweep, records: Records, test: bool = Fa
             f"{'k-NN' if stand_in[0][0] == 'knn' else stand_in[0][0]} (%) in place of {column.label}"
     if test and spec.pairwise:
         notes += _pairwise_notes(spec, [row.label for row in rows], built_cells, labels)
-    return BuiltTable(spec, sweep.name, title, tuple(rows), tuple(notes), test, labels)
+    # the baselines of a column come from the metric source of its first row
+    sources = {column.key: pick_source(spec, spec.rows[0], column.key, sweep) for column in spec.columns}
+    baselines = baseline_cells(records.frame, sweep.name, expected_ids, sources, sweep.repeats, CellResult)
+    if baselines:
+        used = "; ".join(f"{labels[key]}: {source_name(*source)}" for key, source in sources.items())
+        notes.insert(2, NOTE.format(sources=f"from {used}"))
+    return BuiltTable(spec, sweep.name, title, tuple(rows), tuple(notes), test, labels, baselines)
 
 
 def _pairwise_notes(spec: TableSpec, labels: list[tuple[str, ...]], built: list[dict[str, CellResult]],
@@ -300,17 +311,20 @@ def _stale(records: Records, sweep: str, expected_ids: set[str]) -> list[str]:
 def table_frame(table: BuiltTable) -> pd.DataFrame:
     """Long form of a built table (one row per row x column) for CSV and plots."""
     out = []
-    for row in table.rows:
+    extra = [((label,) + ("",) * (len(table.spec.row_header) - 1), cells, {})
+             for label, cells in table.baselines.items()]
+    for label, cells, tests in [(row.label, row.cells, row.tests) for row in table.rows] + extra:
         for column in table.spec.columns:
-            c = row.cells[column.key]
-            t = row.tests.get(column.key)
+            c = cells[column.key]
+            t = tests.get(column.key)
             out.append({
                 "table": table.spec.id, "sweep": table.sweep,
-                **{h: v for h, v in zip(table.spec.row_header, row.label)},
+                **{h: v for h, v in zip(table.spec.row_header, label)},
                 "column": table.labels[column.key], "mean": c.summary.mean if c.final else None,
                 "se": c.summary.se if c.final else None, "n": c.summary.n if c.summary else c.done,
                 "non_finite": c.summary.non_finite if c.summary else 0, "expected": c.expected,
                 "pending": c.pending, "failed": c.failed, "paper": c.paper, "delta": c.delta,
+                **({"delta_init": table.delta_init(column.key, c)} if table.baselines else {}),
                 "test": t.kind if t else None, "p_value": t.p if t else None,
             })
     return pd.DataFrame(out)

@@ -1,8 +1,8 @@
 """`mst-report`: appendix tables, sweep status and plots from the `result.json` records.
 
-    mst-report tables [--runs DIR] [--sweep NAME] [--format term|md|latex|csv] [--out DIR] [--test]
-    mst-report status [--runs DIR] [--sweep NAME]
-    mst-report plot   [--runs DIR] [--sweep NAME] [--out DIR]
+    mst-report tables [--runs DIR] [--sweep NAME [--budget B]] [--format term|md|latex|csv] [--out DIR] [--test]
+    mst-report status [--runs DIR] [--sweep NAME [--budget B]]
+    mst-report plot   [--runs DIR] [--sweep NAME [--budget B]] [--out DIR]
 
 Imports stay inside the commands so that `--help` is instant; nothing here ever imports torch.
 """
@@ -38,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--sweep", action="append", metavar="NAME",
                        help="sweep name (sweeps/NAME.yaml) or a sweep .yaml path; repeatable (default: every "
                        "sweep folder under --runs)")
+        p.add_argument("--budget", metavar="NAME", help="the named budget the --sweep sweeps ran at (e.g. smoke; "
+                       "the same as naming them <name>_<budget>)")
 
     t = sub.add_parser("tables", help="render the appendix tables")
     common(t)
@@ -55,15 +57,17 @@ def _parser() -> argparse.ArgumentParser:
 
 def _load_sweeps(args: argparse.Namespace) -> list:
     """The sweeps to report: named ones, or every sweep folder under --runs that has a sweep file."""
-    from jobs.sweep import SweepError, load_sweep
+    from jobs.sweep import SweepError, budgeted, load_sweep
 
     from .collect import sweeps_in
 
     if not args.runs.is_dir():
         _fail(f"runs folder {args.runs} does not exist; pass --runs DIR (where mst-sweep wrote the runs)")
+    if args.budget and not args.sweep:
+        _fail("--budget needs --sweep NAME (every sweep folder under --runs already names its budget)")
     if args.sweep:
         try:
-            return [load_sweep(name) for name in args.sweep]
+            return [load_sweep(budgeted(name, args.budget) if args.budget else name) for name in args.sweep]
         except SweepError as err:
             _fail(str(err))
     names = sweeps_in(args.runs)
@@ -84,16 +88,13 @@ def _load_sweeps(args: argparse.Namespace) -> list:
 def _build(args: argparse.Namespace, test: bool = False) -> list:
     from .assemble import TableError, build_table
     from .collect import collect
-    from .tables import SPECS
+    from .tables import spec_of
 
     sweeps = _load_sweeps(args)
-    for sweep in sweeps:
-        if sweep.table not in SPECS:
-            _fail(f"sweep {sweep.name} names table '{sweep.table}', which has no spec; use one of "
-                  f"{', '.join(SPECS)}")
-    records = collect(args.runs, [s.name for s in sweeps])
     try:
-        return [build_table(SPECS[s.table], s, records, test=test) for s in sweeps]
+        specs = [spec_of(sweep) for sweep in sweeps]  # a malformed table block fails before records are read
+        records = collect(args.runs, [s.name for s in sweeps])
+        return [build_table(spec, s, records, test=test) for spec, s in zip(specs, sweeps)]
     except TableError as err:
         _fail(str(err))
 

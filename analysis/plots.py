@@ -1,4 +1,5 @@
-"""One PNG per sweep: the metric against the swept value, mean with s.e. error bars, and the paper's points."""
+"""One PNG per sweep: the metric against the swept value, mean with s.e. error bars, the paper's points, and
+the baselines (random init, raw pixels) as horizontal lines when the records carry them."""
 
 from __future__ import annotations
 
@@ -60,6 +61,11 @@ def table_figure(table: BuiltTable) -> Any:
             if known:
                 ax.plot([x for x, _ in known], [v for _, v in known], "s--", color=color, mfc="none",
                         label=f"{name} (paper)" if numeric else "paper")
+        for j, (name, cells) in enumerate(table.baselines.items()):  # same metric as the panel, one line each
+            cell = cells[column.key]
+            if cell.final:
+                ax.axhline(cell.summary.mean, color=f"C{len(series) + j}", ls=":",
+                           label=f"{name} (mean of {cell.summary.n} seeds)")
         if numeric:
             ax.set_xlabel(table.spec.x_axis)
         else:

@@ -1,6 +1,7 @@
 """Render built tables: terminal (rich), Markdown, LaTeX (booktabs) and CSV.
 
-Every value column becomes three: ours (mean ± s.e. (n), or progress), the paper's value, and Δ.
+Every value column becomes three: ours (mean ± s.e. (n), or progress), the paper's value, and Δ; a table
+whose records carry baselines adds the rows 'random init' and 'raw pixels' and a fourth, Δ init.
 """
 
 from __future__ import annotations
@@ -46,10 +47,16 @@ def p_text(table: BuiltTable, row: BuiltRow, key: str) -> str:
     return f"{t.p:.3g} ({t.kind})"
 
 
+def delta_init(table: BuiltTable, key: str, cell: CellResult) -> str:
+    value = table.delta_init(key, cell)
+    return "\u2014" if value is None or not math.isfinite(value) else f"{value:+.2f}"
+
+
 def header(table: BuiltTable) -> list[str]:
     out = list(table.spec.row_header)
     for column in table.spec.columns:
-        out += [table.labels[column.key], "paper", "\u0394"] + (["p-value"] if table.tested else [])
+        out += [table.labels[column.key], "paper", "\u0394"] + (["\u0394 init"] if table.baselines else []) + \
+            (["p-value"] if table.tested else [])
     return out
 
 
@@ -60,8 +67,25 @@ def body(table: BuiltTable, pm: str = "\u00b1") -> list[list[str]]:
         for column in table.spec.columns:
             cell = row.cells[column.key]
             line += [ours(cell, pm), paper(cell), delta(cell)]
+            if table.baselines:
+                line.append(delta_init(table, column.key, cell))
             if table.tested:
                 line.append(p_text(table, row, column.key))
+        rows.append(line)
+    return rows + baseline_body(table, pm)
+
+
+def baseline_body(table: BuiltTable, pm: str = "\u00b1") -> list[list[str]]:
+    """The baseline rows: label in the first header column, ours, no paper value, Δ init (raw pixels only)."""
+    rows = []
+    for label, cells in table.baselines.items():
+        line = [label] + [""] * (len(table.spec.row_header) - 1)
+        for column in table.spec.columns:
+            cell = cells[column.key]
+            line += [ours(cell, pm), "\u2014", "\u2014",
+                     "\u2014" if label == "random init" else delta_init(table, column.key, cell)]
+            if table.tested:
+                line.append("\u2014")
         rows.append(line)
     return rows
 
@@ -119,9 +143,14 @@ def to_rich(table: BuiltTable):
     n_label = len(table.spec.row_header)
     for i, h in enumerate(header(table)):
         t.add_column(Text(h), justify="left" if i < n_label else "right", no_wrap=i >= n_label)
-    for row, cells in zip(table.rows, body(table)):
+    lines = body(table)
+    for row, cells in zip(table.rows, lines):
         style = None if all(c.final for c in row.cells.values()) else "yellow"
         t.add_row(*(Text(c) for c in cells), style=style)
+    if table.baselines:
+        t.add_section()  # a rule between the cells and the baselines
+    for cells in lines[len(table.rows):]:
+        t.add_row(*(Text(c) for c in cells), style="dim")
     return t
 
 

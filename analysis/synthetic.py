@@ -14,6 +14,8 @@ from typing import Any
 from jobs.sweep import RunSpec
 from mst.config import config_to_dict
 
+from .collect import COLUMNS, Records
+
 METRICS = {
     "pretrain": lambda acc: {"loss": 5.0 - acc / 50, "loss_dino": 4.0, "loss_rec": 1.0, "steps": 100, "epochs": 1},
     "knn": lambda acc: {f"top{t}@{k}": min(100.0, acc + (5 if t == 5 else 0) - k / 100) for k in (10, 20, 100, 200)
@@ -25,10 +27,15 @@ METRICS = {
 }
 
 
+def baseline_field(stage: str, random_init: float, raw_pixels: float) -> dict[str, dict[str, float]]:
+    """An eval stage's `baselines` field: its own metric names, for an untrained network and for raw pixels."""
+    return {"random init": METRICS[stage](random_init), "raw pixels": METRICS[stage](raw_pixels)}
+
+
 def record(run: RunSpec, stage: str, status: str = "done", metrics: dict[str, Any] | None = None,
-           error: str | None = None) -> dict[str, Any]:
-    """A schema-1 result.json for one stage of `run` (metrics omitted unless given)."""
-    return {
+           error: str | None = None, baselines: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
+    """A schema-1 result.json for one stage of `run` (metrics omitted unless given; baselines when given)."""
+    return ({"baselines": baselines} if baselines is not None else {}) | {
         "schema": 1, "run_id": run.run_id, "sweep": run.sweep, "cell": run.cell, "repeat": run.repeat,
         "seed": run.seed, "stage": stage, "status": status, "error": error, "metrics": metrics or {},
         "config_hash": run.run_id.rsplit("-r", 1)[0], "config": config_to_dict(run.config), "git_sha": "synthetic",
@@ -57,3 +64,12 @@ def write_sweep_records(runs_root: Path, runs: list[RunSpec], accuracy: Callable
             write_record(runs_root, record(run, stage, metrics=METRICS[stage](acc) if stage in METRICS else {}))
             count += 1
     return count
+
+
+def records_of(recs: list[dict[str, Any]]) -> Records:
+    """The Records that analysis.collect builds from these result.json dicts, read in memory (for tests of
+    the tables that need fields collect may not carry yet, such as `baselines`)."""
+    import pandas as pd
+
+    rows = [{**{key: rec.get(key) for key in COLUMNS}, "baselines": rec.get("baselines"), "path": ""} for rec in recs]
+    return Records(pd.DataFrame(rows, columns=[*COLUMNS, "baselines"]), ())

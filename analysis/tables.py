@@ -1,21 +1,38 @@
-"""The appendix tables: which sweep cell and which metric fills each cell, and the paper's numbers.
+"""The appendix tables, read from the `table:` block of each sweep file: which sweep cell and which metric
+fills each cell, and the paper's numbers.
 
 Paper values are the appendix's DeiT-S ImageNet top-1 accuracies in percent; our metrics are read in the
-same unit (percent). Rows and columns follow the appendix tables (sections 4, 5, 6, 8, 9, 10).
+same unit (percent). Rows and columns follow the appendix tables (sections 4, 5, 6, 8, 9, 10). A table block:
+
+    table:
+      id: A10
+      title: "Section A10: the restoration loss weight (DeiT-S, 100 epochs)"
+      row_header: [Restore weight]
+      x_axis: loss.restore_weight                 # optional: plots use this axis as x
+      pairwise: false                             # optional: with --test, test every pair of rows too
+      columns:                                    # key: header and metric sources (stage/metric), first run wins
+        top1: {label: Linear (%), sources: [linear_cls/top1_best, knn/top1@10]}
+      rows:                                       # in the table's order
+        - {label: "0.2", cell: {loss.restore_weight: 0.2}, paper: {top1: 73.7}, ref: 2}
+
+A row's `cell` names every swept key ({rank: i}: the i-th smallest value of that axis), `paper` the paper's
+value per column, `ref` the row it is tested against, `sources` (optional) its own metric sources per column.
 """
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
-LINEAR_CLS = ("linear_cls", "top1_best")
-LINEAR_DINO = ("linear_dino", "top1_best")
-KNN10 = ("knn", "top1@10")
 SOURCE_NAMES = {
-    LINEAR_CLS: "linear probe on the last class token (linear_cls, best epoch)",
-    LINEAR_DINO: "DINO's linear probe on the last 4 class tokens (linear_dino, best epoch)",
+    ("linear_cls", "top1_best"): "linear probe on the last class token (linear_cls, best epoch)",
+    ("linear_dino", "top1_best"): "DINO's linear probe on the last 4 class tokens (linear_dino, best epoch)",
 }
+
+
+class TableError(ValueError):
+    """A table block that is malformed or does not fit the sweep it reads (one line)."""
 
 
 def source_name(stage: str, metric: str) -> str:
@@ -26,9 +43,9 @@ def source_name(stage: str, metric: str) -> str:
 
 @dataclass(frozen=True)
 class Rank:
-    """A cell value given by position: the i-th smallest value of that axis in the sweep.
+    """A cell value given by position: the i-th smallest value of that axis in the sweep (`{rank: i}`).
 
-    Used where the smoke twin scales an axis (e.g. 10 vs 30 epochs for the paper's 100 vs 300)."""
+    Used where a budget scales an axis (e.g. 2 vs 6 epochs for the paper's 100 vs 300)."""
 
     index: int
     """0 = the smallest value of the axis."""
@@ -65,7 +82,7 @@ class TableSpec:
     """An appendix table."""
 
     id: str
-    """Table id, as sweeps name it in `table:` (A1, A2, ...)."""
+    """Table id (A1, A2, ...); a sweep file may name another file's table by it (`table: A10`)."""
     title: str
     """Caption (the appendix's wording)."""
     row_header: tuple[str, ...]
@@ -80,94 +97,132 @@ class TableSpec:
     """With --test, also test every pair of rows against each other (footnotes), not only rows vs their ref."""
 
 
-def _knn(k: int) -> tuple[tuple[str, str], ...]:
-    return (("knn", f"top1@{k}"),)
+TABLE_KEYS = ("id", "title", "row_header", "columns", "rows", "x_axis", "pairwise")
+COLUMN_KEYS = ("label", "sources")
+ROW_KEYS = ("label", "cell", "paper", "ref", "sources")
 
 
-TOP1 = Column("top1", "Linear (%)")
-LIN = Column("linear", "Linear (%)")
-KNN = Column("knn", "k-NN (%)")
-# ablation tables report the class-token probe; a sweep without it (the demo) falls back to k-NN at k = 10
-ABLATION = (LINEAR_CLS, KNN10)
-
-A1 = TableSpec(
-    "A1", "Table A1: the setting of k (k-NN top-1, DeiT-S pre-trained 300 epochs)", ("k",),
-    (Column("knn", "k-NN Top-1 (%)"),),
-    tuple(Row((str(k),), {}, {"knn": _knn(k)}, {"knn": v}, None if k == 10 else 0)
-          for k, v in ((10, 75.0), (20, 74.8), (100, 72.9), (200, 71.8))),
-    x_axis="k")
-
-A2 = TableSpec(
-    "A2", "Table A2: strategies of linear probing (DeiT-S pre-trained 100 epochs)", ("Probe",), (LIN, KNN),
-    (Row(("DINO probe (last 4 class tokens)",), {}, {"linear": (LINEAR_DINO,), "knn": (KNN10,)},
-         {"linear": 75.0, "knn": 72.1}, 1),
-     Row(("class token",), {}, {"linear": (LINEAR_CLS,), "knn": (KNN10,)}, {"linear": 73.9, "knn": 72.1})))
-
-A3 = TableSpec(
-    "A3", "Table A3: impact of longer training (DeiT-S)", ("Probe", "Epochs"), (LIN, KNN),
-    (Row(("class token", "{train.epochs}"), {"train.epochs": Rank(0)},
-         {"linear": (LINEAR_CLS,), "knn": (KNN10,)}, {"linear": 73.9, "knn": 72.1}),
-     Row(("class token", "{train.epochs}"), {"train.epochs": Rank(1)},
-         {"linear": (LINEAR_CLS,), "knn": (KNN10,)}, {"linear": 76.3, "knn": 75.0}, 0),
-     Row(("DINO probe", "{train.epochs}"), {"train.epochs": Rank(0)},
-         {"linear": (LINEAR_DINO,), "knn": (KNN10,)}, {"linear": 75.0, "knn": 72.1}),
-     Row(("DINO probe", "{train.epochs}"), {"train.epochs": Rank(1)},
-         {"linear": (LINEAR_DINO,), "knn": (KNN10,)}, {"linear": 76.9, "knn": 75.0}, 2)),
-    x_axis="train.epochs")
+def _bad(where: str, what: str, fix: str) -> None:
+    raise TableError(f"{where}: {what}; {fix}")
 
 
-def _bert_row(labels: tuple[str, ...], strategy: str, replace: str, target: str, dino: float, paper: float,
-              ref: int | None) -> Row:
-    cell = {"mask.strategy": strategy, "mask.replace": replace, "loss.restore_target": target,
-            "loss.dino_weight": dino}
-    return Row(labels, cell, {"top1": ABLATION}, {"top1": paper}, ref)
+def _keys(where: str, data: Any, valid: tuple[str, ...], required: tuple[str, ...]) -> dict:
+    if not isinstance(data, dict):
+        _bad(where, f"must be a mapping, got {type(data).__name__}", f"write the keys {', '.join(valid)}")
+    for key in data:
+        if key not in valid:
+            near = difflib.get_close_matches(str(key), valid, n=1)
+            _bad(where, f"unknown key '{key}'", f"did you mean '{near[0]}'?" if near else f"valid keys: {', '.join(valid)}")
+    for key in required:
+        if key not in data:
+            _bad(where, f"'{key}' is missing", f"add {key}: (see analysis/tables.py)")
+    return data
 
 
-A4 = TableSpec(
-    "A4", "Table A4: differences with BERT (DeiT-S, 100 epochs)",
-    ("Mask strategy", "Mask replacement", "Reconstructing", "DINO loss"), (TOP1,),
-    (_bert_row(("Random", "BERT", "Masked tokens", "No"), "random", "bert", "masked", 0.0, 61.0, 3),
-     _bert_row(("Random", "BERT", "Masked tokens", "Yes"), "random", "bert", "masked", 1.0, 71.9, 3),
-     _bert_row(("Ours", "BERT", "Original image", "Yes"), "attention", "bert", "image", 1.0, 73.5, 3),
-     _bert_row(("Ours", "Ours", "Original image", "Yes"), "attention", "token", "image", 1.0, 73.9, None)))
+def _texts(where: str, value: Any) -> tuple[str, ...]:
+    value = [value] if isinstance(value, str) else value
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        _bad(where, f"must be a text or a list of texts, got {value!r}", 'quote numbers, e.g. "0.2"')
+    return tuple(value)
 
 
-def _mask_row(strategy: str, p: float, norm: str, paper: float | None, ref: int | None) -> Row:
-    labels = ("attention (MST)" if strategy == "attention" else strategy, f"{p:g}", "yes" if norm == "bn" else "no")
-    cell = {"mask.strategy": strategy, "mask.prob": p, "decoder.norm": norm}
-    return Row(labels, cell, {"top1": ABLATION}, {} if paper is None else {"top1": paper}, ref)
+def _sources(where: str, value: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, list) or not value:
+        _bad(where, f"must be a non-empty list of stage/metric, got {value!r}", "e.g. [linear_cls/top1_best]")
+    out = []
+    for item in value:
+        if not isinstance(item, str) or item.count("/") != 1 or not all(item.split("/")):
+            _bad(where, f"source {item!r} is not stage/metric", "e.g. knn/top1@10")
+        out.append(tuple(item.split("/")))
+    return tuple(out)
 
 
-A9 = TableSpec(
-    "A9", "Section A9: random masking with small sampling ratios p, beside attention-guided masking (DeiT-S, "
-    "100 epochs)", ("Mask", "p", "Decoder BN"), (TOP1,),
-    (_mask_row("random", 0.0, "bn", None, 5), _mask_row("random", 0.0, "none", 72.6, 5),
-     _mask_row("random", 0.01, "bn", None, 5), _mask_row("random", 0.01, "none", 71.1, 5),
-     _mask_row("attention", 0.25, "bn", None, 5), _mask_row("attention", 0.5, "bn", None, None),
-     _mask_row("attention", 0.75, "bn", None, 5)))
-
-A10 = TableSpec(
-    "A10", "Section A10: the restoration loss weight (DeiT-S, 100 epochs)", ("Restore weight",), (TOP1,),
-    tuple(Row((f"{w:g}",), {"loss.restore_weight": w}, {"top1": ABLATION}, {"top1": v}, None if w == 0.6 else 2)
-          for w, v in ((0.2, 73.7), (0.4, 73.5), (0.6, 73.9), (0.8, 73.6))),
-    x_axis="loss.restore_weight")
+def _cell_value(where: str, value: Any) -> Any:
+    if isinstance(value, dict):
+        rank = _keys(where, value, ("rank",), ("rank",))["rank"]
+        if isinstance(rank, bool) or not isinstance(rank, int) or rank < 0:
+            _bad(where, f"rank must be an integer >= 0, got {rank!r}", "0 is the axis' smallest value")
+        return Rank(rank)
+    if isinstance(value, list):
+        return [_cell_value(where, v) for v in value]
+    return value
 
 
+def read_table(data: Any, where: str) -> TableSpec:
+    """The TableSpec of a sweep file's `table:` block; a malformed block is one TableError line at `where`."""
+    data = _keys(where, data, TABLE_KEYS, ("id", "title", "row_header", "columns", "rows"))
+    for key in ("id", "title"):
+        if not isinstance(data[key], str) or not data[key]:
+            _bad(where, f"'{key}' must be a text", f'quote it, e.g. {key}: "..."')
+    header = _texts(f"{where}.row_header", data["row_header"])
+    columns, defaults = [], {}
+    if not isinstance(data["columns"], dict) or not data["columns"]:
+        _bad(where, "'columns' must be a mapping key -> {label, sources}", "e.g. columns: {top1: {label: ...}}")
+    for key, col in data["columns"].items():
+        col = _keys(f"{where}.columns.{key}", col, COLUMN_KEYS, COLUMN_KEYS)
+        columns.append(Column(str(key), _texts(f"{where}.columns.{key}.label", col["label"])[0]))
+        defaults[str(key)] = _sources(f"{where}.columns.{key}.sources", col["sources"])
+    rows_data = data["rows"]
+    if not isinstance(rows_data, list) or not rows_data:
+        _bad(where, "'rows' must be a non-empty list", "list the rows in the table's order")
+    rows = []
+    for i, row in enumerate(rows_data):
+        at = f"{where}.rows[{i}]"
+        row = _keys(at, row, ROW_KEYS, ("label",))
+        label = _texts(f"{at}.label", row["label"])
+        if len(label) != len(header):
+            _bad(at, f"label has {len(label)} texts for {len(header)} row headers", "give one text per header")
+        cell = row.get("cell") or {}
+        if not isinstance(cell, dict):
+            _bad(at, "'cell' must be a mapping of swept keys", "e.g. cell: {loss.restore_weight: 0.2}")
+        own = row.get("sources") or {}
+        paper = row.get("paper") or {}
+        for name, block in (("sources", own), ("paper", paper)):
+            if not isinstance(block, dict):
+                _bad(at, f"'{name}' must be a mapping column -> value", f"e.g. {name}: {{{columns[0].key}: ...}}")
+            for key in block:
+                if key not in defaults:
+                    _bad(at, f"{name} names column '{key}', which the table lacks", f"use one of {', '.join(defaults)}")
+        for key, value in paper.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                _bad(at, f"paper value of '{key}' must be a number, got {value!r}", "write it in percent")
+        ref = row.get("ref")
+        if ref is not None and (isinstance(ref, bool) or not isinstance(ref, int) or not 0 <= ref < len(rows_data)
+                                or ref == i):
+            _bad(at, f"ref {ref!r} is not another row's index", f"give 0 .. {len(rows_data) - 1} (0 is the first row)")
+        sources = {key: _sources(f"{at}.sources.{key}", own[key]) if key in own else defaults[key] for key in defaults}
+        rows.append(Row(label, {k: _cell_value(f"{at}.cell.{k}", v) for k, v in cell.items()}, sources,
+                        {k: float(v) for k, v in paper.items()}, ref))
+    x_axis, pairwise = data.get("x_axis"), data.get("pairwise", False)
+    if x_axis is not None and not isinstance(x_axis, str):
+        _bad(where, f"'x_axis' must be a swept key or a row header, got {x_axis!r}", "e.g. x_axis: train.epochs")
+    if not isinstance(pairwise, bool):
+        _bad(where, f"'pairwise' must be true or false, got {pairwise!r}", "e.g. pairwise: true")
+    return TableSpec(data["id"], data["title"], header, tuple(columns), tuple(rows), x_axis, pairwise)
 
-def _method_row(label: str, strategy: str, restore: float, p: float, paper: float | None, ref: int | None) -> Row:
-    cell = {"mask.strategy": strategy, "loss.restore_weight": restore, "mask.prob": p}
-    return Row((label,), cell, {"top1": ABLATION}, {} if paper is None else {"top1": paper}, ref)
+
+def table_specs() -> dict[str, TableSpec]:
+    """Every table laid out by a sweep file in sweeps/, by id."""
+    from jobs.sweep import SweepError, load_sweep, sweep_names
+
+    specs = {}
+    for name in sweep_names():
+        try:
+            sweep = load_sweep(name)
+        except SweepError as err:
+            raise TableError(str(err)) from None
+        if isinstance(sweep.table, dict):
+            spec = read_table(sweep.table, f"{sweep.path}: table")
+            specs[spec.id] = spec
+    return specs
 
 
-# The paper's claim at equal budget: DINO alone (no masking, no restoration) against MST with random and with
-# attention-guided masking. Paper values: DINO 71.6 (appendix §8, quoting the paper's Table 6) and MST 73.9
-# (appendix Table 4); the appendix gives no DeiT-S number for MST with random masking at these settings.
-M1 = TableSpec(
-    "M1", "Method: DINO alone vs MST with random or attention-guided masking, at the same budget (DeiT-S, "
-    "100 epochs)", ("Method",), (TOP1,),
-    (_method_row("DINO (no mask, no restoration)", "none", 0.0, 0.0, 71.6, None),
-     _method_row("MST, random mask", "random", 0.6, 0.25, None, 0),
-     _method_row("MST, attention-guided mask", "attention", 0.6, 0.5, 73.9, 0)),
-    pairwise=True)
-
-SPECS: dict[str, TableSpec] = {spec.id: spec for spec in (A1, A2, A3, A4, A9, A10, M1)}
+def spec_of(sweep: Any) -> TableSpec:
+    """The table `sweep` (a jobs.sweep.Sweep) fills: its own `table:` block, or the one it names by id."""
+    if isinstance(sweep.table, dict):
+        return read_table(sweep.table, f"{sweep.path}: table")
+    specs = table_specs()
+    if sweep.table not in specs:
+        raise TableError(f"sweep {sweep.name} names table '{sweep.table}', which no sweep file lays out; use one "
+                         f"of {', '.join(specs)}, or lay the table out under table:")
+    return specs[sweep.table]

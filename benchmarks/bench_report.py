@@ -31,7 +31,7 @@ from analysis.assemble import build_table
 from analysis.collect import CACHE_NAME, collect
 from analysis.render import to_markdown
 from analysis.synthetic import write_sweep_records
-from analysis.tables import SPECS
+from analysis.tables import spec_of
 from jobs.sweep import load_sweep
 from mst.atomic import atomic_write_text
 
@@ -89,7 +89,7 @@ def main() -> int:
 
         specs, t_expand = timed(sweep.expand)
         records, t_collect = timed(lambda: collect(runs_root, [sweep.name]))
-        table, t_build = timed(lambda: build_table(SPECS[sweep.table], sweep, records, test=True, specs=specs))
+        table, t_build = timed(lambda: build_table(spec_of(sweep), sweep, records, test=True, specs=specs))
         _, t_render = timed(lambda: to_markdown(table))
         n_cell = table.rows[0].cells["top1"].done
 

@@ -1,11 +1,16 @@
 """Sweeps (`sweeps/*.yaml`): load, validate, and expand into one RunSpec per (cell, repeat).
 
 A sweep is data: a base preset, fixed overrides, axes (`grid`: cartesian product; `zip`: varied together),
-the stages to run and the number of repeats. Every problem is found here, before anything is submitted, and
-reported as one `SweepError` line naming the file, the key and the fix.
+the stages to run, the number of repeats, and the appendix table it fills (`table:`, read by
+analysis/tables.py). A sweep runs at paper scale, or at a named budget (`sweeps/budgets.yaml`, refined per
+sweep under `budgets:`) that changes the preset, repeats, stages, overrides and axis values, never the cells'
+meaning. `load_sweep("loss_weight", budget="smoke")` and the alias `load_sweep("loss_weight_smoke")` are the
+same sweep, named `loss_weight_smoke`: that name is its runs folder. The file format (`SweepFile`, `Budget`,
+their type checks, budget merging and name resolution) is in jobs/sweep_file.py; the checks on meaning here.
 
-This module imports `mst.config` and `mst.seeding` only (no torch at import time), so `mst-report` can expand
-sweeps to know which runs are missing.
+Every problem is found here, before anything is submitted, and reported as one `SweepError` line naming the
+file, the key and the fix. This module imports `mst.config` and `mst.seeding` only (no torch at import
+time), so `mst-report` can expand sweeps to know which runs are missing.
 """
 
 from __future__ import annotations
@@ -18,8 +23,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jobs.config_io import load_config, read_yaml, resolve_named_yaml, yaml_names
+from jobs.config_io import load_config, read_yaml
 from jobs.rundir import SAFE_NAME
+from jobs.sweep_file import (  # noqa: F401  (re-exported: the names callers import from jobs.sweep)
+    SWEEP_DIR,
+    SweepError,
+    SweepFile,
+    budget_names,
+    budgeted,
+    decode,
+    fail,
+    global_budgets,
+    merge_budget,
+    resolve,
+    sweep_names,
+    with_budget,
+)
 from mst.config import (
     Config,
     ConfigError,
@@ -30,17 +49,10 @@ from mst.config import (
     valid_keys,
 )
 
-SWEEP_DIR = Path(__file__).resolve().parent.parent / "sweeps"
 STAGES = ("pretrain", "knn", "linear_cls", "linear_dino", "supervised", "attention")
 # stages that read the pre-trained weights; `supervised` trains from scratch and needs no pretrain stage
 NEEDS_PRETRAIN = ("knn", "linear_cls", "linear_dino", "attention")
-TOP_KEYS = ("name", "table", "description", "preset", "repeats", "base_seed", "decorrelate_seeds", "stages",
-            "overrides", "grid", "zip")
 SEED_KEY = "train.seed"
-
-
-class SweepError(ValueError):
-    """A bad sweep file; the message is one line: what is wrong and how to fix it."""
 
 
 @dataclass(frozen=True)
@@ -65,14 +77,14 @@ class RunSpec:
 
 @dataclass(frozen=True)
 class Sweep:
-    """A validated sweep file."""
+    """A validated sweep at one budget (or at paper scale)."""
 
     name: str
-    """Sweep name; equals the file name without `.yaml`."""
-    table: str
-    """The appendix table this sweep feeds (a key of analysis.tables.SPECS, e.g. 'A10')."""
+    """The name it was asked by (`loss_weight`, `loss_weight_smoke`, an old name): its runs folder."""
+    table: dict[str, Any] | str
+    """The `table:` block (a layout mapping, or the id of a table another sweep file lays out)."""
     description: str
-    """Free text shown under the table (e.g. that the per-run budget is lighter than the preset)."""
+    """Free text shown under the table: the sweep's own, then its budget's."""
     preset: str
     """Base preset name (jobs/presets) or path."""
     repeats: int
@@ -84,13 +96,15 @@ class Sweep:
     stages: tuple[str, ...]
     """Stages to run for every run."""
     overrides: dict[str, Any]
-    """Fixed dotted overrides applied to every cell."""
+    """Fixed dotted overrides applied to every cell (the budget's first)."""
     grid: dict[str, list]
     """Axes whose cartesian product forms the cells."""
     zip: dict[str, list]
     """Axes varied together (equal lengths), crossed with the grid."""
     path: Path
     """The file it was read from."""
+    budget: str | None = None
+    """The budget it runs at (None: the file as written, paper scale)."""
     _base: Config = field(repr=False, compare=False, default=None)  # preset + fixed overrides, cached
 
     def cells(self) -> list[dict[str, Any]]:
@@ -144,14 +158,6 @@ def cell_key(cell: dict[str, Any]) -> str:
     return json.dumps({k: norm(v) for k, v in cell.items()}, sort_keys=True)
 
 
-def sweep_names() -> list[str]:
-    return yaml_names(SWEEP_DIR)
-
-
-def _fail(path: Path, what: str, fix: str) -> None:
-    raise SweepError(f"{path}: {what}; {fix}")
-
-
 def _check_key(path: Path, key: str, where: str, keys: set[str]) -> None:
     if key in keys:
         return
@@ -161,106 +167,77 @@ def _check_key(path: Path, key: str, where: str, keys: set[str]) -> None:
     hint = (f"did you mean {', '.join(near)}?" if near else
             f"valid keys in '{section}': {', '.join(same_section)}" if same_section else
             f"valid sections: {', '.join(sorted({k.split('.', 1)[0] for k in keys}))}")
-    _fail(path, f"unknown override key '{key}' in {where}", hint)
+    fail(path, f"unknown override key '{key}' in {where}", hint)
 
 
-def _mapping(path: Path, data: dict, key: str) -> dict:
-    value = data.get(key) or {}
-    if not isinstance(value, dict):
-        _fail(path, f"'{key}' must be a mapping of dotted keys, got {type(value).__name__}",
-              f"write e.g. {key}: {{loss.restore_weight: 0.6}}")
-    return value
-
-
-def _axes(path: Path, data: dict, key: str) -> dict[str, list]:
-    axes = _mapping(path, data, key)
-    for name, values in axes.items():
-        if not isinstance(values, list) or not values:
-            _fail(path, f"{key} axis '{name}' must be a non-empty list, got {values!r}",
-                  f"write e.g. {name}: [value1, value2]")
-    return axes
-
-
-def _int(path: Path, data: dict, key: str, default: int, minimum: int) -> int:
-    value = data.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        _fail(path, f"'{key}' must be an integer >= {minimum}, got {value!r}", f"e.g. {key}: {max(default, minimum)}")
-    return value
-
-
-def load_sweep(name_or_path: str | Path) -> Sweep:
-    """Read and validate a sweep; every cell's config is built so impossible values fail here."""
-    try:
-        path = resolve_named_yaml(name_or_path, SWEEP_DIR, "sweep")
-        data = read_yaml(path, "sweep")
-    except ConfigError as err:
-        raise SweepError(str(err)) from None
-    for key in data:
-        if key not in TOP_KEYS:
-            near = difflib.get_close_matches(str(key), TOP_KEYS, n=1)
-            _fail(path, f"unknown key '{key}'",
-                  f"did you mean '{near[0]}'?" if near else f"valid keys: {', '.join(TOP_KEYS)}")
-    name = data.get("name", path.stem)
-    if name != path.stem:
-        _fail(path, f"name '{name}' differs from the file name '{path.stem}'", f"set name: {path.stem}")
-    if not SAFE_NAME.fullmatch(name):
-        # the name is a folder under the runs root and part of every job name: '..' would write outside it
-        _fail(path, f"sweep name {name!r} is not a path-safe name",
-              "rename the file with letters, digits, '.', '_' and '-' only, starting with a letter or digit")
-    table = data.get("table")
-    if not isinstance(table, str) or not table:
-        _fail(path, "'table' is missing", "name the appendix table it feeds, e.g. table: A10")
-    description = data.get("description", "")
-    if not isinstance(description, str):
-        _fail(path, "'description' must be a string", "quote it")
-    preset = data.get("preset", "paper")
-    repeats = _int(path, data, "repeats", 5, 1)
-    base_seed = _int(path, data, "base_seed", 0, 0)
-    decorrelate = data.get("decorrelate_seeds", False)
-    if not isinstance(decorrelate, bool):
-        _fail(path, f"'decorrelate_seeds' must be true or false, got {decorrelate!r}", "e.g. decorrelate_seeds: false")
-
-    stages = data.get("stages", ["pretrain"])
-    if not isinstance(stages, list) or not stages:
-        _fail(path, "'stages' must be a non-empty list", "e.g. stages: [pretrain, knn]")
+def _validate(path: Path, sweep: SweepFile) -> None:
+    """Every check on the meaning of a sweep at its budget (types are checked by decode)."""
+    if sweep.table is None:
+        fail(path, "'table' is missing", "lay out the table it fills (see docs), or name one, e.g. table: A10")
+    stages = list(sweep.stages)
     for stage in stages:
         if stage not in STAGES:
-            _fail(path, f"unknown stage '{stage}'", f"choose from {', '.join(STAGES)}")
+            fail(path, f"unknown stage '{stage}'", f"choose from {', '.join(STAGES)}")
     if len(set(stages)) != len(stages):
-        _fail(path, f"stages {stages} repeat a stage", "list each stage once")
+        fail(path, f"stages {stages} repeat a stage", "list each stage once")
     if any(s in NEEDS_PRETRAIN for s in stages) and "pretrain" not in stages:
-        _fail(path, f"stages {stages} evaluate pre-trained weights but omit pretrain", "add pretrain to stages")
-    stages = tuple(sorted(stages, key=STAGES.index))  # pretrain always runs first
-
-    overrides, grid, zipped = _mapping(path, data, "overrides"), _axes(path, data, "grid"), _axes(path, data, "zip")
+        fail(path, f"stages {stages} evaluate pre-trained weights but omit pretrain", "add pretrain to stages")
     keys = set(valid_keys())
-    for where, block in (("overrides", overrides), ("grid", grid), ("zip", zipped)):
+    blocks = {"overrides": sweep.overrides, "grid": sweep.grid, "zip": sweep.zip}
+    for where, block in blocks.items():
         for key in block:
             _check_key(path, key, where, keys)
             if key == SEED_KEY:
-                _fail(path, f"'{SEED_KEY}' is set in {where}", "seeds come from base_seed and repeats; set base_seed")
-    blocks = {"overrides": overrides, "grid": grid, "zip": zipped}
+                fail(path, f"'{SEED_KEY}' is set in {where}", "seeds come from base_seed and repeats; set base_seed")
     for a, b in itertools.combinations(blocks, 2):
         both = sorted(set(blocks[a]) & set(blocks[b]))
         if both:
-            _fail(path, f"key '{both[0]}' appears in both {a} and {b}", "keep each key in one place")
-    lengths = {k: len(v) for k, v in zipped.items()}
+            fail(path, f"key '{both[0]}' appears in both {a} and {b}", "keep each key in one place")
+    lengths = {k: len(v) for k, v in sweep.zip.items()}
     if len(set(lengths.values())) > 1:
-        _fail(path, f"zip axes have unequal lengths ({', '.join(f'{k}: {n}' for k, n in lengths.items())})",
-              "give every zip axis the same number of values")
+        fail(path, f"zip axes have unequal lengths ({', '.join(f'{k}: {n}' for k, n in lengths.items())})",
+             "give every zip axis the same number of values")
 
+
+def load_sweep(name_or_path: str | Path, budget: str | None = None) -> Sweep:
+    """Read and validate a sweep, at `budget` when given (or when the name is `<name>_<budget>`); every
+    cell's config is built so impossible values fail here."""
     try:
-        base = apply_overrides(load_config(preset), overrides)
+        path, alias_budget, name = resolve(name_or_path)
+        data = read_yaml(path, "sweep")
+    except ConfigError as err:
+        raise SweepError(str(err)) from None
+    if budget is not None:
+        if alias_budget is not None:
+            raise SweepError(f"sweep '{name}' already runs at budget '{alias_budget}'; drop --budget "
+                             f"or name the sweep without '_{alias_budget}'")
+        alias_budget, name = budget, f"{name}_{budget}"
+    sweep = decode(SweepFile, data, path)
+    if sweep.name is not None and sweep.name != path.stem:
+        fail(path, f"name '{sweep.name}' differs from the file name '{path.stem}'", f"set name: {path.stem}")
+    if not SAFE_NAME.fullmatch(name):
+        # the name is a folder under the runs root and part of every job name: '..' would write outside it
+        fail(path, f"sweep name {name!r} is not a path-safe name",
+             "rename the file with letters, digits, '.', '_' and '-' only, starting with a letter or digit")
+    budgets = global_budgets(path.parent) or global_budgets(SWEEP_DIR)
+    for own in sweep.budgets:  # the file's own budget blocks are checked whichever budget it runs at
+        if own != alias_budget:
+            _validate(path, with_budget(path, sweep, own, merge_budget(path, sweep, own, budgets)))
+    if alias_budget is not None:
+        sweep = with_budget(path, sweep, alias_budget, merge_budget(path, sweep, alias_budget, budgets))
+    _validate(path, sweep)
+    try:
+        base = apply_overrides(load_config(sweep.preset), sweep.overrides)
     except ConfigError as err:
         raise SweepError(f"{path}: preset/overrides: {err}") from None
-    sweep = Sweep(name, table, description.strip(), preset, repeats, base_seed, decorrelate, stages, overrides,
-                  grid, zipped, path, base)
+    stages = tuple(sorted(sweep.stages, key=STAGES.index))  # pretrain always runs first
+    out = Sweep(name, sweep.table, sweep.description, sweep.preset, sweep.repeats, sweep.base_seed,
+                sweep.decorrelate_seeds, stages, sweep.overrides, sweep.grid, sweep.zip, path, alias_budget, base)
     seen: dict[str, dict] = {}
-    for cell in sweep.cells():
-        digest = config_hash(sweep.cell_config(cell))
+    for cell in out.cells():
+        digest = config_hash(out.cell_config(cell))
         if digest in seen:
-            _fail(path, f"cells {cell_label(seen[digest])} and {cell_label(cell)} give the same config",
-                  "remove the duplicate value")
+            fail(path, f"cells {cell_label(seen[digest])} and {cell_label(cell)} give the same config",
+                 "remove the duplicate value")
         seen[digest] = cell
-    return sweep
-
+    return out

@@ -62,6 +62,9 @@ def test_tables_one_sweep_to_stdout(runs):
     assert out.returncode == 0, out.stderr
     assert "Table A4" in out.stdout and "Section A10" not in out.stdout
     assert "| Random | BERT | Masked tokens | No |" in out.stdout and "| 61.0 |" in out.stdout
+    # the sweep at its budget, named either way
+    budget = report("tables", "--runs", str(runs), "--sweep", "bert", "--budget", "smoke", "--format", "md")
+    assert budget.returncode == 0 and budget.stdout == out.stdout, budget.stderr
 
 
 @pytest.mark.parametrize("args,message", [
@@ -69,6 +72,8 @@ def test_tables_one_sweep_to_stdout(runs):
     (["tables", "--format", "html"], "error: unknown format 'html'; choose one of term, md, latex, csv"),
     (["status", "--sweep", "loss_weigth_smoke"], "error: unknown sweep 'loss_weigth_smoke'; did you mean"),
     (["tables", "--colour"], "error: unrecognized arguments: --colour; see mst-report --help"),
+    (["tables", "--budget", "smoke"], "error: --budget needs --sweep NAME"),
+    (["tables", "--sweep", "bert", "--budget", "huge"], "error: sweep 'bert' has no budget 'huge'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(runs, tmp_path, args, message):
     out = report(*args, "--runs", str(runs), "--out", str(tmp_path / "out")) if args[0] == "tables" else \

@@ -13,8 +13,8 @@ from analysis.assemble import TableError, build_table, match_rows, pick_source
 from analysis.collect import COLUMNS, Records, collect
 from analysis.render import to_csv, to_latex, to_markdown, to_text
 from analysis.status import sweep_status
-from analysis.synthetic import METRICS, record, write_record, write_sweep_records
-from analysis.tables import SPECS
+from analysis.synthetic import METRICS, baseline_field, record, records_of, write_record, write_sweep_records
+from analysis.tables import read_table, spec_of, table_specs
 from jobs.rundir import append_manifest
 from jobs.sweep import cell_label, load_sweep, sweep_names
 
@@ -34,9 +34,9 @@ def knn_record(run, acc, status="done", error=None):
 
 def test_every_table_spec_fits_the_sweeps_that_feed_it():
     used = set()
-    for name in sweep_names():
+    for name in sweep_names() + [f"{n}_smoke" for n in sweep_names()]:
         sweep = load_sweep(name)
-        spec = SPECS[sweep.table]
+        spec = spec_of(sweep)
         used.add(spec.id)
         cells = match_rows(spec, sweep)  # raises when a row has no cell or a cell has no row
         assert len(cells) == len(spec.rows)
@@ -50,18 +50,72 @@ def test_every_table_spec_fits_the_sweeps_that_feed_it():
                 if sweep.preset == "paper":  # paper sweeps measure exactly what the appendix reports
                     assert (stage, metric) == row.sources[column.key][0]
             assert row.ref is None or 0 <= row.ref < len(spec.rows)
-    assert used == set(SPECS)
+    assert used == set(PAPER)
+
+
+# The appendix's numbers per table, row by row (paper value per column, and the row each is tested against), as
+# analysis/tables.py held them before the sweep files laid the tables out.
+PAPER = {
+    "A1": ([{"knn": 75.0}, {"knn": 74.8}, {"knn": 72.9}, {"knn": 71.8}], [None, 0, 0, 0]),
+    "A2": ([{"linear": 75.0, "knn": 72.1}, {"linear": 73.9, "knn": 72.1}], [1, None]),
+    "A3": ([{"linear": 73.9, "knn": 72.1}, {"linear": 76.3, "knn": 75.0}, {"linear": 75.0, "knn": 72.1},
+            {"linear": 76.9, "knn": 75.0}], [None, 0, None, 2]),
+    "A4": ([{"top1": 61.0}, {"top1": 71.9}, {"top1": 73.5}, {"top1": 73.9}], [3, 3, 3, None]),
+    "A9": ([{}, {"top1": 72.6}, {}, {"top1": 71.1}, {}, {}, {}], [5, 5, 5, 5, 5, None, 5]),
+    "A10": ([{"top1": 73.7}, {"top1": 73.5}, {"top1": 73.9}, {"top1": 73.6}], [2, 2, None, 2]),
+    "M1": ([{"top1": 71.6}, {}, {"top1": 73.9}], [None, 0, 0]),
+}
+
+
+def test_the_sweep_files_hold_the_papers_values():
+    specs = table_specs()
+    assert sorted(specs) == sorted(PAPER)
+    for table_id, (paper, refs) in PAPER.items():
+        assert [row.paper for row in specs[table_id].rows] == paper
+        assert [row.ref for row in specs[table_id].rows] == refs
+    for name in sweep_names():  # a budget never changes the layout
+        assert spec_of(load_sweep(name, budget="smoke")) == spec_of(load_sweep(name))
+
+
+def test_a_named_table_is_the_layout_of_the_file_that_lays_it_out(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("table: A10\npreset: smoke\nrepeats: 2\nstages: [pretrain, knn]\n"
+                    "grid:\n  loss.restore_weight: [0.2, 0.4, 0.6, 0.8]\n")
+    assert spec_of(load_sweep(path)) == table_specs()["A10"]
+    path.write_text("table: A99\npreset: smoke\n")
+    with pytest.raises(TableError, match="sweep mine names table 'A99', which no sweep file lays out; use one of"):
+        spec_of(load_sweep(path))
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda t: t.pop("title"), "table: 'title' is missing; add title:"),
+    (lambda t: t.update(colums={}), "table: unknown key 'colums'; did you mean 'columns'?"),
+    (lambda t: t["rows"][0].update(label=["a", "b"]), "table.rows[0]: label has 2 texts for 1 row headers"),
+    (lambda t: t["rows"][0].update(label=0.2), "must be a text or a list of texts, got 0.2; quote numbers"),
+    (lambda t: t["rows"][0].update(paper={"linear": 70.0}), "paper names column 'linear', which the table lacks"),
+    (lambda t: t["rows"][0].update(ref=0), "table.rows[0]: ref 0 is not another row's index; give 0 .. 3"),
+    (lambda t: t["rows"][0].update(cell={"loss.restore_weight": {"rank": -1}}), "rank must be an integer >= 0"),
+    (lambda t: t["columns"]["top1"].update(sources=["knn:top1@10"]), "source 'knn:top1@10' is not stage/metric"),
+])
+def test_bad_table_blocks_are_one_line(change, message):
+    import copy
+
+    block = copy.deepcopy(load_sweep("loss_weight").table)
+    change(block)
+    with pytest.raises(TableError) as err:
+        read_table(block, "loss_weight.yaml: table")
+    assert message in str(err.value) and "\n" not in str(err.value)
 
 
 def test_a_sweep_that_does_not_fit_its_table_is_named(demo):
     sweep, _ = demo
     other = dataclasses.replace(sweep, grid={"loss.restore_weight": [0.2, 0.4, 0.6, 0.5]})
     with pytest.raises(TableError, match="needs cell loss.restore_weight=0.8, which sweep loss_weight_smoke"):
-        match_rows(SPECS["A10"], other)
+        match_rows(spec_of(sweep), other)
     probe = dataclasses.replace(load_sweep("probe_smoke"), stages=("pretrain", "knn", "linear_cls"))
     empty = Records(pd.DataFrame([], columns=COLUMNS), ())
     with pytest.raises(TableError, match="needs stage linear_dino, which sweep probe_smoke does not run"):
-        build_table(SPECS["A2"], probe, empty)
+        build_table(spec_of(probe), probe, empty)
 
 
 def test_finished_sweep_hand_computed_cells(tmp_path, demo):
@@ -71,7 +125,7 @@ def test_finished_sweep_hand_computed_cells(tmp_path, demo):
         # weight 0.2: 70 and 72 -> 71.00 +- 1.00; other weights 73 +- 0.5 per repeat
         acc = (70.0 + 2 * run.repeat) if run.cell["loss.restore_weight"] == 0.2 else 72.5 + run.repeat
         write_record(tmp_path, knn_record(run, acc))
-    table = build_table(SPECS["A10"], sweep, collect(tmp_path))
+    table = build_table(spec_of(sweep), sweep, collect(tmp_path))
     md = to_markdown(table)
     assert "| 0.2 | 71.00 ± 1.00 (n=2) | 73.7 | -2.70 |" in md
     assert "| 0.6 | 73.00 ± 0.50 (n=2) | 73.9 | -0.90 |" in md
@@ -88,7 +142,7 @@ def test_half_finished_sweep_shows_progress_and_names_missing_runs(tmp_path, dem
         write_record(tmp_path, knn_record(run, 71.0))
     second = next(r for r in runs if r.repeat == 1)
     write_record(tmp_path, knn_record(second, 71.0, status="running"))
-    table = build_table(SPECS["A10"], sweep, collect(tmp_path))
+    table = build_table(spec_of(sweep), sweep, collect(tmp_path))
     md = to_markdown(table)
     assert md.count("| 1/2 | ") == 4 and "±" not in md.split("\n- ")[0]
     assert "Missing (no record yet): 3" in md and f"{runs[1].run_id}" in md
@@ -107,7 +161,7 @@ def test_failed_run_and_corrupt_record_are_named(tmp_path, demo):
     wrong.write_text(json.dumps({**json.loads(wrong.read_text()), "schema": 2}))
     records = collect(tmp_path)
     assert {s.path for s in records.skipped} == {str(corrupt), str(wrong)}
-    table = build_table(SPECS["A10"], sweep, records)
+    table = build_table(spec_of(sweep), sweep, records)
     md = to_markdown(table)
     # weight 0.2: one failed, one done, nothing pending -> a number with n = 1 and no s.e.
     assert "| 0.2 | 72.00 (n=1, no s.e.) | 73.7 | -1.70 |" in md
@@ -143,7 +197,7 @@ def test_stale_records_are_ignored_and_counted(tmp_path, demo):
     sweep, runs = demo
     old = dataclasses.replace(runs[0], run_id="000000000000-r0")
     write_record(tmp_path, knn_record(old, 99.0))
-    md = to_markdown(build_table(SPECS["A10"], sweep, collect(tmp_path)))
+    md = to_markdown(build_table(spec_of(sweep), sweep, collect(tmp_path)))
     assert "Ignored 1 record(s) of runs outside the current sweep definition" in md
     assert "99.00" not in md
 
@@ -152,7 +206,7 @@ def test_paired_test_against_the_reference_row(tmp_path, demo):
     sweep, runs = demo
     for run in runs:
         write_record(tmp_path, knn_record(run, 70.0 + run.repeat + run.cell["loss.restore_weight"]))
-    table = build_table(SPECS["A10"], sweep, collect(tmp_path), test=True)
+    table = build_table(spec_of(sweep), sweep, collect(tmp_path), test=True)
     by_label = {row.label[0]: row for row in table.rows}
     assert by_label["0.6"].is_ref and not by_label["0.6"].tests
     # constant per-seed differences: the paired test sees no spread and an exact shift -> p = 0
@@ -165,7 +219,7 @@ def test_paired_test_against_the_reference_row(tmp_path, demo):
 def test_renderers(tmp_path, demo):
     sweep, runs = demo
     write_sweep_records(tmp_path, runs)
-    table = build_table(SPECS["A10"], sweep, collect(tmp_path))
+    table = build_table(spec_of(sweep), sweep, collect(tmp_path))
     latex = to_latex(table)
     assert r"\toprule" in latex and r"\bottomrule" in latex and r"$\pm$" in latex
     assert r"(\%)" in latex and r"loss\_weight\_smoke" in latex and "ddof = 1" in latex
@@ -214,10 +268,10 @@ def test_record_cache_follows_changes(tmp_path, demo):
     assert collect(tmp_path).frame["metrics"][0]["top1@10"] == 72.0
 
 
-def test_mask_ratio_csv_keeps_the_p_axis_beside_the_p_value(tmp_path):
-    sweep = load_sweep("mask_ratio_smoke")
+def test_mask_prob_csv_keeps_the_p_axis_beside_the_p_value(tmp_path):
+    sweep = load_sweep("mask_prob_smoke")
     write_sweep_records(tmp_path, sweep.expand())
-    frame = pd.read_csv(io.StringIO(to_csv(build_table(SPECS["A9"], sweep, collect(tmp_path), test=True))))
+    frame = pd.read_csv(io.StringIO(to_csv(build_table(spec_of(sweep), sweep, collect(tmp_path), test=True))))
     assert list(frame["p"]) == [0.0, 0.0, 0.01, 0.01, 0.25, 0.5, 0.75]
     assert list(frame["Decoder BN"]) == ["yes", "no", "yes", "no", "yes", "yes", "yes"]
     assert frame["p_value"].isna().tolist() == [False] * 5 + [True, False]  # 0.5 is the reference row
@@ -231,7 +285,7 @@ def test_decorrelated_seeds_use_welch(tmp_path, demo):
     runs = sweep.expand()
     assert len({r.seed for r in runs if r.repeat == 0}) == 4
     write_sweep_records(tmp_path, runs)
-    table = build_table(SPECS["A10"], sweep, collect(tmp_path), test=True)
+    table = build_table(spec_of(sweep), sweep, collect(tmp_path), test=True)
     assert {row.tests["top1"].kind for row in table.rows if row.tests} == {"welch"}
     assert "cells decorrelated" in to_markdown(table)
 
@@ -244,7 +298,7 @@ def test_method_table_tests_every_pair_of_arms(tmp_path):
     assert sweep.repeats >= 3 and {r.seed for r in runs if r.cell["mask.strategy"] == "none"} == \
         {r.seed for r in runs if r.cell["mask.strategy"] == "attention"}
     write_sweep_records(tmp_path, runs, lambda run: 70.0 + run.repeat + shift[run.cell["mask.strategy"]][run.repeat])
-    table = build_table(SPECS["M1"], sweep, collect(tmp_path), test=True)
+    table = build_table(spec_of(sweep), sweep, collect(tmp_path), test=True)
     notes = [n for n in table.footnotes if "paired t(2)" in n]
     assert len(notes) == 3
     # by hand, df = 2, where P(|T| > t) = 1 - t / sqrt(2 + t^2):
@@ -255,3 +309,44 @@ def test_method_table_tests_every_pair_of_arms(tmp_path):
     assert "= +2.50 \u00b1 0.58 points over 3 paired seeds; paired t(2) = 4.33, p = 0.0494." in notes[1]
     # attention - random: a constant 0.5 -> no spread, p = 0
     assert "MST, attention-guided mask \u2212 MST, random mask = +0.50 \u00b1 0.00" in notes[2] and "p = 0." in notes[2]
+
+
+def test_baseline_rows_and_delta_against_random_init(demo):
+    sweep, runs = demo
+    recs = []
+    for run in runs:
+        # seed of repeat r: random init 59.9 + r, raw pixels 79.9 + r (k-NN top1@10 = acc - 0.1); cells 72.5 + r
+        field = baseline_field("knn", 60.0 + run.repeat, 80.0 + run.repeat)
+        recs.append(record(run, "knn", metrics={"top1@10": 72.5 + run.repeat}, baselines=field))
+    table = build_table(spec_of(sweep), sweep, records_of(recs))
+    md = to_markdown(table)
+    assert "| Restore weight | k-NN (%) in place of Linear (%) | paper | Δ | Δ init |" in md
+    assert "| 0.6 | 73.00 ± 0.50 (n=2) | 73.9 | -0.90 | +12.60 |" in md
+    assert "| random init | 60.40 ± 0.50 (n=2) | — | — | — |" in md
+    assert "| raw pixels | 80.40 ± 0.50 (n=2) | — | — | +20.00 |" in md
+    assert "random init: the same architecture at its random initialisation" in md
+    assert "from k-NN (%) in place of Linear (%): weighted k-NN top-1 at k = 10 (knn)" in md
+    frame = pd.read_csv(io.StringIO(to_csv(table)))
+    assert list(frame["Restore weight"].astype(str)) == ["0.2", "0.4", "0.6", "0.8", "random init", "raw pixels"]
+    assert frame["delta_init"].round(2).tolist()[:4] == [12.6] * 4
+    assert "random init" in to_text(table) and r"$\Delta$ init" in to_latex(table)
+    # without the field nothing changes: no baseline rows, no Δ init column
+    plain = to_markdown(build_table(spec_of(sweep), sweep, records_of([{**r, "baselines": None} for r in recs])))
+    assert "random init" not in plain and "Δ init" not in plain
+
+
+def test_baselines_follow_each_columns_metric_source():
+    sweep = load_sweep("probe_smoke")  # columns: DINO probe (linear_dino) and k-NN
+    recs = []
+    for run in sweep.expand():
+        for stage in ("linear_dino", "linear_cls", "knn"):
+            recs.append(record(run, stage, metrics=METRICS[stage](70.0),
+                               baselines=baseline_field(stage, 50.0 + run.repeat, 60.0)))
+    table = build_table(spec_of(sweep), sweep, records_of(recs), test=True)
+    init = table.baselines["random init"]
+    assert init["linear"].summary.mean == 51.5  # linear_dino's top1_best = acc + 1, from the first row's source
+    assert init["knn"].summary.mean == pytest.approx(50.4)  # top1@10 = acc - 0.1
+    assert table.baselines["raw pixels"]["knn"].summary.se == 0.0
+    md = to_markdown(table)
+    assert "| random init | 51.50 ± 0.50 (n=2) | — | — | — | — | 50.40 ± 0.50 (n=2) | — | — | — | — |" in md
+    assert "DINO's linear probe on the last 4 class tokens (linear_dino, best epoch)" in md

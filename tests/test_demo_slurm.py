@@ -1,4 +1,4 @@
-"""`make sweep SWEEP=loss_weight_smoke CLUSTER=local-slurm`, then `mst-report tables`, through the real local
+"""`make sweep SWEEP=loss_weight BUDGET=smoke CLUSTER=local-slurm`, then `mst-report tables`, through the real local
 Slurm cluster: the demo's pipeline (launcher, job arrays, afterok-aligned k-NN, records, report) with the
 sweep's per-run budget cut further so the test stays short (the footnote prints the budget it ran with)."""
 
@@ -20,13 +20,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_make_sweep_loss_weight_smoke_on_local_slurm(tmp_path, slurm_clusters, slurm_sweep):
-    sweep = yaml.safe_load((ROOT / "sweeps/loss_weight_smoke.yaml").read_text())
-    sweep["overrides"].update({"train.epochs": 1, "data.train_subset": 256, "data.test_subset": 256,
-                               "train.batch_size": 64, "data.num_workers": 0})
-    path = slurm_sweep("loss_weight_smoke", yaml.safe_dump(sweep, sort_keys=False))
+    sweep = yaml.safe_load((ROOT / "sweeps/loss_weight.yaml").read_text())
+    sweep["budgets"]["smoke"].setdefault("overrides", {}).update({
+        "train.epochs": 1, "data.train_subset": 256, "data.test_subset": 256, "train.batch_size": 64,
+        "data.num_workers": 0})
+    path = slurm_sweep("loss_weight", yaml.safe_dump(sweep, sort_keys=False))
     runs = tmp_path / "runs"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE")}
-    make = subprocess.run(["make", "-C", str(ROOT), "sweep", f"SWEEP={path}", "CLUSTER=local-slurm",
+    make = subprocess.run(["make", "-C", str(ROOT), "sweep", f"SWEEP={path}", "BUDGET=smoke", "CLUSTER=local-slurm",
                            f"RUNS={runs}"], env=env, capture_output=True, text=True, timeout=300, check=False)
     assert make.returncode == 0, make.stdout[-2000:] + make.stderr[-2000:]
 
@@ -42,7 +43,7 @@ def test_make_sweep_loss_weight_smoke_on_local_slurm(tmp_path, slurm_clusters, s
     wait_for(knn_done, 900, "the 8 k-NN stages of the sweep", poll_s=3)
 
     report = subprocess.run([str(Path(sys.executable).parent / "mst-report"), "tables", "--runs", str(runs), "--sweep",
-                             str(path), "--format", "md"], capture_output=True, text=True, timeout=120, check=False)
+                             str(path), "--budget", "smoke", "--format", "md"], capture_output=True, text=True, timeout=120, check=False)
     assert report.returncode == 0, report.stderr
     table = report.stdout
     for weight, paper in (("0.2", "73.7"), ("0.4", "73.5"), ("0.6", "73.9"), ("0.8", "73.6")):

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Regenerate the example appendix tables checked in here, from a real smoke-scale run of every `_smoke`
-# sweep (each table's title says "[smoke scale]"; its footnote names the sweep, preset and missing runs).
-#   RUNS=runs bash analysis/examples/generate.sh          # after: mst-sweep submit <sweep>_smoke --cluster ...
+# Regenerate the example appendix tables checked in here, from a real run of every sweep at budget smoke
+# (runs folders <sweep>_smoke; each table's title says "[smoke scale]"; its footnote names the sweep, preset and
+# missing runs).
+#   RUNS=runs bash analysis/examples/generate.sh          # after: mst-sweep submit <sweep> --budget smoke --cluster ...
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RUNS=${RUNS:-runs}

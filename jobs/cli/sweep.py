@@ -13,7 +13,7 @@ from pathlib import Path
 from .common import fail
 
 EPILOG = """examples:
-  mst-sweep submit loss_weight_smoke --cluster local --runs runs     run it here, in-process
+  mst-sweep submit loss_weight --budget smoke --cluster local        run it here, in-process, at smoke scale
   mst-sweep submit loss_weight --cluster dcu128 --dry-run            print every sbatch script
   mst-sweep check --cluster dcu128                                    one short job: versions, devices, all-reduce
   mst-sweep submit loss_weight --cluster dcu128 --preflight           the check first; nothing submitted if it fails
@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_text in specs.items():
         s = sub.add_parser(name, help=help_text, description=help_text)
         s.add_argument("sweep", help="sweep name (sweeps/<name>.yaml) or a sweep .yaml path")
+        s.add_argument("--budget", metavar="NAME",
+                       help="run the sweep at a named budget (sweeps/budgets.yaml, e.g. smoke); the same as "
+                            "naming the sweep <name>_<budget>, which is its runs folder")
         s.add_argument("--cluster", required=name == "submit", metavar="NAME|PATH.yaml",
                        help="cluster profile: local, local-slurm, local-dcu, local-v100, dcu128, v100x32 or a "
                             "profile file" + ("" if name == "submit" else " (default: the one last submitted to)"))
@@ -107,6 +110,10 @@ def _print_status(states: list, show_all: bool) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    if getattr(args, "budget", None):
+        from jobs.sweep import budgeted
+
+        args.sweep = budgeted(args.sweep, args.budget)  # the alias `<name>_<budget>` names the runs folder
     from jobs.launcher import LaunchError, LocalFailures, cancel, status, submit
     from jobs.profiles import ProfileError
     from jobs.rundir import RunFolderError

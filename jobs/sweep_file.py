@@ -1,0 +1,269 @@
+"""The sweep file's format: its top level, its named budgets, and how a name finds a file.
+
+`SweepFile` is a sweep file as written; `Budget` a named scale (sweeps/budgets.yaml, refined per sweep under
+`budgets:`). `decode` is the one place their types are checked (one checker per field name, below), so the
+shared typed codec can take it over; the checks on meaning are jobs.sweep's `_validate`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jobs.config_io import read_yaml, yaml_names
+from mst.config import ConfigError
+
+SWEEP_DIR = Path(__file__).resolve().parent.parent / "sweeps"
+BUDGETS_FILE = "budgets.yaml"
+"""The global budgets, beside the sweep files in the sweeps folder (not a sweep itself)."""
+RENAMED = {"mask_ratio": "mask_prob"}  # it varies mask.prob, not a ratio
+"""Old sweep name -> its file today; the old name keeps working, and keeps its runs folder."""
+
+
+class SweepError(ValueError):
+    """A bad sweep file; the message is one line: what is wrong and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A named scale: what changes when a sweep runs at it. Unset fields keep the sweep's own value."""
+
+    description: str | None = None
+    """Printed under the table after the sweep's own description (the per-sweep one replaces the global one)."""
+    preset: str | None = None
+    """Base preset at this budget (e.g. smoke)."""
+    repeats: int | None = None
+    """Seeded repeats per cell at this budget."""
+    stages: tuple[str, ...] | None = None
+    """Stages at this budget (e.g. k-NN in place of the linear probe)."""
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """Dotted overrides; they win over the sweep's fixed overrides and must not name a swept key."""
+    grid: dict[str, list] = field(default_factory=dict)
+    """New values for grid axes the sweep already has (per sweep only), e.g. the epoch axis scaled down."""
+    zip: dict[str, list] = field(default_factory=dict)
+    """New values for zip axes the sweep already has (per sweep only), same length as the sweep's."""
+
+
+@dataclass(frozen=True)
+class SweepFile:
+    """A sweep file as written (`sweeps/<name>.yaml`), before a budget is applied."""
+
+    table: dict[str, Any] | str | None = None
+    """The table this sweep fills: its layout (a mapping read by analysis/tables.py) or the id of a table
+    another sweep file lays out (e.g. A10)."""
+    name: str | None = None
+    """Sweep name; equals the file name without `.yaml` (may be omitted)."""
+    description: str = ""
+    """Free text shown under the table."""
+    preset: str = "paper"
+    """Base preset name (jobs/presets) or path."""
+    repeats: int = 5
+    """Seeded repeats per cell."""
+    base_seed: int = 0
+    """Base seed that repeat seeds derive from."""
+    decorrelate_seeds: bool = False
+    """Give every cell its own seeds (cells are then unpaired; the report uses Welch's test)."""
+    stages: tuple[str, ...] = ("pretrain",)
+    """Stages to run for every run."""
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """Fixed dotted overrides applied to every cell."""
+    grid: dict[str, list] = field(default_factory=dict)
+    """Axes whose cartesian product forms the cells."""
+    zip: dict[str, list] = field(default_factory=dict)
+    """Axes varied together (equal lengths), crossed with the grid."""
+    budgets: dict[str, Budget] = field(default_factory=dict)
+    """Per-sweep refinements of named budgets, merged over sweeps/budgets.yaml's."""
+
+
+def sweep_names(folder: Path = SWEEP_DIR) -> list[str]:
+    """The sweep files' names (paper scale); each also runs at every budget as `<name>_<budget>`."""
+    return [n for n in yaml_names(folder) if n != Path(BUDGETS_FILE).stem]
+
+
+def budget_names() -> list[str]:
+    """The budgets of sweeps/budgets.yaml."""
+    return sorted(global_budgets(SWEEP_DIR))
+
+
+def budgeted(name_or_path: str | Path, budget: str) -> str:
+    """The name of a sweep at a budget: `loss_weight` -> `loss_weight_smoke` (a path keeps its folder)."""
+    try:
+        if resolve(name_or_path)[1] == budget:  # already `<name>_<budget>`: naming the budget twice is harmless
+            return str(name_or_path)
+    except SweepError:
+        pass  # load_sweep names the problem
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml"):
+        return str(path.with_name(f"{path.stem}_{budget}{path.suffix}"))
+    return f"{name_or_path}_{budget}"
+
+
+def fail(path: Path, what: str, fix: str) -> None:
+    raise SweepError(f"{path}: {what}; {fix}")
+
+
+def _int(minimum: int, example: int):
+    def check(path: Path, key: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            fail(path, f"'{key}' must be an integer >= {minimum}, got {value!r}", f"e.g. {key}: {example}")
+        return value
+    return check
+
+
+def _text(path: Path, key: str, value: Any) -> str:
+    if not isinstance(value, str):
+        fail(path, f"'{key}' must be a string", "quote it")
+    return value.strip() if key == "description" else value
+
+
+def _flag(path: Path, key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        fail(path, f"'{key}' must be true or false, got {value!r}", f"e.g. {key}: false")
+    return value
+
+
+def _stage_list(path: Path, key: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(s, str) for s in value):
+        fail(path, f"'{key}' must be a non-empty list", f"e.g. {key}: [pretrain, knn]")
+    return tuple(value)
+
+
+def _mapping(path: Path, key: str, value: Any) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        fail(path, f"'{key}' must be a mapping of dotted keys, got {type(value).__name__}",
+             f"write e.g. {key}: {{loss.restore_weight: 0.6}}")
+    return value
+
+
+def _axes(path: Path, key: str, value: Any) -> dict[str, list]:
+    axes = _mapping(path, key, value)
+    for name, values in axes.items():
+        if not isinstance(values, list) or not values:
+            fail(path, f"{key} axis '{name}' must be a non-empty list, got {values!r}",
+                 f"write e.g. {name}: [value1, value2]")
+    return axes
+
+
+def _table(path: Path, key: str, value: Any) -> dict | str:
+    if not isinstance(value, (dict, str)) or not value:
+        fail(path, "'table' must be the table's layout or the id of a table", "e.g. table: {id: A10, ...}")
+    return value
+
+
+def _budgets(path: Path, key: str, value: Any) -> dict[str, Budget]:
+    value = _mapping(path, key, value)
+    return {str(name): decode(Budget, entry, path, f"budgets.{name}.") for name, entry in value.items()}
+
+
+# one checker per field name (the same meaning in SweepFile and Budget); mst.config.codec.decode can take over
+_FIELDS = {
+    "table": _table, "name": _text, "description": _text, "preset": _text, "repeats": _int(1, 5),
+    "base_seed": _int(0, 0), "decorrelate_seeds": _flag, "stages": _stage_list, "overrides": _mapping,
+    "grid": _axes, "zip": _axes, "budgets": _budgets,
+}
+
+
+def decode(cls: type, data: Any, path: Path, where: str = "") -> Any:
+    """`data` as `cls` (SweepFile or Budget): unknown keys and wrong types fail as one line."""
+    if not isinstance(data, dict):
+        fail(path, f"'{where.rstrip('.') or 'the file'}' must be a mapping, got {type(data).__name__}",
+             "write key: value lines")
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            near = difflib.get_close_matches(str(key), names, n=1)
+            fail(path, f"unknown key '{where}{key}'",
+                 f"did you mean '{where}{near[0]}'?" if near else f"valid keys: {', '.join(names)}")
+    return cls(**{key: _FIELDS[key](path, where + key, value) for key, value in data.items()})
+
+
+def global_budgets(folder: Path) -> dict[str, Budget]:
+    path = folder / BUDGETS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        data = read_yaml(path, "budgets")
+    except ConfigError as err:
+        raise SweepError(str(err)) from None
+    budgets = {str(name): decode(Budget, entry, path, f"{name}.") for name, entry in data.items()}
+    for name, budget in budgets.items():
+        if budget.grid or budget.zip:
+            fail(path, f"budget '{name}' gives axis values", "axes belong to a sweep: give them in the sweep "
+                 f"file under budgets: {{{name}: {{grid: ...}}}}")
+    return budgets
+
+
+def with_budget(path: Path, sweep: SweepFile, name: str, budget: Budget) -> SweepFile:
+    """The sweep at `budget` (the global budget already merged with the sweep's refinement)."""
+    for block in ("grid", "zip"):
+        for key in getattr(budget, block):
+            if key not in getattr(sweep, block):
+                fail(path, f"budget '{name}' gives values for {block} axis '{key}', which the sweep's {block} lacks",
+                     f"add '{key}' to the sweep's {block}, or remove it from budgets.{name}.{block}")
+    axes = {**sweep.grid, **sweep.zip}
+    for key in budget.overrides:
+        if key in axes:
+            fail(path, f"budget '{name}' overrides '{key}', which the sweep sweeps",
+                 f"give the axis its values at this budget under budgets: {{{name}: {{grid: {{{key}: [...]}}}}}}")
+    overrides = {**budget.overrides, **{k: v for k, v in sweep.overrides.items() if k not in budget.overrides}}
+    description = " ".join(t for t in (sweep.description, (budget.description or "").strip()) if t)
+    return dataclasses.replace(
+        sweep, description=description, preset=budget.preset or sweep.preset,
+        repeats=budget.repeats or sweep.repeats, stages=budget.stages or sweep.stages, overrides=overrides,
+        grid={k: budget.grid.get(k, v) for k, v in sweep.grid.items()},
+        zip={k: budget.zip.get(k, v) for k, v in sweep.zip.items()})
+
+
+def merge_budget(path: Path, sweep: SweepFile, name: str, budgets: dict[str, Budget]) -> Budget:
+    """The global budget `name` refined by the sweep's own `budgets.<name>`."""
+    if name not in budgets and name not in sweep.budgets:
+        known = sorted(set(budgets) | set(sweep.budgets))
+        fail(path, f"unknown budget '{name}'", f"choose one of {', '.join(known) or '(none defined)'} "
+             f"({BUDGETS_FILE} or the sweep's budgets)")
+    base, own = budgets.get(name, Budget()), sweep.budgets.get(name, Budget())
+    # a global override of a key that this sweep's budget re-scales as an axis gives way to the axis
+    rescaled = set(own.grid) | set(own.zip)
+    merged = {**{k: v for k, v in base.overrides.items() if k not in rescaled}, **own.overrides}
+    return Budget(own.description or base.description, own.preset or base.preset, own.repeats or base.repeats,
+                  own.stages or base.stages, merged, own.grid, own.zip)
+
+
+def resolve(name_or_path: str | Path) -> tuple[Path, str | None, str]:
+    """(sweep file, budget or None, name) for a sweep name, an alias (`<name>_<budget>`, an old name) or a
+    .yaml path (`dir/<name>_<budget>.yaml` is the alias of `dir/<name>.yaml`)."""
+    path = Path(name_or_path)
+    is_path = path.suffix in (".yaml", ".yml")
+    folder, name = (path.parent, path.stem) if is_path else (SWEEP_DIR, str(name_or_path))
+    names = sweep_names(folder)
+
+    def file_of(base: str) -> Path | None:
+        base = base if is_path else RENAMED.get(base, base)
+        return folder / f"{base}{path.suffix if is_path else '.yaml'}" if base in names else None
+
+    if file_of(name) is not None:
+        return file_of(name), None, name
+    budgets = set(global_budgets(SWEEP_DIR)) | (set(global_budgets(folder)) if is_path else set())
+    unknown = None  # (sweep, budget) of a `<sweep>_<word>` whose word is no budget
+    for i in range(len(name) - 1, 0, -1):  # `<base>_<budget>`, the budget after the last matching '_'
+        if name[i] != "_" or file_of(name[:i]) is None:
+            continue
+        own = read_yaml(file_of(name[:i]), "sweep").get("budgets") or {}
+        if name[i + 1:] in budgets or (isinstance(own, dict) and name[i + 1:] in own):
+            return file_of(name[:i]), name[i + 1:], name
+        unknown = unknown or (name[:i], name[i + 1:], sorted(budgets | set(own if isinstance(own, dict) else ())))
+    if unknown is not None:
+        raise SweepError(f"sweep '{unknown[0]}' has no budget '{unknown[1]}'; choose one of "
+                         f"{', '.join(unknown[2]) or '(none defined)'} ({BUDGETS_FILE} or the sweep's budgets)")
+    if is_path:
+        raise SweepError(f"sweep file {path} does not exist; give a sweep name ({', '.join(sweep_names())}) "
+                         "or an existing .yaml path")
+    known = list(dict.fromkeys(names + sorted(RENAMED) + [f"{n}_{b}" for n in names for b in sorted(budgets)]))
+    near = difflib.get_close_matches(name, known, n=3)
+    hint = f"did you mean {', '.join(near)}?" if near else f"choose one of {', '.join(names)} or give a .yaml path"
+    raise SweepError(f"unknown sweep '{name}'; {hint}")
+
