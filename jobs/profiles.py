@@ -20,9 +20,10 @@ from typing import Any, Literal
 from jobs.config_io import read_yaml, resolve_named_yaml, yaml_names
 from mst.config.codec import scalar_matches
 from mst.config.errors import ConfigError
+from mst.stages import stages_with_shape
 
 CLUSTERS_DIR = Path(__file__).resolve().parent.parent / "clusters"
-STAGES_WITH_PRETRAIN_SHAPE = ("pretrain",)
+STAGES_WITH_PRETRAIN_SHAPE = stages_with_shape("pretrain")  # the rest take the downstream shape
 SIGNALS = ("USR1", "USR2", "TERM", "INT", "HUP", "URG")
 
 

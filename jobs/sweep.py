@@ -20,6 +20,7 @@ from typing import Any
 
 from jobs.config_io import load_config, read_yaml, resolve_named_yaml, yaml_names
 from jobs.rundir import SAFE_NAME
+from mst import stages as stage_registry
 from mst.config import (
     Config,
     ConfigError,
@@ -31,9 +32,8 @@ from mst.config import (
 )
 
 SWEEP_DIR = Path(__file__).resolve().parent.parent / "sweeps"
-STAGES = ("pretrain", "knn", "linear_cls", "linear_dino", "supervised", "attention")
-# stages that read the pre-trained weights; `supervised` trains from scratch and needs no pretrain stage
-NEEDS_PRETRAIN = ("knn", "linear_cls", "linear_dino", "attention")
+STAGES = stage_registry.NAMES  # run order (mst.stages)
+NEEDS_PRETRAIN = stage_registry.NEEDS_PRETRAIN  # stages that read the pre-trained weights
 TOP_KEYS = ("name", "table", "description", "preset", "repeats", "base_seed", "decorrelate_seeds", "stages",
             "overrides", "grid", "zip")
 SEED_KEY = "train.seed"

@@ -1,0 +1,48 @@
+"""The stage registry (mst.stages): one list that every layer reads."""
+
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+
+import pytest
+
+from jobs.rundir import SAFE_NAME
+from mst.stages import NAMES, NEEDS_PRETRAIN, STAGES, eval_commands, get_stage, stages_with_shape
+
+
+def test_the_registry_imports_without_torch_or_the_stage_code():
+    code = "import sys, mst.stages, jobs.sweep, jobs.profiles; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_every_entry_point_takes_the_arguments_the_job_passes():
+    for spec in STAGES.values():
+        params = inspect.signature(spec.resolve()).parameters
+        head = ["cfg", "pretrain_dir", "out_dir"] if spec.needs_pretrain else ["cfg", "out_dir"]
+        assert list(params)[:len(head)] == head, spec.name
+        for key in ("should_stop", "record_extra", "show_progress", *dict(spec.kwargs)):
+            assert key in params, (spec.name, key)
+
+
+def test_names_order_and_shapes():
+    assert NAMES[0] == "pretrain" and all(SAFE_NAME.fullmatch(n) for n in NAMES)
+    assert set(NEEDS_PRETRAIN) == {"knn", "linear_cls", "linear_dino", "attention"}
+    assert stages_with_shape("pretrain") == ("pretrain",)
+    assert set(stages_with_shape("eval")) == set(NAMES) - {"pretrain"}
+    assert {c: [s.name for s in v] for c, v in eval_commands().items()} == {
+        "knn": ["knn"], "linear": ["linear_cls", "linear_dino"], "supervised": ["supervised"],
+        "attention": ["attention"]}
+    with pytest.raises(ValueError, match="unknown stage 'knnn'; choose from pretrain, knn"):
+        get_stage("knnn")
+
+
+def test_the_sweep_and_profile_names_come_from_the_registry():
+    from jobs.profiles import STAGES_WITH_PRETRAIN_SHAPE
+    from jobs.sweep import NEEDS_PRETRAIN as SWEEP_NEEDS
+    from jobs.sweep import STAGES as SWEEP_STAGES
+
+    assert SWEEP_STAGES == NAMES and SWEEP_NEEDS == NEEDS_PRETRAIN
+    assert STAGES_WITH_PRETRAIN_SHAPE == ("pretrain",)
