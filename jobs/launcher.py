@@ -111,13 +111,13 @@ def resolve_runs(sweep: Any, profile: ClusterProfile) -> list[Run]:
 
 
 def make_stage_job(run: Run, stage: str, profile: ClusterProfile, runs_root: Path) -> Any:
-    from jobs.stages import make_job
+    from jobs.stages import StageJob
     from mst.config import config_to_dict
 
     spec = run.spec
     extra = {"run_id": run.run_id, "sweep": spec.sweep, "cell": spec.cell, "repeat": spec.repeat,
              "seed": spec.seed, "cluster": profile.name}
-    return make_job(stage, runs_root=str(runs_root), sweep=spec.sweep, run_id=run.run_id,
+    return StageJob(stage, runs_root=str(runs_root), sweep=spec.sweep, run_id=run.run_id,
                     config=run.config_dict or config_to_dict(run.config), extra=extra, preempt_signal=profile.preemption.signal,
                     visible_devices=profile.environment.visible_devices,
                     node_dirs=profile.environment.node_dirs, device_kind=profile.accelerators.kind)

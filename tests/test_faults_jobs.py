@@ -442,14 +442,12 @@ def test_a_stage_job_writes_running_at_start_and_preempted_when_it_stops(tmp_pat
     seen: list[str | None] = []
 
     class StopsAtOnce(StageJob):
-        stage = "pretrain"
-
         def run(self, cfg, should_stop, extra):
             seen.append(rundir.result_status(self.out_dir))
             raise Interrupted("saved at step 3")
 
     extra = {"run_id": "abc-r0", "sweep": "s", "cell": {}, "repeat": 0, "seed": 0, "cluster": "local"}
-    job = StopsAtOnce(runs_root=str(tmp_path), sweep="s", run_id="abc-r0",
+    job = StopsAtOnce("pretrain", runs_root=str(tmp_path), sweep="s", run_id="abc-r0",
                       config=config_to_dict(load_config("tiny")), extra=extra)
     with pytest.raises(Interrupted):
         job()
@@ -539,12 +537,12 @@ def test_a_stage_job_refused_a_busy_folder_leaves_the_holders_record_alone(tmp_p
     """A second job on a stage folder that a live process holds is refused; it writes no 'failed' record into
     the folder, whose record belongs to the holder."""
     from jobs.config_io import load_config
-    from jobs.stages import PretrainJob
+    from jobs.stages import StageJob
     from mst.config import config_to_dict
     from mst.stage_folder import StageFolderBusy, locked_stage_folder
 
     extra = {"run_id": "abc-r0", "sweep": "s", "cell": {}, "repeat": 0, "seed": 0, "cluster": "local"}
-    job = PretrainJob(runs_root=str(tmp_path), sweep="s", run_id="abc-r0",
+    job = StageJob("pretrain", runs_root=str(tmp_path), sweep="s", run_id="abc-r0",
                       config=config_to_dict(load_config("tiny")), extra=extra)
     job.out_dir.mkdir(parents=True)
     with locked_stage_folder(job.out_dir), pytest.raises(StageFolderBusy):

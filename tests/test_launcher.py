@@ -211,11 +211,11 @@ def test_a_failing_stage_leaves_a_usable_failed_record_and_the_handlers(tmp_path
 
     from analysis.collect import check_record
     from jobs.config_io import load_config
-    from jobs.stages import make_job
+    from jobs.stages import StageJob
     from mst.config import config_to_dict
 
     extra = {"run_id": "abc-r0", "sweep": "s", "cell": {}, "repeat": 0, "seed": 0, "cluster": "local"}
-    job = make_job("knn", runs_root=str(tmp_path), sweep="s", run_id="abc-r0",
+    job = StageJob("knn", runs_root=str(tmp_path), sweep="s", run_id="abc-r0",
                    config=config_to_dict(load_config("tiny")), extra=extra)
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)}
     with pytest.raises(Exception):  # noqa: B017 - no pretrain checkpoint: whatever the method raises

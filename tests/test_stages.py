@@ -46,3 +46,21 @@ def test_the_sweep_and_profile_names_come_from_the_registry():
 
     assert SWEEP_STAGES == NAMES and SWEEP_NEEDS == NEEDS_PRETRAIN
     assert STAGES_WITH_PRETRAIN_SHAPE == ("pretrain",)
+
+
+def test_one_job_class_serves_every_stage_and_pickles_small(tmp_path):
+    import pickle
+
+    from jobs.config_io import load_config
+    from jobs.stages import StageJob
+    from mst.config import config_to_dict
+
+    config = config_to_dict(load_config("tiny"))
+    for name in NAMES:
+        job = StageJob(name, runs_root=str(tmp_path), sweep="s", run_id="abc-r0", config=config, extra={})
+        again = pickle.loads(pickle.dumps(job))
+        assert type(again) is StageJob and again.stage == name
+        assert again.out_dir == tmp_path / "s" / "abc-r0" / name
+        assert len(pickle.dumps(job)) < 8000  # names and a config dict, never tensors
+    with pytest.raises(ValueError, match="unknown stage 'linear_foo'"):
+        StageJob("linear_foo", runs_root=str(tmp_path), sweep="s", run_id="abc-r0", config=config, extra={})
