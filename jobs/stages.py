@@ -1,4 +1,4 @@
-"""The job callable: one submitit `Checkpointable` for every stage (mst.stages), run on a Slurm node or in-process.
+"""The job callable: one submitit `Checkpointable` for every stage of mst.stages, on a Slurm node or in-process.
 
 Preemption design (what happens when Slurm wants the node back):
 - The profile's signal (USR2 by default, `--signal=USR2@delay`) and SIGTERM only set a flag. Nothing is
@@ -6,9 +6,9 @@ Preemption design (what happens when Slurm wants the node back):
 - The method polls `should_stop()` at every step boundary; when it is set it writes `checkpoint.pt` and
   raises `mst.train.Interrupted`.
 - After a USR2-style signal the job then takes submitit's own requeue path, from ordinary code at that
-  boundary: submitit's SignalHandler calls `checkpoint()` (the base class: a DelayedSubmission of this same
-  callable), dumps it as the job's pickle, runs `scontrol requeue` and exits. Timeouts are counted against
-  the profile's `max_requeues` there.
+  boundary (jobs.scheduler.requeue_at_step_boundary): submitit's SignalHandler calls `checkpoint()` (the
+  base class: a DelayedSubmission of this same callable), dumps it as the job's pickle, runs `scontrol
+  requeue` and exits. Timeouts are counted against the profile's `max_requeues` there.
 - After SIGTERM alone (an outside `scontrol requeue`, preemption or scancel, which call no `checkpoint()`)
   the job has saved within KillWait and waits to be killed; Slurm decides what comes next.
 - A restarted job finds its own run folder (keyed by run id) and the method resumes from `checkpoint.pt`;
@@ -175,14 +175,10 @@ class StageJob(submitit.helpers.Checkpointable):
         while usr not in flag.signals and time.time() < grace:
             time.sleep(0.1)
         if usr in flag.signals and env.global_rank == 0:
-            from submitit.core.job_environment import SignalHandler
-            from submitit.core.utils import DelayedSubmission
+            from jobs.scheduler import requeue_at_step_boundary
 
-            delayed = DelayedSubmission.load(env.paths.submitted_pickle)
-            handler = SignalHandler(env, env.paths, delayed)
-            handler._start_time = started  # timeout accounting from the job's real start
             print(f"[mst] {self.stage} {self.run_id}: saved at a step boundary, requeueing", flush=True)
-            handler.checkpoint_and_try_requeue(usr)  # checkpoint() -> requeue -> sys.exit
+            requeue_at_step_boundary(usr, started)  # checkpoint() -> requeue -> sys.exit
         print(f"[mst] {self.stage} {self.run_id}: saved at a step boundary, waiting for Slurm", flush=True)
         while time.time() < deadline:
             time.sleep(0.5)
