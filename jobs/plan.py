@@ -58,34 +58,30 @@ class Array:
 # ------------------------------------------------------------------------------------------- runs
 
 
-def _with_overrides(cfg: Any, overrides: dict[str, Any]) -> Any:
-    """cfg with dotted section.field overrides, through dataclasses.replace (each section re-validates)."""
-    for key, value in overrides.items():
-        section, name = key.split(".", 1)
-        cfg = dataclasses.replace(cfg, **{section: dataclasses.replace(getattr(cfg, section), **{name: value})})
-    return cfg
-
-
 def resolve_runs(sweep: Any, profile: ClusterProfile) -> list[Run]:
-    """Expand the sweep and apply what the profile implies (precision, data root).
+    """Expand the sweep and apply what the profile implies (precision, data root), through the config's own
+    `apply_overrides` (the one place dotted overrides are applied and checked).
 
     The run id stays the sweep's (jobs.sweep.RunSpec.run_id), so `mst-report` finds the runs of every
     cluster; config.yaml and result.json hold the config that really ran, and its own config_hash.
-    Runs of one cell differ only in their seed, so the config dict is built once per cell (building it is
-    what makes a 100-run sweep slow to submit) and the seed is set per run.
+    Runs of one cell differ only in their seed, so the overrides are applied and the config dict built once
+    per cell (that is what makes a 100-run sweep slow to submit) and the seed is set per run.
     """
     from jobs.sweep import cell_key
-    from mst.config import config_to_dict
+    from mst.config import apply_overrides, config_to_dict
 
     runs = []
-    per_cell: dict[str, dict] = {}
+    per_cell: dict[str, tuple[Any, dict]] = {}
     for spec in sweep.expand():
-        cfg = _with_overrides(spec.config, config_overrides(profile, spec.config.data.name))
         key = cell_key(spec.cell)
         if key not in per_cell:
-            per_cell[key] = config_to_dict(cfg)
-        data = copy.deepcopy(per_cell[key])
-        data["train"]["seed"] = cfg.train.seed
+            cell_cfg = apply_overrides(spec.config, config_overrides(profile, spec.config.data.name))
+            per_cell[key] = (cell_cfg, config_to_dict(cell_cfg))
+        cell_cfg, cell_dict = per_cell[key]
+        seed = spec.config.train.seed
+        cfg = dataclasses.replace(cell_cfg, train=dataclasses.replace(cell_cfg.train, seed=seed))
+        data = copy.deepcopy(cell_dict)
+        data["train"]["seed"] = seed
         runs.append(Run(spec.run_id, spec, cfg, data))
     return runs
 
