@@ -40,6 +40,12 @@ class Run:
     config_dict: dict | None = None
     """config_to_dict(config), computed once (it feeds config.yaml and the job's pickle)."""
 
+    @property
+    def config_hash(self) -> str:
+        """The run's one identity: the hash its run id carries (of the sweep's config, before the profile's
+        precision and data root), which its result.json names as `config_hash` too."""
+        return self.run_id.rsplit("-r", 1)[0]
+
 
 @dataclass(frozen=True)
 class Array:
@@ -63,7 +69,8 @@ def resolve_runs(sweep: Any, profile: ClusterProfile) -> list[Run]:
     `apply_overrides` (the one place dotted overrides are applied and checked).
 
     The run id stays the sweep's (jobs.sweep.RunSpec.run_id), so `mst-report` finds the runs of every
-    cluster; config.yaml and result.json hold the config that really ran, and its own config_hash.
+    cluster; config.yaml and result.json hold the config that really ran, and result.json's config_hash is
+    the hash the run id carries (`Run.config_hash`): a run has one identity.
     Runs of one cell differ only in their seed, so the overrides are applied and the config dict built once
     per cell (that is what makes a 100-run sweep slow to submit) and the seed is set per run.
     """
@@ -92,8 +99,10 @@ def stage_job(run: Run, stage: str, profile: ClusterProfile, runs_root: Path) ->
     from mst.config import config_to_dict
 
     spec = run.spec
-    extra = {"run_id": run.run_id, "sweep": spec.sweep, "cell": spec.cell, "repeat": spec.repeat,
-             "seed": spec.seed, "cluster": profile.name}
+    # config_hash: the record names the run by the hash its run id carries (one identity per run on every
+    # cluster); its `config` is the one that ran, with the profile's precision and data root
+    extra = {"run_id": run.run_id, "config_hash": run.config_hash, "sweep": spec.sweep, "cell": spec.cell,
+             "repeat": spec.repeat, "seed": spec.seed, "cluster": profile.name}
     return StageJob(stage, runs_root=str(runs_root), sweep=spec.sweep, run_id=run.run_id,
                     config=run.config_dict or config_to_dict(run.config), extra=extra,
                     preempt_signal=profile.preemption.signal, visible_devices=profile.environment.visible_devices,

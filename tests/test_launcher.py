@@ -208,6 +208,24 @@ def test_a_run_folder_of_another_config_stops_the_submission(tmp_path):
     assert {p: p.read_text() for p in tmp_path.glob("*/*/config.yaml")} == before
 
 
+def test_a_run_has_one_identity_the_hash_its_run_id_carries(tmp_path):
+    """On a cluster that changes the config (dcu128: fp16), the record still names the run by the hash of its
+    run id, and holds the config that ran."""
+    from jobs.plan import resolve_runs, stage_job
+    from jobs.sweep import load_sweep
+    from mst.config import config_hash
+
+    profile = load_profile("dcu128")
+    run = resolve_runs(load_sweep("loss_weight_smoke"), profile)[0]
+    identity = run.run_id.rsplit("-r", 1)[0]
+    assert config_hash(run.config) != identity and config_hash(run.spec.config) == identity
+    with pytest.raises(Exception):  # noqa: B017 - no pretrain checkpoint: whatever the method raises
+        stage_job(run, "knn", profile, tmp_path)()
+    record = json.loads((tmp_path / run.spec.sweep / run.run_id / "knn" / "result.json").read_text())
+    assert record["status"] == "failed" and record["run_id"] == run.run_id
+    assert record["config_hash"] == identity and record["config"] == run.config_dict
+
+
 def test_a_failing_stage_leaves_a_usable_failed_record_and_the_handlers(tmp_path):
     """In-process (cluster local): a stage that fails writes a failed result.json that analysis accepts, and
     the caller gets its signal handlers back."""
