@@ -35,7 +35,7 @@ from jobs.plan import (
     todo_from_states,
 )
 from jobs.profiles import ClusterProfile, check_shell_path, load_profile
-from jobs.runstate import IN_FLIGHT, classify
+from jobs.runstate import IN_FLIGHT, LOCAL_JOB, is_local_job, sweep_view
 from jobs.scheduler import (
     cached_poll,
     check_cluster,
@@ -93,19 +93,15 @@ def _states(keys: list[tuple[str, str]], profile: ClusterProfile, runs_root: Pat
         job_id = str(rec["job_id"]) if rec else None
         pending.append((run_id, stage, marker, job_id, _age_s(rec["time"]) if rec and "time" in rec else 1e9))
     unresolved = [p for p in pending if p[2] not in rundir.FINAL_STATES and p[3] is not None]
-    arrays = sorted({p[3].split("_")[0] for p in unresolved if not p[3].startswith("local")})
+    arrays = sorted({p[3].split("_")[0] for p in unresolved if not is_local_job(p[3])})
     states: dict[str, str] = {}
     if arrays and ask_scheduler and profile.scheduler == "slurm":
         since = time.time() - max(p[4] for p in unresolved)
         states = cached_poll(profile, rundir.sweep_dir(runs_root, sweep), arrays, force, counter, since)
     out = {}
     for run_id, stage, marker, job_id, age in pending:
-        if job_id is not None and job_id.startswith("local") and marker not in rundir.FINAL_STATES:
-            out[(run_id, stage)] = (marker or "failed", "local run", job_id)
-            continue
-        state, detail = classify(marker, task_state(states, job_id) if job_id else None, job_id, age)
-        if not ask_scheduler and state in ("lost", "failed") and job_id is not None and marker is None:
-            state, detail = "unknown", "scheduler not asked"
+        sched = task_state(states, job_id) if job_id else None
+        state, detail = sweep_view(marker, job_id, sched, age, asked=ask_scheduler)
         out[(run_id, stage)] = (state, detail, job_id)
     return out
 
@@ -282,7 +278,7 @@ def run_local(sweep: Any, profile: ClusterProfile, runs: list[Run], root: Path,
             skipped += 1
             continue
         console.rule(f"[{i}/{len(tasks)}] {stage} {run.run_id} ({describe(run)})")
-        record = {"run_id": run.run_id, "stage": stage, "job_id": f"local-{os.getpid()}",
+        record = {"run_id": run.run_id, "stage": stage, "job_id": f"{LOCAL_JOB}-{os.getpid()}",
                   "cluster": profile.name, "dependency": None, "repeat": run.spec.repeat, "cell": run.spec.cell}
         rundir.append_manifest(root, sweep.name, [record])
         records.append(record)

@@ -478,6 +478,21 @@ def test_both_status_commands_speak_one_vocabulary(tmp_path):
     assert runstate.from_record(None, False) == "missing" == runstate.classify(None, None, None)[0]
 
 
+def test_both_status_views_agree_on_a_local_stage_that_left_no_record():
+    """An in-process stage writes 'running' as it starts: one submitted without a record never started, and
+    both commands call it failed; counts come out in the vocabulary's order with every word present."""
+    from jobs import runstate
+
+    assert runstate.from_record(None, True, local=True) == "failed" == runstate.sweep_view(None, "local-7", None)[0]
+    assert runstate.sweep_view("running", "local-7", None)[0] == "running"
+    assert runstate.sweep_view(None, "1_0", None, asked=False)[0] == "unknown"
+    counts = runstate.count_by_stage([("knn", "failed"), ("pretrain", "done"), ("knn", "failed")],
+                                     ("pretrain", "knn"), runstate.WITHOUT_SCHEDULER)
+    assert counts == {"pretrain": {**dict.fromkeys(runstate.WITHOUT_SCHEDULER, 0), "done": 1},
+                      "knn": {**dict.fromkeys(runstate.WITHOUT_SCHEDULER, 0), "failed": 2}}
+    assert list(counts["knn"]) == list(runstate.WITHOUT_SCHEDULER)
+
+
 def test_submission_skips_preempted_runs(tmp_path, monkeypatch):
     """A preempted pre-training waits in the scheduler to resume: submitting again must not duplicate it."""
     from jobs.launcher import submit
