@@ -42,6 +42,10 @@ class StageSpec:
     description: str = ""
     """One line for help texts and reports."""
 
+    def metric_names(self, knn_ks: tuple[int, ...] | list[int] = ()) -> tuple[str, ...]:
+        """`metrics` with `{k}` spelled out for each k of eval.knn_ks."""
+        return tuple(m.format(k=k) for m in self.metrics for k in (knn_ks if "{k}" in m else (None,)))
+
     def resolve(self) -> Callable[..., dict]:
         """The entry point's function (imports its module now)."""
         module, _, function = self.entry.partition(":")

@@ -64,3 +64,10 @@ def test_one_job_class_serves_every_stage_and_pickles_small(tmp_path):
         assert len(pickle.dumps(job)) < 8000  # names and a config dict, never tensors
     with pytest.raises(ValueError, match="unknown stage 'linear_foo'"):
         StageJob("linear_foo", runs_root=str(tmp_path), sweep="s", run_id="abc-r0", config=config, extra={})
+
+
+def test_the_synthetic_records_report_the_registry_metrics():
+    from analysis.synthetic import METRICS
+
+    for stage, make in METRICS.items():
+        assert set(make(70.0)) == set(STAGES[stage].metric_names((10, 20, 100, 200))), stage
