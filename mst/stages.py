@@ -65,15 +65,15 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
               ("loss", "loss_dino", "loss_rec", "steps", "epochs"),
               description="self-supervised pre-training (MST)"),
     StageSpec("knn", True, "eval", "mst.eval:run_knn", ("top1@{k}", "top5@{k}"), command="knn",
-              description="weighted k-NN of the frozen backbone's class token"),
+              description="weighted k-NN of the frozen backbone's class token, every k of eval.knn_ks in one pass"),
     StageSpec("linear_cls", True, "eval", "mst.eval:run_linear", _PROBE_METRICS, (("probe", "cls"),),
               command="linear", description="linear probe on the last class token"),
     StageSpec("linear_dino", True, "eval", "mst.eval:run_linear", _PROBE_METRICS, (("probe", "dino"),),
               command="linear", description="DINO's linear probe on the last 4 class tokens"),
     StageSpec("supervised", False, "eval", "mst.eval:run_supervised", _PROBE_METRICS, command="supervised",
-              description="the same backbone trained with labels (supervised baseline)"),
+              description="train the same backbone with labels (the supervised baseline)"),
     StageSpec("attention", True, "eval", "mst.eval:run_attention", ("images", "heads", "frames"),
-              command="attention", description="class-token attention maps"),
+              command="attention", description="PNG grid of class-token attention maps (input | MST mean | heads | supervised)"),
 )}
 """Every stage, in run order (pretrain first)."""
 

@@ -19,6 +19,32 @@ COMMANDS = tuple(STAGES_OF)
 PROBES = tuple(dict(spec.kwargs)["probe"] for spec in STAGES_OF["linear"])
 
 
+COMMAND_HELP = {"linear": "linear probe on the frozen backbone (best and last epoch)"}
+"""Help of a command that runs several stages (a single stage's command shows its registry description)."""
+
+
+def _linear_options(c: argparse.ArgumentParser) -> None:
+    c.add_argument("--probe", choices=PROBES, default=PROBES[0],
+                   help="cls: last block's class token; dino: last 4 blocks' class tokens concatenated")
+    c.add_argument("--cached-features", action="store_true",
+                   help="extract centre-crop features once and train on them (faster, no augmentation)")
+
+
+def _attention_options(c: argparse.ArgumentParser) -> None:
+    c.add_argument("--images", nargs="+", metavar="IMAGE",
+                   help="scikit-image sample names (astronaut, chelsea, coffee, rocket, ...) or image files; "
+                        "default: eval.attention_images")
+    c.add_argument("--video", metavar="DIR", help="folder of video frames: also write attention.gif")
+    c.add_argument("--supervised", metavar="DIR",
+                   help="supervised stage folder to show beside MST (default: a finished supervised/ beside "
+                        "--out or beside the checkpoint's folder)")
+    c.add_argument("--size", type=int, help="side of the square input in pixels (default: augment.eval_crop)")
+
+
+OPTIONS = {"linear": _linear_options, "attention": _attention_options}
+"""The options of a command beyond the common ones (--checkpoint, --out, --preset, --set, --quiet)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mst-eval", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True, metavar="{" + ",".join(COMMANDS) + "}")
@@ -42,23 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
                                 "record is labelled partial: true")
         return c
 
-    command("knn", "weighted k-NN of the frozen backbone's class token, every k of eval.knn_ks in one pass")
-    lin = command("linear", "linear probe on the frozen backbone (best and last epoch)")
-    lin.add_argument("--probe", choices=PROBES, default=PROBES[0],
-                     help="cls: last block's class token; dino: last 4 blocks' class tokens concatenated")
-    lin.add_argument("--cached-features", action="store_true",
-                     help="extract centre-crop features once and train on them (faster, no augmentation)")
-    command("supervised", "train the same backbone with labels (the supervised baseline); --checkpoint only "
-                          "supplies the config")
-    att = command("attention", "PNG grid of class-token attention maps (input | MST mean | heads | supervised)")
-    att.add_argument("--images", nargs="+", metavar="IMAGE",
-                     help="scikit-image sample names (astronaut, chelsea, coffee, rocket, ...) or image files; "
-                          "default: eval.attention_images")
-    att.add_argument("--video", metavar="DIR", help="folder of video frames: also write attention.gif")
-    att.add_argument("--supervised", metavar="DIR",
-                     help="supervised stage folder to show beside MST (default: a finished supervised/ beside "
-                          "--out or beside the checkpoint's folder)")
-    att.add_argument("--size", type=int, help="side of the square input in pixels (default: augment.eval_crop)")
+    for name, specs in STAGES_OF.items():
+        text = COMMAND_HELP.get(name) or specs[0].description
+        if not specs[0].needs_pretrain:
+            text += "; --checkpoint only supplies the config"
+        c = command(name, text)
+        if name in OPTIONS:
+            OPTIONS[name](c)
     return p
 
 
