@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jobs.rundir import latest_submissions
-from jobs.runstate import WITHOUT_SCHEDULER, from_record
+from jobs.runstate import WITHOUT_SCHEDULER, count_by_stage, from_record, is_local_job
 from jobs.sweep import RunSpec, Sweep
 
 from .collect import Records
@@ -38,15 +38,17 @@ def sweep_status(sweep: Sweep, records: Records, runs_root: Path, specs: list[Ru
     state = {(r, s): (st, err) for r, s, st, err in
              frame[["run_id", "stage", "status", "error"]].itertuples(index=False, name=None)}
     submitted = latest_submissions(runs_root, sweep.name)
-    counts = {stage: dict.fromkeys(STATES, 0) for stage in sweep.stages}
+    pairs = []
     failures = []
     for run in specs:
         for stage in sweep.stages:
             st, err = state.get((run.run_id, stage), (None, None))
-            st = from_record(st, (run.run_id, stage) in submitted)
+            job = submitted.get((run.run_id, stage))
+            st = from_record(st, job is not None, local=is_local_job(str(job.get("job_id", ""))) if job else False)
             if st == "failed":
                 failures.append(f"{run.run_id} {stage}: {str(err or 'no error message').splitlines()[0]}")
-            counts[stage][st] += 1
+            pairs.append((stage, st))
+    counts = count_by_stage(pairs, sweep.stages, STATES)
     expected = {run.run_id for run in specs}
     stale = int((~frame["run_id"].isin(list(expected))).sum())
     return SweepStatus(sweep.name, counts, tuple(failures), stale)

@@ -20,9 +20,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from jobs.launcher import LaunchError, _slurm_env, check_cluster, slurm_conf_of
+from jobs.plan import LaunchError
 from jobs.preflight_probe import PreflightJob, ProbeSpec, probe
 from jobs.profiles import ClusterProfile, slurm_parameters
+from jobs.scheduler import check_cluster, slurm_conf_of, slurm_env
 from mst.compat import TORCH_FLOOR, TORCHVISION_FLOOR, version_tuple
 
 PREFLIGHT_NODES = 2       # enough for the collective to cross nodes
@@ -220,7 +221,7 @@ def _run_slurm(profile: ClusterProfile, runs_root: Path, wait_s: float, out: Cal
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
     folder = runs_root.absolute() / ".preflight" / f"{profile.name}-{stamp}" / "%j"
     python = profile.environment.python or shlex.quote(sys.executable)
-    env = _slurm_env(profile)
+    env = slurm_env(profile)
     with slurm_conf_of(profile):
         executor = submitit.SlurmExecutor(folder=folder, python=python, max_num_timeout=0)
         params = preflight_parameters(profile)

@@ -17,9 +17,10 @@ from jobs.config_io import read_yaml, resolve_named_yaml, yaml_names
 from jobs.shellsafe import ENV_NAME, check_shell_path, shell_problems, shell_value  # noqa: F401 (launcher: paths)
 from mst.config.codec import DecodeError, decode, dotted_keys
 from mst.config.errors import ConfigError
+from mst.stages import stages_with_shape
 
 CLUSTERS_DIR = Path(__file__).resolve().parent.parent / "clusters"
-STAGES_WITH_PRETRAIN_SHAPE = ("pretrain",)
+STAGES_WITH_PRETRAIN_SHAPE = stages_with_shape("pretrain")  # the rest take the downstream shape
 
 
 class ProfileError(ValueError):

@@ -8,6 +8,8 @@ Standard library only: `analysis/` imports this without torch.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 STATES: dict[str, str] = {
     "done": "finished; result.json says done",
     "running": "the job is running",
@@ -33,6 +35,9 @@ WITHOUT_SCHEDULER = ("done", "running", "preempted", "queued", "failed", "missin
 IN_FLIGHT = ("queued", "running", "preempted")
 """States whose job is still in the scheduler: a submission skips them, a downstream stage waits for them."""
 
+LOCAL_JOB = "local"
+"""Prefix of the job id a stage run in-process (cluster `local`) records in the manifest: 'local-<pid>'."""
+
 # scheduler states of a job that is still alive (sacct/squeue words)
 ACTIVE = ("PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "COMPLETING", "CONFIGURING",
           "SUSPENDED", "RESIZING", "SIGNALING", "STAGE_OUT", "RESV_DEL_HOLD")
@@ -40,10 +45,13 @@ ACTIVE = ("PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "COMP
 ACCOUNTING_LAG_S = 300.0
 
 
-def from_record(marker: str | None, submitted: bool) -> str:
-    """The state seen without the scheduler (`mst-report status`): the record, else queued or missing."""
+def from_record(marker: str | None, submitted: bool, local: bool = False) -> str:
+    """The state seen without the scheduler (`mst-report status`): the record, else queued or missing; a
+    `local` (in-process) submission without a record never started: failed, as `sweep_view` says."""
     if marker in RECORD_STATUSES:
         return marker
+    if submitted and local:
+        return "failed"
     return "queued" if submitted else "missing"
 
 
@@ -69,3 +77,30 @@ def classify(marker: str | None, sched: str | None, job_id: str | None, age_s: f
         # completed without a done marker: the job ended but the stage did not finish
         return "failed", "COMPLETED without a done result.json"
     return "failed", sched
+
+
+def is_local_job(job_id: str | None) -> bool:
+    """A stage run in-process (no scheduler knows it)."""
+    return job_id is not None and job_id.startswith(LOCAL_JOB)
+
+
+def sweep_view(marker: str | None, job_id: str | None, sched: str | None, age_s: float = 1e9,
+               asked: bool = True) -> tuple[str, str]:
+    """(state, detail) of one (run, stage) as `mst-sweep status` sees it: the record, the latest submission's
+    job id and, when the scheduler was `asked`, its state of that job (None: it did not name the job)."""
+    if is_local_job(job_id) and marker not in FINAL:
+        # an in-process stage writes 'running' when it starts: a submission without a record never started
+        return marker or "failed", "local run"
+    state, detail = classify(marker, sched, job_id, age_s)
+    if not asked and state in ("lost", "failed") and job_id is not None and marker is None:
+        return "unknown", "scheduler not asked"
+    return state, detail
+
+
+def count_by_stage(pairs: Iterable[tuple[str, str]], stages: Iterable[str],
+                   words: Iterable[str] = tuple(STATES)) -> dict[str, dict[str, int]]:
+    """Stage -> state -> how many runs, every word present and in the vocabulary's order (both reports)."""
+    counts = {stage: dict.fromkeys(words, 0) for stage in stages}
+    for stage, state in pairs:
+        counts[stage][state] += 1
+    return counts

@@ -1,4 +1,4 @@
-"""The job callables: one submitit `Checkpointable` per stage, run on a Slurm node or in-process.
+"""The job callable: one submitit `Checkpointable` for every stage of mst.stages, on a Slurm node or in-process.
 
 Preemption design (what happens when Slurm wants the node back):
 - The profile's signal (USR2 by default, `--signal=USR2@delay`) and SIGTERM only set a flag. Nothing is
@@ -6,9 +6,9 @@ Preemption design (what happens when Slurm wants the node back):
 - The method polls `should_stop()` at every step boundary; when it is set it writes `checkpoint.pt` and
   raises `mst.train.Interrupted`.
 - After a USR2-style signal the job then takes submitit's own requeue path, from ordinary code at that
-  boundary: submitit's SignalHandler calls `checkpoint()` (the base class: a DelayedSubmission of this same
-  callable), dumps it as the job's pickle, runs `scontrol requeue` and exits. Timeouts are counted against
-  the profile's `max_requeues` there.
+  boundary (jobs.scheduler.requeue_at_step_boundary): submitit's SignalHandler calls `checkpoint()` (the
+  base class: a DelayedSubmission of this same callable), dumps it as the job's pickle, runs `scontrol
+  requeue` and exits. Timeouts are counted against the profile's `max_requeues` there.
 - After SIGTERM alone (an outside `scontrol requeue`, preemption or scancel, which call no `checkpoint()`)
   the job has saved within KillWait and waits to be killed; Slurm decides what comes next.
 - A restarted job finds its own run folder (keyed by run id) and the method resumes from `checkpoint.pt`;
@@ -17,13 +17,11 @@ Preemption design (what happens when Slurm wants the node back):
 
 from __future__ import annotations
 
-import inspect
 import os
 import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +29,7 @@ import submitit
 
 from jobs import rundir
 from mst.atomic import atomic_write_json
+from mst.stages import get_stage
 
 # ranks > 0 and SIGTERM-only stops wait this long for Slurm to kill or requeue the job before exiting
 KILL_WAIT_S = 120.0
@@ -51,13 +50,13 @@ class _StopFlag:
 
 
 class StageJob(submitit.helpers.Checkpointable):
-    """One stage of one run. Picklable and small: a plain config dict and names, never tensors."""
+    """One stage of one run. Picklable and small: the stage's name, a plain config dict and names, never
+    tensors; the stage's code comes from the registry (mst.stages) when the job runs."""
 
-    stage = "?"
-
-    def __init__(self, *, runs_root: str, sweep: str, run_id: str, config: dict[str, Any],
+    def __init__(self, stage: str, *, runs_root: str, sweep: str, run_id: str, config: dict[str, Any],
                  extra: dict[str, Any], preempt_signal: str = "USR2", visible_devices: str = "none",
                  node_dirs: tuple[str, ...] = (), device_kind: str = "cpu", show_progress: bool = False) -> None:
+        self.stage = get_stage(stage).name  # an unknown name fails here, at submission
         self.runs_root = str(runs_root)
         self.sweep = sweep
         self.run_id = run_id
@@ -117,13 +116,9 @@ class StageJob(submitit.helpers.Checkpointable):
                     signal.signal(s, h)
 
     def run(self, cfg: Any, should_stop: Any, extra: dict[str, Any]) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def _method(self, fn: Callable[..., dict], *args: Any, **kwargs: Any) -> dict[str, Any]:
-        """Call a method-API function; progress bars only in-process (Slurm logs are files)."""
-        if "show_progress" in inspect.signature(fn).parameters:
-            kwargs["show_progress"] = self.show_progress
-        return fn(*args, **kwargs)
+        """The stage's entry point; progress bars only in-process (Slurm logs are files)."""
+        return get_stage(self.stage).call(cfg, self.out_dir, self.pretrain_dir, should_stop=should_stop,
+                                          record_extra=extra, show_progress=self.show_progress)
 
     # ------------------------------------------------------------------ helpers
     def _export_ranks(self) -> int:
@@ -180,14 +175,10 @@ class StageJob(submitit.helpers.Checkpointable):
         while usr not in flag.signals and time.time() < grace:
             time.sleep(0.1)
         if usr in flag.signals and env.global_rank == 0:
-            from submitit.core.job_environment import SignalHandler
-            from submitit.core.utils import DelayedSubmission
+            from jobs.scheduler import requeue_at_step_boundary
 
-            delayed = DelayedSubmission.load(env.paths.submitted_pickle)
-            handler = SignalHandler(env, env.paths, delayed)
-            handler._start_time = started  # timeout accounting from the job's real start
             print(f"[mst] {self.stage} {self.run_id}: saved at a step boundary, requeueing", flush=True)
-            handler.checkpoint_and_try_requeue(usr)  # checkpoint() -> requeue -> sys.exit
+            requeue_at_step_boundary(usr, started)  # checkpoint() -> requeue -> sys.exit
         print(f"[mst] {self.stage} {self.run_id}: saved at a step boundary, waiting for Slurm", flush=True)
         while time.time() < deadline:
             time.sleep(0.5)
@@ -224,73 +215,3 @@ class StageJob(submitit.helpers.Checkpointable):
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         })
 
-
-class PretrainJob(StageJob):
-    stage = "pretrain"
-
-    def run(self, cfg: Any, should_stop: Any, extra: dict[str, Any]) -> dict[str, Any]:
-        from mst.train import run_pretrain
-
-        return self._method(run_pretrain, cfg, self.out_dir, should_stop=should_stop, record_extra=extra)
-
-
-class KnnJob(StageJob):
-    stage = "knn"
-
-    def run(self, cfg: Any, should_stop: Any, extra: dict[str, Any]) -> dict[str, Any]:
-        from mst.eval import run_knn
-
-        return self._method(run_knn, cfg, self.pretrain_dir, self.out_dir, should_stop=should_stop,
-                            record_extra=extra)
-
-
-class LinearJob(StageJob):
-    """Linear probe on the class token (`linear_cls`) or DINO's concatenation (`linear_dino`)."""
-
-    def __init__(self, *, probe: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.probe = probe
-
-    @property
-    def stage(self) -> str:  # type: ignore[override]
-        return f"linear_{self.probe}"
-
-    def run(self, cfg: Any, should_stop: Any, extra: dict[str, Any]) -> dict[str, Any]:
-        from mst.eval import run_linear
-
-        return self._method(run_linear, cfg, self.pretrain_dir, self.out_dir, probe=self.probe,
-                            should_stop=should_stop, record_extra=extra)
-
-
-class SupervisedJob(StageJob):
-    stage = "supervised"
-
-    def run(self, cfg: Any, should_stop: Any, extra: dict[str, Any]) -> dict[str, Any]:
-        from mst.eval import run_supervised
-
-        return self._method(run_supervised, cfg, self.out_dir, should_stop=should_stop, record_extra=extra)
-
-
-class AttentionJob(StageJob):
-    stage = "attention"
-
-    def run(self, cfg: Any, should_stop: Any, extra: dict[str, Any]) -> dict[str, Any]:
-        from mst.eval import run_attention
-
-        return self._method(run_attention, cfg, self.pretrain_dir, self.out_dir, should_stop=should_stop,
-                            record_extra=extra)
-
-
-def make_job(stage: str, **kwargs: Any) -> StageJob:
-    """The callable of `stage` (one of jobs.sweep.STAGES)."""
-    if stage == "pretrain":
-        return PretrainJob(**kwargs)
-    if stage == "knn":
-        return KnnJob(**kwargs)
-    if stage in ("linear_cls", "linear_dino"):
-        return LinearJob(probe=stage.split("_", 1)[1], **kwargs)
-    if stage == "supervised":
-        return SupervisedJob(**kwargs)
-    if stage == "attention":
-        return AttentionJob(**kwargs)
-    raise ValueError(f"unknown stage '{stage}'")

@@ -39,6 +39,7 @@ from jobs.sweep_file import (  # noqa: F401  (re-exported: the names callers imp
     sweep_names,
     with_budget,
 )
+from mst import stages as stage_registry
 from mst.config import (
     Config,
     ConfigError,
@@ -49,9 +50,8 @@ from mst.config import (
     valid_keys,
 )
 
-STAGES = ("pretrain", "knn", "linear_cls", "linear_dino", "supervised", "attention")
-# stages that read the pre-trained weights; `supervised` trains from scratch and needs no pretrain stage
-NEEDS_PRETRAIN = ("knn", "linear_cls", "linear_dino", "attention")
+STAGES = stage_registry.NAMES  # run order (mst.stages)
+NEEDS_PRETRAIN = stage_registry.NEEDS_PRETRAIN  # stages that read the pre-trained weights
 SEED_KEY = "train.seed"
 
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from jobs.cli.evaluate import main
+from mst.stages import STAGES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,11 +68,14 @@ def test_knn_then_linear_from_the_run_folder(run_dir, tmp_path, capsys):
     assert summary["status"] == "done" and set(summary) >= {"top1@5", "top5@5", "weights_sha256"}
     record = json.loads((tmp_path / "knn" / "result.json").read_text())
     assert record["config"]["model"]["arch"] == "vit_test" and record["config"]["eval"]["knn_ks"] == [5]
+    assert set(record["metrics"]) >= set(STAGES["knn"].metric_names([5]))  # what the stage registry says
 
     assert cli("linear", "--checkpoint", str(run_dir), "--out", str(tmp_path / "lin"), "--quiet",
                "--probe", "dino", "--cached-features", "--set", "eval.linear_epochs=1") == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["mode"] == "cached_features" and "top1_best" in summary
+    record = json.loads((tmp_path / "lin" / "result.json").read_text())
+    assert record["stage"] == "linear_dino" and set(record["metrics"]) >= set(STAGES["linear_dino"].metrics)
 
     # a finished folder is not re-run, and a folder of another stage is refused
     assert cli("knn", "--checkpoint", str(run_dir), "--out", str(tmp_path / "knn"), "--quiet") == 0

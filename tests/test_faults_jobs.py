@@ -139,7 +139,7 @@ def _setup_section(script: str) -> list[str]:
 def test_quoted_profile_values_reach_the_job_literally(tmp_path):
     """The script's own setup lines, run by bash: nothing executes, each variable holds the profile's text,
     and only the $VAR slots expand."""
-    from jobs.launcher import render_sbatch
+    from jobs.scheduler import render_sbatch
 
     profile = load_profile(str(HOSTILE / "quoted_values.yaml"))
     script = render_sbatch(profile, "pretrain", "mst-x-pretrain", tmp_path / "sub" / "%j", 1)
@@ -204,7 +204,8 @@ def test_run_folder_names_must_be_path_safe(tmp_path, kind, parts):
 
 def test_a_planted_link_cannot_take_writes_outside_the_runs_root(tmp_path):
     """A run folder that is a symlink elsewhere (a careless colleague's) is refused; nothing is written there."""
-    from jobs.launcher import resolve_runs, write_run_configs
+    from jobs.launcher import write_run_configs
+    from jobs.plan import resolve_runs
     from jobs.sweep import load_sweep
 
     sweep = load_sweep(str(_sweep(tmp_path, "contain")))
@@ -238,7 +239,7 @@ def test_a_failing_local_cell_is_recorded_and_the_others_still_run(tmp_path):
 
 def test_previously_failed_cells_run_last(tmp_path):
     """A resubmission runs the cells that never failed first: a known-bad cell never delays the rest."""
-    from jobs.launcher import _local_order, resolve_runs
+    from jobs.plan import local_order, resolve_runs
     from jobs.sweep import load_sweep
 
     sweep = load_sweep(str(_sweep(tmp_path, "order", grid="{loss.restore_weight: [0.2, 0.4, 0.6]}")))
@@ -246,7 +247,7 @@ def test_previously_failed_cells_run_last(tmp_path):
     bad = rundir.stage_dir(tmp_path, "order", runs[0].run_id, "pretrain")
     bad.mkdir(parents=True)
     (bad / "result.json").write_text(json.dumps({"status": "failed"}))
-    assert [r.run_id for r in _local_order(runs, sweep.stages, tmp_path, "order")] == \
+    assert [r.run_id for r in local_order(runs, sweep.stages, tmp_path, "order")] == \
         [runs[1].run_id, runs[2].run_id, runs[0].run_id]
 
 
@@ -260,7 +261,8 @@ def _seed_manifest(runs: Path, sweep: str, records: list[dict]) -> None:
 def test_resubmit_makes_downstream_wait_for_a_live_pretraining(tmp_path, monkeypatch):
     """A partial submission left pre-training queued (one run) and running (the other), with no k-NN: the
     resubmitted k-NN jobs each depend on their own live pre-training job, none is submitted unguarded."""
-    from jobs.launcher import resolve_runs, submit
+    from jobs.launcher import submit
+    from jobs.plan import resolve_runs
     from jobs.sweep import load_sweep
 
     fake = _fake_slurm(tmp_path)
@@ -282,14 +284,14 @@ def test_resubmit_makes_downstream_wait_for_a_live_pretraining(tmp_path, monkeyp
 
 
 def test_plan_never_leaves_a_downstream_stage_of_a_live_pretraining_unguarded():
-    from jobs.launcher import Run, _dependency, plan_arrays
+    from jobs.plan import Run, dependency, plan_arrays
 
     runs = [Run(f"r{i}", None, None) for i in range(3)]
     arrays = plan_arrays({"pretrain": runs[:1], "knn": runs}, ("pretrain", "knn"), 10, live={"r1": "5_1"})
     assert [(a.stage, [r.run_id for r in a.runs], a.after, a.waits_for) for a in arrays] == [
         ("pretrain", ["r0"], None, None), ("knn", ["r0"], 0, None), ("knn", ["r1"], None, "5_1"),
         ("knn", ["r2"], None, None)]  # r2's pre-training is done
-    assert _dependency([["9"]], arrays[2]) == "afterok:5_1"
+    assert dependency([["9"]], arrays[2]) == "afterok:5_1"
 
 
 # ------------------------------------------------------------------------ class 8: one submission at a time
@@ -363,7 +365,7 @@ def test_a_torn_manifest_line_does_not_swallow_the_next_submission(tmp_path):
 
 
 def test_a_malformed_config_yaml_is_one_line_and_kept(tmp_path):
-    from jobs.launcher import resolve_runs
+    from jobs.plan import resolve_runs
     from jobs.sweep import load_sweep
 
     sweep_path, runs = _sweep(tmp_path, "cfg"), tmp_path / "runs"
@@ -383,7 +385,7 @@ def test_a_malformed_scheduler_cache_is_replaced_by_a_fresh_answer(tmp_path, cac
     """The cache is the launcher's own disposable file: one it cannot read is never trusted, never fatal."""
     fake = _fake_slurm(tmp_path)
     sweep_path, runs, profile = _sweep(tmp_path, "cache", stages="[pretrain]"), tmp_path / "runs", _profile(tmp_path)
-    from jobs.launcher import resolve_runs
+    from jobs.plan import resolve_runs
     from jobs.sweep import load_sweep
 
     run_id = resolve_runs(load_sweep(str(sweep_path)), load_profile(str(profile)))[0].run_id
@@ -403,7 +405,7 @@ def test_sacct_output_that_cannot_be_read_is_one_line(tmp_path, answer):
     fake = _fake_slurm(tmp_path)
     (fake["bin"] / "sacct").write_text(f"#!/bin/bash\nprintf '%s' {shlex.quote(answer)}\n")
     sweep_path, runs, profile = _sweep(tmp_path, "acct", stages="[pretrain]"), tmp_path / "runs", _profile(tmp_path)
-    from jobs.launcher import resolve_runs
+    from jobs.plan import resolve_runs
     from jobs.sweep import load_sweep
 
     run_id = resolve_runs(load_sweep(str(sweep_path)), load_profile(str(profile)))[0].run_id
@@ -426,9 +428,9 @@ def test_sacct_output_that_cannot_be_read_is_one_line(tmp_path, answer):
     ("running", "PENDING", "preempted"),        # killed hard and requeued: it started before
 ])  # (None, PENDING) stays queued: test_launcher.py::test_state_classification
 def test_status_tells_a_preempted_run_from_a_queued_one(marker, sched, state):
-    from jobs.launcher import _classify
+    from jobs.runstate import classify
 
-    assert _classify(marker, sched, "1_0")[0] == state
+    assert classify(marker, sched, "1_0")[0] == state
 
 
 def test_a_stage_job_writes_running_at_start_and_preempted_when_it_stops(tmp_path):
@@ -442,14 +444,12 @@ def test_a_stage_job_writes_running_at_start_and_preempted_when_it_stops(tmp_pat
     seen: list[str | None] = []
 
     class StopsAtOnce(StageJob):
-        stage = "pretrain"
-
         def run(self, cfg, should_stop, extra):
             seen.append(rundir.result_status(self.out_dir))
             raise Interrupted("saved at step 3")
 
     extra = {"run_id": "abc-r0", "sweep": "s", "cell": {}, "repeat": 0, "seed": 0, "cluster": "local"}
-    job = StopsAtOnce(runs_root=str(tmp_path), sweep="s", run_id="abc-r0",
+    job = StopsAtOnce("pretrain", runs_root=str(tmp_path), sweep="s", run_id="abc-r0",
                       config=config_to_dict(load_config("tiny")), extra=extra)
     with pytest.raises(Interrupted):
         job()
@@ -478,9 +478,25 @@ def test_both_status_commands_speak_one_vocabulary(tmp_path):
     assert runstate.from_record(None, False) == "missing" == runstate.classify(None, None, None)[0]
 
 
+def test_both_status_views_agree_on_a_local_stage_that_left_no_record():
+    """An in-process stage writes 'running' as it starts: one submitted without a record never started, and
+    both commands call it failed; counts come out in the vocabulary's order with every word present."""
+    from jobs import runstate
+
+    assert runstate.from_record(None, True, local=True) == "failed" == runstate.sweep_view(None, "local-7", None)[0]
+    assert runstate.sweep_view("running", "local-7", None)[0] == "running"
+    assert runstate.sweep_view(None, "1_0", None, asked=False)[0] == "unknown"
+    counts = runstate.count_by_stage([("knn", "failed"), ("pretrain", "done"), ("knn", "failed")],
+                                     ("pretrain", "knn"), runstate.WITHOUT_SCHEDULER)
+    assert counts == {"pretrain": {**dict.fromkeys(runstate.WITHOUT_SCHEDULER, 0), "done": 1},
+                      "knn": {**dict.fromkeys(runstate.WITHOUT_SCHEDULER, 0), "failed": 2}}
+    assert list(counts["knn"]) == list(runstate.WITHOUT_SCHEDULER)
+
+
 def test_submission_skips_preempted_runs(tmp_path, monkeypatch):
     """A preempted pre-training waits in the scheduler to resume: submitting again must not duplicate it."""
-    from jobs.launcher import resolve_runs, submit
+    from jobs.launcher import submit
+    from jobs.plan import resolve_runs
     from jobs.sweep import load_sweep
 
     fake = _fake_slurm(tmp_path)
@@ -503,7 +519,7 @@ def test_sweep_status_and_report_status_both_show_the_requeued_run_as_preempted(
     """A job that saved and went back to the queue: its record says preempted, the scheduler says PENDING.
     Both commands print 'preempted' for it, not 'queued'."""
     from analysis.synthetic import record, write_record
-    from jobs.launcher import resolve_runs
+    from jobs.plan import resolve_runs
     from jobs.sweep import load_sweep
 
     fake = _fake_slurm(tmp_path)
@@ -539,12 +555,12 @@ def test_a_stage_job_refused_a_busy_folder_leaves_the_holders_record_alone(tmp_p
     """A second job on a stage folder that a live process holds is refused; it writes no 'failed' record into
     the folder, whose record belongs to the holder."""
     from jobs.config_io import load_config
-    from jobs.stages import PretrainJob
+    from jobs.stages import StageJob
     from mst.config import config_to_dict
     from mst.stage_folder import StageFolderBusy, locked_stage_folder
 
     extra = {"run_id": "abc-r0", "sweep": "s", "cell": {}, "repeat": 0, "seed": 0, "cluster": "local"}
-    job = PretrainJob(runs_root=str(tmp_path), sweep="s", run_id="abc-r0",
+    job = StageJob("pretrain", runs_root=str(tmp_path), sweep="s", run_id="abc-r0",
                       config=config_to_dict(load_config("tiny")), extra=extra)
     job.out_dir.mkdir(parents=True)
     with locked_stage_folder(job.out_dir), pytest.raises(StageFolderBusy):

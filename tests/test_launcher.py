@@ -13,8 +13,11 @@ from pathlib import Path
 import pytest
 
 from jobs import rundir
-from jobs.launcher import Array, Run, _classify, _dependency, plan_arrays, render_sbatch, submit, task_state
+from jobs.launcher import submit
+from jobs.plan import Array, Run, dependency, plan_arrays
 from jobs.profiles import load_profile, profile_names, slurm_parameters
+from jobs.runstate import classify
+from jobs.scheduler import render_sbatch, task_state
 from mst.atomic import atomic_write_json
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,7 +70,7 @@ def test_dry_run_writes_nothing(tmp_path):
 def test_rendered_script_is_what_submitit_submits(tmp_path):
     import submitit
 
-    from jobs.launcher import submitit_command
+    from jobs.scheduler import submitit_command
 
     profile = load_profile("local-dcu")
     folder = tmp_path / "slurm" / "%j"
@@ -110,7 +113,7 @@ def test_arrays_split_at_the_size_limit_and_align_downstream():
         assert a.runs == arrays[a.after].runs
 
 
-def test_downstream_of_done_pretraining_has_no_dependency():
+def test_downstream_of_done_pretraining_has_nodependency():
     runs = _runs(4)
     arrays = plan_arrays({"pretrain": runs[:1], "knn": runs, "supervised": runs[2:]},
                          ("pretrain", "knn", "supervised"), array_size=10)
@@ -123,9 +126,9 @@ def test_dependency_strings():
     arrays = [Array("pretrain", tuple(_runs(2))), Array("knn", tuple(_runs(2)), after=0),
               Array("pretrain", tuple(_runs(1))), Array("knn", tuple(_runs(1)), after=2)]
     submitted = [["41_0", "41_1"], ["42_0", "42_1"], ["43"], ["44"]]
-    assert _dependency(submitted, arrays[1]) == "aftercorr:41"
-    assert _dependency(submitted, arrays[3]) == "afterok:43"  # a single run is a plain job
-    assert _dependency(submitted, arrays[0]) is None
+    assert dependency(submitted, arrays[1]) == "aftercorr:41"
+    assert dependency(submitted, arrays[3]) == "afterok:43"  # a single run is a plain job
+    assert dependency(submitted, arrays[0]) is None
 
 
 @pytest.mark.parametrize(("marker", "sched", "job", "state"), [
@@ -142,11 +145,11 @@ def test_dependency_strings():
     (None, None, "1_0", "lost"),
 ])
 def test_state_classification(marker, sched, job, state):
-    assert _classify(marker, sched, job)[0] == state
+    assert classify(marker, sched, job)[0] == state
 
 
 def test_a_job_accounting_has_not_seen_yet_is_queued():
-    assert _classify(None, None, "1_0", age_s=5.0)[0] == "queued"
+    assert classify(None, None, "1_0", age_s=5.0)[0] == "queued"
 
 
 def test_a_task_of_an_array_cancelled_before_it_split_takes_the_array_state():
@@ -177,7 +180,7 @@ def test_atomic_json_leaves_no_temp_files(tmp_path):
 @pytest.mark.parametrize("cluster", ["local", "dcu128"])
 def test_resolved_runs_keep_the_sweep_run_ids_and_apply_the_profile(cluster):
     """Folders keep the sweep's run ids (mst-report finds them); the config is the one the cluster runs."""
-    from jobs.launcher import resolve_runs
+    from jobs.plan import resolve_runs
     from jobs.profiles import config_overrides
     from jobs.sweep import load_sweep
     from mst.config import apply_overrides, config_to_dict
@@ -193,7 +196,8 @@ def test_resolved_runs_keep_the_sweep_run_ids_and_apply_the_profile(cluster):
 
 
 def test_a_run_folder_of_another_config_stops_the_submission(tmp_path):
-    from jobs.launcher import LaunchError, resolve_runs, write_run_configs
+    from jobs.launcher import LaunchError, write_run_configs
+    from jobs.plan import resolve_runs
     from jobs.sweep import load_sweep
 
     sweep = load_sweep("loss_weight_smoke")
@@ -204,6 +208,24 @@ def test_a_run_folder_of_another_config_stops_the_submission(tmp_path):
     assert {p: p.read_text() for p in tmp_path.glob("*/*/config.yaml")} == before
 
 
+def test_a_run_has_one_identity_the_hash_its_run_id_carries(tmp_path):
+    """On a cluster that changes the config (dcu128: fp16), the record still names the run by the hash of its
+    run id, and holds the config that ran."""
+    from jobs.plan import resolve_runs, stage_job
+    from jobs.sweep import load_sweep
+    from mst.config import config_hash
+
+    profile = load_profile("dcu128")
+    run = resolve_runs(load_sweep("loss_weight_smoke"), profile)[0]
+    identity = run.run_id.rsplit("-r", 1)[0]
+    assert config_hash(run.config) != identity and config_hash(run.spec.config) == identity
+    with pytest.raises(Exception):  # noqa: B017 - no pretrain checkpoint: whatever the method raises
+        stage_job(run, "knn", profile, tmp_path)()
+    record = json.loads((tmp_path / run.spec.sweep / run.run_id / "knn" / "result.json").read_text())
+    assert record["status"] == "failed" and record["run_id"] == run.run_id
+    assert record["config_hash"] == identity and record["config"] == run.config_dict
+
+
 def test_a_failing_stage_leaves_a_usable_failed_record_and_the_handlers(tmp_path):
     """In-process (cluster local): a stage that fails writes a failed result.json that analysis accepts, and
     the caller gets its signal handlers back."""
@@ -211,11 +233,11 @@ def test_a_failing_stage_leaves_a_usable_failed_record_and_the_handlers(tmp_path
 
     from analysis.collect import check_record
     from jobs.config_io import load_config
-    from jobs.stages import make_job
+    from jobs.stages import StageJob
     from mst.config import config_to_dict
 
     extra = {"run_id": "abc-r0", "sweep": "s", "cell": {}, "repeat": 0, "seed": 0, "cluster": "local"}
-    job = make_job("knn", runs_root=str(tmp_path), sweep="s", run_id="abc-r0",
+    job = StageJob("knn", runs_root=str(tmp_path), sweep="s", run_id="abc-r0",
                    config=config_to_dict(load_config("tiny")), extra=extra)
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)}
     with pytest.raises(Exception):  # noqa: B017 - no pretrain checkpoint: whatever the method raises

@@ -9,16 +9,49 @@ import json
 import sys
 from pathlib import Path
 
+from mst.stages import StageSpec, eval_commands
+
 from .common import check_out_folder, fail, run_stage_command, setup_logging
 
-COMMANDS = ("knn", "linear", "supervised", "attention")
+STAGES_OF = eval_commands()
+"""Sub-command -> the stages it runs (mst.stages); `linear` runs linear_cls or linear_dino by --probe."""
+COMMANDS = tuple(STAGES_OF)
+PROBES = tuple(dict(spec.kwargs)["probe"] for spec in STAGES_OF["linear"])
+
+
+COMMAND_HELP = {"linear": "linear probe on the frozen backbone (best and last epoch)"}
+"""Help of a command that runs several stages (a single stage's command shows its registry description)."""
+
+
+def _linear_options(c: argparse.ArgumentParser) -> None:
+    c.add_argument("--probe", choices=PROBES, default=PROBES[0],
+                   help="cls: last block's class token; dino: last 4 blocks' class tokens concatenated")
+    c.add_argument("--cached-features", action="store_true",
+                   help="extract centre-crop features once and train on them (faster, no augmentation)")
+
+
+def _attention_options(c: argparse.ArgumentParser) -> None:
+    c.add_argument("--images", nargs="+", metavar="IMAGE",
+                   help="scikit-image sample names (astronaut, chelsea, coffee, rocket, ...) or image files; "
+                        "default: eval.attention_images")
+    c.add_argument("--video", metavar="DIR", help="folder of video frames: also write attention.gif")
+    c.add_argument("--supervised", metavar="DIR",
+                   help="supervised stage folder to show beside MST (default: a finished supervised/ beside "
+                        "--out or beside the checkpoint's folder)")
+    c.add_argument("--size", type=int, help="side of the square input in pixels (default: augment.eval_crop)")
+
+
+OPTIONS = {"linear": _linear_options, "attention": _attention_options}
+"""The options of a command beyond the common ones (--checkpoint, --out, --preset, --set, --quiet)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mst-eval", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True, metavar="{" + ",".join(COMMANDS) + "}")
 
-    def command(name: str, text: str, checkpoint_required: bool = True) -> argparse.ArgumentParser:
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        # a command whose stages read pre-trained weights needs them; the others may take a config from them
+        checkpoint_required = any(spec.needs_pretrain for spec in STAGES_OF[name])
         c = sub.add_parser(name, help=text, description=text)
         c.add_argument("--checkpoint", required=checkpoint_required, metavar="RUN_DIR",
                        help="pre-training stage folder (holding checkpoint.pt) or the run folder above it")
@@ -35,23 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
                                 "record is labelled partial: true")
         return c
 
-    command("knn", "weighted k-NN of the frozen backbone's class token, every k of eval.knn_ks in one pass")
-    lin = command("linear", "linear probe on the frozen backbone (best and last epoch)")
-    lin.add_argument("--probe", choices=("cls", "dino"), default="cls",
-                     help="cls: last block's class token; dino: last 4 blocks' class tokens concatenated")
-    lin.add_argument("--cached-features", action="store_true",
-                     help="extract centre-crop features once and train on them (faster, no augmentation)")
-    command("supervised", "train the same backbone with labels (the supervised baseline); --checkpoint only "
-                          "supplies the config", checkpoint_required=False)
-    att = command("attention", "PNG grid of class-token attention maps (input | MST mean | heads | supervised)")
-    att.add_argument("--images", nargs="+", metavar="IMAGE",
-                     help="scikit-image sample names (astronaut, chelsea, coffee, rocket, ...) or image files; "
-                          "default: eval.attention_images")
-    att.add_argument("--video", metavar="DIR", help="folder of video frames: also write attention.gif")
-    att.add_argument("--supervised", metavar="DIR",
-                     help="supervised stage folder to show beside MST (default: a finished supervised/ beside "
-                          "--out or beside the checkpoint's folder)")
-    att.add_argument("--size", type=int, help="side of the square input in pixels (default: augment.eval_crop)")
+    for name, specs in STAGES_OF.items():
+        text = COMMAND_HELP.get(name) or specs[0].description
+        if not specs[0].needs_pretrain:
+            text += "; --checkpoint only supplies the config"
+        c = command(name, text)
+        if name in OPTIONS:
+            OPTIONS[name](c)
     return p
 
 
@@ -133,25 +156,32 @@ def run(args) -> dict:
     if args.command == "attention":
         check_attention_inputs(args, cfg)
     setup_logging()
-    import mst.eval as ev
-
-    return run_stage_command(lambda stop: run_command(ev, args, cfg, pretrain_dir, stop), args.out, args.command)
+    return run_stage_command(lambda stop: run_command(args, cfg, pretrain_dir, stop), args.out, args.command)
 
 
-def run_command(ev, args, cfg, pretrain_dir: Path | None, stop) -> dict:
-    show = not args.quiet
-    partial = getattr(args, "allow_partial", False)
-    if args.command == "knn":
-        return ev.run_knn(cfg, pretrain_dir, args.out, should_stop=stop, show_progress=show,
-                          allow_partial=partial)
+def stage_of(args) -> StageSpec:
+    """The stage a command line runs (for `linear`, the one of its --probe)."""
+    specs = STAGES_OF[args.command]
+    if len(specs) == 1:
+        return specs[0]
+    return next(s for s in specs if dict(s.kwargs)["probe"] == args.probe)
+
+
+def command_options(args) -> dict:
+    """The entry point's keyword arguments that this command's own options give."""
     if args.command == "linear":
-        return ev.run_linear(cfg, pretrain_dir, args.out, probe=args.probe, should_stop=stop, show_progress=show,
-                             cached_features=True if args.cached_features else None, allow_partial=partial)
-    if args.command == "supervised":
-        return ev.run_supervised(cfg, args.out, should_stop=stop, show_progress=show)
-    return ev.run_attention(cfg, pretrain_dir, args.out, should_stop=stop, show_progress=show, images=args.images,
-                            supervised_dir=args.supervised, video=args.video, size=args.size,
-                            allow_partial=partial)
+        return {"cached_features": True if args.cached_features else None}
+    if args.command == "attention":
+        return {"images": args.images, "supervised_dir": args.supervised, "video": args.video, "size": args.size}
+    return {}
+
+
+def run_command(args, cfg, pretrain_dir: Path | None, stop) -> dict:
+    spec = stage_of(args)
+    kwargs = {"should_stop": stop, "show_progress": not args.quiet, **command_options(args)}
+    if spec.needs_pretrain:
+        kwargs["allow_partial"] = getattr(args, "allow_partial", False)
+    return spec.call(cfg, args.out, pretrain_dir, **kwargs)
 
 
 def main(argv: list[str] | None = None) -> None:

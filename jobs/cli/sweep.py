@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import Counter
 from pathlib import Path
 
 from .common import fail
@@ -95,13 +94,11 @@ def _cluster_and_root(args: argparse.Namespace) -> tuple[str, Path]:
 
 
 def _print_status(states: list, show_all: bool) -> int:
-    from jobs.runstate import STATES
+    from jobs.runstate import count_by_stage
 
-    by_stage: dict[str, Counter] = {}
-    for s in states:
-        by_stage.setdefault(s.stage, Counter())[s.state] += 1
+    by_stage = count_by_stage(((s.stage, s.state) for s in states), dict.fromkeys(s.stage for s in states))
     for stage, counts in by_stage.items():  # the words of jobs.runstate, in its order (mst-report's too)
-        print(f"{stage:12s} " + "  ".join(f"{k} {counts[k]}" for k in STATES if counts[k]))
+        print(f"{stage:12s} " + "  ".join(f"{k} {n}" for k, n in counts.items() if n))
     for s in states:
         if show_all or s.state != "done":
             print(f"  {s.run.run_id}  {s.stage:12s} {s.state:9s} job {s.job_id or '-':14s} {s.detail}")

@@ -1,0 +1,229 @@
+"""Planning a submission, without a scheduler: the runs a cluster will run, the job arrays, their order and
+dependencies, and the run configs to write. Nothing here submits, polls or writes.
+
+Dependencies: a downstream stage (k-NN, probes, attention) is a *dependent array aligned task-for-task* with
+its pre-training array: task i of both arrays is the same run, and `--dependency=aftercorr:<pretrain array>`
+lets task i start once pre-training task i completed successfully. A failed pre-training task cancels only
+its own downstream task (`--kill-on-invalid-dep=yes`), never the whole array; a requeued pre-training task
+simply keeps its downstream task waiting. Runs whose pre-training is already done get downstream arrays
+without a dependency.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jobs import rundir
+from jobs.profiles import ClusterProfile, config_overrides
+from jobs.runstate import IN_FLIGHT
+from mst.stages import NEEDS_PRETRAIN
+
+
+class LaunchError(RuntimeError):
+    """The cluster cannot take the submission; one line saying why and what to do."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run of the sweep as this cluster will run it (profile precision and data root applied)."""
+
+    run_id: str
+    """The sweep's run id (config_hash of the sweep's resolved config + '-r<repeat>'): names the folder."""
+    spec: Any
+    """The jobs.sweep.RunSpec it comes from."""
+    config: Any
+    """The resolved mst.config.Config."""
+    config_dict: dict | None = None
+    """config_to_dict(config), computed once (it feeds config.yaml and the job's pickle)."""
+
+    @property
+    def config_hash(self) -> str:
+        """The run's one identity: the hash its run id carries (of the sweep's config, before the profile's
+        precision and data root), which its result.json names as `config_hash` too."""
+        return self.run_id.rsplit("-r", 1)[0]
+
+
+@dataclass(frozen=True)
+class Array:
+    """One job array to submit: a stage for a list of runs, maybe aligned with a pre-training array."""
+
+    stage: str
+    """Stage name."""
+    runs: tuple[Run, ...]
+    """Runs, in task order."""
+    after: int | None = None
+    """Index (in the plan) of the pre-training array this one is aligned with, or None."""
+    waits_for: str | None = None
+    """The live pre-training job (queued, running or preempted) this single-run array depends on, or None."""
+
+
+# ------------------------------------------------------------------------------------------- runs
+
+
+def resolve_runs(sweep: Any, profile: ClusterProfile) -> list[Run]:
+    """Expand the sweep and apply what the profile implies (precision, data root), through the config's own
+    `apply_overrides` (the one place dotted overrides are applied and checked).
+
+    The run id stays the sweep's (jobs.sweep.RunSpec.run_id), so `mst-report` finds the runs of every
+    cluster; config.yaml and result.json hold the config that really ran, and result.json's config_hash is
+    the hash the run id carries (`Run.config_hash`): a run has one identity.
+    Runs of one cell differ only in their seed, so the overrides are applied and the config dict built once
+    per cell (that is what makes a 100-run sweep slow to submit) and the seed is set per run.
+    """
+    from jobs.sweep import cell_key
+    from mst.config import apply_overrides, config_to_dict
+
+    runs = []
+    per_cell: dict[str, tuple[Any, dict]] = {}
+    for spec in sweep.expand():
+        key = cell_key(spec.cell)
+        if key not in per_cell:
+            cell_cfg = apply_overrides(spec.config, config_overrides(profile, spec.config.data.name))
+            per_cell[key] = (cell_cfg, config_to_dict(cell_cfg))
+        cell_cfg, cell_dict = per_cell[key]
+        seed = spec.config.train.seed
+        cfg = dataclasses.replace(cell_cfg, train=dataclasses.replace(cell_cfg.train, seed=seed))
+        data = copy.deepcopy(cell_dict)
+        data["train"]["seed"] = seed
+        runs.append(Run(spec.run_id, spec, cfg, data))
+    return runs
+
+
+def stage_job(run: Run, stage: str, profile: ClusterProfile, runs_root: Path) -> Any:
+    """The job callable of one stage of one run (jobs.stages.StageJob), with the record fields it adds."""
+    from jobs.stages import StageJob
+    from mst.config import config_to_dict
+
+    spec = run.spec
+    # config_hash: the record names the run by the hash its run id carries (one identity per run on every
+    # cluster); its `config` is the one that ran, with the profile's precision and data root
+    extra = {"run_id": run.run_id, "config_hash": run.config_hash, "sweep": spec.sweep, "cell": spec.cell,
+             "repeat": spec.repeat, "seed": spec.seed, "cluster": profile.name}
+    return StageJob(stage, runs_root=str(runs_root), sweep=spec.sweep, run_id=run.run_id,
+                    config=run.config_dict or config_to_dict(run.config), extra=extra,
+                    preempt_signal=profile.preemption.signal, visible_devices=profile.environment.visible_devices,
+                    node_dirs=profile.environment.node_dirs, device_kind=profile.accelerators.kind)
+
+
+def run_config_texts(runs: list[Run], runs_root: Path, cluster: str) -> dict[Path, str]:
+    """config.yaml path -> text of every run (libyaml's emitter when present: the pure-Python one dominates
+    big sweeps).
+
+    A run folder that already holds another config (the sweep ran on a cluster with another precision or data
+    root under this runs root) raises LaunchError, before anything is written or submitted.
+    """
+    import yaml
+
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    texts = {}
+    for run in runs:
+        path = rundir.contained(runs_root, rundir.run_dir(runs_root, run.spec.sweep, run.run_id) / "config.yaml")
+        texts[path] = yaml.dump(run.config_dict, Dumper=dumper, sort_keys=False)
+        if path.is_file() and path.read_bytes() != texts[path].encode():
+            try:
+                found = yaml.safe_load(path.read_bytes())
+            except (yaml.YAMLError, UnicodeDecodeError):
+                raise LaunchError(f"{path} is not valid YAML (it was not written by mst-sweep, or was edited); "
+                                  "it is left as it is: move it aside, or submit with another --runs root") from None
+            if found != run.config_dict:
+                raise LaunchError(f"run folder {path.parent} holds another config than cluster '{cluster}' would "
+                                  "run (another precision or data root); submit with another --runs root")
+    return texts
+
+
+# ------------------------------------------------------------------------------------------- arrays
+
+
+def todo_from_states(states: list[Any]) -> tuple[dict[str, list[Run]], dict[str, int], dict[str, str]]:
+    """From the state of every (run, stage): (stage -> runs to submit, state -> pairs skipped, run id -> job
+    id of its live pre-training). Done and in-flight pairs are skipped."""
+    todo: dict[str, list[Run]] = {}
+    skipped: dict[str, int] = {}
+    live: dict[str, str] = {}
+    for s in states:
+        if s.state == "done" or s.state in IN_FLIGHT:
+            skipped[s.state] = skipped.get(s.state, 0) + 1
+            if s.stage == "pretrain" and s.state in IN_FLIGHT and s.job_id:
+                live[s.run.run_id] = s.job_id
+            continue
+        todo.setdefault(s.stage, []).append(s.run)
+    return todo, skipped, live
+
+
+def plan_arrays(todo: dict[str, list[Run]], stages: tuple[str, ...], array_size: int,
+                live: dict[str, str] | None = None) -> list[Array]:
+    """Job arrays for the (stage -> runs) still to do; downstream arrays aligned with pre-training chunks.
+
+    `live` maps run id -> job id of a pre-training still in the scheduler (queued, running or preempted): a
+    downstream stage of such a run is a one-run job that waits for that job, never an unguarded one. A
+    downstream run whose pre-training is neither resubmitted now nor live must have finished it.
+    """
+    live = live or {}
+
+    def chunks(runs: list[Run]) -> list[tuple[Run, ...]]:
+        return [tuple(runs[i:i + array_size]) for i in range(0, len(runs), array_size)]
+
+    arrays: list[Array] = []
+    pre = todo.get("pretrain", [])
+    pre_ids = {r.run_id for r in pre}
+    pre_chunks = chunks(pre)
+    for chunk in pre_chunks:
+        arrays.append(Array("pretrain", chunk))
+    for stage in stages:
+        if stage == "pretrain" or not todo.get(stage):
+            continue
+        rest = todo[stage]
+        if stage in NEEDS_PRETRAIN:
+            # every run whose pre-training is resubmitted now reruns this stage too, aligned task-for-task
+            for i, chunk in enumerate(pre_chunks):
+                arrays.append(Array(stage, chunk, after=i))
+            rest = [r for r in rest if r.run_id not in pre_ids]
+            for run in rest:
+                if run.run_id in live:
+                    arrays.append(Array(stage, (run,), waits_for=live[run.run_id]))
+            rest = [r for r in rest if r.run_id not in live]
+        for chunk in chunks(rest):
+            arrays.append(Array(stage, chunk))
+    return arrays
+
+
+def dependency(submitted: list[list[str]], array: Array) -> str | None:
+    """The --dependency of `array`, given the job ids of the arrays submitted before it (plan order)."""
+    if array.waits_for is not None:
+        return f"afterok:{array.waits_for}"  # a job id or an array task id ('123_4'): Slurm takes both
+    if array.after is None:
+        return None
+    ids = submitted[array.after]
+    if len(ids) == 1 and "_" not in ids[0]:
+        return f"afterok:{ids[0]}"  # a single run is a plain job, not an array
+    return f"aftercorr:{ids[0].split('_')[0]}"
+
+
+def dry_run_dependency(array: Array) -> str | None:
+    """The dependency `dependency` will give, before any job id exists (for --dry-run)."""
+    if array.waits_for:
+        return f"afterok:{array.waits_for}"
+    return None if array.after is None else f"aftercorr:<job id of array {array.after + 1}>"
+
+
+def job_name(sweep: str, stage: str) -> str:
+    return f"mst-{sweep}-{stage}"
+
+
+def local_order(runs: list[Run], stages: tuple[str, ...], root: Path, sweep: str) -> list[Run]:
+    """Runs in sweep order, those with a failed stage record last: a known-bad cell never delays the rest."""
+    def failed_before(run: Run) -> bool:
+        return any(rundir.result_status(rundir.stage_dir(root, sweep, run.run_id, s)) == "failed" for s in stages)
+
+    return sorted(runs, key=failed_before)  # stable: sweep order within each group
+
+
+def describe(run: Run) -> str:
+    """'loss.restore_weight=0.6, repeat 0': the run's cell and repeat, for progress lines."""
+    from jobs.sweep import cell_label
+
+    return f"{cell_label(run.spec.cell)}, repeat {run.spec.repeat}"
