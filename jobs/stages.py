@@ -217,12 +217,11 @@ class StageJob(submitit.helpers.Checkpointable):
             return
         if os.environ.get("RANK", "0") != "0":
             return
-        atomic_write_json(self.out_dir / "result.json", {
-            "schema": 1, **extra, "stage": self.stage, "status": "failed",
-            "error": f"{type(err).__name__}: {err}".splitlines()[0][:500], "metrics": {},
-            "config": self.config, "wall_time_s": None, "device_hours": None,
-            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        })
+        from mst.config import config_from_dict
+        from mst.run.record import write_failed_record
+
+        write_failed_record(self.out_dir, self.stage, config_from_dict(self.config), err, wall_time_s=None,
+                            extra=extra)
 
 
 class PretrainJob(StageJob):

@@ -17,9 +17,8 @@ import torch
 from ..atomic import append_jsonl, atomic_write_json, read_json, truncate_jsonl
 from ..checkpoint import atomic_torch_save, load_checkpoint
 from ..config import Config, config_hash, config_to_dict
-from ..records import make_record
+from ..run.record import error_line, make_record, write_failed_record
 from ..stage_folder import locked_stage_folder
-from ..train.pretrain import write_failed_record
 from ..train.runtime import (
     Interrupted,
     NonFiniteLoss,
@@ -124,18 +123,18 @@ class Stage:
                 raise NonFiniteLoss(None, value, what=f"metric '{name}'",
                                     fix="the checkpoint's weights or the stage's settings give NaN/inf; "
                                         "check the pre-training's losses")
+        else:
+            return write_failed_record(self.out, self.name, self.cfg, error or status, metrics, self.wall_time(),
+                                       self.record_extra, device=str(self.device), precision=self.precision,
+                                       **self.pretrain_fields, **fields)
         record = make_record(self.name, config_to_dict(self.cfg), config_hash(self.cfg), status, metrics,
                              self.wall_time(), self.record_extra, error=error, device=str(self.device),
                              precision=self.precision, **self.pretrain_fields, **fields)
-        if status == "done":
-            atomic_write_json(self.out / "result.json", record)
-        else:
-            write_failed_record(self.out, record)
+        atomic_write_json(self.out / "result.json", record)
         return record
 
     def fail(self, err: BaseException, **fields: Any) -> None:
-        message = f"{type(err).__name__}: {err}".splitlines()[0]
-        self.record("failed", {}, error=message, **fields)
+        self.record("failed", {}, error=error_line(err), **fields)
 
 
 def run_stage(name: str, cfg: Config, out_dir: str | Path, record_extra: dict | None,
@@ -168,9 +167,7 @@ def run_stage(name: str, cfg: Config, out_dir: str | Path, record_extra: dict | 
             raise
         except Exception as err:
             if stage is None:
-                write_failed_record(out, make_record(
-                    name, config_to_dict(cfg), config_hash(cfg), "failed", {}, 0.0, record_extra,
-                    error=f"{type(err).__name__}: {err}".splitlines()[0]))
+                write_failed_record(out, name, cfg, err, extra=record_extra)
             else:
                 stage.fail(err)
             raise

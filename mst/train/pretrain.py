@@ -26,7 +26,7 @@ from ..config import Config, ConfigError, config_hash, config_to_dict
 from ..losses import DINOLoss, restoration_loss
 from ..masking import make_mask, masks_anything
 from ..photometric import BatchPhotometric
-from ..records import make_record
+from ..run.record import make_record, write_failed_record
 from ..schedules import cosine, teacher_temperature
 from ..seeding import seed_everything
 from ..stage_folder import locked_stage_folder
@@ -330,9 +330,8 @@ def _run_pretrain_locked(cfg: Config, out: Path, should_stop: Callable[[], bool]
     except Exception as err:
         wall = (trainer.wall_before if trainer else 0.0) + time.time() - t0
         if dist.is_main():
-            write_failed_record(out, make_record(
-                "pretrain", cfg_dict, chash, "failed", {"steps": trainer.step if trainer else 0}, wall,
-                record_extra, error=f"{type(err).__name__}: {err}".splitlines()[0]))
+            write_failed_record(out, "pretrain", cfg, err, {"steps": trainer.step if trainer else 0}, wall,
+                                record_extra)
         raise
     record = make_record(
         "pretrain", cfg_dict, chash, "done",
@@ -345,10 +344,3 @@ def _run_pretrain_locked(cfg: Config, out: Path, should_stop: Callable[[], bool]
         atomic_write_json(out / "result.json", record)
     return record
 
-
-def write_failed_record(out: Path, record: dict) -> None:
-    """Best effort: on a full disk or a read-only folder the original error is what the user must see."""
-    try:
-        atomic_write_json(out / "result.json", record)
-    except OSError as err:
-        log.warning("could not write the failed record in %s: %s", out, err)
