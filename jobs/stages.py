@@ -211,7 +211,7 @@ class StageJob(submitit.helpers.Checkpointable):
     def _mark_failed(self, err: Exception, extra: dict[str, Any]) -> None:
         """A failed result.json when the method left none, so `status` needs no scheduler call for it.
         A folder that another live process holds is left alone: its record is that process's to write."""
-        from mst.stage_folder import StageFolderBusy
+        from mst.run.folder import StageFolderBusy
 
         if isinstance(err, StageFolderBusy) or rundir.result_status(self.out_dir) in rundir.FINAL_STATES:
             return

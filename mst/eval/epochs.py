@@ -18,9 +18,9 @@ from typing import Any
 
 import torch
 
+from ..run.progress import StepProgress
+from ..run.runtime import NonFiniteLoss
 from ..seeding import sample_seed
-from ..train.progress import StepProgress
-from ..train.runtime import NonFiniteLoss
 from .stage import Stage, StopFn, interrupt, stop_requested
 
 

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 from ..augment import probe_train_transform
 from ..config import Config, linear_probe_lr
 from ..data import AugmentedDataset, build_dataset
-from ..train.runtime import RunFolderMismatch
+from ..run.folder import RunFolderMismatch
 from .epochs import EpochLoop, epoch_batches, fresh_counters, resume_counters, summarise, topk_correct
 from .features import class_count, drop_feature_cache, embed, eval_dataset, extract_features, feature_dim
 from .stage import Stage, StopFn, forward_context, load_frozen, run_stage

@@ -17,16 +17,9 @@ import torch
 from ..atomic import append_jsonl, atomic_write_json, read_json, truncate_jsonl
 from ..checkpoint import atomic_torch_save, load_checkpoint
 from ..config import Config, config_hash, config_to_dict
+from ..run.folder import RunFolderMismatch, claim_folder, locked_stage_folder
 from ..run.record import error_line, make_record, write_failed_record
-from ..stage_folder import locked_stage_folder
-from ..train.runtime import (
-    Interrupted,
-    NonFiniteLoss,
-    RunFolderMismatch,
-    configure_threads,
-    pick_device,
-    resolve_precision,
-)
+from ..run.runtime import Interrupted, NonFiniteLoss, configure_threads, pick_device, resolve_precision
 
 StopFn = Callable[[], bool] | None
 
@@ -147,8 +140,6 @@ def run_stage(name: str, cfg: Config, out_dir: str | Path, record_extra: dict | 
     belongs to another config) and `PretrainUnfinished` (`pretrain_dir` did not finish, see pretrain_status)
     are raised before anything is written.
     """
-    from ..train.pretrain import claim_folder
-
     with locked_stage_folder(out_dir) as out:
         done = previous_result(out)
         if done is not None:
@@ -175,7 +166,7 @@ def run_stage(name: str, cfg: Config, out_dir: str | Path, record_extra: dict | 
 
 def forward_context(stage: Stage):
     """No gradients, plus autocast where the stage's precision asks for it (never on the CPU)."""
-    from ..train.runtime import autocast_context
+    from ..run.runtime import autocast_context
 
     return autocast_context(stage.precision, stage.device)
 

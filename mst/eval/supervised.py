@@ -27,11 +27,11 @@ from ..compat import grad_scaler
 from ..config import Config, config_from_dict, config_to_dict
 from ..data import AugmentedDataset, build_dataset
 from ..models import build_backbone
+from ..run.rng import get_rng_state, set_rng_state
+from ..run.runtime import autocast_context
 from ..schedules import cosine
 from ..seeding import seed_everything
 from ..train.pretrain import param_groups
-from ..train.rng import get_rng_state, set_rng_state
-from ..train.runtime import autocast_context
 from .epochs import EpochLoop, epoch_batches, fresh_counters, resume_counters, summarise, topk_correct
 from .features import class_count, eval_dataset
 from .stage import Stage, StopFn, run_stage
