@@ -75,8 +75,8 @@ class EpochLoop:
     """(inputs, targets, step) -> (loss, learning rate of the step): sets the lr, runs the forward pass."""
     update: Callable[[torch.Tensor], None]
     """One optimiser step on a finite loss (zero grads, backward, step)."""
-    evaluate: Callable[[int], dict[str, float]]
-    """epoch -> its metrics.jsonl fields (top1, top5, ...) after training on it."""
+    evaluate: Callable[[], dict[str, float]]
+    """The metrics.jsonl fields (top1, top5, ...) after an epoch of training."""
     snapshot: Callable[[], dict]
     """The stage's checkpoint state, counters included."""
     checkpoint_every: int
@@ -104,7 +104,7 @@ class EpochLoop:
                     bar.update(step + 1, {"loss": loss.item(), "lr": lr})
                     if (step + 1) % self.checkpoint_every == 0:
                         stage.save(self.snapshot())
-                line = {"epoch": epoch + 1, **self.evaluate(epoch),
+                line = {"epoch": epoch + 1, **self.evaluate(),
                         "loss": st["loss_sum"] / max(st["loss_count"], 1)}
                 st["history"].append(line)
                 st.update(epoch=epoch + 1, batch=0, loss_sum=0.0, loss_count=0)

@@ -137,7 +137,7 @@ def run_linear(cfg: Config, pretrain_dir: str | Path, out_dir: str | Path, probe
             value.backward()
             opt.step()
 
-        def evaluate_epoch(epoch: int) -> dict[str, float]:
+        def evaluate_epoch() -> dict[str, float]:
             top1, top5 = evaluate(layer, test_f, test_y, dev)
             return {"top1": top1, "top5": top5, "lr": lr}
 

@@ -145,7 +145,7 @@ def run_supervised(cfg: Config, out_dir: str | Path, should_stop: StopFn = None,
             scaler.step(opt)
             scaler.update()
 
-        def evaluate_epoch(epoch: int) -> dict[str, float]:
+        def evaluate_epoch() -> dict[str, float]:
             top1, top5 = evaluate_model(model, test_loader, stage)
             return {"top1": top1, "top5": top5}
 
