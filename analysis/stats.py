@@ -1,16 +1,19 @@
 """Statistics over seeds: mean, standard error (ddof = 1), n, and two-sided t-tests (paired or Welch).
 
-scipy is not a dependency, so Student's t CDF is computed here from the regularized incomplete beta
-function (a continued fraction evaluated with the modified Lentz method).
+The tests are scipy.stats' (ttest_rel, ttest_ind with equal_var=False); only the zero-variance cases, where
+scipy warns and the answer is exact, are settled here.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
+from scipy import stats as scipy_stats
+from scipy.stats import t as student_t
 
 DDOF = 1
 SE_FORMULA = "s.e. = s/\u221an"  # s: sample standard deviation over seeds with ddof = 1
@@ -68,62 +71,28 @@ class TTest:
     """Two-sided p-value."""
 
 
-def _beta_continued_fraction(a: float, b: float, x: float) -> float:
-    # Lentz's method on the standard continued fraction of I_x(a, b); converges fast for x < (a+1)/(a+b+2)
-    tiny = 1e-300
-    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 500):
-        for aa in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-                   -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
-            d = 1.0 + aa * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + aa / c
-            c = c if abs(c) > tiny else tiny
-            h *= d * c
-        if abs(d * c - 1.0) < 1e-15:
-            break
-    return h
-
-
-def betainc(a: float, b: float, x: float) -> float:
-    """The regularized incomplete beta function I_x(a, b) for a, b > 0 and 0 <= x <= 1."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    if x < (a + 1.0) / (a + b + 2.0):
-        return math.exp(log_front) * _beta_continued_fraction(a, b, x) / a
-    # symmetry I_x(a, b) = 1 - I_{1-x}(b, a) keeps the fraction in its fast-converging range
-    return 1.0 - math.exp(log_front) * _beta_continued_fraction(b, a, 1.0 - x) / b
-
-
-def t_cdf(t: float, df: float) -> float:
-    """P(T <= t) for Student's t with `df` > 0 degrees of freedom (df may be fractional)."""
-    if math.isinf(t):
-        return 1.0 if t > 0 else 0.0
-    tail = 0.5 * betainc(df / 2.0, 0.5, df / (df + t * t))  # P(T > |t|)
-    return 1.0 - tail if t > 0 else tail
-
-
 def two_sided_p(t: float, df: float) -> float:
+    """Two-sided p-value of a t statistic with `df` degrees of freedom (df may be fractional)."""
     if math.isnan(t):
         return 1.0  # both samples constant and equal: no evidence of a difference
-    return min(1.0, 2.0 * (1.0 - t_cdf(abs(t), df)))
+    return float(min(1.0, 2.0 * student_t.sf(abs(t), df)))
 
 
-def _mean_var(values: Sequence[float]) -> tuple[float, float]:
-    n = len(values)
-    mean = math.fsum(values) / n
-    return mean, math.fsum((v - mean) ** 2 for v in values) / (n - DDOF)
+def _constant(values: Sequence[float]) -> bool:
+    return all(v == values[0] for v in values)
 
 
-def _ratio(num: float, den: float) -> float:
-    if den > 0:
-        return num / den
-    return math.nan if num == 0 else math.copysign(math.inf, num)
+def _quietly(test, *args, **kwargs):
+    # scipy warns of "catastrophic cancellation" whenever one sample is constant; its variance 0 is exact then
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Precision loss occurred", category=RuntimeWarning)
+        return test(*args, **kwargs)
+
+
+def _no_spread(kind: str, diff: float, df: float) -> TTest:
+    # zero variance: the answer is exact (t = ±inf, or nan when equal), where scipy gives p = nan for t = nan
+    t = math.nan if diff == 0 else math.copysign(math.inf, diff)
+    return TTest(kind, t, df, two_sided_p(t, df))
 
 
 def paired_t(row: Sequence[float], ref: Sequence[float]) -> TTest:
@@ -131,25 +100,20 @@ def paired_t(row: Sequence[float], ref: Sequence[float]) -> TTest:
     if len(row) != len(ref) or len(row) < 2:
         raise ValueError("a paired t-test needs two equally long samples of at least 2 values")
     diffs = [a - b for a, b in zip(row, ref)]
-    mean, var = _mean_var(diffs)
-    t = _ratio(mean, math.sqrt(var / len(diffs)))
-    df = len(diffs) - 1
-    return TTest("paired", t, df, two_sided_p(t, df))
+    if _constant(diffs):
+        return _no_spread("paired", diffs[0], len(diffs) - 1)
+    res = _quietly(scipy_stats.ttest_rel, row, ref)
+    return TTest("paired", float(res.statistic), int(res.df), float(res.pvalue))
 
 
 def welch_t(row: Sequence[float], ref: Sequence[float]) -> TTest:
     """Welch's unequal-variance t-test (needs >= 2 values in each sample)."""
     if len(row) < 2 or len(ref) < 2:
         raise ValueError("Welch's t-test needs at least 2 values in each sample")
-    m1, v1 = _mean_var(row)
-    m2, v2 = _mean_var(ref)
-    s1, s2 = v1 / len(row), v2 / len(ref)
-    t = _ratio(m1 - m2, math.sqrt(s1 + s2))
-    if s1 + s2 > 0:
-        df = (s1 + s2) ** 2 / (s1 ** 2 / (len(row) - 1) + s2 ** 2 / (len(ref) - 1))
-    else:
-        df = float(len(row) + len(ref) - 2)
-    return TTest("welch", t, df, two_sided_p(t, df))
+    if _constant(row) and _constant(ref):  # Welch-Satterthwaite is 0/0: fall back to the pooled df
+        return _no_spread("welch", row[0] - ref[0], float(len(row) + len(ref) - 2))
+    res = _quietly(scipy_stats.ttest_ind, row, ref, equal_var=False)
+    return TTest("welch", float(res.statistic), float(res.df), float(res.pvalue))
 
 
 def compare(row: dict[int, float], ref: dict[int, float]) -> TTest | None:

@@ -202,16 +202,15 @@ class StageJob(submitit.helpers.Checkpointable):
     def _mark_failed(self, err: Exception, extra: dict[str, Any]) -> None:
         """A failed result.json when the method left none, so `status` needs no scheduler call for it.
         A folder that another live process holds is left alone: its record is that process's to write."""
-        from mst.stage_folder import StageFolderBusy
+        from mst.run.folder import StageFolderBusy
 
         if isinstance(err, StageFolderBusy) or rundir.result_status(self.out_dir) in rundir.FINAL_STATES:
             return
         if os.environ.get("RANK", "0") != "0":
             return
-        atomic_write_json(self.out_dir / "result.json", {
-            "schema": 1, **extra, "stage": self.stage, "status": "failed",
-            "error": f"{type(err).__name__}: {err}".splitlines()[0][:500], "metrics": {},
-            "config": self.config, "wall_time_s": None, "device_hours": None,
-            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        })
+        from mst.config import config_from_dict
+        from mst.run.record import write_failed_record
+
+        write_failed_record(self.out_dir, self.stage, config_from_dict(self.config), err, wall_time_s=None,
+                            extra=extra)
 

@@ -557,7 +557,7 @@ def test_a_stage_job_refused_a_busy_folder_leaves_the_holders_record_alone(tmp_p
     from jobs.config_io import load_config
     from jobs.stages import StageJob
     from mst.config import config_to_dict
-    from mst.stage_folder import StageFolderBusy, locked_stage_folder
+    from mst.run.folder import StageFolderBusy, locked_stage_folder
 
     extra = {"run_id": "abc-r0", "sweep": "s", "cell": {}, "repeat": 0, "seed": 0, "cluster": "local"}
     job = StageJob("pretrain", runs_root=str(tmp_path), sweep="s", run_id="abc-r0",

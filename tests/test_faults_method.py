@@ -233,7 +233,7 @@ def test_second_process_on_a_stage_folder_is_refused(tmp_path):
 
 def test_an_evaluation_folder_in_use_is_refused_before_anything_is_written(tmp_path, pretrained):
     from mst.eval.knn_stage import run_knn
-    from mst.stage_folder import StageFolderBusy, locked_stage_folder
+    from mst.run.folder import StageFolderBusy, locked_stage_folder
 
     out = tmp_path / "knn"
     busy = pytest.raises(StageFolderBusy, match=f"stage folder {out} is in use by pid {os.getpid()}")

@@ -9,8 +9,9 @@ import torch
 from jobs.config_io import load_config
 from mst.checkpoint import load_checkpoint
 from mst.config import ModelConfig
+from mst.eval.epochs import epoch_batches, summarise
 from mst.eval.features import embed, feature_dim
-from mst.eval.linear import epoch_batches, epoch_lr, make_probe, run_linear, summarise
+from mst.eval.linear import epoch_lr, make_probe, run_linear
 from mst.models import build_backbone
 from mst.train import Interrupted, run_pretrain
 

@@ -58,3 +58,24 @@ def test_backbone_for_attention_maps(whole):
     assert att.shape == (1, backbone.num_heads, (32 // backbone.patch_size) ** 2)
     with pytest.raises(FileNotFoundError, match="checkpoint.pt"):
         load_supervised(out / "missing")
+
+
+def test_a_checkpoint_saving_only_torchs_stream_still_resumes_bit_exact(whole, tmp_path):
+    """Supervised checkpoints written before the RNG state was shared with pre-training hold torch's (and
+    CUDA's) streams only; they load and resume to the same weights."""
+    from mst.checkpoint import atomic_torch_save
+
+    _, record = whole
+    polls = {"n": 0}
+
+    def stop_at_step_five():
+        polls["n"] += 1
+        return polls["n"] == 6
+
+    with pytest.raises(Interrupted):
+        run_supervised(load_config("tiny", SETS), tmp_path, should_stop=stop_at_step_five, show_progress=False)
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    state["rng"] = {k: v for k, v in state["rng"].items() if k in ("torch", "cuda")}
+    atomic_torch_save(state, tmp_path / "checkpoint.pt")
+    resumed = run_supervised(load_config("tiny", SETS), tmp_path, show_progress=False)
+    assert resumed["weights_sha256"] == record["weights_sha256"] and resumed["history"] == record["history"]

@@ -66,7 +66,7 @@ class StopOnSignal:
 
 def check_out_folder(out: str) -> None:
     """--out must name a folder (new or existing), never a file or the empty string."""
-    from mst.stage_folder import StageFolderError, check_stage_folder
+    from mst.run.folder import StageFolderError, check_stage_folder
 
     try:
         check_stage_folder(out)
@@ -89,7 +89,7 @@ def run_stage_command(run: Callable[[StopOnSignal], T], out: str, what: str) -> 
     from mst.config import ConfigError
     from mst.data import DataError
     from mst.eval.stage import PretrainUnfinished
-    from mst.stage_folder import StageFolderBusy, StageFolderError
+    from mst.run.folder import StageFolderBusy, StageFolderError
     from mst.train import Interrupted, NonFiniteLoss, RunFolderMismatch
 
     stop = StopOnSignal()

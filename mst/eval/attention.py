@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torchvision.transforms import v2
 
 from ..config import Config
-from ..train.runtime import Interrupted
+from ..run.runtime import Interrupted
 from .stage import Stage, StopFn, load_frozen, previous_result, run_stage, stop_requested
 
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")

@@ -39,11 +39,12 @@ from ..augment import probe_train_transform
 from ..config import linear_probe_lr
 from ..data import AugmentedDataset, build_dataset
 from ..models import build_backbone
-from ..stage_folder import locked_stage_folder
-from ..train.runtime import NonFiniteLoss
+from ..run.folder import locked_stage_folder
+from ..run.runtime import NonFiniteLoss
+from .epochs import epoch_batches, summarise
 from .features import class_count, embed, eval_dataset, extract_features, feature_dim
 from .knn import weighted_knn
-from .linear import epoch_batches, epoch_lr, evaluate, make_probe, summarise
+from .linear import epoch_lr, evaluate, make_probe
 from .stage import Stage, forward_context
 
 log = logging.getLogger(__name__)

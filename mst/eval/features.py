@@ -13,8 +13,8 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from ..augment import eval_transform
 from ..checkpoint import atomic_torch_save, load_checkpoint
 from ..data import AugmentedDataset, build_dataset
-from ..train.progress import StepProgress
-from ..train.runtime import Interrupted
+from ..run.progress import StepProgress
+from ..run.runtime import Interrupted
 from .stage import Stage, StopFn, forward_context, stop_requested
 
 FEATURE_KINDS = ("cls", "dino")

@@ -30,11 +30,10 @@ from torch.utils.data import DataLoader
 from ..augment import probe_train_transform
 from ..config import Config, linear_probe_lr
 from ..data import AugmentedDataset, build_dataset
-from ..seeding import sample_seed
-from ..train.progress import StepProgress
-from ..train.runtime import NonFiniteLoss, RunFolderMismatch
+from ..run.folder import RunFolderMismatch
+from .epochs import EpochLoop, epoch_batches, fresh_counters, resume_counters, summarise, topk_correct
 from .features import class_count, drop_feature_cache, embed, eval_dataset, extract_features, feature_dim
-from .stage import Stage, StopFn, forward_context, interrupt, load_frozen, run_stage, stop_requested
+from .stage import Stage, StopFn, forward_context, load_frozen, run_stage
 
 PROBES = ("cls", "dino")
 
@@ -49,22 +48,9 @@ def make_probe(dim: int, num_classes: int, seed: int) -> nn.Linear:
     return layer
 
 
-def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
-    """The shuffled batches of one epoch, a function of (seed, epoch) only (the last one may be short)."""
-    g = torch.Generator().manual_seed(sample_seed(seed, epoch, -1))
-    return [b.tolist() for b in torch.randperm(n, generator=g).split(batch_size)]
-
-
 def epoch_lr(base_lr: float, epoch: int, epochs: int) -> float:
     """Cosine from base_lr (epoch 0) towards 0, one value per epoch."""
     return 0.5 * base_lr * (1 + math.cos(math.pi * epoch / epochs))
-
-
-def topk_correct(logits: torch.Tensor, targets: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> list[int]:
-    """Number of samples whose label is among the k highest logits, for each k (k clipped to the classes)."""
-    top = logits.topk(min(max(ks), logits.shape[1]), dim=1).indices  # [B, kmax]
-    hit = top == targets.unsqueeze(1)
-    return [int(hit[:, :k].any(dim=1).sum()) for k in ks]
 
 
 @torch.no_grad()
@@ -80,13 +66,6 @@ def evaluate(layer: nn.Module, features: torch.Tensor, labels: torch.Tensor, dev
         c1, c5 = c1 + a, c5 + b
     layer.train()
     return 100.0 * c1 / len(labels), 100.0 * c5 / len(labels)
-
-
-def summarise(history: list[dict]) -> dict[str, float]:
-    """The contract's metrics from the per-epoch history (best = highest top-1, earliest on ties)."""
-    best = max(range(len(history)), key=lambda i: (history[i]["top1"], -i))
-    return {"top1_best": history[best]["top1"], "top5_best": history[best]["top5"],
-            "top1_last": history[-1]["top1"], "top5_last": history[-1]["top5"], "best_epoch": best + 1}
 
 
 def run_linear(cfg: Config, pretrain_dir: str | Path, out_dir: str | Path, probe: str = "cls",
@@ -128,64 +107,48 @@ def run_linear(cfg: Config, pretrain_dir: str | Path, out_dir: str | Path, probe
         base_lr = linear_probe_lr(e)
         opt = torch.optim.SGD(layer.parameters(), lr=base_lr, momentum=e.linear_momentum,
                               weight_decay=e.linear_weight_decay)
-        st = {"version": 1, "probe": probe, "mode": mode, "weights_sha256": digest, "epoch": 0, "batch": 0,
-              "loss_sum": 0.0, "loss_count": 0, "history": []}
+        st = resume_counters(stage, fresh_counters(version=1, probe=probe, mode=mode, weights_sha256=digest), state)
         if state is not None:
             layer.load_state_dict(state["linear"])
             opt.load_state_dict(state["optimizer"])
-            st = {k: state[k] for k in st}
-            stage.truncate_log(lambda line: line.get("epoch", 0) <= st["epoch"])
-        else:
-            stage.truncate_log(lambda line: False)  # lines of an attempt killed before its first checkpoint
+        lr = base_lr
 
-        def snapshot() -> dict:
-            return {**st, "linear": layer.state_dict(), "optimizer": opt.state_dict()}
+        def batches(epoch: int, first: int):
+            nonlocal lr
+            lr = epoch_lr(base_lr, epoch, e.linear_epochs)  # DINO's per-epoch cosine
+            for group in opt.param_groups:
+                group["lr"] = lr
+            order = epoch_batches(n_train, e.linear_batch_size, seed, epoch)[first:]
+            if cached:
+                return ((train_f[idx], train_y[idx]) for idx in map(torch.tensor, order))
+            train_aug.set_epoch(epoch)
+            return DataLoader(train_aug, batch_sampler=order, num_workers=cfg.data.num_workers,
+                              pin_memory=dev.type == "cuda", generator=torch.Generator().manual_seed(0))
 
-        per_epoch = math.ceil(n_train / e.linear_batch_size)
-        total = per_epoch * e.linear_epochs
+        def loss(x: torch.Tensor, y: torch.Tensor, step: int) -> tuple[torch.Tensor, float]:
+            x, y = x.to(dev, non_blocking=True), torch.as_tensor(y).to(dev, non_blocking=True)
+            if not cached:
+                with torch.no_grad(), forward_context(stage):
+                    x = embed(backbone, x, probe)  # [B, D] frozen features
+            return F.cross_entropy(layer(x.float()), y), lr
+
+        def update(value: torch.Tensor) -> None:
+            opt.zero_grad(set_to_none=True)
+            value.backward()
+            opt.step()
+
+        def evaluate_epoch() -> dict[str, float]:
+            top1, top5 = evaluate(layer, test_f, test_y, dev)
+            return {"top1": top1, "top5": top5, "lr": lr}
+
         layer.train()
-        bar = StepProgress(total, st["epoch"] * per_epoch + st["batch"], show_progress, f"linear_{probe}")
-        with bar:
-            while st["epoch"] < e.linear_epochs:
-                epoch = st["epoch"]
-                lr = epoch_lr(base_lr, epoch, e.linear_epochs)
-                for group in opt.param_groups:
-                    group["lr"] = lr
-                batches = epoch_batches(n_train, e.linear_batch_size, seed, epoch)[st["batch"]:]
-                if cached:
-                    source = ((train_f[idx], train_y[idx]) for idx in map(torch.tensor, batches))
-                else:
-                    train_aug.set_epoch(epoch)
-                    source = DataLoader(train_aug, batch_sampler=batches, num_workers=cfg.data.num_workers,
-                                        pin_memory=dev.type == "cuda", generator=torch.Generator().manual_seed(0))
-                for x, y in source:
-                    step = epoch * per_epoch + st["batch"]
-                    if stop_requested(should_stop):
-                        interrupt(stage, snapshot(), step)
-                    x, y = x.to(dev, non_blocking=True), torch.as_tensor(y).to(dev, non_blocking=True)
-                    if not cached:
-                        with torch.no_grad(), forward_context(stage):
-                            x = embed(backbone, x, probe)  # [B, D] frozen features
-                    loss = F.cross_entropy(layer(x.float()), y)
-                    if not math.isfinite(loss.item()):
-                        raise NonFiniteLoss(step + 1, loss.item(), what="probe loss",
-                                            fix="Lower eval.linear_lr or check the pre-training's losses")
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    st["loss_sum"] += loss.item() * len(y)
-                    st["loss_count"] += len(y)
-                    st["batch"] += 1
-                    bar.update(step + 1, {"loss": loss.item(), "lr": lr})
-                    if (step + 1) % cfg.train.checkpoint_every == 0:
-                        stage.save(snapshot())
-                top1, top5 = evaluate(layer, test_f, test_y, dev)
-                line = {"epoch": epoch + 1, "top1": top1, "top5": top5, "lr": lr,
-                        "loss": st["loss_sum"] / max(st["loss_count"], 1)}
-                st["history"].append(line)
-                st.update(epoch=epoch + 1, batch=0, loss_sum=0.0, loss_count=0)
-                stage.log(line)
-                stage.save(snapshot())
+        loop = EpochLoop(
+            name=f"linear_{probe}", epochs=e.linear_epochs, per_epoch=math.ceil(n_train / e.linear_batch_size),
+            batches=batches, loss=loss, update=update, evaluate=evaluate_epoch,
+            snapshot=lambda: {**st, "linear": layer.state_dict(), "optimizer": opt.state_dict()},
+            checkpoint_every=cfg.train.checkpoint_every, non_finite_what="probe loss",
+            non_finite_fix="Lower eval.linear_lr or check the pre-training's losses")
+        loop.run(stage, st, should_stop, show_progress)
         record = stage.record(
             "done", summarise(st["history"]), weights_sha256=digest, probe=probe, mode=mode,
             feature_dim=feature_dim(backbone, probe), features_from=e.knn_source, pretrain_dir=str(pretrain_dir),

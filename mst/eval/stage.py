@@ -17,17 +17,9 @@ import torch
 from ..atomic import append_jsonl, atomic_write_json, read_json, truncate_jsonl
 from ..checkpoint import atomic_torch_save, load_checkpoint
 from ..config import Config, config_hash, config_to_dict
-from ..records import make_record
-from ..stage_folder import locked_stage_folder
-from ..train.pretrain import write_failed_record
-from ..train.runtime import (
-    Interrupted,
-    NonFiniteLoss,
-    RunFolderMismatch,
-    configure_threads,
-    pick_device,
-    resolve_precision,
-)
+from ..run.folder import RunFolderMismatch, claim_folder, locked_stage_folder
+from ..run.record import error_line, make_record, write_failed_record
+from ..run.runtime import Interrupted, NonFiniteLoss, configure_threads, pick_device, resolve_precision
 
 StopFn = Callable[[], bool] | None
 
@@ -130,18 +122,18 @@ class Stage:
             found = stage_baselines(self, fields.get("mode"))
             if found is not None:
                 fields["baselines"] = found
+        else:
+            return write_failed_record(self.out, self.name, self.cfg, error or status, metrics, self.wall_time(),
+                                       self.record_extra, device=str(self.device), precision=self.precision,
+                                       **self.pretrain_fields, **fields)
         record = make_record(self.name, config_to_dict(self.cfg), config_hash(self.cfg), status, metrics,
                              self.wall_time(), self.record_extra, error=error, device=str(self.device),
                              precision=self.precision, **self.pretrain_fields, **fields)
-        if status == "done":
-            atomic_write_json(self.out / "result.json", record)
-        else:
-            write_failed_record(self.out, record)
+        atomic_write_json(self.out / "result.json", record)
         return record
 
     def fail(self, err: BaseException, **fields: Any) -> None:
-        message = f"{type(err).__name__}: {err}".splitlines()[0]
-        self.record("failed", {}, error=message, **fields)
+        self.record("failed", {}, error=error_line(err), **fields)
 
 
 def run_stage(name: str, cfg: Config, out_dir: str | Path, record_extra: dict | None,
@@ -154,8 +146,6 @@ def run_stage(name: str, cfg: Config, out_dir: str | Path, record_extra: dict | 
     belongs to another config) and `PretrainUnfinished` (`pretrain_dir` did not finish, see pretrain_status)
     are raised before anything is written.
     """
-    from ..train.pretrain import claim_folder
-
     with locked_stage_folder(out_dir) as out:
         done = previous_result(out)
         if done is not None:
@@ -174,9 +164,7 @@ def run_stage(name: str, cfg: Config, out_dir: str | Path, record_extra: dict | 
             raise
         except Exception as err:
             if stage is None:
-                write_failed_record(out, make_record(
-                    name, config_to_dict(cfg), config_hash(cfg), "failed", {}, 0.0, record_extra,
-                    error=f"{type(err).__name__}: {err}".splitlines()[0]))
+                write_failed_record(out, name, cfg, err, extra=record_extra)
             else:
                 stage.fail(err)
             raise
@@ -184,7 +172,7 @@ def run_stage(name: str, cfg: Config, out_dir: str | Path, record_extra: dict | 
 
 def forward_context(stage: Stage):
     """No gradients, plus autocast where the stage's precision asks for it (never on the CPU)."""
-    from ..train.runtime import autocast_context
+    from ..run.runtime import autocast_context
 
     return autocast_context(stage.precision, stage.device)
 

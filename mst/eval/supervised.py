@@ -27,14 +27,14 @@ from ..compat import grad_scaler
 from ..config import Config, config_from_dict, config_to_dict
 from ..data import AugmentedDataset, build_dataset
 from ..models import build_backbone
+from ..run.rng import get_rng_state, set_rng_state
+from ..run.runtime import autocast_context
 from ..schedules import cosine
 from ..seeding import seed_everything
 from ..train.pretrain import param_groups
-from ..train.progress import StepProgress
-from ..train.runtime import NonFiniteLoss, autocast_context
+from .epochs import EpochLoop, epoch_batches, fresh_counters, resume_counters, summarise, topk_correct
 from .features import class_count, eval_dataset
-from .linear import epoch_batches, summarise, topk_correct
-from .stage import Stage, StopFn, interrupt, run_stage, stop_requested
+from .stage import Stage, StopFn, run_stage
 
 WARMUP_FRACTION = 0.05  # [choice] of all steps
 
@@ -71,19 +71,6 @@ def load_supervised(supervised_dir: str | Path):
     return model.backbone.eval().requires_grad_(False), cfg
 
 
-def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"].cpu())
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
-
-
 @torch.no_grad()
 def evaluate_model(model: nn.Module, loader: DataLoader, stage: Stage) -> tuple[float, float]:
     """(top-1, top-5) in percent on the evaluation split."""
@@ -114,21 +101,19 @@ def run_supervised(cfg: Config, out_dir: str | Path, should_stop: StopFn = None,
         opt = torch.optim.AdamW(groups, lr=0.0, weight_decay=weight_decay, betas=cfg.optim.betas)
         scaler = grad_scaler(dev.type, enabled=stage.precision == "fp16")
         torch.manual_seed(seed + 7919)  # drop path stream
-        st = {"epoch": 0, "batch": 0, "loss_sum": 0.0, "loss_count": 0, "history": []}
         state = stage.load()
-        if state is not None and "model" in state:
+        if state is not None and "model" not in state:
+            state = None
+        st = resume_counters(stage, fresh_counters(), state)
+        if state is not None:
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
             scaler.load_state_dict(state["scaler"])
-            _set_rng_state(state["rng"])
-            st = {k: state[k] for k in st}
-            stage.truncate_log(lambda line: line.get("epoch", 0) <= st["epoch"])
-        else:
-            stage.truncate_log(lambda line: False)  # lines of an attempt killed before its first checkpoint
+            set_rng_state(state["rng"])
 
         def snapshot() -> dict:
             return {**st, "version": 2, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                    "scaler": scaler.state_dict(), "rng": _rng_state(), "config": config_to_dict(cfg),
+                    "scaler": scaler.state_dict(), "rng": get_rng_state(), "config": config_to_dict(cfg),
                     "num_classes": n_classes, "weights_sha256": backbone_digest(model)}
 
         batch = e.supervised_batch_size
@@ -139,46 +124,37 @@ def run_supervised(cfg: Config, out_dir: str | Path, should_stop: StopFn = None,
         workers, pin = cfg.data.num_workers, dev.type == "cuda"
         test_loader = DataLoader(test_set, batch_size=e.feature_batch_size, num_workers=workers, pin_memory=pin,
                                  generator=torch.Generator().manual_seed(0))
+
+        def batches(epoch: int, first: int) -> DataLoader:
+            train_set.set_epoch(epoch)
+            return DataLoader(train_set, batch_sampler=epoch_batches(len(train_set), batch, seed, epoch)[first:],
+                              num_workers=workers, pin_memory=pin, generator=torch.Generator().manual_seed(0))
+
+        def loss(images: torch.Tensor, targets: torch.Tensor, step: int) -> tuple[torch.Tensor, float]:
+            lr = cosine(step, total, peak, cfg.optim.min_lr, warmup)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            images, targets = images.to(dev, non_blocking=True), torch.as_tensor(targets).to(dev)
+            with autocast_context(stage.precision, dev):
+                logits = model(images)
+            return F.cross_entropy(logits.float(), targets, label_smoothing=e.supervised_label_smoothing), lr
+
+        def update(value: torch.Tensor) -> None:
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(value).backward()
+            scaler.step(opt)
+            scaler.update()
+
+        def evaluate_epoch() -> dict[str, float]:
+            top1, top5 = evaluate_model(model, test_loader, stage)
+            return {"top1": top1, "top5": top5}
+
         model.train()
-        with StepProgress(total, st["epoch"] * per_epoch + st["batch"], show_progress, "supervised") as bar:
-            while st["epoch"] < e.supervised_epochs:
-                epoch = st["epoch"]
-                train_set.set_epoch(epoch)
-                batches = epoch_batches(len(train_set), batch, seed, epoch)[st["batch"]:]
-                loader = DataLoader(train_set, batch_sampler=batches, num_workers=workers, pin_memory=pin,
-                                    generator=torch.Generator().manual_seed(0))
-                for images, targets in loader:
-                    step = epoch * per_epoch + st["batch"]
-                    if stop_requested(should_stop):
-                        interrupt(stage, snapshot(), step)
-                    lr = cosine(step, total, peak, cfg.optim.min_lr, warmup)
-                    for group in opt.param_groups:
-                        group["lr"] = lr
-                    images, targets = images.to(dev, non_blocking=True), torch.as_tensor(targets).to(dev)
-                    with autocast_context(stage.precision, dev):
-                        logits = model(images)
-                    loss = F.cross_entropy(logits.float(), targets,
-                                           label_smoothing=e.supervised_label_smoothing)
-                    if not math.isfinite(loss.item()):
-                        raise NonFiniteLoss(step + 1, loss.item(), what="supervised loss",
-                                            fix="Lower eval.supervised_lr or use train.precision=fp32")
-                    opt.zero_grad(set_to_none=True)
-                    scaler.scale(loss).backward()
-                    scaler.step(opt)
-                    scaler.update()
-                    st["loss_sum"] += loss.item() * len(targets)
-                    st["loss_count"] += len(targets)
-                    st["batch"] += 1
-                    bar.update(step + 1, {"loss": loss.item(), "lr": lr})
-                    if (step + 1) % cfg.train.checkpoint_every == 0:
-                        stage.save(snapshot())
-                top1, top5 = evaluate_model(model, test_loader, stage)
-                line = {"epoch": epoch + 1, "top1": top1, "top5": top5,
-                        "loss": st["loss_sum"] / max(st["loss_count"], 1)}
-                st["history"].append(line)
-                st.update(epoch=epoch + 1, batch=0, loss_sum=0.0, loss_count=0)
-                stage.log(line)
-                stage.save(snapshot())
+        loop = EpochLoop(
+            name="supervised", epochs=e.supervised_epochs, per_epoch=per_epoch, batches=batches, loss=loss,
+            update=update, evaluate=evaluate_epoch, snapshot=snapshot, checkpoint_every=cfg.train.checkpoint_every,
+            non_finite_what="supervised loss", non_finite_fix="Lower eval.supervised_lr or use train.precision=fp32")
+        loop.run(stage, st, should_stop, show_progress)
         return stage.record("done", summarise(st["history"]), weights_sha256=backbone_digest(model),
                             n_train=len(train_set), n_test=len(test_set), lr=peak, batch_size=batch,
                             epochs=e.supervised_epochs, weight_decay=weight_decay,

@@ -1,6 +1,9 @@
-"""Pre-training: the loop (pretrain.py), networks (nets.py), data (loader.py), state (rng.py)."""
+"""Pre-training: the loop (pretrain.py), networks (nets.py), data (loader.py). What every stage shares (device,
+precision, the exceptions below, progress, folder, records, RNG state) is in mst/run.
+"""
 
+from ..run.folder import RunFolderMismatch
+from ..run.runtime import Interrupted, NonFiniteLoss
 from .pretrain import PretrainTrainer, run_pretrain
-from .runtime import Interrupted, NonFiniteLoss, RunFolderMismatch
 
 __all__ = ["Interrupted", "NonFiniteLoss", "PretrainTrainer", "RunFolderMismatch", "run_pretrain"]

@@ -26,24 +26,23 @@ from ..config import Config, ConfigError, config_hash, config_to_dict
 from ..losses import DINOLoss, restoration_loss
 from ..masking import make_mask, masks_anything
 from ..photometric import BatchPhotometric
-from ..records import make_record
-from ..schedules import cosine, teacher_temperature
-from ..seeding import seed_everything
-from ..stage_folder import locked_stage_folder
-from .clipping import clip_gradients
-from .loader import RunLoader, train_dataset
-from .nets import Student, Teacher, copy_student_into_teacher, ema_update
-from .progress import StepProgress
-from .rng import get_rng_state, set_rng_state
-from .runtime import (
+from ..run.folder import claim_folder, locked_stage_folder
+from ..run.progress import StepProgress
+from ..run.record import make_record, write_failed_record
+from ..run.rng import get_rng_state, set_rng_state
+from ..run.runtime import (
     Interrupted,
     NonFiniteLoss,
-    RunFolderMismatch,
     autocast_context,
     configure_threads,
     pick_device,
     resolve_precision,
 )
+from ..schedules import cosine, teacher_temperature
+from ..seeding import seed_everything
+from .clipping import clip_gradients
+from .loader import RunLoader, train_dataset
+from .nets import Student, Teacher, copy_student_into_teacher, ema_update
 
 log = logging.getLogger(__name__)
 
@@ -282,16 +281,6 @@ class PretrainTrainer:
         return {"wall_time_s": self.wall_before + time.time() - self.t_start}
 
 
-def claim_folder(out: Path, chash: str) -> None:
-    """Tie a stage folder to one config: resuming a different config from it would silently mix two runs."""
-    marker = read_json(out / "run.json")
-    if marker and marker.get("config_hash") != chash:
-        raise RunFolderMismatch(f"{out} holds a run of another config ({marker.get('config_hash')}, this one is "
-                                f"{chash}); use a new --out folder or the original settings")
-    if marker is None and dist.is_main():
-        atomic_write_json(out / "run.json", {"config_hash": chash})
-
-
 def run_pretrain(cfg: Config, out_dir: str | Path, should_stop: Callable[[], bool] | None = None,
                  record_extra: dict | None = None, show_progress: bool = True) -> dict:
     """Pre-train in `out_dir` (resuming from its checkpoint) and return the result record.
@@ -316,7 +305,7 @@ def run_pretrain(cfg: Config, out_dir: str | Path, should_stop: Callable[[], boo
 def _run_pretrain_locked(cfg: Config, out: Path, should_stop: Callable[[], bool] | None,
                          record_extra: dict | None, show_progress: bool) -> dict:
     cfg_dict, chash = config_to_dict(cfg), config_hash(cfg)
-    claim_folder(out, chash)
+    claim_folder(out, chash, main=dist.is_main())
     previous = read_json(out / "result.json")
     if previous and previous.get("status") == "done":
         return previous
@@ -330,9 +319,8 @@ def _run_pretrain_locked(cfg: Config, out: Path, should_stop: Callable[[], bool]
     except Exception as err:
         wall = (trainer.wall_before if trainer else 0.0) + time.time() - t0
         if dist.is_main():
-            write_failed_record(out, make_record(
-                "pretrain", cfg_dict, chash, "failed", {"steps": trainer.step if trainer else 0}, wall,
-                record_extra, error=f"{type(err).__name__}: {err}".splitlines()[0]))
+            write_failed_record(out, "pretrain", cfg, err, {"steps": trainer.step if trainer else 0}, wall,
+                                record_extra)
         raise
     record = make_record(
         "pretrain", cfg_dict, chash, "done",
@@ -345,10 +333,3 @@ def _run_pretrain_locked(cfg: Config, out: Path, should_stop: Callable[[], bool]
         atomic_write_json(out / "result.json", record)
     return record
 
-
-def write_failed_record(out: Path, record: dict) -> None:
-    """Best effort: on a full disk or a read-only folder the original error is what the user must see."""
-    try:
-        atomic_write_json(out / "result.json", record)
-    except OSError as err:
-        log.warning("could not write the failed record in %s: %s", out, err)

@@ -18,10 +18,6 @@ class Interrupted(Exception):
         self.step = step
 
 
-class RunFolderMismatch(ValueError):
-    """The output folder belongs to a run of a different config."""
-
-
 class NonFiniteLoss(RuntimeError):
     """A loss (or a stage's result) that is NaN or infinite: the stage fails instead of recording it."""
 

@@ -1,5 +1,5 @@
-"""A stage folder opened for one run: checked, locked against a second process, and cleared of the temp files
-a killed writer leaves behind. No torch: the job layer may use it too."""
+"""A stage folder opened for one run: checked, locked against a second process, cleared of the temp files
+a killed writer leaves behind, and claimed for one config. No torch: the job layer may use it too."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from .atomic import remove_stale_temps
+from ..atomic import atomic_write_json, read_json, remove_stale_temps
 
 LOCK_NAME = ".lock"
 
@@ -23,6 +23,10 @@ class StageFolderError(ValueError):
 
 class StageFolderBusy(RuntimeError):
     """Another live process holds the stage folder's lock."""
+
+
+class RunFolderMismatch(ValueError):
+    """The output folder belongs to a run of a different config."""
 
 
 def check_stage_folder(out: str | Path) -> Path:
@@ -77,3 +81,14 @@ def locked_stage_folder(out: str | Path, wait_s: float = 0.0, main: bool = True)
         yield path
     finally:
         os.close(fd)  # releases the lock
+
+
+def claim_folder(out: Path, chash: str, main: bool = True) -> None:
+    """Tie a stage folder to one config: resuming a different config from it would silently mix two runs.
+    The main process (`main`) writes the claim, run.json; every process checks it."""
+    marker = read_json(out / "run.json")
+    if marker and marker.get("config_hash") != chash:
+        raise RunFolderMismatch(f"{out} holds a run of another config ({marker.get('config_hash')}, this one is "
+                                f"{chash}); use a new --out folder or the original settings")
+    if marker is None and main:
+        atomic_write_json(out / "run.json", {"config_hash": chash})

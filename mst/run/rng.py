@@ -23,24 +23,32 @@ def _set_numpy_state(state: dict) -> None:
     np.random.set_state((state["name"], key, state["pos"], state["has_gauss"], state["cached_gaussian"]))
 
 
-def get_rng_state(mask_gen: torch.Generator) -> dict:
-    state = {"python": random.getstate(), "numpy": _numpy_state(), "torch": torch.get_rng_state(),
-             "mask": mask_gen.get_state()}
+def get_rng_state(mask_gen: torch.Generator | None = None) -> dict:
+    """Python's, numpy's and torch's streams (CUDA's too where present), and `mask_gen`'s when given."""
+    state = {"python": random.getstate(), "numpy": _numpy_state(), "torch": torch.get_rng_state()}
+    if mask_gen is not None:
+        state["mask"] = mask_gen.get_state()
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
-def set_rng_state(state: dict, mask_gen: torch.Generator, rank: int = 0) -> None:
+def set_rng_state(state: dict, mask_gen: torch.Generator | None = None, rank: int = 0) -> None:
+    """Restore the streams `state` holds; a stream it lacks (a supervised checkpoint of before, which saved
+    torch's and CUDA's only) is left as it is."""
     # the checkpoint holds rank 0's streams; other ranks re-derive theirs deterministically from it
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    _set_numpy_state(state["numpy"])
+    if "python" in state:
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
+    if "numpy" in state:
+        _set_numpy_state(state["numpy"])
     torch.set_rng_state(state["torch"].cpu())
-    mask_gen.set_state(state["mask"].cpu() if mask_gen.device.type == "cpu" else state["mask"])
+    if mask_gen is not None:
+        mask_gen.set_state(state["mask"].cpu() if mask_gen.device.type == "cpu" else state["mask"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
     if rank:
         seed = int(torch.randint(0, 2**62, (1,)).item())
         torch.manual_seed(seed + rank)
-        mask_gen.manual_seed(seed + 1000 + rank)
+        if mask_gen is not None:
+            mask_gen.manual_seed(seed + 1000 + rank)
