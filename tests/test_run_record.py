@@ -42,12 +42,12 @@ def test_an_unwritable_folder_does_not_hide_the_original_error(tmp_path, caplog)
 def test_the_job_layer_writes_the_same_failed_record(tmp_path):
     """A job whose method raised before writing a record (here: the folder holds another config's run) gets
     one from the same writer, provenance and all."""
-    from jobs.stages import make_job
+    from jobs.stages import StageJob
     from mst.train import RunFolderMismatch
 
     cfg = load_config("tiny")
     extra = {"run_id": "abc-r0", "sweep": "s", "cell": {}, "repeat": 0, "seed": 0, "cluster": "local"}
-    job = make_job("knn", runs_root=str(tmp_path), sweep="s", run_id="abc-r0", config=config_to_dict(cfg),
+    job = StageJob("knn", runs_root=str(tmp_path), sweep="s", run_id="abc-r0", config=config_to_dict(cfg),
                    extra=extra)
     job.out_dir.mkdir(parents=True)
     (job.out_dir / "run.json").write_text(json.dumps({"config_hash": "another"}))
