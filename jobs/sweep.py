@@ -212,7 +212,7 @@ def load_sweep(name_or_path: str | Path, budget: str | None = None) -> Sweep:
             raise SweepError(f"sweep '{name}' already runs at budget '{alias_budget}'; drop --budget "
                              f"or name the sweep without '_{alias_budget}'")
         alias_budget, name = budget, f"{name}_{budget}"
-    sweep = decode(SweepFile, data, path)
+    sweep = decode(SweepFile, data, str(path))
     if sweep.name is not None and sweep.name != path.stem:
         fail(path, f"name '{sweep.name}' differs from the file name '{path.stem}'", f"set name: {path.stem}")
     if not SAFE_NAME.fullmatch(name):
