@@ -67,9 +67,8 @@ def write_sweep_records(runs_root: Path, runs: list[RunSpec], accuracy: Callable
 
 
 def records_of(recs: list[dict[str, Any]]) -> Records:
-    """The Records that analysis.collect builds from these result.json dicts, read in memory (for tests of
-    the tables that need fields collect may not carry yet, such as `baselines`)."""
+    """The Records that analysis.collect builds from these result.json dicts, read in memory (no files)."""
     import pandas as pd
 
-    rows = [{**{key: rec.get(key) for key in COLUMNS}, "baselines": rec.get("baselines"), "path": ""} for rec in recs]
-    return Records(pd.DataFrame(rows, columns=[*COLUMNS, "baselines"]), ())
+    rows = [{**{key: rec.get(key) for key in COLUMNS}, "path": ""} for rec in recs]
+    return Records(pd.DataFrame(rows, columns=COLUMNS), ())
