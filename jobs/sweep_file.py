@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,22 @@ class SweepFile:
     """Per-sweep refinements of named budgets, merged over sweeps/budgets.yaml's."""
 
 
+def cell_label(cell: dict[str, Any]) -> str:
+    """'loss.restore_weight=0.6, mask.prob=0.5' (or 'base' for the single cell of an axis-free sweep)."""
+    return ", ".join(f"{k}={v}" for k, v in cell.items()) or "base"
+
+
+def cell_key(cell: dict[str, Any]) -> str:
+    """A canonical string for a cell (numbers compared by value: 1 and 1.0 are one cell)."""
+    def norm(v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, (int, float, list, tuple)):
+            return v
+        if isinstance(v, (list, tuple)):
+            return [norm(x) for x in v]
+        return float(v)
+    return json.dumps({k: norm(v) for k, v in cell.items()}, sort_keys=True)
+
+
 def sweep_names(folder: Path = SWEEP_DIR) -> list[str]:
     """The sweep files' names (paper scale); each also runs at every budget as `<name>_<budget>`."""
     return [n for n in yaml_names(folder) if n != Path(BUDGETS_FILE).stem]
@@ -112,16 +129,22 @@ def fail(path: Path, what: str, fix: str) -> None:
 
 # sweep files name a near-miss from the top (budgets.smoke.repeats), then list the valid keys
 WORDING = {"unknown": "{where}: unknown key '{key}'; {dotted_hint}valid keys: {valid}"}
-_MAPPINGS = ("overrides", "grid", "zip", "budgets")  # a blank `grid:` (YAML null) is an empty mapping
+_MAPPINGS = ("overrides", "grid", "zip", "budgets")
+
+
+def drop_blank(data: Any, keys: tuple[str, ...]) -> Any:
+    """`data` without the `keys` left blank (`grid:` with nothing under it is YAML null): they take their
+    default, an empty mapping."""
+    if not isinstance(data, dict):
+        return data
+    return {k: v for k, v in data.items() if not (v is None and k in keys)}
 
 
 def decode(cls: type, data: Any, where: str) -> Any:
     """`data` as `cls` (SweepFile or Budget) through the shared codec (mst.config.codec), then the checks its
     types cannot say (a minimum, a non-empty list); every problem is one SweepError line starting at `where`."""
-    if isinstance(data, dict):
-        data = {k: v for k, v in data.items() if not (v is None and k in _MAPPINGS)}
     try:
-        decoded = codec.decode(cls, data, where, WORDING)
+        decoded = codec.decode(cls, drop_blank(data, _MAPPINGS), where, WORDING)
     except DecodeError as err:
         raise SweepError(str(err)) from None
     blocks = [("", decoded)] + [(f"budgets.{name}.", b) for name, b in getattr(decoded, "budgets", {}).items()]

@@ -224,6 +224,60 @@ def test_other_mistakes(tmp_path):
     assert "must be a non-empty list" in bad(tmp_path, "grid:\n  mask.prob: 0.5\n")
 
 
+TABLE = """name: t
+preset: tiny
+repeats: 2
+stages: [pretrain, knn]
+grid:
+  loss.restore_weight: [0.2, 0.4]
+table:
+  id: T1
+  title: "A table"
+  row_header: [Weight]
+  columns:
+    knn: {label: k-NN (%), sources: [knn/top1@10]}
+  rows:
+    - {label: "0.2", cell: {loss.restore_weight: 0.2}, paper: {knn: 70.0}}
+    - {label: "0.4", cell: {loss.restore_weight: 0.4}, ref: 0}
+"""
+
+
+@pytest.mark.parametrize(("old", "new", "message"), [
+    ("paper: {knn: 70.0}", "paper: {linear: 70.0}", "table.rows[0]: paper names column 'linear', which the table "
+     "lacks; use one of knn"),
+    ("cell: {loss.restore_weight: 0.4}", "cell: {loss.restore_weight: 0.5}", "table T1 row '0.4' needs cell "
+     "loss.restore_weight=0.5, which sweep t does not define; make the sweep's axes match the table"),
+    ("ref: 0}", "ref: 2}", "table.rows[1]: ref 2 is not another row's index; give 0 .. 1"),
+    ("[knn/top1@10]", "[linear_cls/top1_best]", "table T1 column 'knn' needs stage linear_cls, which sweep t does "
+     "not run; add it to the sweep's stages"),
+    ("[0.2, 0.4]", "[0.2, 0.4, 0.6]", "sweep t cell loss.restore_weight=0.6 has no row in table T1"),
+    ("  row_header", "  shade: 3\n  row_header", "table: unknown key 'shade'; valid keys: id, title"),
+    ("  title: \"A table\"\n", "", "table: 'title' is missing; add title:"),
+])
+def test_load_sweep_refuses_a_bad_table_in_one_line(tmp_path, old, new, message):
+    path = write(tmp_path, "t", TABLE)
+    assert [row["loss.restore_weight"] for row in load_sweep(path).cells()] == [0.2, 0.4]  # the good file loads
+    assert old in TABLE
+    path = write(tmp_path, "t", TABLE.replace(old, new))
+    with pytest.raises(SweepError) as err:
+        load_sweep(path)
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert str(err.value).startswith(f"{path}: ")
+
+
+def test_mst_sweep_submit_refuses_a_bad_table_before_submitting(tmp_path):
+    import subprocess
+    import sys
+
+    path = write(tmp_path, "t", TABLE.replace("ref: 0}", "ref: 5}"))
+    out = subprocess.run([sys.executable, "-m", "jobs.cli.sweep", "submit", str(path), "--cluster", "local",
+                          "--runs", str(tmp_path / "runs")], cwd=Path(__file__).resolve().parents[1], check=False,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+    assert "table.rows[1]: ref 5 is not another row's index" in out.stderr
+    assert not (tmp_path / "runs").exists()
+
+
 def test_budget_refinements_of_the_sweep_files():
     longer = load_sweep("longer_training", budget="smoke")
     assert longer.grid == {"train.epochs": [2, 6]} and "train.epochs" not in longer.overrides
