@@ -243,13 +243,13 @@ table:
 
 
 @pytest.mark.parametrize(("old", "new", "message"), [
-    ("paper: {knn: 70.0}", "paper: {linear: 70.0}", "table.rows[0]: paper names column 'linear', which the table "
-     "lacks; use one of knn"),
-    ("cell: {loss.restore_weight: 0.4}", "cell: {loss.restore_weight: 0.5}", "table T1 row '0.4' needs cell "
-     "loss.restore_weight=0.5, which sweep t does not define; make the sweep's axes match the table"),
+    ("paper: {knn: 70.0}", "paper: {linear: 70.0}", ("table.rows[0]: paper names column 'linear', which the table "
+     "lacks; use one of knn")),
+    ("cell: {loss.restore_weight: 0.4}", "cell: {loss.restore_weight: 0.5}", ("table T1 row '0.4' needs cell "
+     "loss.restore_weight=0.5, which sweep t does not define; make the sweep's axes match the table")),
     ("ref: 0}", "ref: 2}", "table.rows[1]: ref 2 is not another row's index; give 0 .. 1"),
-    ("[knn/top1@10]", "[linear_cls/top1_best]", "table T1 column 'knn' needs stage linear_cls, which sweep t does "
-     "not run; add it to the sweep's stages"),
+    ("[knn/top1@10]", "[linear_cls/top1_best]", ("table T1 column 'knn' needs stage linear_cls, which sweep t does "
+     "not run; add it to the sweep's stages")),
     ("[0.2, 0.4]", "[0.2, 0.4, 0.6]", "sweep t cell loss.restore_weight=0.6 has no row in table T1"),
     ("  row_header", "  shade: 3\n  row_header", "table: unknown key 'shade'; valid keys: id, title"),
     ("  title: \"A table\"\n", "", "table: 'title' is missing; add title:"),
