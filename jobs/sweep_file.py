@@ -123,7 +123,7 @@ def budgeted(name_or_path: str | Path, budget: str) -> str:
     return f"{name_or_path}_{budget}"
 
 
-def fail(path: Path, what: str, fix: str) -> None:
+def fail(path: Path | str, what: str, fix: str) -> None:
     raise SweepError(f"{path}: {what}; {fix}")
 
 
@@ -143,8 +143,11 @@ def drop_blank(data: Any, keys: tuple[str, ...]) -> Any:
 def decode(cls: type, data: Any, where: str) -> Any:
     """`data` as `cls` (SweepFile or Budget) through the shared codec (mst.config.codec), then the checks its
     types cannot say (a minimum, a non-empty list); every problem is one SweepError line starting at `where`."""
+    data = drop_blank(data, _MAPPINGS)
+    if isinstance(data, dict) and isinstance(data.get("budgets"), dict):  # the same inside each budget block
+        data = {**data, "budgets": {k: drop_blank(v, _MAPPINGS) for k, v in data["budgets"].items()}}
     try:
-        decoded = codec.decode(cls, drop_blank(data, _MAPPINGS), where, WORDING)
+        decoded = codec.decode(cls, data, where, WORDING)
     except DecodeError as err:
         raise SweepError(str(err)) from None
     blocks = [("", decoded)] + [(f"budgets.{name}.", b) for name, b in getattr(decoded, "budgets", {}).items()]
