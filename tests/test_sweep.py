@@ -309,6 +309,14 @@ def test_budget_names_and_aliases(tmp_path):
         load_sweep("loss_weigth_smoke")
 
 
+def test_a_blank_mapping_is_an_empty_one(tmp_path):
+    path = write(tmp_path, "s", BASE.format(name="s") + "overrides:\ngrid:\nbudgets:\n  smoke:\n    grid:\n    overrides:\n")
+    sweep = load_sweep(path, budget="smoke")
+    assert sweep.grid == {} and sweep.zip == {}
+    assert sweep.overrides == {"train.epochs": 2, "data.train_subset": 2000, "data.test_subset": 1000}
+    assert "'budgets.smoke' must be a mapping, got None" in bad(tmp_path, "budgets:\n  smoke:\n")
+
+
 def test_an_existing_smoke_file_given_by_path_is_that_file_not_an_alias(tmp_path):
     write(tmp_path, "s", BASE.format(name="s") + "grid:\n  loss.restore_weight: [0.2, 0.4]\n")
     own = write(tmp_path, "s_smoke", BASE.format(name="s_smoke") + "grid:\n  loss.restore_weight: [0.6]\n")
