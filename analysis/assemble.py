@@ -13,11 +13,12 @@ from typing import Any
 import pandas as pd
 
 from jobs.sweep import RunSpec, Sweep, cell_key, cell_label
+from jobs.sweep_table import match_rows, pick_source
 
 from .baselines import NOTE, baseline_cells, delta_init
 from .collect import Records
 from .stats import DDOF, SE_FORMULA, Summary, TTest, compare, summarize
-from .tables import Rank, Row, TableError, TableSpec, source_name
+from .tables import Row, TableError, TableSpec, source_name
 
 __all__ = ["TableError", "build_table", "match_rows", "pick_source", "table_frame"]
 LIST_LIMIT = 8  # names listed per footnote line before "and N more"
@@ -89,52 +90,6 @@ class BuiltTable:
         """ours − random init for column `key` (None without a random-init baseline or a final value)."""
         init = self.baselines.get("random init", {}).get(key)
         return delta_init(cell.summary.mean if cell.final else None, init)
-
-
-def _same(a: Any, b: Any) -> bool:
-    return cell_key({"v": a}) == cell_key({"v": b})
-
-
-def resolve_cell(row: Row, cells: list[dict[str, Any]]) -> dict[str, Any]:
-    """Replace Rank(i) by the i-th smallest value of that axis among the sweep's cells."""
-    resolved = {}
-    for key, value in row.cell.items():
-        if isinstance(value, Rank):
-            levels = sorted({c[key] for c in cells if key in c})
-            if value.index >= len(levels):
-                raise TableError(f"row {' '.join(row.label)}: the sweep has {len(levels)} values of '{key}', "
-                                 f"the table needs {value.index + 1}; add values to the sweep's axis")
-            value = levels[value.index]
-        resolved[key] = value
-    return resolved
-
-
-def match_rows(spec: TableSpec, sweep: Sweep) -> list[dict[str, Any]]:
-    """The sweep cell of every row (raises TableError when a row has none, or cells stay unused)."""
-    cells = sweep.cells()
-    by_key = {cell_key(c): c for c in cells}
-    matched = []
-    for row in spec.rows:
-        want = resolve_cell(row, cells)
-        cell = by_key.get(cell_key(want))
-        if cell is None:
-            raise TableError(f"table {spec.id} row '{' '.join(row.label)}' needs cell {cell_label(want)}, which "
-                             f"sweep {sweep.name} does not define; make the sweep's axes match the table")
-        matched.append(cell)
-    unused = [c for c in cells if not any(c is m for m in matched)]
-    if unused:
-        raise TableError(f"sweep {sweep.name} cell {cell_label(unused[0])} has no row in table {spec.id}; "
-                         f"remove it from the sweep or add a row")
-    return matched
-
-
-def pick_source(spec: TableSpec, row: Row, column: str, sweep: Sweep) -> tuple[str, str]:
-    for stage, metric in row.sources[column]:
-        if stage in sweep.stages:
-            return stage, metric
-    need = " or ".join(s for s, _ in row.sources[column])
-    raise TableError(f"table {spec.id} column '{column}' needs stage {need}, which sweep {sweep.name} does not "
-                     f"run; add it to the sweep's stages")
 
 
 def _names(items: list[str]) -> str:

@@ -67,7 +67,7 @@ def write_sweep_records(runs_root: Path, runs: list[RunSpec], accuracy: Callable
 
 
 def records_of(recs: list[dict[str, Any]]) -> Records:
-    """The Records that analysis.collect builds from these result.json dicts, read in memory."""
+    """The Records that analysis.collect builds from these result.json dicts, read in memory (no files)."""
     import pandas as pd
 
     rows = [{**{key: rec.get(key) for key in COLUMNS}, "path": ""} for rec in recs]

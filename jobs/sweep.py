@@ -1,10 +1,10 @@
 """Sweeps (`sweeps/*.yaml`): load, validate, and expand into one RunSpec per (cell, repeat).
 
 A sweep is data: a base preset, fixed overrides, axes (`grid`: cartesian product; `zip`: varied together),
-the stages to run, the number of repeats, and the appendix table it fills (`table:`, read by
-analysis/tables.py). A sweep runs at paper scale, or at a named budget (`sweeps/budgets.yaml`, refined per
-sweep under `budgets:`) that changes the preset, repeats, stages, overrides and axis values, never the cells'
-meaning. `load_sweep("loss_weight", budget="smoke")` and the alias `load_sweep("loss_weight_smoke")` are the
+the stages to run, the number of repeats, and the appendix table it fills (`table:`, typed and fitted to
+the cells by jobs/sweep_table.py). A sweep runs at paper scale, or at a named budget (`sweeps/budgets.yaml`,
+refined per sweep under `budgets:`) that changes the preset, repeats, stages, overrides and axis values, never
+the cells' meaning. `load_sweep("loss_weight", budget="smoke")` and the alias `load_sweep("loss_weight_smoke")` are the
 same sweep, named `loss_weight_smoke`: that name is its runs folder. The file format (`SweepFile`, `Budget`,
 their type checks, budget merging and name resolution) is in jobs/sweep_file.py; the checks on meaning here.
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import itertools
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,8 @@ from jobs.sweep_file import (  # noqa: F401  (re-exported: the names callers imp
     SweepFile,
     budget_names,
     budgeted,
+    cell_key,
+    cell_label,
     decode,
     fail,
     global_budgets,
@@ -39,6 +40,7 @@ from jobs.sweep_file import (  # noqa: F401  (re-exported: the names callers imp
     sweep_names,
     with_budget,
 )
+from jobs.sweep_table import TableError, fit_table, read_table
 from mst import stages as stage_registry
 from mst.config import (
     Config,
@@ -82,7 +84,8 @@ class Sweep:
     name: str
     """The name it was asked by (`loss_weight`, `loss_weight_smoke`, an old name): its runs folder."""
     table: dict[str, Any] | str
-    """The `table:` block (a layout mapping, or the id of a table another sweep file lays out)."""
+    """The `table:` block (a layout mapping, checked by jobs/sweep_table.py, or the id of a table another sweep
+    file lays out)."""
     description: str
     """Free text shown under the table: the sweep's own, then its budget's."""
     preset: str
@@ -142,22 +145,6 @@ class Sweep:
         return specs
 
 
-def cell_label(cell: dict[str, Any]) -> str:
-    """'loss.restore_weight=0.6, mask.prob=0.5' (or 'base' for the single cell of an axis-free sweep)."""
-    return ", ".join(f"{k}={v}" for k, v in cell.items()) or "base"
-
-
-def cell_key(cell: dict[str, Any]) -> str:
-    """A canonical string for a cell (numbers compared by value: 1 and 1.0 are one cell)."""
-    def norm(v: Any) -> Any:
-        if isinstance(v, bool) or not isinstance(v, (int, float, list, tuple)):
-            return v
-        if isinstance(v, (list, tuple)):
-            return [norm(x) for x in v]
-        return float(v)
-    return json.dumps({k: norm(v) for k, v in cell.items()}, sort_keys=True)
-
-
 def _check_key(path: Path, key: str, where: str, keys: set[str]) -> None:
     if key in keys:
         return
@@ -212,7 +199,7 @@ def load_sweep(name_or_path: str | Path, budget: str | None = None) -> Sweep:
             raise SweepError(f"sweep '{name}' already runs at budget '{alias_budget}'; drop --budget "
                              f"or name the sweep without '_{alias_budget}'")
         alias_budget, name = budget, f"{name}_{budget}"
-    sweep = decode(SweepFile, data, path)
+    sweep = decode(SweepFile, data, str(path))
     if sweep.name is not None and sweep.name != path.stem:
         fail(path, f"name '{sweep.name}' differs from the file name '{path.stem}'", f"set name: {path.stem}")
     if not SAFE_NAME.fullmatch(name):
@@ -240,4 +227,13 @@ def load_sweep(name_or_path: str | Path, budget: str | None = None) -> Sweep:
             fail(path, f"cells {cell_label(seen[digest])} and {cell_label(cell)} give the same config",
                  "remove the duplicate value")
         seen[digest] = cell
+    if isinstance(out.table, dict):  # a named table (`table: A10`) is laid out, and checked, in its own file
+        try:
+            spec = read_table(out.table, f"{path}: table")
+        except TableError as err:
+            raise SweepError(str(err)) from None
+        try:
+            fit_table(spec, out)
+        except TableError as err:
+            raise SweepError(f"{path}: {err}") from None
     return out

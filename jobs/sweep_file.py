@@ -1,20 +1,23 @@
 """The sweep file's format: its top level, its named budgets, and how a name finds a file.
 
 `SweepFile` is a sweep file as written; `Budget` a named scale (sweeps/budgets.yaml, refined per sweep under
-`budgets:`). `decode` is the one place their types are checked (one checker per field name, below), so the
-shared typed codec can take it over; the checks on meaning are jobs.sweep's `_validate`.
+`budgets:`). `decode` builds them through the shared typed codec (mst.config.codec, as configs and cluster
+profiles are built), then checks what the types cannot say; the checks on meaning are jobs.sweep's `_validate`,
+those of the `table:` block jobs/sweep_table.py's.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from jobs.config_io import read_yaml, yaml_names
-from mst.config import ConfigError
+from mst.config import ConfigError, codec
+from mst.config.codec import DecodeError
 
 SWEEP_DIR = Path(__file__).resolve().parent.parent / "sweeps"
 BUDGETS_FILE = "budgets.yaml"
@@ -41,18 +44,20 @@ class Budget:
     """Stages at this budget (e.g. k-NN in place of the linear probe)."""
     overrides: dict[str, Any] = field(default_factory=dict)
     """Dotted overrides; they win over the sweep's fixed overrides and must not name a swept key."""
-    grid: dict[str, list] = field(default_factory=dict)
-    """New values for grid axes the sweep already has (per sweep only), e.g. the epoch axis scaled down."""
-    zip: dict[str, list] = field(default_factory=dict)
-    """New values for zip axes the sweep already has (per sweep only), same length as the sweep's."""
+    grid: dict[str, Any] = field(default_factory=dict)
+    """New values (a non-empty list) for grid axes the sweep already has (per sweep only), e.g. the epoch axis
+    scaled down."""
+    zip: dict[str, Any] = field(default_factory=dict)
+    """New values (a non-empty list) for zip axes the sweep already has (per sweep only), same length as the
+    sweep's."""
 
 
 @dataclass(frozen=True)
 class SweepFile:
     """A sweep file as written (`sweeps/<name>.yaml`), before a budget is applied."""
 
-    table: dict[str, Any] | str | None = None
-    """The table this sweep fills: its layout (a mapping read by analysis/tables.py) or the id of a table
+    table: Any = None
+    """The table this sweep fills: its layout (a mapping read by jobs/sweep_table.py) or the id of a table
     another sweep file lays out (e.g. A10)."""
     name: str | None = None
     """Sweep name; equals the file name without `.yaml` (may be omitted)."""
@@ -70,12 +75,29 @@ class SweepFile:
     """Stages to run for every run."""
     overrides: dict[str, Any] = field(default_factory=dict)
     """Fixed dotted overrides applied to every cell."""
-    grid: dict[str, list] = field(default_factory=dict)
-    """Axes whose cartesian product forms the cells."""
-    zip: dict[str, list] = field(default_factory=dict)
+    grid: dict[str, Any] = field(default_factory=dict)
+    """Axes whose cartesian product forms the cells: dotted key -> a non-empty list of values (each checked
+    as a config value when the cells are built)."""
+    zip: dict[str, Any] = field(default_factory=dict)
     """Axes varied together (equal lengths), crossed with the grid."""
     budgets: dict[str, Budget] = field(default_factory=dict)
     """Per-sweep refinements of named budgets, merged over sweeps/budgets.yaml's."""
+
+
+def cell_label(cell: dict[str, Any]) -> str:
+    """'loss.restore_weight=0.6, mask.prob=0.5' (or 'base' for the single cell of an axis-free sweep)."""
+    return ", ".join(f"{k}={v}" for k, v in cell.items()) or "base"
+
+
+def cell_key(cell: dict[str, Any]) -> str:
+    """A canonical string for a cell (numbers compared by value: 1 and 1.0 are one cell)."""
+    def norm(v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, (int, float, list, tuple)):
+            return v
+        if isinstance(v, (list, tuple)):
+            return [norm(x) for x in v]
+        return float(v)
+    return json.dumps({k: norm(v) for k, v in cell.items()}, sort_keys=True)
 
 
 def sweep_names(folder: Path = SWEEP_DIR) -> list[str]:
@@ -101,85 +123,56 @@ def budgeted(name_or_path: str | Path, budget: str) -> str:
     return f"{name_or_path}_{budget}"
 
 
-def fail(path: Path, what: str, fix: str) -> None:
+def fail(path: Path | str, what: str, fix: str) -> None:
     raise SweepError(f"{path}: {what}; {fix}")
 
 
-def _int(minimum: int, example: int):
-    def check(path: Path, key: str, value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            fail(path, f"'{key}' must be an integer >= {minimum}, got {value!r}", f"e.g. {key}: {example}")
-        return value
-    return check
+# sweep files name a near-miss from the top (budgets.smoke.repeats), then list the valid keys
+WORDING = {"unknown": "{where}: unknown key '{key}'; {dotted_hint}valid keys: {valid}"}
+_MAPPINGS = ("overrides", "grid", "zip", "budgets")
 
 
-def _text(path: Path, key: str, value: Any) -> str:
-    if not isinstance(value, str):
-        fail(path, f"'{key}' must be a string", "quote it")
-    return value.strip() if key == "description" else value
-
-
-def _flag(path: Path, key: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        fail(path, f"'{key}' must be true or false, got {value!r}", f"e.g. {key}: false")
-    return value
-
-
-def _stage_list(path: Path, key: str, value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list) or not value or not all(isinstance(s, str) for s in value):
-        fail(path, f"'{key}' must be a non-empty list", f"e.g. {key}: [pretrain, knn]")
-    return tuple(value)
-
-
-def _mapping(path: Path, key: str, value: Any) -> dict:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        fail(path, f"'{key}' must be a mapping of dotted keys, got {type(value).__name__}",
-             f"write e.g. {key}: {{loss.restore_weight: 0.6}}")
-    return value
-
-
-def _axes(path: Path, key: str, value: Any) -> dict[str, list]:
-    axes = _mapping(path, key, value)
-    for name, values in axes.items():
-        if not isinstance(values, list) or not values:
-            fail(path, f"{key} axis '{name}' must be a non-empty list, got {values!r}",
-                 f"write e.g. {name}: [value1, value2]")
-    return axes
-
-
-def _table(path: Path, key: str, value: Any) -> dict | str:
-    if not isinstance(value, (dict, str)) or not value:
-        fail(path, "'table' must be the table's layout or the id of a table", "e.g. table: {id: A10, ...}")
-    return value
-
-
-def _budgets(path: Path, key: str, value: Any) -> dict[str, Budget]:
-    value = _mapping(path, key, value)
-    return {str(name): decode(Budget, entry, path, f"budgets.{name}.") for name, entry in value.items()}
-
-
-# one checker per field name (the same meaning in SweepFile and Budget); mst.config.codec.decode can take over
-_FIELDS = {
-    "table": _table, "name": _text, "description": _text, "preset": _text, "repeats": _int(1, 5),
-    "base_seed": _int(0, 0), "decorrelate_seeds": _flag, "stages": _stage_list, "overrides": _mapping,
-    "grid": _axes, "zip": _axes, "budgets": _budgets,
-}
-
-
-def decode(cls: type, data: Any, path: Path, where: str = "") -> Any:
-    """`data` as `cls` (SweepFile or Budget): unknown keys and wrong types fail as one line."""
+def drop_blank(data: Any, keys: tuple[str, ...]) -> Any:
+    """`data` without the `keys` left blank (`grid:` with nothing under it is YAML null): they take their
+    default, an empty mapping."""
     if not isinstance(data, dict):
-        fail(path, f"'{where.rstrip('.') or 'the file'}' must be a mapping, got {type(data).__name__}",
-             "write key: value lines")
-    names = [f.name for f in dataclasses.fields(cls)]
-    for key in data:
-        if key not in names:
-            near = difflib.get_close_matches(str(key), names, n=1)
-            fail(path, f"unknown key '{where}{key}'",
-                 f"did you mean '{where}{near[0]}'?" if near else f"valid keys: {', '.join(names)}")
-    return cls(**{key: _FIELDS[key](path, where + key, value) for key, value in data.items()})
+        return data
+    return {k: v for k, v in data.items() if not (v is None and k in keys)}
+
+
+def decode(cls: type, data: Any, where: str) -> Any:
+    """`data` as `cls` (SweepFile or Budget) through the shared codec (mst.config.codec), then the checks its
+    types cannot say (a minimum, a non-empty list); every problem is one SweepError line starting at `where`."""
+    data = drop_blank(data, _MAPPINGS)
+    if isinstance(data, dict) and isinstance(data.get("budgets"), dict):  # the same inside each budget block
+        data = {**data, "budgets": {k: drop_blank(v, _MAPPINGS) for k, v in data["budgets"].items()}}
+    try:
+        decoded = codec.decode(cls, data, where, WORDING)
+    except DecodeError as err:
+        raise SweepError(str(err)) from None
+    blocks = [("", decoded)] + [(f"budgets.{name}.", b) for name, b in getattr(decoded, "budgets", {}).items()]
+    for at, block in blocks:
+        _check(where, at, block)
+    if cls is SweepFile:
+        decoded = dataclasses.replace(decoded, description=decoded.description.strip())
+    return decoded
+
+
+def _check(where: str, at: str, block: SweepFile | Budget) -> None:
+    if block.repeats is not None and block.repeats < 1:
+        fail(where, f"'{at}repeats' must be an integer >= 1, got {block.repeats}", f"e.g. {at}repeats: 5")
+    if getattr(block, "base_seed", 0) < 0:
+        fail(where, f"'base_seed' must be an integer >= 0, got {block.base_seed}", "e.g. base_seed: 0")
+    if block.stages is not None and not block.stages:
+        fail(where, f"'{at}stages' must be a non-empty list", f"e.g. {at}stages: [pretrain, knn]")
+    for axes in ("grid", "zip"):
+        for name, values in getattr(block, axes).items():
+            if not isinstance(values, list) or not values:
+                fail(where, f"{at}{axes} axis '{name}' must be a non-empty list, got {values!r}",
+                     f"write e.g. {name}: [value1, value2]")
+    table = getattr(block, "table", None)
+    if table is not None and (not isinstance(table, (dict, str)) or not table):
+        fail(where, "'table' must be the table's layout or the id of a table", "e.g. table: {id: A10, ...}")
 
 
 def global_budgets(folder: Path) -> dict[str, Budget]:
@@ -190,7 +183,7 @@ def global_budgets(folder: Path) -> dict[str, Budget]:
         data = read_yaml(path, "budgets")
     except ConfigError as err:
         raise SweepError(str(err)) from None
-    budgets = {str(name): decode(Budget, entry, path, f"{name}.") for name, entry in data.items()}
+    budgets = {str(name): decode(Budget, entry, f"{path}: budget '{name}'") for name, entry in data.items()}
     for name, budget in budgets.items():
         if budget.grid or budget.zip:
             fail(path, f"budget '{name}' gives axis values", "axes belong to a sweep: give them in the sweep "

@@ -350,3 +350,39 @@ def test_baselines_follow_each_columns_metric_source():
     md = to_markdown(table)
     assert "| random init | 51.50 ± 0.50 (n=2) | — | — | — | — | 50.40 ± 0.50 (n=2) | — | — | — | — |" in md
     assert "DINO's linear probe on the last 4 class tokens (linear_dino, best epoch)" in md
+
+
+def test_collected_records_with_baselines_show_the_baseline_rows(tmp_path, demo):
+    """result.json files written by the product's record writer, as the eval stage writes them, read back by
+    collect() from disk (and again from its cache): the table shows both baselines and Δ init."""
+    from mst.atomic import atomic_write_json
+    from mst.config import config_hash, config_to_dict
+    from mst.run.record import make_record
+
+    def write(run, stage, metrics, **fields):
+        # the job layer's extra fields (jobs/launcher.py make_stage_job, jobs/stages.py _record_extra)
+        extra = {"run_id": run.run_id, "sweep": run.sweep, "cell": run.cell, "repeat": run.repeat, "seed": run.seed,
+                 "cluster": "local", "nodes": "localhost", "job_ids": ["1_0"], "devices": 1, "device_kind": "cpu"}
+        rec = make_record(stage, config_to_dict(run.config), config_hash(run.config), "done", metrics, 12.0, extra,
+                          device="cpu", precision="fp32", **fields)
+        atomic_write_json(tmp_path / run.sweep / run.run_id / stage / "result.json", rec)
+
+    sweep, runs = demo
+    for run in runs:
+        write(run, "pretrain", {"loss": 4.0, "steps": 62, "epochs": 2})
+        ks, r = run.config.eval.knn_ks, run.repeat
+        # per seed (repeat r): ours 72.5 + r, random init 60 + r, raw pixels 80 + r, at every k
+        write(run, "knn", {f"top1@{k}": 72.5 + r for k in ks}, baselines={
+            "random init": {f"top1@{k}": 60.0 + r for k in ks}, "raw pixels": {f"top1@{k}": 80.0 + r for k in ks}})
+    for attempt in ("parsed", "cached"):
+        records = collect(tmp_path)
+        assert records.skipped == () and len(records.frame) == 2 * len(runs), attempt
+        knn = records.frame[records.frame["stage"] == "knn"]
+        assert all(b["random init"]["top1@10"] in (60.0, 61.0) for b in knn["baselines"]), attempt
+        md = to_markdown(build_table(spec_of(sweep), sweep, records))
+        assert "| Restore weight | k-NN (%) in place of Linear (%) | paper | Δ | Δ init |" in md, attempt
+        assert "| 0.6 | 73.00 ± 0.50 (n=2) | 73.9 | -0.90 | +12.50 |" in md, attempt
+        assert "| random init | 60.50 ± 0.50 (n=2) | — | — | — |" in md, attempt
+        assert "| raw pixels | 80.50 ± 0.50 (n=2) | — | — | +20.00 |" in md, attempt
+        assert "random init: the same architecture at its random initialisation" in md, attempt
+    assert (tmp_path / sweep.name / ".report-cache.json").is_file()

@@ -93,6 +93,10 @@ def test_a_front_end_words_its_errors_its_own_way():
     err = _error({"name": "a", "shape": {"node": 2}}, {"unknown": "{where}: no key '{key}'; valid: {valid}{tail}"})
     assert str(err) == "site.yaml: no key 'shape.node'; valid: shape.nodes, shape.mem_gb; did you mean 'nodes'?"
     assert err.key == "shape.node"
+    err = _error({"name": "a", "shape": {"node": 2}}, {"unknown": "{where}: unknown key '{key}'; {dotted_hint}end"})
+    assert str(err) == "site.yaml: unknown key 'shape.node'; did you mean 'shape.nodes'? end"
+    err = _error({"name": "a", "nam": 2}, {"unknown": "{where}: unknown key '{key}'; {dotted_hint}end"})
+    assert str(err) == "site.yaml: unknown key 'nam'; did you mean 'name'? end"
 
 
 def test_configs_decode_through_the_codec():

@@ -12,34 +12,38 @@ from mst.seeding import derive_seed
 
 PAPER_SWEEPS = ("k_sweep", "probe", "longer_training", "bert", "mask_prob", "loss_weight", "method")
 
-# The run ids of every sweeps/<name>_smoke.yaml on main before budgets replaced those files: the runs
-# folders, examples and the demo written then must keep matching the same sweep at budget smoke.
+# The former sweeps/<name>_smoke.yaml files, exactly as they were on main before named budgets replaced them:
+# each must expand to the same runs as its sweep at budget smoke, whatever the presets hold.
+SMOKE_FILES = Path(__file__).resolve().parent / "fixtures" / "sweeps_before_budgets"
+
+# A pin against accidental changes of the run ids at budget smoke (runs folders, examples, the demo).
+# The ids changed once, when the smoke preset began recording baselines (eval.baselines).
 SMOKE_RUN_IDS = {
     "bert_smoke": [
-        "c479d9dd7f54-r0", "95845d03cc43-r1", "4f6baa9fe195-r0", "d51398eab012-r1", "f79511b2293f-r0",
-        "13e97380c295-r1", "bfbc40654101-r0", "ccd2b05a9b10-r1",
+        "94c082a2b26c-r0", "67476758e4ab-r1", "810234731440-r0", "4f6623ac0bb6-r1", "d6d6114d3728-r0",
+        "1f5e5f5d841b-r1", "e05bac56a283-r0", "9be57c92017b-r1",
     ],
     "k_sweep_smoke": [
-        "bfbc40654101-r0", "ccd2b05a9b10-r1",
+        "e05bac56a283-r0", "9be57c92017b-r1",
     ],
     "longer_training_smoke": [
-        "bfbc40654101-r0", "ccd2b05a9b10-r1", "b71adf1a421d-r0", "b4da031a37e9-r1",
+        "e05bac56a283-r0", "9be57c92017b-r1", "b32459e3ae79-r0", "8f0d4449699c-r1",
     ],
     "loss_weight_smoke": [
-        "655bd945c798-r0", "aff7f6976f04-r1", "5842badbd548-r0", "e934bc3dbcbe-r1", "4e4e50b0eabb-r0",
-        "bdc98c12f862-r1", "fd421d49374b-r0", "9af0654f0f83-r1",
+        "0748340af8cd-r0", "065601233a8d-r1", "f42075ed01c2-r0", "ad04a857ef5f-r1", "b01e5bd0dfb5-r0",
+        "764c5ad60888-r1", "89c658916f25-r0", "1efcb0e318ed-r1",
     ],
     "mask_ratio_smoke": [
-        "8dd3b19ea47f-r0", "4cf25e7a4219-r1", "014a963c8dde-r0", "f34f3704f88d-r1", "f070f1ecf285-r0",
-        "9a836d47f06c-r1", "e82b0e03b76c-r0", "45c156a124ab-r1", "1888a490857a-r0", "4dc859053855-r1",
-        "bfbc40654101-r0", "ccd2b05a9b10-r1", "0c25496fb6f7-r0", "b25b04b2c423-r1",
+        "77f274f94b42-r0", "c1521f2be457-r1", "f8c69cdca46f-r0", "a06a1f02f3a7-r1", "a292d49fbf20-r0",
+        "8a491fead538-r1", "84ec7645a85d-r0", "33acfc7bd827-r1", "6ce1e3cba9e5-r0", "abceb0dae288-r1",
+        "e05bac56a283-r0", "9be57c92017b-r1", "fa60a87c948b-r0", "0b80ca289504-r1",
     ],
     "method_smoke": [
-        "fffdc3e83364-r0", "55e83192a34d-r1", "55d182470a10-r2", "4ff3f886d0d5-r0", "efa5711be613-r1",
-        "4a6d9c22bdbb-r2", "da7cb2c9a1f9-r0", "51a12de80b15-r1", "be751f15f2ca-r2",
+        "ade56506dc8f-r0", "90312b37b48b-r1", "f4cfd6e0aefe-r2", "bd9417dfc587-r0", "dc8a19e9ee38-r1",
+        "0ca4218794b6-r2", "59bfbfe62672-r0", "be7345abe5c8-r1", "ff52d28cf44a-r2",
     ],
     "probe_smoke": [
-        "bfbc40654101-r0", "ccd2b05a9b10-r1",
+        "e05bac56a283-r0", "9be57c92017b-r1",
     ],
 }
 
@@ -84,9 +88,21 @@ def test_smoke_budget_feeds_the_same_table_with_the_same_axes(name):
     assert smoke.name == f"{name}_smoke" and smoke.budget == "smoke"  # its runs folder
 
 
+def test_the_former_smoke_files_are_kept_as_they_were_on_main():
+    assert sorted(p.stem for p in SMOKE_FILES.glob("*.yaml")) == sorted(SMOKE_RUN_IDS)
+
+
 @pytest.mark.parametrize("name", sorted(SMOKE_RUN_IDS))
 def test_budget_smoke_keeps_the_run_ids_of_the_smoke_files(name):
-    for sweep in (load_sweep(name), load_sweep(name.removesuffix("_smoke"), budget="smoke")):
+    old_file = load_sweep(SMOKE_FILES / f"{name}.yaml")  # an existing x_smoke.yaml path is that file
+    assert old_file.path == SMOKE_FILES / f"{name}.yaml" and old_file.budget is None
+    at_budget = load_sweep(name.removesuffix("_smoke"), budget="smoke")
+    old_runs, runs = old_file.expand(), at_budget.expand()
+    assert [r.run_id for r in old_runs] == [r.run_id for r in runs]
+    assert [r.seed for r in old_runs] == [r.seed for r in runs]
+    assert [r.config for r in old_runs] == [r.config for r in runs]
+    assert [r.stages for r in old_runs] == [r.stages for r in runs] and old_file.stages == at_budget.stages
+    for sweep in (old_file, at_budget, load_sweep(name)):
         assert [run.run_id for run in sweep.expand()] == SMOKE_RUN_IDS[name]
         assert {run.sweep for run in sweep.expand()} == {name}  # the runs folder keeps its name
 
@@ -208,6 +224,60 @@ def test_other_mistakes(tmp_path):
     assert "must be a non-empty list" in bad(tmp_path, "grid:\n  mask.prob: 0.5\n")
 
 
+TABLE = """name: t
+preset: tiny
+repeats: 2
+stages: [pretrain, knn]
+grid:
+  loss.restore_weight: [0.2, 0.4]
+table:
+  id: T1
+  title: "A table"
+  row_header: [Weight]
+  columns:
+    knn: {label: k-NN (%), sources: [knn/top1@10]}
+  rows:
+    - {label: "0.2", cell: {loss.restore_weight: 0.2}, paper: {knn: 70.0}}
+    - {label: "0.4", cell: {loss.restore_weight: 0.4}, ref: 0}
+"""
+
+
+@pytest.mark.parametrize(("old", "new", "message"), [
+    ("paper: {knn: 70.0}", "paper: {linear: 70.0}", ("table.rows[0]: paper names column 'linear', which the table "
+     "lacks; use one of knn")),
+    ("cell: {loss.restore_weight: 0.4}", "cell: {loss.restore_weight: 0.5}", ("table T1 row '0.4' needs cell "
+     "loss.restore_weight=0.5, which sweep t does not define; make the sweep's axes match the table")),
+    ("ref: 0}", "ref: 2}", "table.rows[1]: ref 2 is not another row's index; give 0 .. 1"),
+    ("[knn/top1@10]", "[linear_cls/top1_best]", ("table T1 column 'knn' needs stage linear_cls, which sweep t does "
+     "not run; add it to the sweep's stages")),
+    ("[0.2, 0.4]", "[0.2, 0.4, 0.6]", "sweep t cell loss.restore_weight=0.6 has no row in table T1"),
+    ("  row_header", "  shade: 3\n  row_header", "table: unknown key 'shade'; valid keys: id, title"),
+    ("  title: \"A table\"\n", "", "table: 'title' is missing; add title:"),
+])
+def test_load_sweep_refuses_a_bad_table_in_one_line(tmp_path, old, new, message):
+    path = write(tmp_path, "t", TABLE)
+    assert [row["loss.restore_weight"] for row in load_sweep(path).cells()] == [0.2, 0.4]  # the good file loads
+    assert old in TABLE
+    path = write(tmp_path, "t", TABLE.replace(old, new))
+    with pytest.raises(SweepError) as err:
+        load_sweep(path)
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert str(err.value).startswith(f"{path}: ")
+
+
+def test_mst_sweep_submit_refuses_a_bad_table_before_submitting(tmp_path):
+    import subprocess
+    import sys
+
+    path = write(tmp_path, "t", TABLE.replace("ref: 0}", "ref: 5}"))
+    out = subprocess.run([sys.executable, "-m", "jobs.cli.sweep", "submit", str(path), "--cluster", "local",
+                          "--runs", str(tmp_path / "runs")], cwd=Path(__file__).resolve().parents[1], check=False,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+    assert "table.rows[1]: ref 5 is not another row's index" in out.stderr
+    assert not (tmp_path / "runs").exists()
+
+
 def test_budget_refinements_of_the_sweep_files():
     longer = load_sweep("longer_training", budget="smoke")
     assert longer.grid == {"train.epochs": [2, 6]} and "train.epochs" not in longer.overrides
@@ -237,6 +307,22 @@ def test_budget_names_and_aliases(tmp_path):
         load_sweep("loss_weight_smoke", budget="smoke")
     with pytest.raises(SweepError, match="unknown sweep 'loss_weigth_smoke'; did you mean loss_weight_smoke"):
         load_sweep("loss_weigth_smoke")
+
+
+def test_a_blank_mapping_is_an_empty_one(tmp_path):
+    path = write(tmp_path, "s", BASE.format(name="s") + "overrides:\ngrid:\nbudgets:\n  smoke:\n    grid:\n    overrides:\n")
+    sweep = load_sweep(path, budget="smoke")
+    assert sweep.grid == {} and sweep.zip == {}
+    assert sweep.overrides == {"train.epochs": 2, "data.train_subset": 2000, "data.test_subset": 1000}
+    assert "'budgets.smoke' must be a mapping, got None" in bad(tmp_path, "budgets:\n  smoke:\n")
+
+
+def test_an_existing_smoke_file_given_by_path_is_that_file_not_an_alias(tmp_path):
+    write(tmp_path, "s", BASE.format(name="s") + "grid:\n  loss.restore_weight: [0.2, 0.4]\n")
+    own = write(tmp_path, "s_smoke", BASE.format(name="s_smoke") + "grid:\n  loss.restore_weight: [0.6]\n")
+    sweep = load_sweep(own)
+    assert sweep.path == own and sweep.budget is None and sweep.name == "s_smoke"
+    assert sweep.preset == "tiny" and sweep.grid == {"loss.restore_weight": [0.6]}
 
 
 def test_bad_budget_blocks(tmp_path):

@@ -44,7 +44,8 @@ class DecodeError(ConfigError):
 # where, key, value, type (of the value), expected (the field type in words), size and got (list lengths),
 # name (last part of the key), section (the key's parent), names / sorted_names (the keys at this level),
 # valid (every dotted key below this level), hint ('did you mean ...? ' or ''), tail ('; did you mean ...?'
-# or ''), fix (the hint, else 'fix that value'). An entry '<kind>_top' words a problem at the top level.
+# or ''), fix (the hint, else 'fix that value'), dotted_hint (the hint with the near key dotted from the top:
+# "did you mean 'shape.nodes'? " or ''). An entry '<kind>_top' words a problem at the top level.
 WORDING: Mapping[str, str] = {
     "type": "{where}: '{key}' must be {expected}, got {value!r}; fix that value",
     "option": "{where}: '{key}' must be {expected}, got {value!r}; {fix}",
@@ -128,12 +129,13 @@ class _Decoder:
         names = [f.name for f in dataclasses.fields(cls)] if cls else []
         top = self.wording.get(f"{kind}_top") if cls and not level else None
         did = f"did you mean '{near}'?" if near else ""
+        dotted = f"did you mean '{level}.{near}'? " if near and level else did and did + " "
         facts = {"value": None, **facts}
         text = (top or self.wording[kind]).format(
             where=self.where, key=key, name=key.rsplit(".", 1)[-1], section=level, type=type(facts["value"]).__name__,
             names=", ".join(names), sorted_names=", ".join(sorted(names)),
             valid=", ".join(dotted_keys(cls, f"{level}." if level else "")) if cls else "",
-            hint=did and did + " ", tail=did and "; " + did, fix=did or "fix that value", **facts)
+            hint=did and did + " ", tail=did and "; " + did, fix=did or "fix that value", dotted_hint=dotted, **facts)
         raise DecodeError(text, kind, key)
 
     def node(self, cls: type, data: Any, key: str) -> Any:
