@@ -76,7 +76,8 @@ bench: setup
 quality: setup
 	$(BIN)/python benchmarks/quality_fmnist.py
 
-# One GPU, at most 6 minutes: bf16 and fp16 steps at the paper shape, CPU vs GPU, augmentation, resume, k-NN
+# One GPU, at most 6 minutes: bf16 and fp16 steps at the paper shape, CPU vs GPU, augmentation, resume, k-NN,
+# the split pipeline's device-side photometric ops
 # (benchmarks/results/gpu.md). Without a device it says so in one line and exits 0.
 gpu-check: setup
 	$(BIN)/python benchmarks/gpu_check.py

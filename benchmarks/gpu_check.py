@@ -8,6 +8,9 @@
 3. Batched multi-crop augmentation on the device gives the CPU's crops within AUGMENT_ATOL.
 4. Checkpoint -> resume on the device ends with the weights of an uninterrupted run (bit-exact digest).
 5. Weighted k-NN on the device gives the CPU's accuracies within KNN_ATOL points.
+6. The split pipeline's device side (`augment.backend: split`): colour jitter, grayscale, blur and
+   solarisation of a batch of uint8 crops on the device vs in the main process on the CPU: the same views
+   within AUGMENT_ATOL, and the time per batch on each.
 
 Results go to benchmarks/results/gpu.md (or --out). Without a device it prints one line and exits 0.
 `--device cpu --tiny` runs every part at a tiny shape on the CPU (a smoke test of this script).
@@ -177,6 +180,37 @@ def augment_section(shape, batch: int, device):
     return run
 
 
+def photometric_section(shape, batch: int, device):
+    """The split backend's photometric ops on `batch` samples' uint8 crops: device vs CPU, values and time."""
+    def run():
+        import torch
+
+        from mst.photometric import BatchPhotometric
+
+        cfg = load(shape, [])
+        c = cfg.augment
+        gen = torch.Generator().manual_seed(3)
+        sizes = [c.global_size] * 2 + [c.local_size] * c.n_local
+        crops = [torch.randint(0, 256, (batch, 3, s, s), dtype=torch.uint8, generator=gen) for s in sizes]
+        seeds = list(range(batch))
+        ops = BatchPhotometric(c)
+        timed = {}
+        for where, views in (("cpu", crops), (device.type, [t.to(device) for t in crops])):
+            ops(views, seeds)                                                      # warm-up
+            sync(device)
+            started = time.perf_counter()
+            timed[where] = ops(views, seeds)
+            sync(device)
+            timed[where + "_s"] = time.perf_counter() - started
+        diff = max((a.cpu() - b).abs().max().item() for a, b in zip(timed[device.type], timed["cpu"]))
+        ok = {t.device.type for t in timed[device.type]} == {device.type} and diff <= AUGMENT_ATOL
+        cpu_s, dev_s = timed["cpu_s"], timed[device.type + "_s"]
+        return ok, (f"{len(sizes)} views of {batch} samples: {dev_s * 1000:.1f} ms on {device.type} "
+                    f"({batch / dev_s:.0f} samples/s) vs {cpu_s * 1000:.1f} ms on the cpu ({cpu_s / dev_s:.1f}x); "
+                    f"largest difference {diff:.1e} (tolerance {AUGMENT_ATOL:g})")
+    return run
+
+
 class SyntheticImages:
     """Deterministic uint8 images [3, S, S] with 10 labels: a stand-in data set that needs no files."""
 
@@ -303,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     check.run("batched augmentation on the device", augment_section(shape, batch, device))
     check.run("checkpoint -> resume, same weights", resume_section(device))
     check.run("k-NN on the device", knn_section(args.tiny, device))
+    check.run("split pipeline: photometric ops on the device", photometric_section(shape, batch, device))
     total = time.time() - started
     header = [f"# GPU check ({name})", "",
               f"Command: `make gpu-check` (python benchmarks/gpu_check.py{' --device cpu --tiny' if args.tiny else ''}); "

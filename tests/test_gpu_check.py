@@ -12,7 +12,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "gpu_check.py"
 SECTIONS = ("MST step, bf16", "MST step, fp16 + loss scaling", "backbone forward, cpu vs device",
-            "batched augmentation on the device", "checkpoint -> resume, same weights", "k-NN on the device")
+            "batched augmentation on the device", "checkpoint -> resume, same weights", "k-NN on the device",
+            "split pipeline: photometric ops on the device")
 
 
 def _run(*args: str, hide_devices: bool = False) -> subprocess.CompletedProcess:
@@ -41,4 +42,4 @@ def test_every_section_passes_at_a_tiny_shape_on_the_cpu(tmp_path):
     assert [row.split(" | ")[0].lstrip("| ") for row in rows] == list(SECTIONS)
     assert all(row.split(" | ")[1] == "ok" for row in rows)
     assert "weights equal" in out.read_text()
-    assert proc.stdout.splitlines()[-1].startswith("gpu-check: 6/6 checks passed")
+    assert proc.stdout.splitlines()[-1].startswith("gpu-check: 7/7 checks passed")
