@@ -8,11 +8,14 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from jobs import rundir
 
 SLURM_CONFS = {"dcu": "/etc/slurm/slurm.conf", "v100": "/etc/slurm/v100/slurm.conf"}
 
@@ -120,3 +123,89 @@ def sacct_records(job_id: str, conf: str, since: float, duplicates: bool = False
                          text=True, timeout=30).stdout.splitlines()
     names = out[0].split("|") if out else []
     return [dict(zip(names, line.split("|"))) for line in out[1:]]
+
+
+# ------------------------------------------------------------- stand-in scheduler and the mst-sweep CLI
+# (tests/test_faults_jobs.py, tests/test_faults_submission.py)
+
+ROOT = Path(__file__).resolve().parent.parent
+MST_SWEEP = [sys.executable, "-m", "jobs.cli.sweep"]
+
+SWEEP = """name: {name}
+table: A10
+preset: tiny
+repeats: {repeats}
+base_seed: 0
+stages: {stages}
+overrides: {{train.epochs: 1}}
+grid: {grid}
+"""
+
+
+def _sweep(tmp_path: Path, name: str = "hf", repeats: int = 1, stages: str = "[pretrain, knn]",
+           grid: str = "{}") -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(SWEEP.format(name=name, repeats=repeats, stages=stages, grid=grid))
+    return path
+
+
+def _fake_slurm(tmp_path: Path, sbatch_delay_s: float = 0.0) -> dict:
+    """Stand-ins for sbatch & co. sbatch copies each script to scripts/ and answers with a fresh job id;
+    sacct prints the header and the lines of sacct.txt (what a test sets); sinfo names partition debug."""
+    bin_dir, state = tmp_path / "bin", tmp_path / "slurm-state"
+    bin_dir.mkdir()
+    (state / "scripts").mkdir(parents=True)
+    (state / "sacct.txt").write_text("")
+    log = state / "calls.log"
+    scripts = {
+        "sbatch": f"""#!/bin/bash
+echo "sbatch $*" >> {log}
+sleep {sbatch_delay_s}
+exec 9>>{state}/counter.lock; flock 9
+n=$(( $(cat {state}/counter 2>/dev/null || echo 500) + 1 )); echo $n > {state}/counter
+cp "${{@: -1}}" {state}/scripts/$n.sbatch
+echo "Submitted batch job $n"
+""",
+        "sacct": f"#!/bin/bash\necho \"sacct $*\" >> {log}\necho 'JobID|State'\ncat {state}/sacct.txt\n",
+        "sinfo": f"#!/bin/bash\necho \"sinfo $*\" >> {log}\necho debug\n",
+    }
+    for tool in ("srun", "scontrol", "squeue", "scancel"):
+        scripts[tool] = f"#!/bin/bash\necho \"{tool} $*\" >> {log}\n"
+    for tool, text in scripts.items():
+        (bin_dir / tool).write_text(text)
+        (bin_dir / tool).chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    env.pop("SLURM_CONF", None)
+    return {"env": env, "state": state, "log": log, "bin": bin_dir}
+
+
+def _profile(tmp_path: Path, name: str = "fake") -> Path:
+    """A slurm profile for the stand-in scheduler (no slurm_conf: the stand-ins ignore it anyway)."""
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(f"""name: {name}
+scheduler: slurm
+placement: {{partition: debug}}
+accelerators: {{kind: cpu, per_node: 0, request: none}}
+resources: {{nodes: 1, tasks_per_node: 1, cpus_per_task: 1, mem_gb: 1, time_min: 10}}
+downstream: {{nodes: 1, tasks_per_node: 1, cpus_per_task: 1, mem_gb: 1, time_min: 10}}
+storage: {{run_root: runs, scratch: /tmp, data_roots: {{fashion_mnist: /usr/share/datasets/fashion-mnist}}}}
+""")
+    return path
+
+
+def _cli(args: list[str], env: dict | None = None, cwd: Path = ROOT, timeout: int = 300
+         ) -> subprocess.CompletedProcess:
+    return subprocess.run(MST_SWEEP + args, cwd=cwd, env=env, check=False, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _one_error_line(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode != 0, proc.stdout
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    return lines[0]
+
+
+def _seed_manifest(runs: Path, sweep: str, records: list[dict]) -> None:
+    rundir.append_manifest(runs, sweep, records)

@@ -10,12 +10,14 @@ import torch
 from analysis.collect import check_record, collect
 from jobs.config_io import load_config
 from mst.eval import baselines as bl
+from mst.eval.epochs import fresh_counters, summarise
 from mst.eval.features import eval_dataset
 from mst.eval.knn import weighted_knn
 from mst.eval.knn_stage import run_knn
-from mst.eval.linear import run_linear
+from mst.eval.linear import run_linear, train_probe
+from mst.eval.stage import Stage
 from mst.seeding import seed_everything
-from mst.train import run_pretrain
+from mst.train import NonFiniteLoss, run_pretrain
 from mst.train.nets import Student
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -89,6 +91,24 @@ def test_linear_baselines_use_the_stage_metric_names(pretrained, tmp_path):
         assert json.loads((out / "result.json").read_text())["baselines"] == record["baselines"]
     # one entry per stage and mode: the probes do not share the knn's, nor each other's
     assert len(entries(tmp_path)) == 2
+
+
+def test_a_baseline_probe_trains_as_the_stage_probe_and_leaves_its_checkpoint_and_log_alone(tmp_path):
+    cfg = load_config("tiny", SETS)
+    pixels = bl.PixelFeatures(cfg.augment.eval_crop)
+    own = Stage("linear_cls", cfg, tmp_path / "own")
+    trained = train_probe(own, pixels, "cls", True, fresh_counters(), None)  # the stage's own probe, on pixels
+    assert [ln["epoch"] for ln in map(json.loads, (own.out / "metrics.jsonl").read_text().splitlines())] == [1, 2]
+    host = Stage("linear_cls", cfg, tmp_path / "host")
+    host.save({"probe": "cls"})
+    host.log({"epoch": 1, "top1": 12.5})
+    kept = {path: path.read_bytes() for path in (host.checkpoint_path, host.out / "metrics.jsonl")}
+    assert bl.probe_metrics(host, pixels, "cls", True, "t") == summarise(trained.history)
+    assert {path: path.read_bytes() for path in kept} == kept
+    diverging = Stage("linear_cls", load_config("tiny", [*SETS, "eval.linear_lr=1e38"]), tmp_path / "nan")
+    with pytest.raises(NonFiniteLoss, match=r"non-finite 't' baseline probe loss \(.*\); lower eval.linear_lr"):
+        bl.probe_metrics(diverging, pixels, "cls", True, "t")
+    assert not diverging.checkpoint_path.exists() and not (diverging.out / "metrics.jsonl").exists()
 
 
 def test_computed_once_per_seed_and_shared_by_the_cells(pretrained, tmp_path, monkeypatch):

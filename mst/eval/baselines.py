@@ -30,22 +30,16 @@ from types import SimpleNamespace
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
 
 from ..atomic import atomic_write_json, read_json
-from ..augment import probe_train_transform
-from ..config import linear_probe_lr
-from ..data import AugmentedDataset, build_dataset
 from ..models import build_backbone
 from ..run.folder import locked_stage_folder
-from ..run.runtime import NonFiniteLoss
-from .epochs import epoch_batches, summarise
-from .features import class_count, embed, eval_dataset, extract_features, feature_dim
+from .epochs import summarise
+from .features import class_count, eval_dataset, extract_features
 from .knn import weighted_knn
-from .linear import epoch_lr, evaluate, make_probe
-from .stage import Stage, forward_context
+from .linear import train_probe
+from .stage import Stage
 
 log = logging.getLogger(__name__)
 
@@ -188,48 +182,12 @@ def knn_metrics(stage: Stage, backbone: nn.Module, tag: str) -> dict[str, float]
 
 
 def probe_metrics(stage: Stage, backbone: nn.Module, probe: str, cached: bool, tag: str) -> dict[str, float]:
-    """The linear stage's recipe on `backbone` (mst/eval/linear.py: same layer init, lr schedule, batches and
-    augmentations, from the same seed), in one go: baselines are not checkpointed."""
-    cfg, e, seed, dev = stage.cfg, stage.cfg.eval, stage.cfg.train.seed, stage.device
-    test_set = eval_dataset(cfg, "test")
-    test_f, test_y = extract_features(stage, backbone, test_set, probe, f"{tag}_test_{probe}", None, False)
-    if cached:
-        train_f, train_y = extract_features(stage, backbone, eval_dataset(cfg, "train"), probe,
-                                            f"{tag}_train_{probe}", None, False)
-        n_train = len(train_y)
-    else:
-        train_aug = AugmentedDataset(build_dataset(cfg.data, "train"), probe_train_transform(cfg.augment), seed)
-        n_train = len(train_aug)
-    layer = make_probe(feature_dim(backbone, probe), class_count(test_set), seed).to(dev)
-    base_lr = linear_probe_lr(e)
-    opt = torch.optim.SGD(layer.parameters(), lr=base_lr, momentum=e.linear_momentum,
-                          weight_decay=e.linear_weight_decay)
-    history = []
-    for epoch in range(e.linear_epochs):
-        for group in opt.param_groups:
-            group["lr"] = epoch_lr(base_lr, epoch, e.linear_epochs)
-        batches = epoch_batches(n_train, e.linear_batch_size, seed, epoch)
-        if cached:
-            source = ((train_f[idx], train_y[idx]) for idx in map(torch.tensor, batches))
-        else:
-            train_aug.set_epoch(epoch)
-            source = DataLoader(train_aug, batch_sampler=batches, num_workers=cfg.data.num_workers,
-                                pin_memory=dev.type == "cuda", generator=torch.Generator().manual_seed(0))
-        for x, y in source:
-            x, y = x.to(dev, non_blocking=True), torch.as_tensor(y).to(dev, non_blocking=True)
-            if not cached:
-                with torch.no_grad(), forward_context(stage):
-                    x = embed(backbone, x, probe)  # [B, D] frozen features
-            loss = F.cross_entropy(layer(x.float()), y)
-            if not math.isfinite(loss.item()):
-                raise NonFiniteLoss(None, loss.item(), what=f"'{tag}' baseline probe loss",
-                                    fix="lower eval.linear_lr, or set eval.baselines=false")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        top1, top5 = evaluate(layer, test_f, test_y, dev)
-        history.append({"top1": top1, "top5": top5})
-    return summarise(history)
+    """The linear stage's own training (mst/eval/linear.py `train_probe`: same layer, lr schedule, batches and
+    augmentations, from the same seed) on `backbone`, in one go: baselines are not checkpointed, and write no
+    metrics.jsonl line and no checkpoint into the stage they are computed in."""
+    non_finite = (f"'{tag}' baseline probe loss", "lower eval.linear_lr, or set eval.baselines=false")
+    trained = train_probe(stage, backbone, probe, cached, features_prefix=f"{tag}_", non_finite=non_finite)
+    return summarise(trained.history)
 
 
 def compute(stage: Stage, mode: str) -> dict[str, dict[str, float]]:

@@ -1,4 +1,5 @@
-"""The epoch loop both probes train with: the linear probe on frozen features and the supervised baseline.
+"""The epoch loop both probes train with: the linear probe on frozen features (the random-init and raw-pixel
+baselines' probes too, writing nothing) and the supervised baseline.
 
 What they share lives here once: data order as a function of (seed, epoch), the stop poll and checkpoint
 before each step, the non-finite loss check, the running loss sums, progress, periodic checkpoints, the
@@ -82,6 +83,9 @@ class EpochLoop:
     checkpoint_every: int
     non_finite_what: str
     non_finite_fix: str
+    persist: bool = True
+    """False: the loop writes nothing to its stage (no checkpoint, no metrics.jsonl line) and is not stopped,
+    for a probe trained inside another stage's folder (the baselines): its counters live only in memory."""
 
     def run(self, stage: Stage, st: dict[str, Any], should_stop: StopFn, show_progress: bool) -> None:
         """Train from the counters in `st` (updated in place) to the last epoch, checkpointing as it goes."""
@@ -91,22 +95,23 @@ class EpochLoop:
                 epoch = st["epoch"]
                 for x, y in self.batches(epoch, st["batch"]):
                     step = epoch * self.per_epoch + st["batch"]
-                    if stop_requested(should_stop):
+                    if self.persist and stop_requested(should_stop):
                         interrupt(stage, self.snapshot(), step)
                     loss, lr = self.loss(x, y, step)
-                    if not math.isfinite(loss.item()):
-                        raise NonFiniteLoss(step + 1, loss.item(), what=self.non_finite_what,
-                                            fix=self.non_finite_fix)
+                    if not math.isfinite(loss.item()):  # the step is named only where a checkpoint is kept
+                        raise NonFiniteLoss(step + 1 if self.persist else None, loss.item(),
+                                            what=self.non_finite_what, fix=self.non_finite_fix)
                     self.update(loss)
                     st["loss_sum"] += loss.item() * len(y)
                     st["loss_count"] += len(y)
                     st["batch"] += 1
                     bar.update(step + 1, {"loss": loss.item(), "lr": lr})
-                    if (step + 1) % self.checkpoint_every == 0:
+                    if self.persist and (step + 1) % self.checkpoint_every == 0:
                         stage.save(self.snapshot())
                 line = {"epoch": epoch + 1, **self.evaluate(),
                         "loss": st["loss_sum"] / max(st["loss_count"], 1)}
                 st["history"].append(line)
                 st.update(epoch=epoch + 1, batch=0, loss_sum=0.0, loss_count=0)
-                stage.log(line)
-                stage.save(self.snapshot())
+                if self.persist:
+                    stage.log(line)
+                    stage.save(self.snapshot())

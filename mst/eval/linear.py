@@ -12,6 +12,9 @@
 - Evaluated after every epoch on the single centre crop. Test features are extracted once: the backbone is
   frozen and the eval transform deterministic, so every epoch would compute the same ones.
 - Reports the best epoch's (by top-1) and the last epoch's top-1/top-5; `best_epoch` counts from 1.
+- `train_probe` is the training itself, on any frozen backbone of a stage: the stage's own probe checkpoints
+  into the stage and logs its metrics.jsonl; the random-init and raw-pixel baselines (mst/eval/baselines.py)
+  train through it inside the stage's folder and write nothing there but their feature files.
 - Resumable at any step: data order comes from (seed, epoch), augmentations from (seed, epoch, sample),
   and the checkpoint holds the layer, the optimiser and the running sums, so a resumed probe is bitwise
   identical to an uninterrupted one (on the CPU).
@@ -20,6 +23,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -36,6 +40,7 @@ from .features import class_count, drop_feature_cache, embed, eval_dataset, extr
 from .stage import Stage, StopFn, forward_context, load_frozen, run_stage
 
 PROBES = ("cls", "dino")
+PROBE_NON_FINITE = ("probe loss", "Lower eval.linear_lr or check the pre-training's losses")  # (what, fix)
 
 
 def make_probe(dim: int, num_classes: int, seed: int) -> nn.Linear:
@@ -68,6 +73,92 @@ def evaluate(layer: nn.Module, features: torch.Tensor, labels: torch.Tensor, dev
     return 100.0 * c1 / len(labels), 100.0 * c5 / len(labels)
 
 
+@dataclass(frozen=True)
+class TrainedProbe:
+    """What a probe's training reports: its per-epoch metrics and the facts its record states."""
+
+    history: list[dict]
+    """One line per epoch: top1, top5, lr, loss (the metrics.jsonl lines)."""
+    n_train: int
+    n_test: int
+    feature_dim: int
+    lr: float
+    """The base learning rate, epoch 0 of the cosine."""
+
+
+def train_probe(stage: Stage, backbone: nn.Module, probe: str, cached: bool, st: dict | None = None,
+                state: dict | None = None, *, should_stop: StopFn = None, show_progress: bool = False,
+                features_prefix: str = "", non_finite: tuple[str, str] = PROBE_NON_FINITE) -> TrainedProbe:
+    """Train and evaluate a linear probe on the `probe` features of the frozen `backbone`, with the stage's
+    config, device and precision; the features are cached as <stage>/features/<features_prefix><split>_<probe>.
+
+    With `st` (the loop's counters, fresh or resumed; `state`: the stage's checkpoint they came from) this is the
+    stage's own probe: it checkpoints into the stage, logs metrics.jsonl and stops when `should_stop()` says so.
+    Without, it is a probe of its own inside the stage (a baseline): fresh counters, no checkpoint, no log
+    line, not stoppable. `non_finite`: (what, fix) of the error a non-finite loss raises.
+    """
+    cfg, e, seed, dev = stage.cfg, stage.cfg.eval, stage.cfg.train.seed, stage.device
+    persist = st is not None
+    test_set = eval_dataset(cfg, "test")
+    test_f, test_y = extract_features(stage, backbone, test_set, probe, f"{features_prefix}test_{probe}",
+                                      should_stop, show_progress)
+    if cached:
+        train_f, train_y = extract_features(stage, backbone, eval_dataset(cfg, "train"), probe,
+                                            f"{features_prefix}train_{probe}", should_stop, show_progress)
+        n_train = len(train_y)
+    else:
+        train_aug = AugmentedDataset(build_dataset(cfg.data, "train"), probe_train_transform(cfg.augment), seed)
+        n_train = len(train_aug)
+
+    layer = make_probe(feature_dim(backbone, probe), class_count(test_set), seed).to(dev)
+    base_lr = linear_probe_lr(e)
+    opt = torch.optim.SGD(layer.parameters(), lr=base_lr, momentum=e.linear_momentum,
+                          weight_decay=e.linear_weight_decay)
+    st = fresh_counters() if st is None else st
+    if state is not None:
+        layer.load_state_dict(state["linear"])
+        opt.load_state_dict(state["optimizer"])
+    lr = base_lr
+
+    def batches(epoch: int, first: int):
+        nonlocal lr
+        lr = epoch_lr(base_lr, epoch, e.linear_epochs)  # DINO's per-epoch cosine
+        for group in opt.param_groups:
+            group["lr"] = lr
+        order = epoch_batches(n_train, e.linear_batch_size, seed, epoch)[first:]
+        if cached:
+            return ((train_f[idx], train_y[idx]) for idx in map(torch.tensor, order))
+        train_aug.set_epoch(epoch)
+        return DataLoader(train_aug, batch_sampler=order, num_workers=cfg.data.num_workers,
+                          pin_memory=dev.type == "cuda", generator=torch.Generator().manual_seed(0))
+
+    def loss(x: torch.Tensor, y: torch.Tensor, step: int) -> tuple[torch.Tensor, float]:
+        x, y = x.to(dev, non_blocking=True), torch.as_tensor(y).to(dev, non_blocking=True)
+        if not cached:
+            with torch.no_grad(), forward_context(stage):
+                x = embed(backbone, x, probe)  # [B, D] frozen features
+        return F.cross_entropy(layer(x.float()), y), lr
+
+    def update(value: torch.Tensor) -> None:
+        opt.zero_grad(set_to_none=True)
+        value.backward()
+        opt.step()
+
+    def evaluate_epoch() -> dict[str, float]:
+        top1, top5 = evaluate(layer, test_f, test_y, dev)
+        return {"top1": top1, "top5": top5, "lr": lr}
+
+    layer.train()
+    loop = EpochLoop(
+        name=f"{features_prefix}linear_{probe}", epochs=e.linear_epochs,
+        per_epoch=math.ceil(n_train / e.linear_batch_size), batches=batches, loss=loss, update=update,
+        evaluate=evaluate_epoch, snapshot=lambda: {**st, "linear": layer.state_dict(), "optimizer": opt.state_dict()},
+        checkpoint_every=cfg.train.checkpoint_every, non_finite_what=non_finite[0], non_finite_fix=non_finite[1],
+        persist=persist)
+    loop.run(stage, st, should_stop if persist else None, show_progress)
+    return TrainedProbe(st["history"], n_train, len(test_y), feature_dim(backbone, probe), base_lr)
+
+
 def run_linear(cfg: Config, pretrain_dir: str | Path, out_dir: str | Path, probe: str = "cls",
                should_stop: StopFn = None, record_extra: dict | None = None, show_progress: bool = True,
                cached_features: bool | None = None, allow_partial: bool = False) -> dict:
@@ -82,8 +173,8 @@ def run_linear(cfg: Config, pretrain_dir: str | Path, out_dir: str | Path, probe
     mode = "cached_features" if cached else "augmented"
 
     def body(stage: Stage) -> dict:
-        e, seed, dev = cfg.eval, cfg.train.seed, stage.device
-        backbone, _, digest = load_frozen(pretrain_dir, e.knn_source, dev)
+        e = cfg.eval
+        backbone, _, digest = load_frozen(pretrain_dir, e.knn_source, stage.device)
         state = stage.load()
         if state is not None and "linear" not in state:
             state = None  # stopped during feature extraction: only the wall time was saved
@@ -91,69 +182,14 @@ def run_linear(cfg: Config, pretrain_dir: str | Path, out_dir: str | Path, probe
             raise RunFolderMismatch(
                 f"{stage.checkpoint_path} holds a '{state['probe']}' probe ({state['mode']}) of weights "
                 f"{state['weights_sha256'][:12]}, not '{probe}' ({mode}) of {digest[:12]}; use another --out folder")
-        test_set = eval_dataset(cfg, "test")
-        n_classes = class_count(test_set)
-        test_f, test_y = extract_features(stage, backbone, test_set, probe, f"test_{probe}", should_stop,
-                                          show_progress)
-        if cached:
-            train_f, train_y = extract_features(stage, backbone, eval_dataset(cfg, "train"), probe,
-                                                f"train_{probe}", should_stop, show_progress)
-            n_train = len(train_y)
-        else:
-            train_aug = AugmentedDataset(build_dataset(cfg.data, "train"), probe_train_transform(cfg.augment), seed)
-            n_train = len(train_aug)
-
-        layer = make_probe(feature_dim(backbone, probe), n_classes, seed).to(dev)
-        base_lr = linear_probe_lr(e)
-        opt = torch.optim.SGD(layer.parameters(), lr=base_lr, momentum=e.linear_momentum,
-                              weight_decay=e.linear_weight_decay)
         st = resume_counters(stage, fresh_counters(version=1, probe=probe, mode=mode, weights_sha256=digest), state)
-        if state is not None:
-            layer.load_state_dict(state["linear"])
-            opt.load_state_dict(state["optimizer"])
-        lr = base_lr
-
-        def batches(epoch: int, first: int):
-            nonlocal lr
-            lr = epoch_lr(base_lr, epoch, e.linear_epochs)  # DINO's per-epoch cosine
-            for group in opt.param_groups:
-                group["lr"] = lr
-            order = epoch_batches(n_train, e.linear_batch_size, seed, epoch)[first:]
-            if cached:
-                return ((train_f[idx], train_y[idx]) for idx in map(torch.tensor, order))
-            train_aug.set_epoch(epoch)
-            return DataLoader(train_aug, batch_sampler=order, num_workers=cfg.data.num_workers,
-                              pin_memory=dev.type == "cuda", generator=torch.Generator().manual_seed(0))
-
-        def loss(x: torch.Tensor, y: torch.Tensor, step: int) -> tuple[torch.Tensor, float]:
-            x, y = x.to(dev, non_blocking=True), torch.as_tensor(y).to(dev, non_blocking=True)
-            if not cached:
-                with torch.no_grad(), forward_context(stage):
-                    x = embed(backbone, x, probe)  # [B, D] frozen features
-            return F.cross_entropy(layer(x.float()), y), lr
-
-        def update(value: torch.Tensor) -> None:
-            opt.zero_grad(set_to_none=True)
-            value.backward()
-            opt.step()
-
-        def evaluate_epoch() -> dict[str, float]:
-            top1, top5 = evaluate(layer, test_f, test_y, dev)
-            return {"top1": top1, "top5": top5, "lr": lr}
-
-        layer.train()
-        loop = EpochLoop(
-            name=f"linear_{probe}", epochs=e.linear_epochs, per_epoch=math.ceil(n_train / e.linear_batch_size),
-            batches=batches, loss=loss, update=update, evaluate=evaluate_epoch,
-            snapshot=lambda: {**st, "linear": layer.state_dict(), "optimizer": opt.state_dict()},
-            checkpoint_every=cfg.train.checkpoint_every, non_finite_what="probe loss",
-            non_finite_fix="Lower eval.linear_lr or check the pre-training's losses")
-        loop.run(stage, st, should_stop, show_progress)
+        trained = train_probe(stage, backbone, probe, cached, st, state, should_stop=should_stop,
+                              show_progress=show_progress)
         record = stage.record(
-            "done", summarise(st["history"]), weights_sha256=digest, probe=probe, mode=mode,
-            feature_dim=feature_dim(backbone, probe), features_from=e.knn_source, pretrain_dir=str(pretrain_dir),
-            n_train=n_train, n_test=len(test_y), recipe=e.linear_recipe, lr=base_lr, batch_size=e.linear_batch_size,
-            epochs=e.linear_epochs, history=st["history"])
+            "done", summarise(trained.history), weights_sha256=digest, probe=probe, mode=mode,
+            feature_dim=trained.feature_dim, features_from=e.knn_source, pretrain_dir=str(pretrain_dir),
+            n_train=trained.n_train, n_test=trained.n_test, recipe=e.linear_recipe, lr=trained.lr,
+            batch_size=e.linear_batch_size, epochs=e.linear_epochs, history=trained.history)
         drop_feature_cache(stage)
         return record
 
