@@ -17,17 +17,22 @@ from jobs.sweep_table import (  # noqa: F401  (re-exported: the names the report
     TableSpec,
     read_table,
 )
+from mst.stages import STAGES
 
-SOURCE_NAMES = {
-    ("linear_cls", "top1_best"): "linear probe on the last class token (linear_cls, best epoch)",
-    ("linear_dino", "top1_best"): "DINO's linear probe on the last 4 class tokens (linear_dino, best epoch)",
-}
+# how a metric reads in a footnote, after its stage's description (mst.stages)
+METRIC_WORDS = {"top1_best": "best epoch", "top5_best": "top-5, best epoch", "top1_last": "last epoch",
+                "top5_last": "top-5, last epoch"}
 
 
 def source_name(stage: str, metric: str) -> str:
-    if stage == "knn" and metric.startswith("top1@"):
-        return f"weighted k-NN top-1 at k = {metric.split('@')[1]} (knn)"
-    return SOURCE_NAMES.get((stage, metric), f"{stage} {metric}")
+    """A (stage, metric) source in words, e.g. 'linear probe on the last class token (linear_cls, best epoch)'."""
+    if stage == "knn" and "@" in metric:
+        kind, k = metric.split("@", 1)
+        return f"weighted k-NN {'top-1' if kind == 'top1' else 'top-5'} at k = {k} (knn)"
+    spec, words = STAGES.get(stage), METRIC_WORDS.get(metric)
+    if spec is None or words is None:
+        return f"{stage} {metric}"
+    return f"{spec.description} ({stage}, {words})"
 
 
 def table_specs() -> dict[str, TableSpec]:

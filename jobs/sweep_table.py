@@ -29,6 +29,7 @@ from typing import Any
 from jobs.sweep_file import cell_key, cell_label, drop_blank
 from mst.config import codec
 from mst.config.codec import DecodeError
+from mst.stages import get_stage
 
 
 class TableError(ValueError):
@@ -267,8 +268,14 @@ def pick_source(spec: TableSpec, row: Row, column: str, sweep: Any) -> tuple[str
 
 
 def fit_table(spec: TableSpec, sweep: Any) -> None:
-    """Raise TableError unless every row has its cell in `sweep`, every cell a row, every column a stage."""
+    """Raise TableError unless every row has its cell in `sweep`, every cell a row, every column a stage, and
+    every source a metric its stage reports (mst.stages, with the sweep's k-NN k values)."""
     match_rows(spec, sweep)
+    ks = sorted({k for cell in sweep.cells() for k in sweep.cell_config(cell).eval.knn_ks})
     for row in spec.rows:
         for column in spec.columns:
-            pick_source(spec, row, column.key, sweep)
+            stage, metric = pick_source(spec, row, column.key, sweep)
+            reported = get_stage(stage).metric_names(ks)
+            if metric not in reported:
+                raise TableError(f"table {spec.id} column '{column.key}': stage {stage} reports no metric "
+                                 f"'{metric}'; choose one of {', '.join(reported)}")

@@ -386,3 +386,13 @@ def test_collected_records_with_baselines_show_the_baseline_rows(tmp_path, demo)
         assert "| raw pixels | 80.50 ± 0.50 (n=2) | — | — | +20.00 |" in md, attempt
         assert "random init: the same architecture at its random initialisation" in md, attempt
     assert (tmp_path / sweep.name / ".report-cache.json").is_file()
+
+
+def test_footnotes_name_each_source_by_the_stage_registrys_words():
+    from analysis.tables import source_name
+    from mst.stages import STAGES
+
+    assert source_name("linear_cls", "top1_best") == f"{STAGES['linear_cls'].description} (linear_cls, best epoch)"
+    assert source_name("linear_dino", "top1_last").startswith("DINO's linear probe on the last 4 class tokens")
+    assert source_name("knn", "top5@20") == "weighted k-NN top-5 at k = 20 (knn)"
+    assert source_name("attention", "images") == "attention images"  # no wording: the names as they are

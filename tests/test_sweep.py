@@ -251,6 +251,9 @@ table:
     ("[knn/top1@10]", "[linear_cls/top1_best]", ("table T1 column 'knn' needs stage linear_cls, which sweep t does "
      "not run; add it to the sweep's stages")),
     ("[0.2, 0.4]", "[0.2, 0.4, 0.6]", "sweep t cell loss.restore_weight=0.6 has no row in table T1"),
+    ("[knn/top1@10]", "[knn/top1@15]", ("table T1 column 'knn': stage knn reports no metric 'top1@15'; choose one "
+     "of top1@10, top1@20, top5@10, top5@20")),
+    ("[knn/top1@10]", "[knn/top1_best]", "table T1 column 'knn': stage knn reports no metric 'top1_best'"),
     ("  row_header", "  shade: 3\n  row_header", "table: unknown key 'shade'; valid keys: id, title"),
     ("  title: \"A table\"\n", "", "table: 'title' is missing; add title:"),
 ])
