@@ -17,33 +17,34 @@ PAPER_SWEEPS = ("k_sweep", "probe", "longer_training", "bert", "mask_prob", "los
 SMOKE_FILES = Path(__file__).resolve().parent / "fixtures" / "sweeps_before_budgets"
 
 # A pin against accidental changes of the run ids at budget smoke (runs folders, examples, the demo).
-# The ids changed once, when the smoke preset began recording baselines (eval.baselines).
+# The ids changed once, when the smoke preset began recording baselines (eval.baselines) and took one global
+# gradient-norm clip (optim.clip_mode).
 SMOKE_RUN_IDS = {
     "bert_smoke": [
-        "94c082a2b26c-r0", "67476758e4ab-r1", "810234731440-r0", "4f6623ac0bb6-r1", "d6d6114d3728-r0",
-        "1f5e5f5d841b-r1", "e05bac56a283-r0", "9be57c92017b-r1",
+        "6d0d6bd1e98b-r0", "176bde76c8aa-r1", "22b53816420a-r0", "e5335d1e0aad-r1", "5bce89ae062c-r0",
+        "ab5fd1ef1d39-r1", "d7ec35d86844-r0", "95996d879012-r1",
     ],
     "k_sweep_smoke": [
-        "e05bac56a283-r0", "9be57c92017b-r1",
+        "d7ec35d86844-r0", "95996d879012-r1",
     ],
     "longer_training_smoke": [
-        "e05bac56a283-r0", "9be57c92017b-r1", "b32459e3ae79-r0", "8f0d4449699c-r1",
+        "d7ec35d86844-r0", "95996d879012-r1", "00d5cfd7a7c9-r0", "562b4910d1da-r1",
     ],
     "loss_weight_smoke": [
-        "0748340af8cd-r0", "065601233a8d-r1", "f42075ed01c2-r0", "ad04a857ef5f-r1", "b01e5bd0dfb5-r0",
-        "764c5ad60888-r1", "89c658916f25-r0", "1efcb0e318ed-r1",
+        "ea8cc8e3a8ba-r0", "14ab1f309f3e-r1", "152d2c1eaf58-r0", "399b22b109d4-r1", "729ddca2e036-r0",
+        "770a36a73af7-r1", "6b9b711d42be-r0", "fd17c8522b6a-r1",
     ],
     "mask_ratio_smoke": [
-        "77f274f94b42-r0", "c1521f2be457-r1", "f8c69cdca46f-r0", "a06a1f02f3a7-r1", "a292d49fbf20-r0",
-        "8a491fead538-r1", "84ec7645a85d-r0", "33acfc7bd827-r1", "6ce1e3cba9e5-r0", "abceb0dae288-r1",
-        "e05bac56a283-r0", "9be57c92017b-r1", "fa60a87c948b-r0", "0b80ca289504-r1",
+        "7b81f306ae82-r0", "eb3bed1d438e-r1", "2488822cf0e0-r0", "f4161998b7d9-r1", "f8198bd6c7c8-r0",
+        "7c3aa7af906f-r1", "9794affcdc44-r0", "1654929c96bf-r1", "39933994be16-r0", "17aed755faf9-r1",
+        "d7ec35d86844-r0", "95996d879012-r1", "a1597f6cfea8-r0", "ea321710d2ab-r1",
     ],
     "method_smoke": [
-        "ade56506dc8f-r0", "90312b37b48b-r1", "f4cfd6e0aefe-r2", "bd9417dfc587-r0", "dc8a19e9ee38-r1",
-        "0ca4218794b6-r2", "59bfbfe62672-r0", "be7345abe5c8-r1", "ff52d28cf44a-r2",
+        "88b0debd4650-r0", "af530ac7ffd0-r1", "d8c83885c2f8-r2", "7dd98f48e432-r0", "b20d6acd2796-r1",
+        "e051956e88e3-r2", "ac0c898e8cfc-r0", "54fdd0c14c5a-r1", "b93d106ef6f2-r2",
     ],
     "probe_smoke": [
-        "e05bac56a283-r0", "9be57c92017b-r1",
+        "d7ec35d86844-r0", "95996d879012-r1",
     ],
 }
 
