@@ -76,6 +76,21 @@ def sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
+def timed_call(fn, device):
+    """fn()'s result after one warm-up call, and the seconds the timed call took (the device synchronised)."""
+    fn()
+    sync(device)
+    started = time.perf_counter()
+    out = fn()
+    sync(device)
+    return out, time.perf_counter() - started
+
+
+def largest_difference(outs, refs) -> float:
+    """The largest absolute difference between matching tensors of two lists, compared on the CPU."""
+    return max((a.cpu() - b.cpu()).abs().max().item() for a, b in zip(outs, refs))
+
+
 def load(preset_sets: tuple[str, list[str]], extra: list[str]):
     from jobs.config_io import load_config
 
@@ -166,14 +181,9 @@ def augment_section(shape, batch: int, device):
         augment = BatchMultiCrop(cfg.augment)
         cpu = augment(images, seeds)
         on_device = images.to(device)
-        augment(on_device, seeds)                                                 # warm-up
-        sync(device)
-        started = time.perf_counter()
-        crops = augment(on_device, seeds)
-        sync(device)
-        took = time.perf_counter() - started
+        crops, took = timed_call(lambda: augment(on_device, seeds), device)
         where = {c.device.type for c in crops}
-        diff = max((a.cpu() - b).abs().max().item() for a, b in zip(crops, cpu))
+        diff = largest_difference(crops, cpu)
         ok = where == {device.type} and diff <= AUGMENT_ATOL
         return ok, (f"{len(crops)} crops of {batch} images on {', '.join(sorted(where))} in {took * 1000:.1f} ms; "
                     f"largest difference from the cpu's {diff:.1e} (tolerance {AUGMENT_ATOL:g})")
@@ -194,17 +204,11 @@ def photometric_section(shape, batch: int, device):
         crops = [torch.randint(0, 256, (batch, 3, s, s), dtype=torch.uint8, generator=gen) for s in sizes]
         seeds = list(range(batch))
         ops = BatchPhotometric(c)
-        timed = {}
-        for where, views in (("cpu", crops), (device.type, [t.to(device) for t in crops])):
-            ops(views, seeds)                                                      # warm-up
-            sync(device)
-            started = time.perf_counter()
-            timed[where] = ops(views, seeds)
-            sync(device)
-            timed[where + "_s"] = time.perf_counter() - started
-        diff = max((a.cpu() - b).abs().max().item() for a, b in zip(timed[device.type], timed["cpu"]))
-        ok = {t.device.type for t in timed[device.type]} == {device.type} and diff <= AUGMENT_ATOL
-        cpu_s, dev_s = timed["cpu_s"], timed[device.type + "_s"]
+        on_device = [t.to(device) for t in crops]
+        cpu, cpu_s = timed_call(lambda: ops(crops, seeds), device)
+        out, dev_s = timed_call(lambda: ops(on_device, seeds), device)
+        diff = largest_difference(out, cpu)
+        ok = {t.device.type for t in out} == {device.type} and diff <= AUGMENT_ATOL
         return ok, (f"{len(sizes)} views of {batch} samples: {dev_s * 1000:.1f} ms on {device.type} "
                     f"({batch / dev_s:.0f} samples/s) vs {cpu_s * 1000:.1f} ms on the cpu ({cpu_s / dev_s:.1f}x); "
                     f"largest difference {diff:.1e} (tolerance {AUGMENT_ATOL:g})")
