@@ -24,7 +24,6 @@ import logging
 import math
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -35,9 +34,10 @@ from torch import nn
 from ..atomic import atomic_write_json, read_json
 from ..models import build_backbone
 from ..run.folder import locked_stage_folder
+from ..run.record import versions
+from ..stages import get_stage
 from .epochs import summarise
-from .features import class_count, eval_dataset, extract_features
-from .knn import weighted_knn
+from .knn_stage import knn_eval
 from .linear import train_probe
 from .stage import Stage
 
@@ -45,7 +45,6 @@ log = logging.getLogger(__name__)
 
 STAGES = ("knn", "linear_cls", "linear_dino")
 LABELS = ("random init", "raw pixels")
-LINEAR_METRICS = ("top1_best", "top5_best", "top1_last", "top5_last", "best_epoch")
 CACHE_FOLDER = ".baselines"   # hidden: the report and status never take it for a sweep
 CACHE_NAME = "baselines.json"
 CACHE_VERSION = 1
@@ -83,20 +82,11 @@ def initial_backbone(cfg) -> nn.Module:
 
 
 # ------------------------------------------------------------------------------------------------ the cache key
-def _versions() -> dict[str, str | None]:
-    found: dict[str, str | None] = {}
-    for pkg in ("torch", "timm"):  # initialisation and feature numerics follow these
-        try:
-            found[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            found[pkg] = None
-    return found
-
-
 def key_inputs(stage: str, cfg, mode: str, device: str, precision: str) -> dict[str, Any]:
     """Everything the baseline values depend on: the stage, the backbone's shape, the images (which ones and
     their transform), the stage's evaluation settings, the seed, where and how the features are computed."""
     a, d, e = cfg.augment, cfg.data, cfg.eval
+    installed = versions()  # initialisation and feature numerics follow torch and timm
     fields = KNN_FIELDS if stage == "knn" else LINEAR_FIELDS
     transform = {"eval_resize": a.eval_resize, "eval_crop": a.eval_crop, "mean": list(a.mean), "std": list(a.std)}
     if mode == "augmented":
@@ -107,7 +97,7 @@ def key_inputs(stage: str, cfg, mode: str, device: str, precision: str) -> dict[
         "data": {"name": d.name, "root": d.root, "train_subset": d.train_subset, "test_subset": d.test_subset},
         "transform": transform,
         "eval": {k: list(v) if isinstance(v, tuple) else v for k in fields for v in [getattr(e, k)]},
-        "seed": cfg.train.seed, "device": device, "precision": precision, "versions": _versions(),
+        "seed": cfg.train.seed, "device": device, "precision": precision, "versions": {pkg: installed.get(pkg) for pkg in ("torch", "timm")},
     }
 
 
@@ -136,9 +126,8 @@ def cache_folder(root: Path, key: str) -> Path:
 
 # ------------------------------------------------------------------------------------------------ read and write
 def expected_metrics(stage: str, cfg) -> set[str]:
-    if stage == "knn":
-        return {f"top{t}@{int(k)}" for k in cfg.eval.knn_ks for t in (1, 5)}
-    return set(LINEAR_METRICS)
+    """The metric names the stage reports (mst.stages), which its cached baselines must hold."""
+    return set(get_stage(stage).metric_names(cfg.eval.knn_ks))
 
 
 def check_entry(data: Any, key: str, names: set[str]) -> str | None:
@@ -170,17 +159,6 @@ def read_entry(path: Path, key: str, names: set[str]) -> tuple[dict | None, str 
 
 
 # ------------------------------------------------------------------------------------------------ evaluation
-def knn_metrics(stage: Stage, backbone: nn.Module, tag: str) -> dict[str, float]:
-    """The knn stage's evaluation of `backbone`: class tokens of train and test, weighted k-NN for every k."""
-    e = stage.cfg.eval
-    train_set, test_set = eval_dataset(stage.cfg, "train"), eval_dataset(stage.cfg, "test")
-    train_f, train_y = extract_features(stage, backbone, train_set, "cls", f"{tag}_train_cls", None, False)
-    test_f, test_y = extract_features(stage, backbone, test_set, "cls", f"{tag}_test_cls", None, False)
-    dev = stage.device
-    return weighted_knn(train_f.to(dev), train_y.to(dev), test_f.to(dev), test_y.to(dev), e.knn_ks,
-                        e.knn_temperature, class_count(train_set), e.knn_chunk_size)
-
-
 def probe_metrics(stage: Stage, backbone: nn.Module, probe: str, cached: bool, tag: str) -> dict[str, float]:
     """The linear stage's own training (mst/eval/linear.py `train_probe`: same layer, lr schedule, batches and
     augmentations, from the same seed) on `backbone`, in one go: baselines are not checkpointed, and write no
@@ -199,7 +177,7 @@ def compute(stage: Stage, mode: str) -> dict[str, dict[str, float]]:
         backbone = backbone.to(stage.device)
         tag = "baseline-" + label.replace(" ", "-")  # feature files in the stage's features/ (dropped with it)
         if stage.name == "knn":
-            found[label] = knn_metrics(stage, backbone, tag)
+            found[label] = knn_eval(stage, backbone, f"{tag}_")[0]  # the knn stage's own evaluation
         else:
             probe = stage.name.split("_", 1)[1]
             found[label] = probe_metrics(stage, backbone, probe, mode == "cached_features", tag)
