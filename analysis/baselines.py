@@ -42,11 +42,13 @@ def baseline_values(frame: Any, sweep: str, run_ids: set[str], stage: str, metri
 def baseline_cells(frame: Any, sweep: str, run_ids: set[str], sources: dict[str, tuple[str, str]],
                    repeats: int, cell_type: type) -> dict[str, dict[str, Any]]:
     """Baseline label -> column key -> cell (a CellResult); {} when no record carries baselines."""
+    per_column = {column: baseline_values(frame, sweep, run_ids, stage, metric)
+                  for column, (stage, metric) in sources.items()}  # each source read once, for both labels
     out: dict[str, dict[str, Any]] = {}
     for label in BASELINES:
         cells = {}
-        for column, (stage, metric) in sources.items():
-            values = baseline_values(frame, sweep, run_ids, stage, metric).get(label, {})
+        for column, found in per_column.items():
+            values = found.get(label, {})
             summary = summarize(list(values.values())) if values else None
             cells[column] = cell_type(summary, len(values), repeats, 0, 0, None, values)
         if any(c.summary is not None for c in cells.values()):
