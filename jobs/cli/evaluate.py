@@ -12,6 +12,7 @@ from pathlib import Path
 from mst.stages import StageSpec, eval_commands
 
 from .common import check_out_folder, fail, run_stage_command, setup_logging
+from .weights_source import add_weights_options, weights_config
 
 STAGES_OF = eval_commands()
 """Sub-command -> the stages it runs (mst.stages); `linear` runs linear_cls or linear_dino by --probe."""
@@ -42,7 +43,8 @@ def _attention_options(c: argparse.ArgumentParser) -> None:
 
 
 OPTIONS = {"linear": _linear_options, "attention": _attention_options}
-"""The options of a command beyond the common ones (--checkpoint, --out, --preset, --set, --quiet)."""
+"""The options of a command beyond the common ones (--checkpoint or --weights/--arch/--naming, --out, --preset,
+--set, --quiet)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,8 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
         # a command whose stages read pre-trained weights needs them; the others may take a config from them
         checkpoint_required = any(spec.needs_pretrain for spec in STAGES_OF[name])
         c = sub.add_parser(name, help=text, description=text)
-        c.add_argument("--checkpoint", required=checkpoint_required, metavar="RUN_DIR",
-                       help="pre-training stage folder (holding checkpoint.pt) or the run folder above it")
+        source = c.add_mutually_exclusive_group(required=checkpoint_required)
+        source.add_argument("--checkpoint", metavar="RUN_DIR",
+                            help="pre-training stage folder (holding checkpoint.pt) or the run folder above it")
+        if checkpoint_required:
+            add_weights_options(source, c)
         c.add_argument("--out", required=True, help="stage folder (checkpoint.pt, metrics.jsonl, result.json)")
         c.add_argument("--preset", default=None,
                        help="preset name (paper, smoke, tiny) or YAML file; default: the config stored with "
@@ -149,14 +154,17 @@ def run(args) -> dict:
     from mst.config import ConfigError
 
     pretrain_dir = find_pretrain_dir(args.checkpoint) if args.checkpoint else None
+    source = pretrain_dir  # the weights the stage reads: a pre-training folder, or a file (--weights)
     try:
         cfg = resolve_config(args, pretrain_dir)
+        if getattr(args, "weights", None):
+            cfg, source = weights_config(args, cfg)
     except ConfigError as err:
         fail(str(err))
     if args.command == "attention":
         check_attention_inputs(args, cfg)
     setup_logging()
-    return run_stage_command(lambda stop: run_command(args, cfg, pretrain_dir, stop), args.out, args.command)
+    return run_stage_command(lambda stop: run_command(args, cfg, source, stop), args.out, args.command)
 
 
 def stage_of(args) -> StageSpec:

@@ -183,7 +183,7 @@ def run_attention(cfg: Config, pretrain_dir: str | Path, out_dir: str | Path, sh
             raise ImageError(f"attention image size {side} is not a multiple of the patch size "
                              f"{backbone.patch_size}; choose a multiple")
         # maps are a handful of forwards: on the CPU; each model sees pixels normalised as in its training
-        mst = (backbone.cpu(), ckpt_cfg.augment)
+        mst = (backbone.cpu(), (ckpt_cfg or cfg).augment)   # a weights file has no config: the stage's
         sup_dir = Path(supervised_dir) if supervised_dir else default_supervised_dir(stage.out, Path(pretrain_dir))
         supervised = None
         if sup_dir is not None:

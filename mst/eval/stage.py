@@ -20,6 +20,7 @@ from ..config import Config, config_hash, config_to_dict
 from ..run.folder import RunFolderMismatch, claim_folder, locked_stage_folder
 from ..run.record import error_line, make_record, write_failed_record
 from ..run.runtime import Interrupted, NonFiniteLoss, configure_threads, pick_device, resolve_precision
+from ..weights import WeightsFile
 
 StopFn = Callable[[], bool] | None
 
@@ -50,6 +51,17 @@ def pretrain_status(pretrain_dir: str | Path, allow_partial: bool = False) -> di
                                  "(rerun mst-pretrain on it) or pass --allow-partial to record a partial evaluation")
     steps = (record or {}).get("metrics", {}).get("steps") if isinstance(record, dict) else None
     return {"partial": True, "pretrain_status": status or "unfinished", "pretrain_steps": steps}
+
+
+def source_fields(source: str | Path | WeightsFile | None, allow_partial: bool = False) -> dict[str, Any]:
+    """Fields the record carries about the weights a stage reads: a pre-training folder's (pretrain_status), or
+    a weights file's (where it is, its digest, its naming). A bad weights file raises WeightsError here, before
+    anything is written."""
+    if source is None:
+        return {}
+    if isinstance(source, WeightsFile):
+        return source.record_fields()
+    return pretrain_status(source, allow_partial)
 
 
 def stop_requested(should_stop: StopFn) -> bool:
@@ -125,10 +137,11 @@ class Stage:
         else:
             return write_failed_record(self.out, self.name, self.cfg, error or status, metrics, self.wall_time(),
                                        self.record_extra, device=str(self.device), precision=self.precision,
-                                       **self.pretrain_fields, **fields)
+                                       **{**fields, **self.pretrain_fields})
+        # what the stage read (a pre-training or a weights file) says where its features came from
         record = make_record(self.name, config_to_dict(self.cfg), config_hash(self.cfg), status, metrics,
                              self.wall_time(), self.record_extra, error=error, device=str(self.device),
-                             precision=self.precision, **self.pretrain_fields, **fields)
+                             precision=self.precision, **{**fields, **self.pretrain_fields})
         atomic_write_json(self.out / "result.json", record)
         return record
 
@@ -153,7 +166,7 @@ def run_stage(name: str, cfg: Config, out_dir: str | Path, record_extra: dict | 
                 raise RunFolderMismatch(f"{out} holds a finished '{done.get('stage')}' stage, not '{name}'; "
                                         "use another --out folder")
             return done
-        pretrain_fields = pretrain_status(pretrain_dir, allow_partial) if pretrain_dir is not None else {}
+        pretrain_fields = source_fields(pretrain_dir, allow_partial)
         # a folder holding another config's run is refused before anything in it is touched
         claim_folder(out, config_hash(cfg))
         stage = None
@@ -177,9 +190,16 @@ def forward_context(stage: Stage):
     return autocast_context(stage.precision, stage.device)
 
 
-def load_frozen(pretrain_dir: str | Path, which: str, device: torch.device):
-    """(frozen backbone on `device`, checkpoint's Config, weights_sha256 of the checkpoint read)."""
+def load_frozen(pretrain_dir: str | Path | WeightsFile, which: str, device: torch.device):
+    """(frozen backbone on `device`, checkpoint's Config, weights_sha256 of the checkpoint read).
+
+    A WeightsFile gives its backbone, no Config (the stage's own applies) and the file's sha256; `which` is
+    then moot (a file holds one backbone)."""
     from ..checkpoint import load_pretrained
+
+    if isinstance(pretrain_dir, WeightsFile):
+        backbone, read = pretrain_dir.load()
+        return backbone.to(device), None, read.sha256
 
     backbone, ckpt_cfg, digest = load_pretrained(pretrain_dir, which=which)
     return backbone.to(device), ckpt_cfg, digest
