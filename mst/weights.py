@@ -139,8 +139,9 @@ def _decode(path: Path, data: bytes, container: str) -> tuple[dict, dict[str, st
                            "give a state dict saved with torch.save, or a .safetensors file") from None
 
 
-def _unwrap(path: Path, obj: object) -> dict[str, torch.Tensor]:
-    """The flat name -> tensor dict of a backbone, out of a training checkpoint's wrappers and prefixes."""
+def _unwrap(path: Path, obj: object) -> tuple[dict[str, torch.Tensor], tuple[str, ...]]:
+    """(the flat name -> tensor dict of a backbone, out of a training checkpoint's wrappers and prefixes; the
+    names left out: heads, [MASK] tokens)."""
     while isinstance(obj, dict) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
         inner = next((obj[k] for k in WRAPPERS if isinstance(obj.get(k), dict)), None)
         if inner is None:
@@ -150,11 +151,17 @@ def _unwrap(path: Path, obj: object) -> dict[str, torch.Tensor]:
                                                        for k, v in obj.items()):
         raise WeightsError(f"{path} is not a backbone state dict (expected names mapped to tensors, at the top "
                            f"or under {'/'.join(WRAPPERS)}); export it with mst-export or save model.state_dict()")
-    state = dict(obj)
+    state, left_out = dict(obj), []
     for prefix in PREFIXES:
-        if all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix):]: v for k, v in state.items()}
-    return state
+        left_out += [k for k in state if LEFT_OUT.fullmatch(k)]
+        state = {k: v for k, v in state.items() if not LEFT_OUT.fullmatch(k)}
+        inside = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        # a wrapped backbone beside other modules (DINO's MultiCropWrapper: backbone.* and head.*) is taken alone
+        if inside and (len(inside) == len(state) or prefix == "backbone."):
+            left_out += [k for k in state if not k.startswith(prefix)]
+            state = inside
+    left_out += [k for k in state if LEFT_OUT.fullmatch(k)]
+    return {k: v for k, v in state.items() if not LEFT_OUT.fullmatch(k)}, tuple(sorted(left_out))
 
 
 def read_weights(path: str | Path, naming: str = "auto") -> ReadWeights:
@@ -167,9 +174,7 @@ def read_weights(path: str | Path, naming: str = "auto") -> ReadWeights:
         raise WeightsError(f"{path}: no such file; give the path of a backbone weights file")
     data = path.read_bytes()
     raw, metadata = _decode(path, data, container)
-    state = _unwrap(path, raw)
-    left_out = tuple(sorted(k for k in state if LEFT_OUT.fullmatch(k)))
-    state = {k: v for k, v in state.items() if k not in left_out}
+    state, left_out = _unwrap(path, raw)
     fits_dino = all(DINO_KEY.fullmatch(k) for k in state)
     if naming == "auto":
         naming = metadata.get("naming") if metadata.get("naming") in NAMINGS else ("dino" if fits_dino else "timm")
