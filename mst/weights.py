@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import json
 import pickle
 import re
 from dataclasses import dataclass
@@ -118,9 +119,7 @@ def _decode(path: Path, data: bytes, container: str) -> tuple[dict, dict[str, st
 
         try:
             state = load(data)
-            header_len = int.from_bytes(data[:8], "little")
-            import json
-
+            header_len = int.from_bytes(data[:8], "little")   # safetensors: u64 header size, JSON header
             metadata = json.loads(data[8:8 + header_len]).get("__metadata__") or {}
         except (SafetensorError, ValueError, UnicodeDecodeError) as err:
             raise WeightsError(f"{path} is not a readable safetensors file ({str(err)[:100]}); "
@@ -192,7 +191,7 @@ def shape_of(state: dict[str, torch.Tensor]) -> dict[str, int]:
     if proj is None or proj.dim() != 4 or pos is None or pos.dim() != 3:
         return {"depth": depth}
     tokens = pos.shape[1] - (1 if "cls_token" in state else 0)
-    grid = int(round(tokens ** 0.5))
+    grid = round(tokens ** 0.5)
     return {"width": int(proj.shape[0]), "depth": depth, "patch": int(proj.shape[-1]),
             "grid": grid if grid * grid == tokens else 0}
 

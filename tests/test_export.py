@@ -2,6 +2,7 @@
 same features, outside files evaluate like the run they came from, and hostile or mismatched files are one line
 with nothing run and nothing written."""
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from jobs.cli.evaluate import main as eval_main
 from jobs.cli.export import main as export_main
 from mst.checkpoint import atomic_torch_save, load_pretrained
 from mst.config import config_to_dict
-from mst.weights import DINO_KEY, WeightsFile, read_weights
+from mst.weights import DINO_KEY, WeightsFile
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_SETS = ["data.train_subset=64", "train.epochs=1", "train.threads=1"]
@@ -154,7 +155,6 @@ def test_timm_export_loads_strictly_with_the_same_features(run_dir, tmp_path):
     assert (card["arch"], card["patch_size"], card["image_size"]) == ("vit_test", 8, 32)
     assert card["config_hash"] == record["config_hash"] and card["git_sha"] == record["git_sha"]
     assert card["weights_sha256"] == record["weights_sha256"] and card["left_out"] == ["mask_token"]
-    import hashlib
     assert card["file_sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
 
 
@@ -248,7 +248,6 @@ def test_knn_on_the_exported_file_equals_knn_on_the_run(run_dir, tmp_path, capsy
     from_run = json.loads((tmp_path / "from_run" / "result.json").read_text())
     from_file = json.loads((tmp_path / "from_file" / "result.json").read_text())
     assert from_file["metrics"] == from_run["metrics"]
-    import hashlib
     digest = hashlib.sha256(out.read_bytes()).hexdigest()
     assert from_file["weights_file"] == str(out.resolve()) and from_file["weights_sha256"] == digest
     assert from_file["weights_file_sha256"] == digest and from_file["weights_naming"] == "timm"
@@ -287,8 +286,8 @@ def test_a_pickle_payload_is_refused_without_running(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("case,expected", [
-    ("wrong_arch", "does not fit --arch vit_smoke (missing blocks.2.norm1.weight; the file: width 48, depth 2, "
-                   "patch 8, grid 4; vit_smoke: width 192, depth 4"),
+    ("wrong_arch", ("does not fit --arch vit_smoke (missing blocks.2.norm1.weight; the file: width 48, depth 2, "
+                    "patch 8, grid 4; vit_smoke: width 192, depth 4")),
     ("junk_safetensors", "is not a readable safetensors file"),
     ("not_a_vit", "is not a ViT backbone"),
     ("no_arch", "needs --arch NAME"),
@@ -324,3 +323,23 @@ def test_export_refuses_bad_output_in_one_line(run_dir, tmp_path, capsys):
     assert existing.read_bytes() == b"keep me" and not Path(f"{existing}.card.json").exists()
     export(run_dir, "timm", existing, "--overwrite")
     assert load_file(existing)
+
+
+def test_linear_and_attention_read_a_weights_file(run_dir, tmp_path, capsys):
+    out = tmp_path / "backbone.pth"
+    export(run_dir, "dino", out)
+    sets = [a for s in [*TINY_SETS, "eval.linear_epochs=1"] for a in ("--set", s)]
+    assert cli(eval_main, "linear", "--checkpoint", run_dir, "--out", tmp_path / "lin_run", "--quiet",
+               "--cached-features", "--set", "eval.linear_epochs=1") == 0
+    assert cli(eval_main, "linear", "--weights", out, "--arch", "vit_test", "--preset", "tiny", *sets,
+               "--out", tmp_path / "lin_file", "--quiet", "--cached-features") == 0
+    from_run = json.loads((tmp_path / "lin_run" / "result.json").read_text())
+    from_file = json.loads((tmp_path / "lin_file" / "result.json").read_text())
+    assert from_file["metrics"] == from_run["metrics"] and from_file["weights_naming"] == "dino"
+
+    assert cli(eval_main, "attention", "--weights", out, "--arch", "vit_test", "--preset", "tiny",
+               "--images", "astronaut", "--out", tmp_path / "att", "--quiet") == 0
+    record = json.loads((tmp_path / "att" / "result.json").read_text())
+    assert record["metrics"]["heads"] == 3 and (tmp_path / "att" / "attention.png").is_file()
+    assert record["weights_file"] == str(out.resolve())
+    capsys.readouterr()
