@@ -104,7 +104,8 @@ class ReadWeights:
     container: str
     """safetensors or torch."""
     naming: str
-    """timm or dino: the one given, else the file's own metadata, else dino when every name fits DINO's ViT."""
+    """timm or dino: the one given, else the file's own metadata (mst-export writes it), else dino for a torch
+    file whose every name fits DINO's ViT, timm otherwise."""
     sha256: str
     """sha256 of the file's bytes (what `sha256sum FILE` prints)."""
     left_out: tuple[str, ...]
@@ -176,7 +177,9 @@ def read_weights(path: str | Path, naming: str = "auto") -> ReadWeights:
     state, left_out = _unwrap(path, raw)
     fits_dino = all(DINO_KEY.fullmatch(k) for k in state)
     if naming == "auto":
-        naming = metadata.get("naming") if metadata.get("naming") in NAMINGS else ("dino" if fits_dino else "timm")
+        # DINO publishes torch state dicts; safetensors files come from timm / the Hugging Face hub
+        naming = (metadata["naming"] if metadata.get("naming") in NAMINGS
+                  else "dino" if fits_dino and container == "torch" else "timm")
     if naming == "dino" and not fits_dino:
         odd = next(k for k in state if not DINO_KEY.fullmatch(k))
         raise WeightsError(f"{path}: '{odd}' is not a name of DINO's ViT; read it with --naming timm")
@@ -241,7 +244,7 @@ class WeightsFile:
     arch: str
     """The registered backbone the file holds (mst.models.backbone_names())."""
     naming: str = "auto"
-    """timm, dino, or auto (the file's metadata, else DINO's names when every name fits)."""
+    """timm, dino, or auto (detected: see ReadWeights.naming)."""
 
     def __fspath__(self) -> str:
         return str(self.path)

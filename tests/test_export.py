@@ -190,6 +190,11 @@ def test_paper_backbone_fits_vit_small_patch16_224(tmp_path):
     model = timm.create_model("vit_small_patch16_224", pretrained=False, num_classes=0)
     result = model.load_state_dict(load_file(tmp_path / "deit_s.safetensors"), strict=True)
     assert not result.missing_keys and not result.unexpected_keys
+    # timm's own loader, as the README shows it (a local file: nothing is downloaded)
+    loaded = timm.create_model("vit_small_patch16_224", pretrained=True, num_classes=0,
+                               pretrained_cfg_overlay={"file": str(tmp_path / "deit_s.safetensors")})
+    assert torch.equal(loaded.pos_embed, backbone.vit.pos_embed)
+    assert torch.equal(loaded.blocks[11].mlp.fc2.weight, backbone.vit.blocks[11].mlp.fc2.weight)
     card = export(pretrain, "dino", tmp_path / "dino_deitsmall16_pretrain.pth")
     dino = DinoViT(224, 16, 384, 12, 6)
     state = torch.load(tmp_path / "dino_deitsmall16_pretrain.pth", weights_only=True)
@@ -293,6 +298,7 @@ def test_a_pickle_payload_is_refused_without_running(tmp_path, capsys):
     ("no_arch", "needs --arch NAME"),
     ("unknown_arch", "unknown --arch 'vit_huge'"),
     ("bad_suffix", "unknown weights file type '.npz'"),
+    ("timm_only", "'blocks.0.ls1.gamma' is not a name of DINO's ViT; read it with --naming timm"),
 ])
 def test_a_bad_weights_file_is_one_line_nothing_written(run_dir, tmp_path, capsys, case, expected):
     good = tmp_path / "good.safetensors"
@@ -303,7 +309,10 @@ def test_a_bad_weights_file_is_one_line_nothing_written(run_dir, tmp_path, capsy
     files["junk_safetensors"].write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")
     torch.save({"linear.weight": torch.zeros(2, 2)}, files["not_a_vit"])
     files["bad_suffix"].write_bytes(b"")
-    arch = {"wrong_arch": ["--arch", "vit_smoke"], "no_arch": [], "unknown_arch": ["--arch", "vit_huge"]}
+    files["timm_only"] = tmp_path / "layer_scale.pth"
+    torch.save({**load_file(good), "blocks.0.ls1.gamma": torch.ones(48)}, files["timm_only"])
+    arch = {"wrong_arch": ["--arch", "vit_smoke"], "no_arch": [], "unknown_arch": ["--arch", "vit_huge"],
+            "timm_only": ["--arch", "vit_test", "--naming", "dino"]}
     out = tmp_path / "out"
     code = cli(eval_main, "knn", "--weights", files.get(case, good), *arch.get(case, ["--arch", "vit_test"]),
                "--preset", "tiny", "--out", out)
@@ -343,3 +352,12 @@ def test_linear_and_attention_read_a_weights_file(run_dir, tmp_path, capsys):
     assert record["metrics"]["heads"] == 3 and (tmp_path / "att" / "attention.png").is_file()
     assert record["weights_file"] == str(out.resolve())
     capsys.readouterr()
+
+
+def test_dino_naming_refuses_what_dinos_vit_cannot_hold():
+    from mst.weights import WeightsError, to_naming
+
+    state = {"cls_token": torch.zeros(1, 1, 4), "reg_token": torch.zeros(1, 4, 4)}
+    assert to_naming(state, "timm").keys() == state.keys()
+    with pytest.raises(WeightsError, match=r"DINO's ViT has no place for \(reg_token\); export it with --format timm"):
+        to_naming(state, "dino")
