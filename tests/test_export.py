@@ -4,6 +4,7 @@ with nothing run and nothing written."""
 
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -319,6 +320,25 @@ def test_a_bad_weights_file_is_one_line_nothing_written(run_dir, tmp_path, capsy
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1 and expected in err, err
     assert not out.exists()
+
+
+def test_arch_without_weights_is_one_line(run_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert cli(eval_main, "knn", "--checkpoint", run_dir, "--arch", "vit_test", "--out", out) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --arch and --naming describe a --weights file") and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_the_card_quotes_the_runs_results(run_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(run_dir / "pretrain", run / "pretrain")
+    assert cli(eval_main, "knn", "--checkpoint", run, "--out", run / "knn", "--quiet") == 0
+    capsys.readouterr()
+    card = export(run, "timm", tmp_path / "b.safetensors")
+    record = json.loads((run / "knn" / "result.json").read_text())
+    assert card["results"] == {"knn": {"metrics": record["metrics"], "features_from": "teacher"}}
+    assert card["pretrain_status"] == "done" and card["pretrain_metrics"]["steps"] == 2
 
 
 def test_export_refuses_bad_output_in_one_line(run_dir, tmp_path, capsys):

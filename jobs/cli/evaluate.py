@@ -156,9 +156,7 @@ def run(args) -> dict:
     pretrain_dir = find_pretrain_dir(args.checkpoint) if args.checkpoint else None
     source = pretrain_dir  # the weights the stage reads: a pre-training folder, or a file (--weights)
     try:
-        cfg = resolve_config(args, pretrain_dir)
-        if getattr(args, "weights", None):
-            cfg, source = weights_config(args, cfg)
+        cfg, source = weights_config(args, resolve_config(args, pretrain_dir), source)
     except ConfigError as err:
         fail(str(err))
     if args.command == "attention":

@@ -23,9 +23,15 @@ def add_weights_options(source: argparse._MutuallyExclusiveGroup, command: argpa
                          help="with --weights: its key names (default: detected)")
 
 
-def weights_config(args, cfg):
-    """(cfg for the file's backbone, mst.weights.WeightsFile), after reading the file once: a hostile, damaged
-    or mismatched file is one line here, before anything is written."""
+def weights_config(args, cfg, source):
+    """(cfg, source) as given without --weights; with it, (cfg for the file's backbone, mst.weights.WeightsFile),
+    after reading the file once: a hostile, damaged or mismatched file is one line here, before anything is
+    written."""
+    if not getattr(args, "weights", None):
+        if getattr(args, "arch", None) or getattr(args, "naming", "auto") != "auto":
+            fail("--arch and --naming describe a --weights file; drop them, or give --weights FILE instead of "
+                 "--checkpoint")
+        return cfg, source
     from mst.config import apply_overrides
     from mst.weights import WeightsError, WeightsFile
 
