@@ -341,6 +341,18 @@ def test_the_card_quotes_the_runs_results(run_dir, tmp_path, capsys):
     assert card["pretrain_status"] == "done" and card["pretrain_metrics"]["steps"] == 2
 
 
+def test_an_unfinished_pretraining_exports_only_when_asked(run_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(run_dir / "pretrain", run / "pretrain")
+    (run / "pretrain" / "result.json").unlink()   # as a pre-training stopped before its end leaves it
+    out = tmp_path / "b.safetensors"
+    assert cli(export_main, "--checkpoint", run, "--format", "timm", "--out", out) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "has not finished" in err and not out.exists()
+    card = export(run, "timm", out, "--allow-partial")
+    assert card["partial"] is True and card["pretrain_status"] == "unfinished"
+
+
 def test_export_refuses_bad_output_in_one_line(run_dir, tmp_path, capsys):
     existing = tmp_path / "b.safetensors"
     existing.write_bytes(b"keep me")
