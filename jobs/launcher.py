@@ -166,6 +166,10 @@ def submit(sweep_name: str, cluster: str, runs_root: str | None = None, dry_run:
                           "pre-trainings; rename the sweep file")
     root = Path(runs_root or profile.storage.run_root)
     if profile.scheduler == "local":
+        pooled = {run.run_id for run in pooled_runs(runs, root)}
+        if pooled:
+            states = sweep_states(runs, ("pretrain",), profile, root, sweep.name, ask_scheduler=False)
+            out(pool.share_line(sweep.name, sorted(pooled), {s.run.run_id: s.state for s in states}))
         if dry_run:
             for run in runs:
                 out(f"would run {', '.join(sweep.stages)} of {run.run_id} ({describe(run)}) in this process")

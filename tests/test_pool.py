@@ -122,3 +122,18 @@ def test_a_root_made_before_the_pool_keeps_its_results_status_and_tables(tmp_pat
     pool_jobs = {(r["run_id"], r["job_id"]) for r in rundir.read_manifest(root, rundir.POOL)}
     assert len(pool_jobs) == len(shared)  # the moved pre-trainings' jobs, so status still names them
     assert _views(root) == before
+
+
+def test_dry_run_counts_a_pooled_pretraining_as_shared(tmp_path):
+    """A pre-training that another sweep left done in the pool is shared, not new; a dry run writes nothing."""
+    root = tmp_path / "runs"
+    specs = load_sweep("probe_smoke").expand()
+    write_sweep_records(root, specs[:1])  # probe_smoke's first pre-training, moved into the pool as it ran
+    (root / rundir.POOL / specs[0].run_id).mkdir(parents=True)
+    os.rename(root / "probe_smoke" / specs[0].run_id / "pretrain", rundir.pool_stage_dir(root, specs[0].run_id))
+    before = sorted(str(p) for p in root.rglob("*"))
+    for cluster in ("local", "dcu128"):
+        lines: list[str] = []
+        submit("k_sweep_smoke", cluster, str(root), dry_run=True, out=lines.append)
+        assert "k_sweep_smoke: 2 pooled pre-trainings, 1 new, 1 shared (1 done, 0 queued or running)" in lines, lines
+    assert sorted(str(p) for p in root.rglob("*")) == before

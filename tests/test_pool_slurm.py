@@ -130,3 +130,11 @@ def test_concurrent_submissions_and_cancel_keep_one_shared_pretraining(tmp_path,
     wait_for(lambda: states(b) == {"pretrain": "cancelled", "knn": "cancelled"}, 60, "cb's jobs to be cancelled",
              poll_s=2)
     assert rundir.is_linked(runs, "ca", run_id)
+
+    # a cancelled pre-training is submitted again, once: by the first sweep that asks, the next one attaches
+    again = submit(str(a), "local-slurm", str(runs), resubmit=True, out=lambda _: None)
+    new = [r["job_id"] for r in again if r["stage"] == "pretrain"]
+    assert len(new) == 1 and new != jobs and [r["stage"] for r in again] == ["pretrain", "knn"]
+    attached = submit(str(b), "local-slurm", str(runs), resubmit=True, out=lambda _: None)
+    assert [(r["stage"], r["dependency"]) for r in attached] == [("knn", f"afterok:{new[0]}")]
+    assert _pretrain_jobs(runs, "ca", "cb") == sorted(jobs + new)
