@@ -1,11 +1,11 @@
 """Collect `result.json` records under a runs root into one DataFrame (one row per run and stage).
 
 Layout: `<runs_root>/<sweep>/<run_id>/<stage>/result.json` (docs/ARCHITECTURE.md); a pre-training in the
-root's pool is read through each sweep's link to it and counted under every sweep that links it. A record that is not
-valid JSON or does not follow schema 1 is skipped and named, never fatal: a half-written or hand-edited
-file must not hide every other result. Checked records are cached per sweep in `.report-cache.json`
-(without their config), keyed by the file's inode, mtime and size, so a report over 10,000 records parses
-only what changed since the last one.
+root's pool is read through each sweep's link to it and counted under every sweep that links it. A record
+that is not valid JSON or does not follow schema 1 is skipped and named, never fatal: a half-written or
+hand-edited file must not hide every other result. Checked records are cached per sweep in
+`.report-cache.json` (without their config), keyed by the file's inode, mtime and size, so a report over
+10,000 records parses only what changed since the last one.
 """
 
 from __future__ import annotations

@@ -243,7 +243,8 @@ def _plan_and_submit(sweep: Any, profile: ClusterProfile, runs: list[Run], root:
                       "dependency": dep, "repeat": run.spec.repeat, "cell": run.spec.cell}
                      for run, jid in zip(array.runs, ids)]
             rundir.append_manifest(root, sweep.name, batch)  # recorded at once: a dropped session loses nothing
-            shared = [{**r, "sweep": sweep.name} for r in batch if r["stage"] == "pretrain" and r["run_id"] in pooled]
+            shared = [{**r, "sweep": sweep.name} for r in batch
+                      if r["stage"] == "pretrain" and r["run_id"] in pooled]
             if shared:  # the pool's own list: the next sweep that needs these finds their jobs there
                 rundir.append_manifest(root, rundir.POOL, shared)
             records += batch
@@ -282,7 +283,8 @@ def cancel(sweep_name: str, cluster: str, runs_root: Path, out: Callable[[str], 
     found = _states(keys, profile, runs_root, name, force=True)
     live = {key: job for key, (state, _, job) in found.items() if state in IN_FLIGHT and job}
     # a pooled pre-training another sweep still waits on stays; this sweep's own stages of that run go
-    shared = [run_id for run_id, stage in live if stage == "pretrain" and rundir.is_linked(runs_root, name, run_id)]
+    shared = [run_id for run_id, stage in live
+              if stage == "pretrain" and rundir.is_linked(runs_root, name, run_id)]
 
     def states_of(other: str, other_keys: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
         return {k: v[0] for k, v in _states(other_keys, profile, runs_root, other).items()}

@@ -15,7 +15,6 @@ import fcntl
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
 
 from jobs import rundir
 from jobs.runstate import IN_FLIGHT
@@ -52,7 +51,8 @@ def share_line(sweep: str, pooled: list[str], states: dict[str, str], planned: I
     live = sum(1 for r in pooled if states.get(r) in IN_FLIGHT)
     early = sum(1 for r in pooled if r in planned and states.get(r) != "done" and states.get(r) not in IN_FLIGHT)
     shared = done + live + early
-    parts = [f"{done} done", f"{live} queued or running"] + ([f"{early} planned by an earlier sweep"] if listed else [])
+    parts = [f"{done} done", f"{live} queued or running"]
+    parts += [f"{early} planned by an earlier sweep"] if listed else []
     return (f"{sweep}: {len(pooled)} pooled pre-trainings, {len(pooled) - shared} new, {shared} shared "
             f"({', '.join(parts)})")
 
@@ -97,10 +97,10 @@ def adopt(runs_root: str | Path, out: Callable[[str], None] = print) -> int:
     """
     root = Path(runs_root)
     moved = kept = 0
-    for sweep in sorted(e.name for e in os.scandir(root) if e.is_dir() and rundir.SAFE_NAME.fullmatch(e.name)):
+    for sweep in _folders(root):
         if sweep == rundir.POOL:
             continue
-        for run in sorted(e.name for e in os.scandir(root / sweep) if e.is_dir() and rundir.SAFE_NAME.fullmatch(e.name)):
+        for run in _folders(root / sweep):
             if not rundir.is_legacy(root, sweep, run):
                 continue
             folder = rundir.stage_dir(root, sweep, run, "pretrain")
@@ -114,6 +114,11 @@ def adopt(runs_root: str | Path, out: Callable[[str], None] = print) -> int:
     out(f"{root}: moved {moved} pre-trainings into the pool ({root / rundir.POOL}), left {kept} where they are "
         "(already pooled under that run id, or not finished)")
     return moved
+
+
+def _folders(path: Path) -> list[str]:
+    """The path-safe (so never hidden) sub-folders of `path`, sorted."""
+    return sorted(e.name for e in os.scandir(path) if e.is_dir() and rundir.SAFE_NAME.fullmatch(e.name))
 
 
 def _has_content(path: Path) -> bool:

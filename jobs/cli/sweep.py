@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--wait", type=float, default=900.0, metavar="SECONDS",
                    help="how long to wait for the job to start and end before cancelling it (default 900)")
     pool_help = ("move the pre-trainings that sweeps of a runs root made before the pool hold in their own "
-                 "folders into the root's pool, leaving a link (unfinished ones and duplicates stay; nothing is lost)")
+                 "folders into the root's pool, leaving a link (unfinished ones and duplicates stay; "
+                 "nothing is lost)")
     q = sub.add_parser("pool", help=pool_help, description=pool_help)
     q.add_argument("--cluster", metavar="NAME|PATH.yaml", help="cluster profile whose storage.run_root to use")
     q.add_argument("--runs", metavar="DIR", help="runs root (default: the profile's storage.run_root)")
