@@ -167,9 +167,10 @@ def submit(sweep_name: str, cluster: str, runs_root: str | None = None, dry_run:
     root = Path(runs_root or profile.storage.run_root)
     if profile.scheduler == "local":
         pooled = {run.run_id for run in pooled_runs(runs, root)}
-        if pooled:
+        own = sum("pretrain" in run.spec.stages for run in runs) - len(pooled)
+        if pooled or own:
             states = sweep_states(runs, ("pretrain",), profile, root, sweep.name, ask_scheduler=False)
-            out(pool.share_line(sweep.name, sorted(pooled), {s.run.run_id: s.state for s in states}))
+            out(pool.share_line(sweep.name, sorted(pooled), {s.run.run_id: s.state for s in states}, own=own))
         if dry_run:
             for run in runs:
                 out(f"would run {', '.join(sweep.stages)} of {run.run_id} ({describe(run)}) in this process")
@@ -202,9 +203,10 @@ def _plan_and_submit(sweep: Any, profile: ClusterProfile, runs: list[Run], root:
         for run in [r for r in todo.get("pretrain", []) if r.run_id in planned and r.run_id in pooled]:
             todo["pretrain"].remove(run)
             live[run.run_id] = planned[run.run_id]
-    if pooled:
+    own = sum("pretrain" in run.spec.stages for run in runs) - len(pooled)
+    if pooled or own:
         pre_states = {s.run.run_id: s.state for s in states if s.stage == "pretrain"}
-        out(pool.share_line(sweep.name, sorted(pooled), pre_states, planned))
+        out(pool.share_line(sweep.name, sorted(pooled), pre_states, planned, own))
     if planned is not None:
         planned.update({r.run_id: f"<pre-training planned by {sweep.name}>" for r in todo.get("pretrain", [])
                         if r.run_id in pooled})

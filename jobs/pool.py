@@ -41,10 +41,12 @@ def entry_locks(runs_root: str | Path, run_ids: Iterable[str]) -> Iterator[None]
             os.close(fd)
 
 
-def share_line(sweep: str, pooled: list[str], states: dict[str, str], planned: Iterable[str] | None = None) -> str:
+def share_line(sweep: str, pooled: list[str], states: dict[str, str], planned: Iterable[str] | None = None,
+               own: int = 0) -> str:
     """'loss_weight: 20 pooled pre-trainings, 12 new, 8 shared (...)': how many of the sweep's pooled
     pre-trainings this submission adds to the pool and how many it takes from it. `states`: run id -> its
-    pre-training's state; `planned`: run ids an earlier sweep of the same submission plans (None: no such)."""
+    pre-training's state; `planned`: run ids an earlier sweep of the same submission plans (None: no such);
+    `own`: how many the sweep holds in its own folders (a root made before the pool)."""
     listed = planned is not None
     planned = set(planned or ())
     done = sum(1 for r in pooled if states.get(r) == "done")
@@ -53,8 +55,10 @@ def share_line(sweep: str, pooled: list[str], states: dict[str, str], planned: I
     shared = done + live + early
     parts = [f"{done} done", f"{live} queued or running"]
     parts += [f"{early} planned by an earlier sweep"] if listed else []
-    return (f"{sweep}: {len(pooled)} pooled pre-trainings, {len(pooled) - shared} new, {shared} shared "
+    line = (f"{sweep}: {len(pooled)} pooled pre-trainings, {len(pooled) - shared} new, {shared} shared "
             f"({', '.join(parts)})")
+    return line + (f"; {own} in the sweep's own folders (a root made before the pool: `mst-sweep pool` moves "
+                   "them into it)" if own else "")
 
 
 def users(runs_root: str | Path, run_id: str, but: str) -> list[str]:

@@ -106,6 +106,11 @@ def test_a_root_made_before_the_pool_keeps_its_results_status_and_tables(tmp_pat
 
     # found and used where it is: a sweep's own pre-training folder stays its own, nothing is submitted again
     assert all(rundir.pretrain_owner(root, n, s.run_id) == n for n in OLD for s in load_sweep(n).expand())
+    for name in OLD:
+        lines: list[str] = []
+        submit(name, "local-slurm", str(root), dry_run=True, out=lines.append)
+        assert lines[0].startswith(f"{name}: 0 pooled pre-trainings, 0 new, 0 shared") and "2 in the sweep's own" \
+            in lines[0] and f"{name}: nothing to submit on local-slurm" in lines, lines
     assert _views(root) == before
 
     # moved by one command: one copy of each run id into the pool, the duplicate stays, nothing lost
@@ -122,6 +127,10 @@ def test_a_root_made_before_the_pool_keeps_its_results_status_and_tables(tmp_pat
     pool_jobs = {(r["run_id"], r["job_id"]) for r in rundir.read_manifest(root, rundir.POOL)}
     assert len(pool_jobs) == len(shared)  # the moved pre-trainings' jobs, so status still names them
     assert _views(root) == before
+    lines = []
+    submit(OLD[0], "local-slurm", str(root), dry_run=True, out=lines.append)
+    assert lines[0] == f"{OLD[0]}: 2 pooled pre-trainings, 0 new, 2 shared (2 done, 0 queued or running)", lines
+    assert f"{OLD[0]}: nothing to submit on local-slurm" in lines
 
 
 def test_dry_run_counts_a_pooled_pretraining_as_shared(tmp_path):
