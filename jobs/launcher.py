@@ -3,6 +3,8 @@
 Submission returns at once: every stage of the sweep becomes job arrays (jobs.plan: split at the profile's
 array size limit, throttled by its parallelism, downstream arrays aligned with their pre-training), recorded
 in the sweep's manifest before the command ends. Every scheduler call goes through jobs.scheduler.
+Pre-trainings live in the runs root's pool (jobs.pool): one a sweep needs that is done is reused, one queued
+or running gets the sweep's downstream stages attached, and `cancel` leaves one another sweep waits on.
 
 Scheduler load: `status` reads run-folder markers (result.json) first and asks the scheduler only about the
 rest, with one sacct (or squeue) call per sweep, cached for a minute in the sweep folder. The states are the
