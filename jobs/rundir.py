@@ -105,13 +105,15 @@ def pretrain_owner(runs_root: str | Path, sweep: str, run_id: str) -> str:
 
 
 def link_pretrain(runs_root: str | Path, sweep: str, run_id: str) -> None:
-    """Make the sweep's `<run_id>/pretrain` a relative link to the pooled stage folder (created empty when
-    new, so the link never dangles); an existing folder or link is left as it is."""
+    """Make the sweep's `<run_id>/pretrain` a relative link to the pooled stage folder, created empty when
+    absent (new, or deleted to train it again), so the link never dangles; a real folder is left as it is."""
     link = stage_dir(runs_root, sweep, run_id, "pretrain")
-    if link.is_symlink() or link.exists():
+    if is_legacy(runs_root, sweep, run_id):
         return
     target = contained(runs_root, pool_stage_dir(runs_root, run_id))
     target.mkdir(parents=True, exist_ok=True)
+    if link.is_symlink():
+        return
     contained(runs_root, link.parent).mkdir(parents=True, exist_ok=True)
     try:
         link.symlink_to(Path("..") / ".." / POOL / run_id / "pretrain", target_is_directory=True)

@@ -146,3 +146,15 @@ def test_dry_run_counts_a_pooled_pretraining_as_shared(tmp_path):
         submit("k_sweep_smoke", cluster, str(root), dry_run=True, out=lines.append)
         assert "k_sweep_smoke: 2 pooled pre-trainings, 1 new, 1 shared (1 done, 0 queued or running)" in lines, lines
     assert sorted(str(p) for p in root.rglob("*")) == before
+
+
+def test_a_deleted_pool_entry_is_made_again_under_the_link(tmp_path):
+    """Deleting a pooled pre-training (to train it again) leaves the sweeps' links; the next submission makes
+    the entry again, so the job's writes through the link have a folder."""
+    root = tmp_path / "runs"
+    rundir.link_pretrain(root, "s", "abc-r0")
+    assert rundir.is_linked(root, "s", "abc-r0") and rundir.pool_stage_dir(root, "abc-r0").is_dir()
+    rundir.pool_stage_dir(root, "abc-r0").rmdir()
+    rundir.link_pretrain(root, "s", "abc-r0")
+    assert rundir.stage_dir(root, "s", "abc-r0", "pretrain").resolve() == rundir.pool_stage_dir(root, "abc-r0").resolve()
+    assert rundir.stage_dir(root, "s", "abc-r0", "pretrain").is_dir()
