@@ -1,10 +1,11 @@
 """Collect `result.json` records under a runs root into one DataFrame (one row per run and stage).
 
-Layout: `<runs_root>/<sweep>/<run_id>/<stage>/result.json` (docs/ARCHITECTURE.md). A record that is not
-valid JSON or does not follow schema 1 is skipped and named, never fatal: a half-written or hand-edited
-file must not hide every other result. Checked records are cached per sweep in `.report-cache.json`
-(without their config), keyed by the file's inode, mtime and size, so a report over 10,000 records parses
-only what changed since the last one.
+Layout: `<runs_root>/<sweep>/<run_id>/<stage>/result.json` (docs/ARCHITECTURE.md); a pre-training in the
+root's pool is read through each sweep's link to it and counted under every sweep that links it. A record
+that is not valid JSON or does not follow schema 1 is skipped and named, never fatal: a half-written or
+hand-edited file must not hide every other result. Checked records are cached per sweep in
+`.report-cache.json` (without their config), keyed by the file's inode, mtime and size, so a report over
+10,000 records parses only what changed since the last one.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+
+from jobs.rundir import POOL
 
 SCHEMA = 1
 STATUSES = ("done", "failed", "running", "preempted")
@@ -149,21 +152,31 @@ def _read_sweep(root: str, sweep: str, rows: list[dict], skipped: list[Skipped])
                 except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
                     skipped.append(Skipped(path, f"unreadable: {str(err).splitlines()[0]}"))
                     continue
-                reason = check_record(data, sweep, run.name, stage.name)
+                # a pooled pre-training names the sweep that submitted it; it counts for every sweep linking it
+                pooled = stage.name == "pretrain" and stage.is_symlink() and _in_pool(root, stage.path)
+                owner = data.get("sweep") if pooled and isinstance(data, dict) else sweep
+                reason = check_record(data, owner if isinstance(owner, str) else sweep, run.name, stage.name)
                 if reason:
                     skipped.append(Skipped(path, reason))
                     continue
                 row = {k: data.get(k) for k in COLUMNS if k != "path"}
+                row["sweep"] = sweep
             fresh[key] = stamp + [row]
             rows.append({**row, "path": path})
     if changed or len(fresh) != len(cache):  # new, replaced or removed records
         _save_cache(sweep_dir, fresh)
 
 
+def _in_pool(root: str, path: str) -> bool:
+    """A link that leads into the runs root's pool of pre-trainings (jobs.rundir), not elsewhere."""
+    pool = os.path.realpath(os.path.join(root, POOL))
+    return os.path.realpath(path).startswith(pool + os.sep)
+
+
 def collect(runs_root: Path, sweeps: list[str] | None = None) -> Records:
     """Read every `<sweep>/<run_id>/<stage>/result.json` under `runs_root` (or only those of `sweeps`)."""
     root = str(runs_root)
-    names = sorted(sweeps) if sweeps is not None else [e.name for e in _subdirs(root)]
+    names = sorted(sweeps) if sweeps is not None else [e.name for e in _subdirs(root) if e.name != POOL]
     rows: list[dict] = []
     skipped: list[Skipped] = []
     for sweep in names:
@@ -174,4 +187,4 @@ def collect(runs_root: Path, sweeps: list[str] | None = None) -> Records:
 
 def sweeps_in(runs_root: Path) -> list[str]:
     """Names of the sweep folders under the root that hold at least one run folder."""
-    return [d.name for d in _subdirs(str(runs_root)) if _subdirs(d.path)]
+    return [d.name for d in _subdirs(str(runs_root)) if d.name != POOL and _subdirs(d.path)]

@@ -3,6 +3,8 @@
 Submission returns at once: every stage of the sweep becomes job arrays (jobs.plan: split at the profile's
 array size limit, throttled by its parallelism, downstream arrays aligned with their pre-training), recorded
 in the sweep's manifest before the command ends. Every scheduler call goes through jobs.scheduler.
+Pre-trainings live in the runs root's pool (jobs.pool): one a sweep needs that is done is reused, one queued
+or running gets the sweep's downstream stages attached, and `cancel` leaves one another sweep waits on.
 
 Scheduler load: `status` reads run-folder markers (result.json) first and asks the scheduler only about the
 rest, with one sacct (or squeue) call per sweep, cached for a minute in the sweep folder. The states are the
@@ -11,6 +13,7 @@ words of jobs.runstate, which `mst-report status` prints too.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import uuid
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jobs import rundir
+from jobs import pool, rundir
 from jobs.plan import (
     LaunchError,
     Run,
@@ -29,6 +32,7 @@ from jobs.plan import (
     job_name,
     local_order,
     plan_arrays,
+    pooled_runs,
     resolve_runs,
     run_config_texts,
     stage_job,
@@ -57,9 +61,13 @@ class LocalFailures(LaunchError):
 
 
 def write_run_configs(runs: list[Run], runs_root: Path, cluster: str) -> None:
-    """config.yaml of every run; a run folder holding another config stops this before anything is written."""
-    for path, text in run_config_texts(runs, runs_root, cluster).items():
+    """config.yaml of every run (and of its pool entry), and the link from each run folder to its pooled
+    pre-training; a run folder holding another config stops this before anything is written."""
+    pooled = pooled_runs(runs, runs_root)
+    for path, text in run_config_texts(runs, runs_root, cluster, frozenset(r.run_id for r in pooled)).items():
         rundir.write_config(runs_root, path, text)
+    for run in pooled:
+        rundir.link_pretrain(runs_root, run.spec.sweep, run.run_id)
 
 
 # ------------------------------------------------------------------------------------------- state
@@ -86,10 +94,14 @@ def _states(keys: list[tuple[str, str]], profile: ClusterProfile, runs_root: Pat
             ) -> dict[tuple[str, str], tuple[str, str, str | None]]:
     """(run_id, stage) -> (state, detail, job id): markers first, then one (cached) scheduler poll."""
     latest = rundir.latest_submissions(runs_root, sweep)
+    pool = rundir.latest_submissions(runs_root, rundir.POOL) if "pretrain" in {s for _, s in keys} else {}
     pending = []
     for run_id, stage in keys:
-        marker = rundir.result_status(rundir.stage_dir(runs_root, sweep, run_id, stage))
-        rec = latest.get((run_id, stage))
+        # a pooled pre-training: its record and its latest job are the pool's, whichever sweep submitted it
+        owner = rundir.pretrain_owner(runs_root, sweep, run_id) if stage == "pretrain" else sweep
+        marker = rundir.result_status(rundir.stage_dir(runs_root, owner, run_id, stage))
+        rec = pool.get((run_id, stage)) if owner == rundir.POOL else None
+        rec = rec or latest.get((run_id, stage))
         job_id = str(rec["job_id"]) if rec else None
         pending.append((run_id, stage, marker, job_id, _age_s(rec["time"]) if rec and "time" in rec else 1e9))
     unresolved = [p for p in pending if p[2] not in rundir.FINAL_STATES and p[3] is not None]
@@ -141,15 +153,26 @@ def _check_runs_root(root: Path, profile: ClusterProfile) -> None:
 
 
 def submit(sweep_name: str, cluster: str, runs_root: str | None = None, dry_run: bool = False,
-           resubmit: bool = False, out: Callable[[str], None] = print) -> list[dict[str, Any]]:
+           resubmit: bool = False, out: Callable[[str], None] = print, planned: dict[str, str] | None = None
+           ) -> list[dict[str, Any]]:
     """Submit what is not done nor in flight; returns the manifest records written (none on --dry-run).
 
     One submission of a sweep at a time (rundir.submission_lock): a second one fails in one line instead of
-    submitting the same runs twice. A dry run writes nothing, so it takes no lock.
+    submitting the same runs twice. A dry run writes nothing, so it takes no lock. Pre-trainings go to the
+    runs root's pool (jobs.pool). `planned` (dry runs of several sweeps in sequence): run id -> a label of the
+    pre-trainings earlier sweeps would submit; this sweep shares them, and adds its own new ones.
     """
     sweep, profile, runs = load_for_cluster(sweep_name, cluster)
+    if sweep.name == rundir.POOL:
+        raise LaunchError(f"a sweep may not be named '{rundir.POOL}': that folder of a runs root holds the pooled "
+                          "pre-trainings; rename the sweep file")
     root = Path(runs_root or profile.storage.run_root)
     if profile.scheduler == "local":
+        pooled = {run.run_id for run in pooled_runs(runs, root)}
+        own = sum("pretrain" in run.spec.stages for run in runs) - len(pooled)
+        if pooled or own:
+            states = sweep_states(runs, ("pretrain",), profile, root, sweep.name, ask_scheduler=False)
+            out(pool.share_line(sweep.name, sorted(pooled), {s.run.run_id: s.state for s in states}, own=own))
         if dry_run:
             for run in runs:
                 out(f"would run {', '.join(sweep.stages)} of {run.run_id} ({describe(run)}) in this process")
@@ -158,16 +181,37 @@ def submit(sweep_name: str, cluster: str, runs_root: str | None = None, dry_run:
             return run_local(sweep, profile, runs, root, out)
     _check_runs_root(root, profile)
     if dry_run:
-        return _submit_slurm(sweep, profile, runs, root, True, resubmit, out)
+        return _submit_slurm(sweep, profile, runs, root, True, resubmit, out, planned)
     check_cluster(profile)
     with rundir.submission_lock(root, sweep.name):
         return _submit_slurm(sweep, profile, runs, root, False, resubmit, out)
 
 
 def _submit_slurm(sweep: Any, profile: ClusterProfile, runs: list[Run], root: Path, dry_run: bool,
-                  resubmit: bool, out: Callable[[str], None]) -> list[dict[str, Any]]:
+                  resubmit: bool, out: Callable[[str], None], planned: dict[str, str] | None = None
+                  ) -> list[dict[str, Any]]:
+    """Plan and submit, holding the lock of every pool entry the sweep needs (none on a dry run)."""
+    pooled = {run.run_id for run in pooled_runs(runs, root)}
+    with contextlib.nullcontext() if dry_run else pool.entry_locks(root, pooled):
+        return _plan_and_submit(sweep, profile, runs, root, dry_run, resubmit, out, pooled, planned)
+
+
+def _plan_and_submit(sweep: Any, profile: ClusterProfile, runs: list[Run], root: Path, dry_run: bool,
+                     resubmit: bool, out: Callable[[str], None], pooled: set[str],
+                     planned: dict[str, str] | None) -> list[dict[str, Any]]:
     states = sweep_states(runs, sweep.stages, profile, root, sweep.name, force=True, ask_scheduler=not dry_run)
     todo, skipped, live = todo_from_states(states)
+    if planned is not None:  # a dry run of several sweeps in sequence: an earlier one's new pre-training is shared
+        for run in [r for r in todo.get("pretrain", []) if r.run_id in planned and r.run_id in pooled]:
+            todo["pretrain"].remove(run)
+            live[run.run_id] = planned[run.run_id]
+    own = sum("pretrain" in run.spec.stages for run in runs) - len(pooled)
+    if pooled or own:
+        pre_states = {s.run.run_id: s.state for s in states if s.stage == "pretrain"}
+        out(pool.share_line(sweep.name, sorted(pooled), pre_states, planned, own))
+    if planned is not None:
+        planned.update({r.run_id: f"<pre-training planned by {sweep.name}>" for r in todo.get("pretrain", [])
+                        if r.run_id in pooled})
     arrays = plan_arrays(todo, sweep.stages, profile.limits.array_size, live)
     if skipped:
         out(f"{sweep.name}: skipping " + ", ".join(f"{n} {k}" for k, n in sorted(skipped.items()))
@@ -203,6 +247,10 @@ def _submit_slurm(sweep: Any, profile: ClusterProfile, runs: list[Run], root: Pa
                       "dependency": dep, "repeat": run.spec.repeat, "cell": run.spec.cell}
                      for run, jid in zip(array.runs, ids)]
             rundir.append_manifest(root, sweep.name, batch)  # recorded at once: a dropped session loses nothing
+            shared = [{**r, "sweep": sweep.name} for r in batch
+                      if r["stage"] == "pretrain" and r["run_id"] in pooled]
+            if shared:  # the pool's own list: the next sweep that needs these finds their jobs there
+                rundir.append_manifest(root, rundir.POOL, shared)
             records += batch
             out(f"submitted {array.stage} x {len(ids)} as {ids[0].split('_')[0]}"
                 + (f" ({dep})" if dep else "") + f" on {profile.name}")
@@ -237,13 +285,24 @@ def cancel(sweep_name: str, cluster: str, runs_root: Path, out: Callable[[str], 
     check_cluster(profile)
     keys = list(rundir.latest_submissions(runs_root, name))
     found = _states(keys, profile, runs_root, name, force=True)
-    ids = sorted({job for state, _, job in found.values() if state in IN_FLIGHT and job})
+    live = {key: job for key, (state, _, job) in found.items() if state in IN_FLIGHT and job}
+    # a pooled pre-training another sweep still waits on stays; this sweep's own stages of that run go
+    shared = [run_id for run_id, stage in live
+              if stage == "pretrain" and rundir.is_linked(runs_root, name, run_id)]
+
+    def states_of(other: str, other_keys: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        return {k: v[0] for k, v in _states(other_keys, profile, runs_root, other).items()}
+
+    waiting = pool.still_waited_on(runs_root, name, shared, states_of)
+    ids = sorted({job for (run_id, stage), job in live.items() if not (stage == "pretrain" and run_id in waiting)})
+    kept = "" if not waiting else (f"; left {len(waiting)} shared pre-trainings that "
+                                  f"{', '.join(sorted({s for v in waiting.values() for s in v}))} still wait on")
     if not ids:
-        out(f"{name}: no queued or running jobs")
+        out(f"{name}: no queued or running jobs" + kept)
         return []
     scancel(profile, ids)
     clear_cache(rundir.sweep_dir(runs_root, name))
-    out(f"{name}: cancelled {len(ids)} jobs")
+    out(f"{name}: cancelled {len(ids)} jobs" + kept)
     return ids
 
 

@@ -109,19 +109,28 @@ def stage_job(run: Run, stage: str, profile: ClusterProfile, runs_root: Path) ->
                     node_dirs=profile.environment.node_dirs, device_kind=profile.accelerators.kind)
 
 
-def run_config_texts(runs: list[Run], runs_root: Path, cluster: str) -> dict[Path, str]:
-    """config.yaml path -> text of every run (libyaml's emitter when present: the pure-Python one dominates
-    big sweeps).
+def pooled_runs(runs: list[Run], runs_root: Path) -> list[Run]:
+    """The runs whose pre-training lives in the runs root's pool (jobs.rundir): every run with a pretrain
+    stage, except those whose sweep already holds its own pretrain folder (made before the pool)."""
+    return [run for run in runs if "pretrain" in run.spec.stages
+            and not rundir.is_legacy(runs_root, run.spec.sweep, run.run_id)]
 
-    A run folder that already holds another config (the sweep ran on a cluster with another precision or data
-    root under this runs root) raises LaunchError, before anything is written or submitted.
+
+def run_config_texts(runs: list[Run], runs_root: Path, cluster: str, pooled: frozenset[str] = frozenset()
+                     ) -> dict[Path, str]:
+    """config.yaml path -> text of every run, and of the pool entry of each run id in `pooled` (libyaml's
+    emitter when present: the pure-Python one dominates big sweeps).
+
+    A run folder (or pool entry) that already holds another config (the sweep ran on a cluster with another
+    precision or data root under this runs root) raises LaunchError, before anything is written or submitted.
     """
     import yaml
 
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
     texts = {}
-    for run in runs:
-        path = rundir.contained(runs_root, rundir.run_dir(runs_root, run.spec.sweep, run.run_id) / "config.yaml")
+    todo = [(run, run.spec.sweep) for run in runs] + [(run, rundir.POOL) for run in runs if run.run_id in pooled]
+    for run, folder in todo:
+        path = rundir.contained(runs_root, rundir.run_dir(runs_root, folder, run.run_id) / "config.yaml")
         texts[path] = yaml.dump(run.config_dict, Dumper=dumper, sort_keys=False)
         if path.is_file() and path.read_bytes() != texts[path].encode():
             try:

@@ -5,6 +5,15 @@
     <runs_root>/<sweep>/<run_id>/config.yaml    the resolved config (profile overrides included)
     <runs_root>/<sweep>/<run_id>/<stage>/       checkpoint.pt, metrics.jsonl, result.json, slurm/ (log links)
 
+The pool: a pre-training is keyed by its run id and trained once per runs root, whichever sweeps ask for it.
+
+    <runs_root>/pretrain/manifest.jsonl                   every submission of a pooled pre-training (+ its sweep)
+    <runs_root>/pretrain/<run_id>/config.yaml             as in a sweep's run folder
+    <runs_root>/pretrain/<run_id>/pretrain/               the stage folder, shared
+    <runs_root>/<sweep>/<run_id>/pretrain -> ../../pretrain/<run_id>/pretrain    (relative link)
+
+A sweep's `<run_id>/pretrain` that is a real folder (made before the pool existed) stays that sweep's own.
+
 Only the standard library and PyYAML here: `mst-sweep status` reads these without importing torch.
 
 Containment: every folder name below a runs root (sweep, run id, stage) must be a path-safe name, and every
@@ -31,6 +40,7 @@ FINAL_STATES = FINAL  # record statuses that end a stage (jobs.runstate)
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 MANIFEST_KEYS = ("run_id", "stage", "job_id")  # required; cluster and time are checked when present
 LOCK_NAME = ".submit.lock"
+POOL = "pretrain"  # the pool's folder under a runs root: a name no sweep may take
 TIME_STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
 
@@ -70,6 +80,45 @@ def run_dir(runs_root: str | Path, sweep: str, run_id: str) -> Path:
 
 def stage_dir(runs_root: str | Path, sweep: str, run_id: str, stage: str) -> Path:
     return run_dir(runs_root, sweep, run_id) / check_name("stage", stage)
+
+
+def pool_stage_dir(runs_root: str | Path, run_id: str) -> Path:
+    """The pooled pre-training of `run_id`: `<runs_root>/pretrain/<run_id>/pretrain/`."""
+    return stage_dir(runs_root, POOL, run_id, "pretrain")
+
+
+def is_legacy(runs_root: str | Path, sweep: str, run_id: str) -> bool:
+    """The sweep's `<run_id>/pretrain` is a real folder (a root made before the pool): it stays the sweep's."""
+    path = stage_dir(runs_root, sweep, run_id, "pretrain")
+    return path.is_dir() and not path.is_symlink()
+
+
+def is_linked(runs_root: str | Path, sweep: str, run_id: str) -> bool:
+    """The sweep's `<run_id>/pretrain` is a link into the pool."""
+    return stage_dir(runs_root, sweep, run_id, "pretrain").is_symlink()
+
+
+def pretrain_owner(runs_root: str | Path, sweep: str, run_id: str) -> str:
+    """The folder under the root whose `<run_id>/pretrain` holds the run's pre-training: the sweep's own
+    (old layout) or the pool."""
+    return sweep if is_legacy(runs_root, sweep, run_id) else POOL
+
+
+def link_pretrain(runs_root: str | Path, sweep: str, run_id: str) -> None:
+    """Make the sweep's `<run_id>/pretrain` a relative link to the pooled stage folder, created empty when
+    absent (new, or deleted to train it again), so the link never dangles; a real folder is left as it is."""
+    link = stage_dir(runs_root, sweep, run_id, "pretrain")
+    if is_legacy(runs_root, sweep, run_id):
+        return
+    target = contained(runs_root, pool_stage_dir(runs_root, run_id))
+    target.mkdir(parents=True, exist_ok=True)
+    if link.is_symlink():
+        return
+    contained(runs_root, link.parent).mkdir(parents=True, exist_ok=True)
+    try:
+        link.symlink_to(Path("..") / ".." / POOL / run_id / "pretrain", target_is_directory=True)
+    except FileExistsError:
+        pass  # a concurrent submission of the same sweep made it
 
 
 def write_config(runs_root: str | Path, path: Path, config_yaml: str) -> None:
@@ -161,8 +210,18 @@ def read_manifest(runs_root: str | Path, sweep: str) -> list[dict[str, Any]]:
 
 
 def latest_submissions(runs_root: str | Path, sweep: str) -> dict[tuple[str, str], dict[str, Any]]:
-    """The last manifest record of every (run_id, stage)."""
-    return {(r["run_id"], r["stage"]): r for r in read_manifest(runs_root, sweep)}
+    """The last manifest record of every (run_id, stage); for a run whose pre-training is pooled, the pool's
+    last submission of it (another sweep may have submitted or resubmitted it since)."""
+    latest = {(r["run_id"], r["stage"]): r for r in read_manifest(runs_root, sweep)}
+    if sweep == POOL:
+        return latest
+    pool: dict[tuple[str, str], dict[str, Any]] | None = None
+    for run_id in sorted({run_id for run_id, _ in latest}):
+        if is_linked(runs_root, sweep, run_id):
+            pool = latest_submissions(runs_root, POOL) if pool is None else pool
+            if (run_id, "pretrain") in pool:
+                latest[(run_id, "pretrain")] = pool[(run_id, "pretrain")]
+    return latest
 
 
 @contextlib.contextmanager

@@ -18,7 +18,8 @@ EPILOG = """examples:
   mst-sweep submit loss_weight --cluster dcu128 --preflight           the check first; nothing submitted if it fails
   mst-sweep status loss_weight --runs /public/home/mst/runs           markers first, <= 1 scheduler call/min
   mst-sweep resubmit loss_weight --runs ...                           failed, cancelled or missing runs only
-  mst-sweep cancel loss_weight --runs ..."""
+  mst-sweep cancel loss_weight --runs ...
+  mst-sweep pool --runs /public/home/mst/runs                         move an older root's pre-trainings into its pool"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mst-sweep", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         description="Submit a sweep (sweeps/*.yaml) as Slurm job arrays on a cluster profile "
                     "(clusters/*.yaml) and return at once; runs that are done or in flight are skipped.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{submit,status,resubmit,cancel,check}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{submit,status,resubmit,cancel,check,pool}")
     specs = {
         "submit": "submit every stage that is not done nor queued/running",
         "status": "state of every run and stage (run-folder markers first, one cached scheduler poll)",
@@ -59,7 +60,25 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--runs", metavar="DIR", help="runs root to check (default: the profile's storage.run_root)")
     c.add_argument("--wait", type=float, default=900.0, metavar="SECONDS",
                    help="how long to wait for the job to start and end before cancelling it (default 900)")
+    pool_help = ("move the pre-trainings that sweeps of a runs root made before the pool hold in their own "
+                 "folders into the root's pool, leaving a link (unfinished ones and duplicates stay; "
+                 "nothing is lost)")
+    q = sub.add_parser("pool", help=pool_help, description=pool_help)
+    q.add_argument("--cluster", metavar="NAME|PATH.yaml", help="cluster profile whose storage.run_root to use")
+    q.add_argument("--runs", metavar="DIR", help="runs root (default: the profile's storage.run_root)")
     return p
+
+
+def _pool(cluster: str | None, runs: str | None) -> None:
+    from jobs.pool import adopt
+    from jobs.profiles import load_profile
+
+    if runs is None and cluster is None:
+        fail("mst-sweep pool needs the runs root; pass --runs DIR or --cluster NAME")
+    root = Path(runs or load_profile(cluster).storage.run_root)
+    if not root.is_dir():
+        fail(f"runs root {root} does not exist; pass --runs DIR where the sweeps were submitted")
+    adopt(root)
 
 
 def _preflight(cluster: str, runs: str | None, wait_s: float = 900.0) -> int:
@@ -120,6 +139,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if args.command == "check":
             sys.exit(_preflight(args.cluster, args.runs, args.wait))
+        if args.command == "pool":
+            return _pool(args.cluster, args.runs)
         if args.command == "submit":
             if args.preflight and not args.dry_run:
                 from jobs.sweep import load_sweep

@@ -1,0 +1,143 @@
+"""The pool of pre-trainings of a runs root: one pre-training per run id, whichever sweeps ask for it.
+
+Layout (jobs.rundir): `<root>/pretrain/<run_id>/pretrain/` is the stage folder, `<root>/pretrain/manifest.jsonl`
+every submission of a pooled pre-training, and each sweep's `<run_id>/pretrain` a relative link to it. A sweep
+submitting a run whose pre-training is done reuses it, one queued or running gets the sweep's downstream stages
+attached (`afterok` on that job), one failed or cancelled is submitted again, by one submission only: the
+submission holds the lock of every pool entry it plans (`entry_locks`) from reading their states until their
+jobs are in the pool's manifest. Standard library only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+from jobs import rundir
+from jobs.runstate import IN_FLIGHT
+
+LOCK_NAME = ".submit.lock"
+
+
+@contextlib.contextmanager
+def entry_locks(runs_root: str | Path, run_ids: Iterable[str]) -> Iterator[None]:
+    """Hold `<root>/pretrain/<run_id>/.submit.lock` of every entry (flock, blocking, in sorted order so two
+    submissions never wait on each other crosswise). A submission that shares an entry with a running one waits
+    for it, then sees its job. The kernel drops the locks when the holder dies."""
+    fds: list[int] = []
+    try:
+        for run_id in sorted(set(run_ids)):
+            path = rundir.contained(runs_root, rundir.run_dir(runs_root, rundir.POOL, run_id) / LOCK_NAME)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            fds.append(fd)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def share_line(sweep: str, pooled: list[str], states: dict[str, str], planned: Iterable[str] | None = None,
+               own: int = 0) -> str:
+    """'loss_weight: 20 pooled pre-trainings, 12 new, 8 shared (...)': how many of the sweep's pooled
+    pre-trainings this submission adds to the pool and how many it takes from it. `states`: run id -> its
+    pre-training's state; `planned`: run ids an earlier sweep of the same submission plans (None: no such);
+    `own`: how many the sweep holds in its own folders (a root made before the pool)."""
+    listed = planned is not None
+    planned = set(planned or ())
+    done = sum(1 for r in pooled if states.get(r) == "done")
+    live = sum(1 for r in pooled if states.get(r) in IN_FLIGHT)
+    early = sum(1 for r in pooled if r in planned and states.get(r) != "done" and states.get(r) not in IN_FLIGHT)
+    shared = done + live + early
+    parts = [f"{done} done", f"{live} queued or running"]
+    parts += [f"{early} planned by an earlier sweep"] if listed else []
+    line = (f"{sweep}: {len(pooled)} pooled pre-trainings, {len(pooled) - shared} new, {shared} shared "
+            f"({', '.join(parts)})")
+    return line + (f"; {own} in the sweep's own folders (a root made before the pool: `mst-sweep pool` moves "
+                   "them into it)" if own else "")
+
+
+def users(runs_root: str | Path, run_id: str, but: str) -> list[str]:
+    """The other sweeps under the root whose `<run_id>/pretrain` links to the pool entry."""
+    root = Path(runs_root)
+    found = []
+    with os.scandir(root) as entries:
+        for entry in sorted(entries, key=lambda e: e.name):
+            if (entry.is_dir() and entry.name not in (rundir.POOL, but) and rundir.SAFE_NAME.fullmatch(entry.name)
+                    and rundir.is_linked(root, entry.name, run_id)):
+                found.append(entry.name)
+    return found
+
+
+def still_waited_on(runs_root: str | Path, sweep: str, run_ids: Iterable[str],
+                    states_of: Callable[[str, list[tuple[str, str]]], dict[tuple[str, str], str]]
+                    ) -> dict[str, list[str]]:
+    """Run id -> the other sweeps that still wait on its pooled pre-training: a sweep waits while one of its
+    downstream stages of that run is queued, running or preempted, or when it submitted the pre-training alone
+    (a sweep of pre-trainings only). `states_of(sweep, keys)` gives (run id, stage) -> state."""
+    waiting: dict[str, list[str]] = {}
+    for run_id in run_ids:
+        for other in users(runs_root, run_id, but=sweep):
+            keys = [k for k in rundir.latest_submissions(runs_root, other) if k[0] == run_id]
+            downstream = [k for k in keys if k[1] != "pretrain"]
+            states = states_of(other, downstream) if downstream else {}
+            if any(states.get(k) in IN_FLIGHT for k in downstream) or (keys and not downstream):
+                waiting.setdefault(run_id, []).append(other)
+    return waiting
+
+
+def adopt(runs_root: str | Path, out: Callable[[str], None] = print) -> int:
+    """Move every pre-training folder a sweep holds as its own (a root made before the pool) into the pool,
+    leaving the link in its place; returns how many moved.
+
+    Nothing is lost: a folder whose run id is already pooled stays where it is (its sweep keeps using it), as
+    does one whose record is not final (its job may still write into it: run this again once it ended). The
+    sweep's manifest lines of the pre-training are copied into the pool's manifest, so status still finds its
+    job; the move is one rename on the same file system.
+    """
+    root = Path(runs_root)
+    moved = kept = 0
+    for sweep in _folders(root):
+        if sweep == rundir.POOL:
+            continue
+        for run in _folders(root / sweep):
+            if not rundir.is_legacy(root, sweep, run):
+                continue
+            folder = rundir.stage_dir(root, sweep, run, "pretrain")
+            target = rundir.pool_stage_dir(root, run)
+            with entry_locks(root, [run]):
+                if rundir.result_status(folder) not in rundir.FINAL_STATES or _has_content(target):
+                    kept += 1
+                    continue
+                _move(root, sweep, run, folder, target)
+            moved += 1
+    out(f"{root}: moved {moved} pre-trainings into the pool ({root / rundir.POOL}), left {kept} where they are "
+        "(already pooled under that run id, or not finished)")
+    return moved
+
+
+def _folders(path: Path) -> list[str]:
+    """The path-safe (so never hidden) sub-folders of `path`, sorted."""
+    return sorted(e.name for e in os.scandir(path) if e.is_dir() and rundir.SAFE_NAME.fullmatch(e.name))
+
+
+def _has_content(path: Path) -> bool:
+    return path.is_dir() and any(path.iterdir())
+
+
+def _move(root: Path, sweep: str, run_id: str, folder: Path, target: Path) -> None:
+    records = [r for r in rundir.read_manifest(root, sweep) if r["run_id"] == run_id and r["stage"] == "pretrain"]
+    config = rundir.run_dir(root, sweep, run_id) / "config.yaml"
+    if config.is_file():
+        rundir.write_config(root, rundir.run_dir(root, rundir.POOL, run_id) / "config.yaml", config.read_text())
+    if target.is_dir():
+        target.rmdir()  # an empty entry (a link made, nothing run)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.rename(folder, target)
+    rundir.link_pretrain(root, sweep, run_id)
+    if records:
+        rundir.append_jsonl(rundir.manifest_path(root, rundir.POOL), [{**r, "sweep": sweep} for r in records])
