@@ -209,6 +209,7 @@ def preflight_parameters(profile: ClusterProfile) -> dict[str, Any]:
     params = slurm_parameters(profile, "pretrain", f"mst-preflight-{profile.name}")
     params["nodes"] = min(profile.resources.nodes, PREFLIGHT_NODES)
     params["time"] = min(profile.resources.time_min, PREFLIGHT_TIME_MIN)
+    params["additional_parameters"].pop("requeue", None)  # the probe saves nothing: a requeue would rerun it
     return params
 
 

@@ -76,6 +76,9 @@ class Preemption:
     """Seconds between that signal and the kill: enough to reach a step boundary and save."""
     max_requeues: int = 3
     """How many times a timed-out job requeues itself from its checkpoint before giving up."""
+    requeue: bool = True
+    """Submit stage jobs with --requeue, so that the job's own `scontrol requeue` (after the signal) and a
+    preemption put it back in the queue even where the site's JobRequeue default is 0."""
 
 
 @dataclass(frozen=True)
@@ -292,6 +295,8 @@ def slurm_parameters(profile: ClusterProfile, stage: str, job_name: str) -> dict
         # a dependency that can no longer be met cancels the job instead of leaving it pending forever
         "additional_parameters": {"signal": f"{pre.signal}@{pre.delay_s}", "kill-on-invalid-dep": "yes"},
     }
+    if pre.requeue:  # every stage job checkpoints and requeues itself (jobs.stages.StageJob)
+        params["additional_parameters"]["requeue"] = True
     if shape.mem_gb == 0:
         params["mem"] = "0"
     else:

@@ -81,6 +81,7 @@ def test_the_job_has_the_node_shape_of_pretraining_on_two_nodes_at_most():
     dcu = preflight_parameters(load_profile("dcu128"))
     assert (dcu["nodes"], dcu["ntasks_per_node"], dcu["gres"], dcu["time"]) == (2, 4, "dcu:4", 10)
     assert dcu["exclusive"] is True and "gpus_per_node" not in dcu
+    assert "requeue" not in dcu["additional_parameters"]  # the probe saves nothing to come back to
     v100 = preflight_parameters(load_profile("v100x32"))
     assert (v100["nodes"], v100["ntasks_per_node"], v100["gpus_per_node"]) == (2, 8, 8)
     one = preflight_parameters(load_profile("local-dcu"))
