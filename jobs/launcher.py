@@ -158,6 +158,8 @@ def submit(sweep_name: str, cluster: str, runs_root: str | None = None, dry_run:
             return run_local(sweep, profile, runs, root, out)
     _check_runs_root(root, profile)
     if dry_run:
+        if resubmit:  # why a stage is resubmitted is the scheduler's answer (cancelled, failed, lost)
+            check_cluster(profile)
         return _submit_slurm(sweep, profile, runs, root, True, resubmit, out)
     check_cluster(profile)
     with rundir.submission_lock(root, sweep.name):
@@ -166,8 +168,14 @@ def submit(sweep_name: str, cluster: str, runs_root: str | None = None, dry_run:
 
 def _submit_slurm(sweep: Any, profile: ClusterProfile, runs: list[Run], root: Path, dry_run: bool,
                   resubmit: bool, out: Callable[[str], None]) -> list[dict[str, Any]]:
-    states = sweep_states(runs, sweep.stages, profile, root, sweep.name, force=True, ask_scheduler=not dry_run)
+    states = sweep_states(runs, sweep.stages, profile, root, sweep.name, force=not dry_run,
+                          ask_scheduler=resubmit or not dry_run)
     todo, skipped, live = todo_from_states(states)
+    if dry_run and resubmit:
+        for s in states:
+            if s.stage in todo and s.run in todo[s.stage]:
+                out(f"would resubmit {s.stage} {s.run.run_id} ({describe(s.run)}): {s.state}"
+                    + (f", {s.detail}" if s.detail else "") + (f" (job {s.job_id})" if s.job_id else ""))
     arrays = plan_arrays(todo, sweep.stages, profile.limits.array_size, live)
     if skipped:
         out(f"{sweep.name}: skipping " + ", ".join(f"{n} {k}" for k, n in sorted(skipped.items()))
@@ -178,6 +186,9 @@ def _submit_slurm(sweep: Any, profile: ClusterProfile, runs: list[Run], root: Pa
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
     folder = rundir.submitit_dir(root, sweep.name).resolve() / f"{profile.name}-{stamp}" / "%j"
     if dry_run:
+        if resubmit:
+            out(f"{sweep.name}: dry run, nothing resubmitted; {len(arrays)} array(s) would be")
+            return []
         for i, array in enumerate(arrays):
             dep = dry_run_dependency(array)
             out(f"# --- array {i + 1}/{len(arrays)}: {array.stage} x {len(array.runs)} on {profile.name}"

@@ -17,7 +17,7 @@ EPILOG = """examples:
   mst-sweep check --cluster dcu128                                    one short job: versions, devices, all-reduce
   mst-sweep submit loss_weight --cluster dcu128 --preflight           the check first; nothing submitted if it fails
   mst-sweep status loss_weight --runs /public/home/mst/runs           markers first, <= 1 scheduler call/min
-  mst-sweep resubmit loss_weight --runs ...                           failed, cancelled or missing runs only
+  mst-sweep resubmit loss_weight --cluster dcu128 [--dry-run]        failed, cancelled or missing runs only
   mst-sweep cancel loss_weight --runs ..."""
 
 
@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "submit":
             s.add_argument("--dry-run", action="store_true",
                            help="print every sbatch script (or the in-process plan) without submitting or writing")
+        if name == "resubmit":
+            s.add_argument("--dry-run", action="store_true",
+                           help="list each stage that would be resubmitted and why (its state), submitting nothing")
             s.add_argument("--preflight", action="store_true",
                            help="run `mst-sweep check` on the cluster first and submit nothing when it fails")
         if name == "status":
@@ -133,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "status":
             sys.exit(_print_status(status(args.sweep, cluster, root), args.all))
         if args.command == "resubmit":
-            submit(args.sweep, cluster, str(root), resubmit=True)
+            submit(args.sweep, cluster, str(root), resubmit=True, dry_run=args.dry_run)
         elif args.command == "cancel":
             cancel(args.sweep, cluster, root)
     except LocalFailures as err:  # some stages failed, every other one ran: the summary line
