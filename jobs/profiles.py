@@ -92,8 +92,10 @@ class Environment:
     node_dirs: tuple[str, ...] = ()
     """Names of variables in `env` that hold directories each task creates on its node before starting."""
     visible_devices: Literal["cuda_per_task", "hip_per_node", "none"] = "none"
-    """cuda_per_task: CUDA_VISIBLE_DEVICES = local rank; hip_per_node: HIP_VISIBLE_DEVICES lists the node's
-    devices, no CUDA mask is set, and each rank picks device LOCAL_RANK; none: leave the variables alone."""
+    """Where Slurm or the site set a visible-device mask, every rank keeps it and uses its entry LOCAL_RANK
+    (jobs/devices.py). Where none is set: cuda_per_task writes CUDA_VISIBLE_DEVICES = local rank; hip_per_node
+    writes HIP_VISIBLE_DEVICES listing the node's first devices, one per rank, and no CUDA mask; none writes
+    nothing."""
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     """Training precision this hardware wants; written into the run's config as train.precision."""
     python: str | None = None

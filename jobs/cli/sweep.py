@@ -47,11 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "submit":
             s.add_argument("--dry-run", action="store_true",
                            help="print every sbatch script (or the in-process plan) without submitting or writing")
+            s.add_argument("--preflight", action="store_true",
+                           help="run `mst-sweep check` on the cluster first and submit nothing when it fails")
         if name == "resubmit":
             s.add_argument("--dry-run", action="store_true",
                            help="list each stage that would be resubmitted and why (its state), submitting nothing")
-            s.add_argument("--preflight", action="store_true",
-                           help="run `mst-sweep check` on the cluster first and submit nothing when it fails")
         if name == "status":
             s.add_argument("--all", action="store_true", help="list done stages too")
     check_help = ("preflight: one short job with the profile's node shape (two nodes at most) reports versions, "
