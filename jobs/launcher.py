@@ -168,7 +168,7 @@ def submit(sweep_name: str, cluster: str, runs_root: str | None = None, dry_run:
 
 def _submit_slurm(sweep: Any, profile: ClusterProfile, runs: list[Run], root: Path, dry_run: bool,
                   resubmit: bool, out: Callable[[str], None]) -> list[dict[str, Any]]:
-    states = sweep_states(runs, sweep.stages, profile, root, sweep.name, force=not dry_run,
+    states = sweep_states(runs, sweep.stages, profile, root, sweep.name, force=True,
                           ask_scheduler=resubmit or not dry_run)
     todo, skipped, live = todo_from_states(states)
     if dry_run and resubmit:
