@@ -34,8 +34,8 @@ def test_slurm_profiles_run_the_login_commands_with_the_given_python_only(cluste
         assert out.returncode == 0, out.stderr
         assert out.stdout.splitlines() == [f"'{py}' {command}"]  # no venv, no data, no --runs
     out = make("resubmit", f"CLUSTER={cluster}", f"PY={py}", "RUNS=/scratch/r", "DRY_RUN=1", "BUDGET=smoke")
-    assert out.stdout.splitlines() == [f"'{py}' -m jobs.cli.sweep resubmit loss_weight --budget smoke "
-                                       f"--cluster {cluster} --runs /scratch/r --dry-run"]
+    assert out.stdout.splitlines() == [(f"'{py}' -m jobs.cli.sweep resubmit loss_weight --budget smoke "
+                                       f"--cluster {cluster} --runs /scratch/r --dry-run")]
 
 
 def test_a_python_without_the_package_is_one_line_with_the_fix(tmp_path):

@@ -157,18 +157,18 @@ def test_downstream_shape_needs_a_mask_naming_its_own_device():
     assert problems == [] and rows[0].found == "CUDA_VISIBLE_DEVICES=5 from Slurm or the site; rank 0 uses 5"
     _, problems = evaluate_downstream(v100, [_downstream("g1", {"CUDA_VISIBLE_DEVICES": "0,1,2"},
                                                          "CUDA_VISIBLE_DEVICES", "0,1,2", count=3)])
-    assert problems == ["g1: a 1-device downstream job sees 3 devices (CUDA_VISIBLE_DEVICES=0,1,2); it must see "
-                        "its own only: request its devices (accelerators.request) or set downstream.exclusive: true"]
+    assert problems == [("g1: a 1-device downstream job sees 3 devices (CUDA_VISIBLE_DEVICES=0,1,2); it must see "
+                        "its own only: request its devices (accelerators.request) or set downstream.exclusive: true")]
     _, problems = evaluate_downstream(v100, [_downstream("g1", {"CUDA_VISIBLE_DEVICES": ""},
                                                          "CUDA_VISIBLE_DEVICES", "", count=0)])
     assert problems[0].startswith("g1: a 1-device downstream job sees no device (CUDA_VISIBLE_DEVICES is empty)")
     # a custom gres (dcu): Slurm sets no mask; the job's own HIP_VISIBLE_DEVICES=0 would be device 0 always
     dcu = load_profile("dcu128")
     rows, problems = evaluate_downstream(dcu, [_downstream("d1", {}, "HIP_VISIBLE_DEVICES", "0", count=1)])
-    assert problems == ["d1: a 1-device downstream job gets no visible-device mask from Slurm or the site (dcu:1), "
+    assert problems == [("d1: a 1-device downstream job gets no visible-device mask from Slurm or the site (dcu:1), "
                         "so on a shared node it uses device 0 whatever Slurm allocated; set downstream.exclusive: "
                         "true in the profile (a whole node per job), or have the site's gres.conf or cgroups set "
-                        "the mask"]
+                        "the mask")]
     assert not rows[0].ok and "the job wrote HIP_VISIBLE_DEVICES=0" in rows[0].found
     exclusive = dataclasses.replace(dcu, downstream=dataclasses.replace(dcu.downstream, exclusive=True))
     assert evaluate_downstream(exclusive, [_downstream("d1", {}, "HIP_VISIBLE_DEVICES", "0")])[1] == []
