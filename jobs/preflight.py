@@ -310,7 +310,7 @@ def run_check(profile: ClusterProfile, runs_root: Path, wait_s: float = DEFAULT_
               out: Callable[[str], None] = print) -> list[str]:
     """Probe the profile's nodes, print the table, and return the problem lines (empty: all good)."""
     if profile.scheduler == "local":
-        reports: list[dict[str, Any]] | str = [probe(probe_spec(profile, runs_root, under_slurm=False))]
+        reports = [probe(probe_spec(profile, runs_root, under_slurm=False))]
         tasks = 1
         downstream: list[dict[str, Any]] = []
     else:
@@ -319,8 +319,6 @@ def run_check(profile: ClusterProfile, runs_root: Path, wait_s: float = DEFAULT_
             return [found]
         reports, downstream = found["pretrain"], found.get("downstream", [])
         tasks = profile.resources.tasks_per_node
-    if isinstance(reports, str):
-        return [reports]
     rows, problems = evaluate(profile, reports, tasks)
     if downstream:
         more_rows, more = evaluate_downstream(profile, downstream)
