@@ -16,9 +16,10 @@ EPILOG = """examples:
   mst-sweep submit loss_weight --cluster dcu128 --dry-run            print every sbatch script
   mst-sweep check --cluster dcu128                                    one short job: versions, devices, all-reduce
   mst-sweep submit loss_weight --cluster dcu128 --preflight           the check first; nothing submitted if it fails
-  mst-sweep status loss_weight --runs /public/home/mst/runs           markers first, <= 1 scheduler call/min
+  mst-sweep status loss_weight --cluster dcu128                       markers first, <= 1 scheduler call/min
   mst-sweep resubmit loss_weight --cluster dcu128 [--dry-run]        failed, cancelled or missing runs only
-  mst-sweep cancel loss_weight --runs ..."""
+  mst-sweep cancel loss_weight --cluster dcu128
+runs root: --runs DIR, else the --cluster profile's storage.run_root"""
 
 
 def build_parser() -> argparse.ArgumentParser:
