@@ -8,11 +8,39 @@ SWEEP ?= loss_weight
 BUDGET ?=
 CLUSTER ?= local
 SWEEP_ARGS = $(SWEEP)$(if $(BUDGET), --budget $(BUDGET))
-RUNS ?= runs
+# empty: every command uses the profile's storage.run_root (./runs for CLUSTER=local); set it to override
+RUNS ?=
+RUNS_ARG = $(if $(RUNS), --runs $(RUNS))
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup data slurm-up slurm-down test test-fast test-floor demo sweep report status bench quality method \
-	gpu-check lint clean
+# Login-node commands (sweep status report resubmit cancel) on a Slurm profile run with the Python of the env
+# where the toolkit is installed (the site's env: MST_PY, else PY, else python3 on PATH), never build .venv and
+# need neither the data set nor root. CLUSTER=local (no scheduler) runs them from .venv, as `make demo` does.
+MST_PY ?=
+LOGIN_PY = $(or $(MST_PY),$(PY))
+quote = '$(subst ','\'',$(1))'
+PROFILE_FILE = $(if $(filter %.yaml %.yml,$(CLUSTER)),$(CLUSTER),clusters/$(CLUSTER).yaml)
+LOGIN_GOALS := sweep status report resubmit cancel
+ifneq ($(filter $(LOGIN_GOALS),$(MAKECMDGOALS)),)
+SCHEDULER := $(shell grep -Eqs '^scheduler:[[:space:]]*slurm' -- $(call quote,$(PROFILE_FILE)) && echo slurm)
+endif
+ifeq ($(SCHEDULER),slurm)
+LOGIN_NEEDS :=
+RUN_PY = $(call quote,$(LOGIN_PY))
+ifneq ($(filter $(LOGIN_GOALS),$(MAKECMDGOALS)),)
+# one line saying what this Python lacks (jobs/cli/login_env.py), before anything runs
+LOGIN_PROBLEM := $(shell if command -v $(call quote,$(LOGIN_PY)) >/dev/null 2>&1; \
+  then $(call quote,$(LOGIN_PY)) -m jobs.cli.login_env 2>&1; \
+  else echo "error: no Python $(call quote,$(LOGIN_PY)) here; activate the site's env (README: installing on a cluster) or set MST_PY=/path/to/env/bin/python"; fi)
+$(if $(LOGIN_PROBLEM),$(error $(LOGIN_PROBLEM)))
+endif
+else
+LOGIN_NEEDS := setup
+RUN_PY = $(BIN)/python
+endif
+
+.PHONY: setup data slurm-up slurm-down test test-fast test-floor demo sweep report status resubmit cancel bench \
+	quality method gpu-check lint clean
 
 # The exact tested set (requirements/lock.txt) as constraints: pyproject.toml holds ranges, the lock what runs.
 $(BIN)/.installed: pyproject.toml requirements/lock.txt
@@ -54,17 +82,30 @@ test-floor: data
 # the demo: loss_weight at budget smoke unless SWEEP / BUDGET say otherwise
 demo: BUDGET = smoke
 demo: setup
-	$(BIN)/mst-sweep submit $(SWEEP_ARGS) --cluster $(CLUSTER) --runs $(RUNS)
-	$(BIN)/mst-report tables --runs $(RUNS) --sweep $(SWEEP_ARGS)
+	$(BIN)/mst-sweep submit $(SWEEP_ARGS) --cluster $(CLUSTER)$(RUNS_ARG)
+	$(BIN)/mst-report tables --cluster $(CLUSTER)$(RUNS_ARG) --sweep $(SWEEP_ARGS)
 
-sweep: setup
-	$(BIN)/mst-sweep submit $(SWEEP_ARGS) --cluster $(CLUSTER) --runs $(RUNS)
+sweep: $(LOGIN_NEEDS)
+	$(RUN_PY) -m jobs.cli.sweep submit $(SWEEP_ARGS) --cluster $(CLUSTER)$(RUNS_ARG)
 
-report: setup
-	$(BIN)/mst-report tables --runs $(RUNS)
+report: $(LOGIN_NEEDS)
+	$(RUN_PY) -m analysis.cli tables --cluster $(CLUSTER)$(RUNS_ARG)
 
-status: setup
-	$(BIN)/mst-report status --runs $(RUNS)
+# a Slurm profile: the sweep's stages, asking the scheduler (mst-sweep status; its exit 1, "not all done yet",
+# is no failure here); local: every sweep's records
+status: $(LOGIN_NEEDS)
+ifeq ($(SCHEDULER),slurm)
+	$(RUN_PY) -m jobs.cli.sweep status $(SWEEP_ARGS) --cluster $(CLUSTER)$(RUNS_ARG) || [ $$? = 1 ]
+else
+	$(RUN_PY) -m analysis.cli status --cluster $(CLUSTER)$(RUNS_ARG)
+endif
+
+# the failed, cancelled or missing stages of SWEEP only (DRY_RUN=1: list them and why, submit nothing)
+resubmit: $(LOGIN_NEEDS)
+	$(RUN_PY) -m jobs.cli.sweep resubmit $(SWEEP_ARGS) --cluster $(CLUSTER)$(RUNS_ARG)$(if $(DRY_RUN), --dry-run)
+
+cancel: $(LOGIN_NEEDS)
+	$(RUN_PY) -m jobs.cli.sweep cancel $(SWEEP_ARGS) --cluster $(CLUSTER)$(RUNS_ARG)
 
 bench: setup
 	$(BIN)/python benchmarks/bench_step.py
@@ -85,13 +126,13 @@ gpu-check: setup
 # The paper's claim at Fashion-MNIST scale: DINO alone vs MST (random / attention-guided masking), 3 paired
 # seeds, the same budget in every arm; the table with paired tests goes to benchmarks/results/method_smoke.md.
 method: setup
-	$(BIN)/mst-sweep submit method --budget smoke --cluster local --runs $(RUNS)
-	$(BIN)/mst-report tables --runs $(RUNS) --sweep method --budget smoke --test --format md > benchmarks/results/method_smoke.md.tmp
+	$(BIN)/mst-sweep submit method --budget smoke --cluster local --runs $(or $(RUNS),runs)
+	$(BIN)/mst-report tables --runs $(or $(RUNS),runs) --sweep method --budget smoke --test --format md > benchmarks/results/method_smoke.md.tmp
 	mv benchmarks/results/method_smoke.md.tmp benchmarks/results/method_smoke.md
-	$(BIN)/python benchmarks/method_context.py --sweep method_smoke --runs $(RUNS)
+	$(BIN)/python benchmarks/method_context.py --sweep method_smoke --runs $(or $(RUNS),runs)
 
 lint: setup
 	$(BIN)/ruff check mst jobs analysis tests benchmarks
 
 clean:
-	rm -rf $(RUNS) .pytest_cache
+	rm -rf $(or $(RUNS),runs) .pytest_cache

@@ -1,8 +1,9 @@
 """`mst-report`: appendix tables, sweep status and plots from the `result.json` records.
 
-    mst-report tables [--runs DIR] [--sweep NAME [--budget B]] [--format term|md|latex|csv] [--out DIR] [--test]
-    mst-report status [--runs DIR] [--sweep NAME [--budget B]]
-    mst-report plot   [--runs DIR] [--sweep NAME [--budget B]] [--out DIR]
+    mst-report tables [--cluster NAME | --runs DIR] [--sweep NAME [--budget B]] [--format term|md|latex|csv]
+                      [--out DIR] [--test]
+    mst-report status [--cluster NAME | --runs DIR] [--sweep NAME [--budget B]]
+    mst-report plot   [--cluster NAME | --runs DIR] [--sweep NAME [--budget B]] [--out DIR]
 
 Imports stay inside the commands so that `--help` is instant; nothing here ever imports torch.
 """
@@ -33,8 +34,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--runs", default="runs", type=Path, help="runs root holding <sweep>/<run_id>/<stage>/ "
-                       "(default: runs)")
+        p.add_argument("--runs", type=Path, help="runs root holding <sweep>/<run_id>/<stage>/ (default: the "
+                       "--cluster profile's storage.run_root, else runs)")
+        p.add_argument("--cluster", metavar="NAME|PATH.yaml", help="cluster profile whose storage.run_root holds "
+                       "the records (dcu128, v100x32, ... or a profile file); --runs overrides it")
         p.add_argument("--sweep", action="append", metavar="NAME",
                        help="sweep name (sweeps/NAME.yaml) or a sweep .yaml path; repeatable (default: every "
                        "sweep folder under --runs)")
@@ -53,6 +56,21 @@ def _parser() -> argparse.ArgumentParser:
     common(p)
     p.add_argument("--out", type=Path, help="folder for the PNGs (default: <runs>/plots)")
     return parser
+
+
+def _resolve_runs(args: argparse.Namespace) -> None:
+    """args.runs: --runs, else the --cluster profile's run root, else ./runs (what mst-sweep wrote to)."""
+    if args.runs is not None:
+        return
+    if args.cluster is None:
+        args.runs = Path("runs")
+        return
+    from jobs.profiles import ProfileError, load_profile  # torch-free: YAML and the codec
+
+    try:
+        args.runs = Path(load_profile(args.cluster).storage.run_root)
+    except ProfileError as err:
+        _fail(str(err))
 
 
 def _load_sweeps(args: argparse.Namespace) -> list:
@@ -163,6 +181,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    _resolve_runs(args)
     return {"tables": cmd_tables, "status": cmd_status, "plot": cmd_plot}[args.command](args)
 
 

@@ -181,6 +181,8 @@ def submit(sweep_name: str, cluster: str, runs_root: str | None = None, dry_run:
             return run_local(sweep, profile, runs, root, out)
     _check_runs_root(root, profile)
     if dry_run:
+        if resubmit:  # why a stage is resubmitted is the scheduler's answer (cancelled, failed, lost)
+            check_cluster(profile)
         return _submit_slurm(sweep, profile, runs, root, True, resubmit, out, planned)
     check_cluster(profile)
     with rundir.submission_lock(root, sweep.name):
@@ -199,8 +201,14 @@ def _submit_slurm(sweep: Any, profile: ClusterProfile, runs: list[Run], root: Pa
 def _plan_and_submit(sweep: Any, profile: ClusterProfile, runs: list[Run], root: Path, dry_run: bool,
                      resubmit: bool, out: Callable[[str], None], pooled: set[str],
                      planned: dict[str, str] | None) -> list[dict[str, Any]]:
-    states = sweep_states(runs, sweep.stages, profile, root, sweep.name, force=True, ask_scheduler=not dry_run)
+    states = sweep_states(runs, sweep.stages, profile, root, sweep.name, force=True,
+                          ask_scheduler=resubmit or not dry_run)
     todo, skipped, live = todo_from_states(states)
+    if dry_run and resubmit:
+        for s in states:
+            if s.stage in todo and s.run in todo[s.stage]:
+                out(f"would resubmit {s.stage} {s.run.run_id} ({describe(s.run)}): {s.state}"
+                    + (f", {s.detail}" if s.detail else "") + (f" (job {s.job_id})" if s.job_id else ""))
     if planned is not None:  # a dry run of several sweeps in sequence: an earlier one's new pre-training is shared
         for run in [r for r in todo.get("pretrain", []) if r.run_id in planned and r.run_id in pooled]:
             todo["pretrain"].remove(run)
@@ -222,6 +230,9 @@ def _plan_and_submit(sweep: Any, profile: ClusterProfile, runs: list[Run], root:
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
     folder = rundir.submitit_dir(root, sweep.name).resolve() / f"{profile.name}-{stamp}" / "%j"
     if dry_run:
+        if resubmit:
+            out(f"{sweep.name}: dry run, nothing resubmitted; {len(arrays)} array(s) would be")
+            return []
         for i, array in enumerate(arrays):
             dep = dry_run_dependency(array)
             out(f"# --- array {i + 1}/{len(arrays)}: {array.stage} x {len(array.runs)} on {profile.name}"

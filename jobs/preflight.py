@@ -29,6 +29,7 @@ from mst.compat import TORCH_FLOOR, TORCHVISION_FLOOR, version_tuple
 PREFLIGHT_NODES = 2       # enough for the collective to cross nodes
 PREFLIGHT_TIME_MIN = 10   # the job's time limit; the probe itself takes seconds
 DEFAULT_WAIT_S = 900.0    # how long `check` waits for the job to start and end
+DOWNSTREAM_STAGE = "knn"  # a stage with the downstream shape (profiles.STAGES_WITH_PRETRAIN_SHAPE holds the rest)
 MIN_FREE_GIB = 1.0        # less free space than this where checkpoints or caches go is a problem
 # what a profile's setup may not provide: the range the toolkit is tested on when its metadata is absent
 FALLBACK_RANGES = {"python": ">=3.10", "torch": ">={}.{}".format(*TORCH_FLOOR),
@@ -184,6 +185,45 @@ def evaluate(profile: ClusterProfile, reports: list[dict[str, Any]], tasks_per_n
     return rows, problems
 
 
+def evaluate_downstream(profile: ClusterProfile, reports: list[dict[str, Any]]) -> tuple[list[Row], list[str]]:
+    """The downstream shape's devices: a k-NN or probe job asks for `downstream.tasks_per_node` devices,
+    usually one on a node other jobs share. It must see exactly its own: Slurm (or the site's gres.conf,
+    cgroups) must set a mask naming them, unless the job has the node to itself (downstream.exclusive)."""
+    rows: list[Row] = []
+    problems: list[str] = []
+    want = profile.downstream.tasks_per_node
+    job = f"a {want}-device downstream job"
+    for r in sorted(reports, key=lambda r: r["rank"]):
+        host, before, choice = r["host"], r.get("masks_before") or {}, r.get("choice") or {}
+        variable = choice.get("variable")
+        mask = before.get(variable) if variable in before else None
+        entries = [e for e in (mask or "").split(",") if e.strip()]
+        if mask is None:
+            found = (f"no mask from Slurm or the site; the job wrote {variable}={choice.get('mask')}"
+                     if variable else "no mask from Slurm or the site")
+        else:
+            found = f"{variable}={mask} from Slurm or the site; rank {r['rank']} uses {choice.get('physical')}"
+        problem = None
+        if mask is None and not profile.downstream.exclusive:
+            problem = (f"{host}: {job} gets no visible-device mask from Slurm or the site "
+                       f"({profile.gres(DOWNSTREAM_STAGE) or 'gres gpu'}), so on a shared node it uses device 0 "
+                       "whatever Slurm allocated; set downstream.exclusive: true in the profile (a whole node per "
+                       "job), or have the site's gres.conf or cgroups set the mask")
+        elif mask is not None and len(entries) > want:
+            problem = (f"{host}: {job} sees {len(entries)} devices ({variable}={mask}); it must see its own only: "
+                       "request its devices (accelerators.request) or set downstream.exclusive: true")
+        elif mask is not None and not entries:
+            problem = (f"{host}: {job} sees no device ({variable} is empty); check accelerators.request and "
+                       "gres in the profile against the node's gres.conf")
+        elif r["devices"]["count"] > want:
+            problem = (f"{host}: {job} sees {r['devices']['count']} devices; it must see its own only: set "
+                       "downstream.exclusive: true or have the site's cgroups isolate devices")
+        rows.append(Row("downstream job devices", host, found, problem is None))
+        if problem and problem not in problems:
+            problems.append(problem)
+    return rows, problems
+
+
 def format_table(rows: list[Row]) -> str:
     widths = [max(len(getattr(r, f)) for r in rows + [Row("check", "where", "found", True)])
               for f in ("check", "where")]
@@ -196,74 +236,94 @@ def format_table(rows: list[Row]) -> str:
 # ------------------------------------------------------------------------------------------ running
 
 
-def probe_spec(profile: ClusterProfile, runs_root: Path, under_slurm: bool) -> ProbeSpec:
+def probe_spec(profile: ClusterProfile, runs_root: Path, under_slurm: bool, shape: str = "pretrain") -> ProbeSpec:
     return ProbeSpec(profile=profile.name, kind=profile.accelerators.kind, per_node=profile.accelerators.per_node,
                      visible_devices=profile.environment.visible_devices,
                      precision=profile.environment.precision, run_root=str(runs_root.absolute()),
                      scratch=profile.storage.scratch, data_roots=tuple(profile.storage.data_roots.items()),
-                     under_slurm=under_slurm)
+                     under_slurm=under_slurm, shape=shape)
 
 
-def preflight_parameters(profile: ClusterProfile) -> dict[str, Any]:
-    """The pre-training job's parameters, cut to two nodes and a short time limit."""
-    params = slurm_parameters(profile, "pretrain", f"mst-preflight-{profile.name}")
-    params["nodes"] = min(profile.resources.nodes, PREFLIGHT_NODES)
-    params["time"] = min(profile.resources.time_min, PREFLIGHT_TIME_MIN)
+def preflight_parameters(profile: ClusterProfile, shape: str = "pretrain") -> dict[str, Any]:
+    """The job's parameters: the pre-training shape cut to two nodes, or the downstream shape (a k-NN job's:
+    usually one device on a shared node), with a short time limit."""
+    stage = "pretrain" if shape == "pretrain" else DOWNSTREAM_STAGE
+    params = slurm_parameters(profile, stage, f"mst-preflight-{profile.name}")
+    params["nodes"] = min(profile.shape(stage).nodes, PREFLIGHT_NODES)
+    params["time"] = min(profile.shape(stage).time_min, PREFLIGHT_TIME_MIN)
+    params["additional_parameters"].pop("requeue", None)  # the probe saves nothing: a requeue would rerun it
     return params
 
 
-def _run_slurm(profile: ClusterProfile, runs_root: Path, wait_s: float, out: Callable[[str], None]
-               ) -> list[dict[str, Any]] | str:
-    """The reports of every task of one preflight job, or the one-line reason there are none."""
+def _submit(profile: ClusterProfile, runs_root: Path, folder: Path, shape: str, out: Callable[[str], None]) -> Any:
     import submitit
 
+    python = profile.environment.python or shlex.quote(sys.executable)
+    executor = submitit.SlurmExecutor(folder=folder, python=python, max_num_timeout=0)
+    params = preflight_parameters(profile, shape)
+    executor.update_parameters(**params)
+    try:
+        job = executor.submit(PreflightJob(probe_spec(profile, runs_root, under_slurm=True, shape=shape)))
+    except Exception as err:  # noqa: BLE001 - submitit's FailedJobError carries sbatch's own words
+        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+        why = next((ln for ln in reversed(lines) if "error" in ln.lower()), lines[-1] if lines else "")
+        raise LaunchError(f"sbatch refused the preflight job ({why}); check the profile's partition and "
+                          "resources (sinfo, scontrol show partition)") from None
+    out(f"preflight job {job.job_id} on {profile.name} ({shape} shape): {params['nodes']} node(s) x "
+        f"{params['ntasks_per_node']} task(s), waiting for it")
+    return job
+
+
+def _run_slurm(profile: ClusterProfile, runs_root: Path, wait_s: float, out: Callable[[str], None]
+               ) -> dict[str, list[dict[str, Any]]] | str:
+    """The reports of every task of the preflight jobs ({shape: reports}), or the one-line reason there are
+    none. The pre-training shape always; the downstream shape too when the profile asks for devices."""
     check_cluster(profile)
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
     folder = runs_root.absolute() / ".preflight" / f"{profile.name}-{stamp}" / "%j"
-    python = profile.environment.python or shlex.quote(sys.executable)
+    shapes = ("pretrain",) + (("downstream",) if profile.accelerators.kind != "cpu" else ())
     env = slurm_env(profile)
     with slurm_conf_of(profile):
-        executor = submitit.SlurmExecutor(folder=folder, python=python, max_num_timeout=0)
-        params = preflight_parameters(profile)
-        executor.update_parameters(**params)
-        try:
-            job = executor.submit(PreflightJob(probe_spec(profile, runs_root, under_slurm=True)))
-        except Exception as err:  # noqa: BLE001 - submitit's FailedJobError carries sbatch's own words
-            lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-            why = next((ln for ln in reversed(lines) if "error" in ln.lower()), lines[-1] if lines else "")
-            raise LaunchError(f"sbatch refused the preflight job ({why}); check the profile's partition and "
-                              "resources (sinfo, scontrol show partition)") from None
-        out(f"preflight job {job.job_id} on {profile.name}: {params['nodes']} node(s) x "
-            f"{params['ntasks_per_node']} task(s), waiting for it")
+        jobs = {shape: _submit(profile, runs_root, folder, shape, out) for shape in shapes}
         deadline = time.time() + wait_s
-        while not job.done():
+        while not all(job.done() for job in jobs.values()):
             if time.time() > deadline:
-                state = job.state
-                subprocess.run(["scancel", str(job.job_id)], env=env, check=False, capture_output=True, timeout=30)
-                return (f"preflight job {job.job_id} did not finish within {wait_s:.0f} s (last state {state}); "
-                        "it was cancelled; retry when the partition has room, or pass --wait")
+                late = [job for job in jobs.values() if not job.done()]
+                states = ", ".join(f"{job.job_id} {job.state}" for job in late)
+                subprocess.run(["scancel", *(str(job.job_id) for job in late)], env=env, check=False,
+                               capture_output=True, timeout=30)
+                return (f"preflight job(s) {states} did not finish within {wait_s:.0f} s; cancelled; retry when "
+                        "the partition has room, or pass --wait")
             time.sleep(2.0)
-        try:
-            results = job.results()
-        except Exception as err:  # noqa: BLE001 - whatever failed on the node, its last line is the report
-            text = str(err).strip().splitlines()
-            why = next((ln.strip() for ln in reversed(text) if "Error" in ln), text[-1] if text else "?")
-            return f"preflight job {job.job_id} failed on the node ({why[:300]}); see {job.paths.stdout}"
-        return list(results)
+        found: dict[str, list[dict[str, Any]]] = {}
+        for shape, job in jobs.items():
+            try:
+                found[shape] = list(job.results())
+            except Exception as err:  # noqa: BLE001 - whatever failed on the node, its last line is the report
+                text = str(err).strip().splitlines()
+                why = next((ln.strip() for ln in reversed(text) if "Error" in ln), text[-1] if text else "?")
+                return f"preflight job {job.job_id} failed on the node ({why[:300]}); see {job.paths.stdout}"
+        return found
 
 
 def run_check(profile: ClusterProfile, runs_root: Path, wait_s: float = DEFAULT_WAIT_S,
               out: Callable[[str], None] = print) -> list[str]:
     """Probe the profile's nodes, print the table, and return the problem lines (empty: all good)."""
     if profile.scheduler == "local":
-        reports: list[dict[str, Any]] | str = [probe(probe_spec(profile, runs_root, under_slurm=False))]
+        reports = [probe(probe_spec(profile, runs_root, under_slurm=False))]
         tasks = 1
+        downstream: list[dict[str, Any]] = []
     else:
-        reports = _run_slurm(profile, runs_root, wait_s, out)
+        found = _run_slurm(profile, runs_root, wait_s, out)
+        if isinstance(found, str):
+            return [found]
+        reports, downstream = found["pretrain"], found.get("downstream", [])
         tasks = profile.resources.tasks_per_node
-    if isinstance(reports, str):
-        return [reports]
     rows, problems = evaluate(profile, reports, tasks)
+    if downstream:
+        more_rows, more = evaluate_downstream(profile, downstream)
+        rows += more_rows
+        problems += [p for p in more if p not in problems]
     out(f"preflight of {profile.name} ({profile.scheduler}):")
     out(format_table(rows))
     return problems

@@ -47,6 +47,8 @@ class ProbeSpec:
     """storage.data_roots as (name, path) pairs."""
     under_slurm: bool
     """Whether ranks come from Slurm (submitit) or this is the single in-process rank."""
+    shape: str = "pretrain"
+    """The job shape probed: pretrain (the profile's resources) or downstream (one device, shared node)."""
 
 
 def _versions() -> dict[str, str | None]:
@@ -67,18 +69,21 @@ def _versions() -> dict[str, str | None]:
     return found
 
 
-def _ranks(spec: ProbeSpec) -> dict[str, int]:
-    """Rank layout as the training job exports it (RANK, LOCAL_RANK, WORLD_SIZE, device masks)."""
+def _ranks(spec: ProbeSpec) -> dict[str, Any]:
+    """Rank layout as the training job exports it (RANK, LOCAL_RANK, WORLD_SIZE), the masks Slurm or the site
+    set before the job's own code ran, and the device the rank takes (jobs.devices, as StageJob does)."""
+    from jobs.devices import existing_masks, select_device
+
+    before = existing_masks()
     if not spec.under_slurm:
-        return {"rank": 0, "local_rank": 0, "world_size": 1, "local_world_size": 1}
+        return {"rank": 0, "local_rank": 0, "world_size": 1, "local_world_size": 1, "masks_before": before,
+                "choice": select_device("none", 0, 1).as_dict()}
     import submitit
 
-    per_task = spec.visible_devices == "cuda_per_task"
-    env = submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=per_task, overwrite=True)
-    if spec.visible_devices == "hip_per_node" and "HIP_VISIBLE_DEVICES" not in os.environ:
-        os.environ["HIP_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(env.local_world_size))
+    env = submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
+    choice = select_device(spec.visible_devices, env.local_rank, env.local_world_size)
     return {"rank": env.rank, "local_rank": env.local_rank, "world_size": env.world_size,
-            "local_world_size": env.local_world_size}
+            "local_world_size": env.local_world_size, "masks_before": before, "choice": choice.as_dict()}
 
 
 def _devices() -> dict[str, Any]:

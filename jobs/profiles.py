@@ -76,6 +76,9 @@ class Preemption:
     """Seconds between that signal and the kill: enough to reach a step boundary and save."""
     max_requeues: int = 3
     """How many times a timed-out job requeues itself from its checkpoint before giving up."""
+    requeue: bool = True
+    """Submit stage jobs with --requeue, so that the job's own `scontrol requeue` (after the signal) and a
+    preemption put it back in the queue even where the site's JobRequeue default is 0."""
 
 
 @dataclass(frozen=True)
@@ -89,8 +92,10 @@ class Environment:
     node_dirs: tuple[str, ...] = ()
     """Names of variables in `env` that hold directories each task creates on its node before starting."""
     visible_devices: Literal["cuda_per_task", "hip_per_node", "none"] = "none"
-    """cuda_per_task: CUDA_VISIBLE_DEVICES = local rank; hip_per_node: HIP_VISIBLE_DEVICES lists the node's
-    devices, no CUDA mask is set, and each rank picks device LOCAL_RANK; none: leave the variables alone."""
+    """Where Slurm or the site set a visible-device mask, every rank keeps it and uses its entry LOCAL_RANK
+    (jobs/devices.py). Where none is set: cuda_per_task writes CUDA_VISIBLE_DEVICES = local rank; hip_per_node
+    writes HIP_VISIBLE_DEVICES listing the node's first devices, one per rank, and no CUDA mask; none writes
+    nothing."""
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     """Training precision this hardware wants; written into the run's config as train.precision."""
     python: str | None = None
@@ -292,6 +297,8 @@ def slurm_parameters(profile: ClusterProfile, stage: str, job_name: str) -> dict
         # a dependency that can no longer be met cancels the job instead of leaving it pending forever
         "additional_parameters": {"signal": f"{pre.signal}@{pre.delay_s}", "kill-on-invalid-dep": "yes"},
     }
+    if pre.requeue:  # every stage job checkpoints and requeues itself (jobs.stages.StageJob)
+        params["additional_parameters"]["requeue"] = True
     if shape.mem_gb == 0:
         params["mem"] = "0"
     else:

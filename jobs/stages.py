@@ -28,6 +28,7 @@ from typing import Any
 import submitit
 
 from jobs import rundir
+from jobs.devices import DeviceChoice, node_devices, select_device
 from mst.atomic import atomic_write_json
 from mst.stages import get_stage
 
@@ -81,7 +82,7 @@ class StageJob(submitit.helpers.Checkpointable):
     def __call__(self) -> dict[str, Any]:
         under_slurm = os.environ.get("SUBMITIT_EXECUTOR") == "slurm"
         started = time.time()
-        world = self._export_ranks() if under_slurm else 1
+        world, device = self._export_ranks() if under_slurm else (1, select_device("none", 0, 1))
         for var in self.node_dirs:
             if os.environ.get(var):
                 Path(os.environ[var]).mkdir(parents=True, exist_ok=True)
@@ -89,7 +90,7 @@ class StageJob(submitit.helpers.Checkpointable):
         usr = getattr(signal, "SIG" + self.preempt_signal)
         watched = [usr, signal.SIGTERM] + ([] if under_slurm else [signal.SIGINT])  # Ctrl-C in-process too
         previous = {s: signal.signal(s, flag.handler) for s in watched}
-        extra = self._record_extra(under_slurm, world)
+        extra = self._record_extra(under_slurm, world, device)
         if under_slurm:
             self._link_logs()
 
@@ -121,18 +122,18 @@ class StageJob(submitit.helpers.Checkpointable):
                                           record_extra=extra, show_progress=self.show_progress)
 
     # ------------------------------------------------------------------ helpers
-    def _export_ranks(self) -> int:
-        """RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT from Slurm, as torch's env:// reads them."""
-        per_task = self.visible_devices == "cuda_per_task"
-        dist = submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=per_task,
-                                                                    overwrite=True)
-        if self.visible_devices == "hip_per_node" and "HIP_VISIBLE_DEVICES" not in os.environ:
-            # Slurm sets no mask for a custom gres: list the node's devices; each rank picks LOCAL_RANK.
-            # No CUDA mask: HIP, ROCR and CUDA masks combined can leave a rank with zero devices.
-            os.environ["HIP_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(dist.local_world_size))
-        return dist.world_size
+    def _export_ranks(self) -> tuple[int, DeviceChoice]:
+        """RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT from Slurm, as torch's env:// reads them, and
+        this rank's device inside the mask Slurm or the site set (jobs.devices; a mask only where none is)."""
+        dist = submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
+        device = select_device(self.visible_devices, dist.local_rank, dist.local_world_size)
+        print(f"[mst] rank {dist.rank} (local {dist.local_rank}) on {socket.gethostname()}: device "
+              + (f"{device.physical} (entry {device.index} of {device.variable}={device.mask}"
+                 + (", written by the job)" if device.written_by_job else ", set by Slurm or the site)")
+                 if device.variable else "none (no visible-device mask)"), flush=True)
+        return dist.world_size, device
 
-    def _record_extra(self, under_slurm: bool, world: int) -> dict[str, Any]:
+    def _record_extra(self, under_slurm: bool, world: int, device: DeviceChoice) -> dict[str, Any]:
         extra = dict(self.extra)
         previous = rundir.read_result(self.out_dir) or {}
         job_ids = list(previous.get("job_ids") or [])
@@ -151,6 +152,9 @@ class StageJob(submitit.helpers.Checkpointable):
         extra["visible_devices"] = {k: os.environ[k] for k in
                                     ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES")
                                     if k in os.environ}
+        # the device each rank used: this rank's choice, and every rank of this node (global rank -> device)
+        extra["device_mask"] = device.as_dict()
+        extra["rank_devices"] = node_devices(device) if under_slurm else {"0": device.physical}
         return extra
 
     def _link_logs(self) -> None:

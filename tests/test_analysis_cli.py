@@ -102,3 +102,31 @@ def test_status_and_plot(runs, tmp_path):
     assert out.returncode == 0, out.stderr
     for name in ("loss_weight_smoke", "bert_smoke"):
         assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cluster_names_the_runs_root_and_runs_overrides_it(runs, tmp_path):
+    """--cluster reads the records under the profile's storage.run_root (without torch); --runs still wins."""
+    text = (REPO / "clusters" / "local-v100.yaml").read_text().replace("run_root: runs", f"run_root: {runs}")
+    assert str(runs) in text
+    (tmp_path / "site.yaml").write_text(text.replace("name: local-v100", "name: site"))
+    by_runs = report("tables", "--runs", str(runs), "--sweep", "bert_smoke", "--format", "md")
+    by_cluster = report("tables", "--cluster", str(tmp_path / "site.yaml"), "--sweep", "bert_smoke", "--format", "md",
+                        cwd=tmp_path)
+    assert by_cluster.returncode == 0, by_cluster.stderr
+    assert by_runs.returncode == 0 and by_runs.stdout.count("\n") > 3
+    assert by_cluster.stdout == by_runs.stdout
+    code = f"""
+import sys
+import analysis.cli
+assert analysis.cli.main(["status", "--cluster", "{tmp_path / 'site.yaml'}"]) == 0
+print("torch" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], check=False, cwd=tmp_path, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "sweep loss_weight_smoke: 8 runs" in out.stdout and out.stdout.strip().splitlines()[-1] == "False"
+    # local-v100's own root (./runs) does not exist in tmp_path: --runs overrides the profile's
+    assert report("status", "--cluster", "local-v100", cwd=tmp_path).stderr.startswith("error: runs folder runs ")
+    assert report("status", "--cluster", "local-v100", "--runs", str(runs), cwd=tmp_path).returncode == 0
+    bad = report("tables", "--cluster", "dcu12", cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stderr == "error: unknown cluster 'dcu12'; did you mean dcu128?\n"

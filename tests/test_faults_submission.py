@@ -83,6 +83,34 @@ def test_resubmit_makes_downstream_wait_for_a_live_pretraining(tmp_path, monkeyp
         "#SBATCH --dependency=afterok:77_0", "#SBATCH --dependency=afterok:77_1"]
 
 
+def test_resubmit_dry_run_lists_what_and_why_and_submits_nothing(tmp_path):
+    """One pre-training cancelled, the other running, no k-NN yet: the dry run names the three stages a
+    resubmission would send with the state that sends them, and calls no sbatch nor writes the manifest."""
+    from jobs.plan import resolve_runs
+    from jobs.sweep import load_sweep
+
+    fake = _fake_slurm(tmp_path)
+    sweep_path, profile = _sweep(tmp_path, "dry", repeats=2), _profile(tmp_path)
+    runs = tmp_path / "runs"
+    ids = [r.run_id for r in resolve_runs(load_sweep(str(sweep_path)), load_profile(str(profile)))]
+    _seed_manifest(runs, "dry", [{"run_id": rid, "stage": "pretrain", "job_id": f"77_{i}", "cluster": "fake",
+                                  "time": "2026-01-01T00:00:00Z"} for i, rid in enumerate(ids)])
+    manifest = (runs / "dry" / "manifest.jsonl").read_text()
+    (fake["state"] / "sacct.txt").write_text("77_0|CANCELLED by 0\n77_1|RUNNING\n")
+    proc = _cli(["resubmit", str(sweep_path), "--cluster", str(profile), "--runs", str(runs), "--dry-run"],
+                env=fake["env"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    would = [ln for ln in proc.stdout.splitlines() if ln.startswith("would resubmit")]
+    assert len(would) == 3, proc.stdout
+    assert would[0].startswith(f"would resubmit pretrain {ids[0]} ") and \
+        would[0].endswith(": cancelled, CANCELLED (job 77_0)")
+    assert {ln.split()[2:4][0] for ln in would[1:]} == {"knn"}
+    assert all(ln.endswith(": missing, never submitted") for ln in would[1:])
+    assert "dry run, nothing resubmitted" in proc.stdout
+    assert "sbatch" not in fake["log"].read_text()
+    assert (runs / "dry" / "manifest.jsonl").read_text() == manifest
+
+
 def test_plan_never_leaves_a_downstream_stage_of_a_live_pretraining_unguarded():
     from jobs.plan import Run, dependency, plan_arrays
 

@@ -4,6 +4,7 @@ line (a local profile asking for a GPU here; the emulated DCU and V100 clusters,
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.preflight import evaluate, in_range, preflight_parameters, run_check
+from jobs.preflight import evaluate, evaluate_downstream, in_range, preflight_parameters, run_check
 from jobs.profiles import load_profile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,6 +82,7 @@ def test_the_job_has_the_node_shape_of_pretraining_on_two_nodes_at_most():
     dcu = preflight_parameters(load_profile("dcu128"))
     assert (dcu["nodes"], dcu["ntasks_per_node"], dcu["gres"], dcu["time"]) == (2, 4, "dcu:4", 10)
     assert dcu["exclusive"] is True and "gpus_per_node" not in dcu
+    assert "requeue" not in dcu["additional_parameters"]  # the probe saves nothing to come back to
     v100 = preflight_parameters(load_profile("v100x32"))
     assert (v100["nodes"], v100["ntasks_per_node"], v100["gpus_per_node"]) == (2, 8, 8)
     one = preflight_parameters(load_profile("local-dcu"))
@@ -140,6 +142,46 @@ def test_version_ranges(version, spec, ok):
     assert in_range(version, spec) is ok
 
 
+def _downstream(host: str, before: dict, variable: str | None, mask: str | None, count: int = 1) -> dict:
+    entries = (mask or "").split(",")
+    return {"host": host, "rank": 0, "local_rank": 0, "masks_before": before,
+            "choice": {"variable": variable, "mask": mask, "written_by_job": variable not in before,
+                       "index": 0, "physical": entries[0] or None},
+            "devices": {"build": "cuda", "build_version": "12.6", "count": count, "names": [], "error": None}}
+
+
+def test_downstream_shape_needs_a_mask_naming_its_own_device():
+    v100 = load_profile("v100x32")
+    rows, problems = evaluate_downstream(v100, [_downstream("g1", {"CUDA_VISIBLE_DEVICES": "5"},
+                                                            "CUDA_VISIBLE_DEVICES", "5")])
+    assert problems == [] and rows[0].found == "CUDA_VISIBLE_DEVICES=5 from Slurm or the site; rank 0 uses 5"
+    _, problems = evaluate_downstream(v100, [_downstream("g1", {"CUDA_VISIBLE_DEVICES": "0,1,2"},
+                                                         "CUDA_VISIBLE_DEVICES", "0,1,2", count=3)])
+    assert problems == [("g1: a 1-device downstream job sees 3 devices (CUDA_VISIBLE_DEVICES=0,1,2); it must see "
+                        "its own only: request its devices (accelerators.request) or set downstream.exclusive: true")]
+    _, problems = evaluate_downstream(v100, [_downstream("g1", {"CUDA_VISIBLE_DEVICES": ""},
+                                                         "CUDA_VISIBLE_DEVICES", "", count=0)])
+    assert problems[0].startswith("g1: a 1-device downstream job sees no device (CUDA_VISIBLE_DEVICES is empty)")
+    # a custom gres (dcu): Slurm sets no mask; the job's own HIP_VISIBLE_DEVICES=0 would be device 0 always
+    dcu = load_profile("dcu128")
+    rows, problems = evaluate_downstream(dcu, [_downstream("d1", {}, "HIP_VISIBLE_DEVICES", "0", count=1)])
+    assert problems == [("d1: a 1-device downstream job gets no visible-device mask from Slurm or the site (dcu:1), "
+                        "so on a shared node it uses device 0 whatever Slurm allocated; set downstream.exclusive: "
+                        "true in the profile (a whole node per job), or have the site's gres.conf or cgroups set "
+                        "the mask")]
+    assert not rows[0].ok and "the job wrote HIP_VISIBLE_DEVICES=0" in rows[0].found
+    exclusive = dataclasses.replace(dcu, downstream=dataclasses.replace(dcu.downstream, exclusive=True))
+    assert evaluate_downstream(exclusive, [_downstream("d1", {}, "HIP_VISIBLE_DEVICES", "0")])[1] == []
+    site = evaluate_downstream(dcu, [_downstream("d1", {"HIP_VISIBLE_DEVICES": "2"}, "HIP_VISIBLE_DEVICES", "2")])
+    assert site[1] == []
+
+
+def test_the_downstream_job_has_one_device_and_no_requeue():
+    down = preflight_parameters(load_profile("dcu128"), "downstream")
+    assert (down["nodes"], down["ntasks_per_node"], down["gres"], down["time"]) == (1, 1, "dcu:1", 10)
+    assert "exclusive" not in down and "requeue" not in down["additional_parameters"]
+
+
 # ---------------------------------------------------------------------------- the local Slurm clusters
 
 
@@ -156,6 +198,13 @@ def test_emulated_clusters_fail_the_device_check(tmp_path, slurm_clusters, clust
     assert "Traceback" not in proc.stderr
     assert "preflight job " in proc.stdout and "all-reduce" in proc.stdout  # the job ran and reported
     assert "2 ranks, 1 node" in proc.stdout and "gloo (nccl needs devices): sum 3 as expected" in proc.stdout
+    # the downstream shape ran too: Slurm's gpu gres sets a mask, the custom dcu gres none
+    assert "(downstream shape): 1 node(s) x 1 task(s)" in proc.stdout
+    no_mask = [p for p in problems if "downstream job gets no visible-device mask" in p]
+    if cluster == "local-dcu":
+        assert len(no_mask) == 1 and "set downstream.exclusive: true" in no_mask[0], problems
+    else:
+        assert no_mask == [] and "CUDA_VISIBLE_DEVICES=" in proc.stdout, problems
 
 
 @pytest.mark.slurm

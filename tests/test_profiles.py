@@ -105,6 +105,15 @@ def test_emulated_profiles_share_the_request_logic(emulated, real):
         assert a.environment.env[key] == b.environment.env[key]
 
 
+def test_stage_jobs_ask_slurm_to_requeue_them_unless_the_profile_says_no(tmp_path):
+    """Stage jobs requeue themselves after the signal; --requeue lets them where JobRequeue defaults to 0."""
+    for name in ("dcu128", "v100x32", "local-dcu", "local-v100", "local-slurm"):
+        for stage in ("pretrain", "knn"):
+            assert slurm_parameters(load_profile(name), stage, "j")["additional_parameters"]["requeue"] is True
+    off = _write(tmp_path, "norequeue", GOOD.format(name="norequeue") + "preemption: {requeue: false}\n")
+    assert "requeue" not in slurm_parameters(load_profile(str(off)), "pretrain", "j")["additional_parameters"]
+
+
 def _write(tmp_path: Path, name: str, text: str) -> Path:
     path = tmp_path / f"{name}.yaml"
     path.write_text(text)
@@ -131,6 +140,7 @@ resources: {{nodes: 1, tasks_per_node: 2}}
     (lambda t: t.replace("\"dcu:2\"", "\"dcu:4\""), "gres dcu:4 asks for a different count"),
     (lambda t: t + "preemption: {signal: KILL}\n",
      "'preemption.signal' must be one of USR1, USR2, TERM, INT, HUP, URG, got 'KILL'"),
+    (lambda t: t + "preemption: {requeue: sometimes}\n", "'preemption.requeue' must be"),
 ])
 def test_bad_profile_is_one_line(tmp_path, edit, expected):
     path = _write(tmp_path, "bad", edit(GOOD.format(name="bad")))

@@ -79,10 +79,16 @@ def test_same_sweep_on_both_clusters(tmp_path, slurm_sweep, slurm_clusters):
             seen = result["visible_devices"]
             if cluster == "local-dcu":
                 assert "gres/dcu=2" in p_acct["AllocTRES"]
+                # a custom gres gets no mask from Slurm: the job wrote one, one device per local rank
                 assert seen.get("HIP_VISIBLE_DEVICES") == "0,1" and "CUDA_VISIBLE_DEVICES" not in seen
+                assert result["device_mask"]["written_by_job"] is True
+                assert result["rank_devices"] == {"0": "0", "1": "1"}
             else:
                 assert "gres/gpu=2" in p_acct["AllocTRES"]
-                assert seen.get("CUDA_VISIBLE_DEVICES") == "0"  # rank 0 sees its own device only
+                # Slurm's mask of the job's two GPUs is kept; each rank uses the entry of its local rank
+                mask = seen.get("CUDA_VISIBLE_DEVICES", "").split(",")
+                assert len(mask) == 2 and result["device_mask"]["written_by_job"] is False
+                assert result["rank_devices"] == {"0": mask[0], "1": mask[1]}
             assert _result(runs[cluster], "both", knn["run_id"], "knn")["status"] == "done"
 
     # same seeds, same config, same world size: the two clusters trained the same weights

@@ -16,10 +16,11 @@ EPILOG = """examples:
   mst-sweep submit loss_weight --cluster dcu128 --dry-run            print every sbatch script
   mst-sweep check --cluster dcu128                                    one short job: versions, devices, all-reduce
   mst-sweep submit loss_weight --cluster dcu128 --preflight           the check first; nothing submitted if it fails
-  mst-sweep status loss_weight --runs /public/home/mst/runs           markers first, <= 1 scheduler call/min
-  mst-sweep resubmit loss_weight --runs ...                           failed, cancelled or missing runs only
-  mst-sweep cancel loss_weight --runs ...
-  mst-sweep pool --runs /public/home/mst/runs                         move an older root's pre-trainings into its pool"""
+  mst-sweep status loss_weight --cluster dcu128                       markers first, <= 1 scheduler call/min
+  mst-sweep resubmit loss_weight --cluster dcu128 [--dry-run]        failed, cancelled or missing runs only
+  mst-sweep cancel loss_weight --cluster dcu128
+  mst-sweep pool --cluster dcu128                                     move an older root's pre-trainings into its pool
+runs root: --runs DIR, else the --cluster profile's storage.run_root"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="print every sbatch script (or the in-process plan) without submitting or writing")
             s.add_argument("--preflight", action="store_true",
                            help="run `mst-sweep check` on the cluster first and submit nothing when it fails")
+        if name == "resubmit":
+            s.add_argument("--dry-run", action="store_true",
+                           help="list each stage that would be resubmitted and why (its state), submitting nothing")
         if name == "status":
             s.add_argument("--all", action="store_true", help="list done stages too")
     check_help = ("preflight: one short job with the profile's node shape (two nodes at most) reports versions, "
@@ -154,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "status":
             sys.exit(_print_status(status(args.sweep, cluster, root), args.all))
         if args.command == "resubmit":
-            submit(args.sweep, cluster, str(root), resubmit=True)
+            submit(args.sweep, cluster, str(root), resubmit=True, dry_run=args.dry_run)
         elif args.command == "cancel":
             cancel(args.sweep, cluster, root)
     except LocalFailures as err:  # some stages failed, every other one ran: the summary line
