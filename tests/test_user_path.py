@@ -190,3 +190,23 @@ def test_the_user_path_from_a_login_node(site_env, user_home):
     knn_top1 = rundir.read_result(rundir.stage_dir(runs, "userpath", pre["run_id"], "knn"))["metrics"]["top1@10"]
     assert row is not None and row[6] == "1", table  # table, sweep, row, column, mean, se, n, ...
     assert float(row[4]) == pytest.approx(knn_top1), table  # the cell is the k-NN record's
+
+    # a second sweep that needs the same pre-training: no second pre-training, its table fills from the pool
+    second = user_home / "userpath2.yaml"
+    second.write_text(SWEEP.replace("name: userpath", "name: userpath2").replace("id: U1", "id: U2"))
+    shutil.chown(second, user, user)
+    out = _ok(run("make", "--no-print-directory", "sweep", f"SWEEP={second}", f"CLUSTER={profile}", no_data))
+    assert "1 pooled pre-trainings, 0 new, 1 shared" in out and "submitted pretrain" not in out, out
+    assert "submitted knn x 1" in out, out
+    assert not [r for r in rundir.read_manifest(runs, "userpath2") if r["stage"] == "pretrain"]
+
+    def second_done() -> bool:
+        result = rundir.read_result(rundir.stage_dir(runs, "userpath2", pre["run_id"], "knn"))
+        assert not (result and result.get("status") == "failed"), result
+        return bool(result and result.get("status") == "done")
+
+    wait_for(second_done, 300, "the second sweep's k-NN on the shared pre-training", poll_s=3)
+    assert rundir.read_result(rundir.stage_dir(runs, "userpath2", pre["run_id"], "pretrain")) == done
+    table = _ok(run("mst-report", "tables", "--cluster", str(profile), "--sweep", str(second), "--format", "csv"))
+    row = next((ln.split(",") for ln in table.splitlines() if ln.startswith("U2,userpath2,0.6,")), None)
+    assert row is not None and row[6] == "1", table
