@@ -133,3 +133,12 @@ def compare(row: dict[int, float], ref: dict[int, float]) -> TTest | None:
     if len(row) >= 2 and len(ref) >= 2:
         return welch_t(list(row.values()), list(ref.values()))
     return None
+
+
+P_FLOOR = 0.001
+"""p-values below this print as `p < 0.001`: a t-test's tail is not measured more finely than that here."""
+
+
+def format_p(p: float) -> str:
+    """A p-value as a reader quotes it: `p = 0.034`, `p < 0.001`."""
+    return f"p < {P_FLOOR:g}" if p < P_FLOOR else f"p = {p:.3f}"
