@@ -12,7 +12,7 @@ RUNS ?= runs
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
 .PHONY: setup data slurm-up slurm-down test test-fast test-floor demo sweep report status bench quality method \
-	gpu-check lint clean
+	examples examples-train gpu-check lint clean
 
 # The exact tested set (requirements/lock.txt) as constraints: pyproject.toml holds ranges, the lock what runs.
 $(BIN)/.installed: pyproject.toml requirements/lock.txt
@@ -89,6 +89,14 @@ method: setup
 	$(BIN)/mst-report tables --runs $(RUNS) --sweep method --budget smoke --test --format md > benchmarks/results/method_smoke.md.tmp
 	mv benchmarks/results/method_smoke.md.tmp benchmarks/results/method_smoke.md
 	$(BIN)/python benchmarks/method_context.py --sweep method_smoke --runs $(RUNS)
+
+# the example tables and plots, rendered again from the records committed in analysis/examples/runs (seconds)
+examples: setup
+	BIN=$(BIN) bash analysis/examples/regenerate.sh
+
+# the same after running the covered sweeps at budget smoke into $(RUNS) (about 35 min on 2 cores)
+examples-train: setup
+	BIN=$(BIN) RUNS=$(RUNS) bash analysis/examples/regenerate.sh --train
 
 lint: setup
 	$(BIN)/ruff check mst jobs analysis tests benchmarks
