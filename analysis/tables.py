@@ -37,25 +37,31 @@ def source_name(stage: str, metric: str) -> str:
 
 def table_specs() -> dict[str, TableSpec]:
     """Every table laid out by a sweep file in sweeps/, by id."""
-    return {spec.id: spec for spec, _ in _laid_out()}
-
-
-def table_sweeps() -> dict[str, str]:
-    """Table id -> the name of the sweep file that lays it out (and fills it)."""
-    return {spec.id: name for spec, name in _laid_out()}
-
-
-def _laid_out() -> list[tuple[TableSpec, str]]:
     from jobs.sweep import SweepError, load_sweep, sweep_names
 
-    out = []
+    specs = {}
     for name in sweep_names():
         try:
             sweep = load_sweep(name)
         except SweepError as err:
             raise TableError(str(err)) from None
         if isinstance(sweep.table, dict):
-            out.append((read_table(sweep.table, f"{sweep.path}: table"), name))
+            spec = read_table(sweep.table, f"{sweep.path}: table")
+            specs[spec.id] = spec
+    return specs
+
+
+def table_sweeps() -> dict[str, str]:
+    """Table id -> the name of the sweep file that lays it out (and fills it). Reads only each file's `table:`
+    id: a full load would check every cell's config of every sweep."""
+    from jobs.config_io import read_yaml
+    from jobs.sweep import SWEEP_DIR, sweep_names
+
+    out = {}
+    for name in sweep_names():
+        table = read_yaml(SWEEP_DIR / f"{name}.yaml", "sweep").get("table")
+        if isinstance(table, dict) and isinstance(table.get("id"), str):
+            out[table["id"]] = name
     return out
 
 

@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 HERE=analysis/examples
 BIN=${BIN:-.venv/bin}
-SWEEPS=${SWEEPS:-loss_weight k_sweep probe longer_training bert}
+SWEEPS=${SWEEPS:-loss_weight k_sweep probe longer_training}
 if [ "${1:-}" = "--train" ]; then
   : "${RUNS:?set RUNS to a scratch runs root for --train}"
   # one torch thread per run: on a shared 2-core machine two threads spin-wait on each other
