@@ -52,7 +52,11 @@ PAPER_HEADER = {True: "paper", False: "paper (ImageNet, not comparable)"}
 
 def p_text(table: BuiltTable, row: BuiltRow, key: str) -> str:
     if row.is_ref and key not in row.tests:
-        return "ref"
+        index = table.rows.index(row)
+        testers = [other for other, spec in zip(table.rows, table.spec.rows) if spec.ref == index]
+        # a reference only where some row is tested against it (not where both read the same records)
+        same = all(other.cells[key].reads_same_records(row.cells[key]) for other in testers)
+        return "\u2014" if testers and same else "ref"
     t = row.tests.get(key)
     if t is None:
         return "\u2014"

@@ -97,6 +97,9 @@ def test_a_column_whose_rows_read_the_same_records_is_not_tested():
     row = next(line for line in md.splitlines() if line.startswith("| DINO probe"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[-1] == "—"  # k-NN: untested
+    ref_row = next(line for line in md.splitlines() if line.startswith("| class token"))
+    ref_cells = [c.strip() for c in ref_row.strip("|").split("|")]
+    assert (ref_cells[3], ref_cells[-1]) == ("ref", "—")  # a reference for the linear column only
     assert cells[3].startswith("p = ") and cells[3].endswith("(paired)")  # linear: a real test, p as p = 0.xxx
     assert ("k-NN (%): DINO probe (last 4 class tokens) and class token read the same records (one evaluation "
             "per pre-training), so they are not tested against each other.") in md
