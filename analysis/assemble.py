@@ -124,10 +124,13 @@ class BuiltTable:
     """The runs' scale, and whether the paper's numbers are comparable with them."""
     comparable: dict[str, bool] = field(default_factory=dict)
     """Column key -> whether its paper values are comparable (a Δ column is shown)."""
+    init_by_source: dict[tuple[str, str], CellResult] = field(default_factory=dict)
+    """(stage, metric) -> the random-init baseline of that metric: a row with its own source (A1's k = 20, 100,
+    200) is compared with random init at its own metric, not the first row's."""
 
     def delta_init(self, key: str, cell: CellResult) -> float | None:
-        """ours − random init for column `key` (None without a random-init baseline or a final value)."""
-        init = self.baselines.get("random init", {}).get(key)
+        """ours − random init at the cell's own metric (None without a random-init baseline or a final value)."""
+        init = self.init_by_source.get(cell.source) or self.baselines.get("random init", {}).get(key)
         return delta_init(cell.summary.mean if cell.final else None, init)
 
 
@@ -160,7 +163,7 @@ def build_table(spec: TableSpec, sweep: Sweep, records: Records, test: bool = Fa
     configs = [runs[0].config for runs in runs_by_cell.values()]
     scale = sweep_scale(sweep, configs, spec.paper_scale)
     used = used_sources(spec, sweep)
-    stand_ins = {column.key: sorted(used[column.key] - {row.sources[column.key][0] for row in spec.rows})
+    stand_ins = {column.key: sorted(set(used[column.key]) - {row.sources[column.key][0] for row in spec.rows})
                  for column in spec.columns}
     comparable = {key: scale.comparable and not stand_in for key, stand_in in stand_ins.items()}
 
@@ -222,16 +225,23 @@ def build_table(spec: TableSpec, sweep: Sweep, records: Records, test: bool = Fa
                       head, used, labels)
     if test:
         notes += same_records_note(untested)
-    title = f"{spec.title} ({scale.words}) \u2014 sweep {sweep.name}"
+    title = f"{spec.title}, at {scale.words} \u2014 sweep {sweep.name}"
     if test and spec.pairwise:
         notes += pairwise_notes(spec, [row.label for row in rows], built_cells, labels, compare)
     # the baselines of a column come from the metric source of its first row
     sources = {column.key: pick_source(spec, spec.rows[0], column.key, sweep) for column in spec.columns}
     baselines = baseline_cells(records.frame, sweep.name, expected_ids, sources, sweep.repeats, CellResult)
+    own = sorted({c.source for cells in built_cells for c in cells.values()} - set(sources.values()))
+    init_by_source = {}
     if baselines:
         said = "; ".join(f"{labels[key]}: {source_name(*source)}" for key, source in sources.items())
-        notes.insert(1 + len(head), NOTE.format(sources=f"from {said}"))
-    return BuiltTable(spec, sweep.name, title, tuple(rows), tuple(notes), test, labels, baselines, scale, comparable)
+        notes.insert(1 + len(head), NOTE.format(sources=f"from {said}") + (
+            " A row with its own metric takes its Δ init against random init at that metric." if own else ""))
+        found = baseline_cells(records.frame, sweep.name, expected_ids, {s: s for s in own}, sweep.repeats,
+                               CellResult)
+        init_by_source = found.get("random init", {})
+    return BuiltTable(spec, sweep.name, title, tuple(rows), tuple(notes), test, labels, baselines, scale, comparable,
+                      init_by_source)
 
 
 def table_frame(table: BuiltTable) -> pd.DataFrame:

@@ -107,7 +107,7 @@ def _dedupe(items: list[str]) -> list[str]:
 
 
 def footnotes(spec: TableSpec, sweep: Sweep, records: Records, test: bool, expected_ids: set[str],
-              problems: dict[str, list[str]], head: list[str], used: dict[str, set], labels: dict[str, str]
+              problems: dict[str, list[str]], head: list[str], used: dict[str, dict], labels: dict[str, str]
               ) -> list[str]:
     """The table's footnotes; `head` (the paper's and the probe's notes) follows the statistics line."""
     pairing = "cells decorrelated (own seeds per cell)" if sweep.decorrelate_seeds else \
@@ -124,8 +124,8 @@ def footnotes(spec: TableSpec, sweep: Sweep, records: Records, test: bool, expec
     ]
     for column in spec.columns:
         primary = {row.sources[column.key][0] for row in spec.rows}
-        text = ", ".join(source_name(*s) for s in sorted(used[column.key]))
-        if used[column.key] != primary:
+        text = ", ".join(source_name(*s) for s in used[column.key])
+        if set(used[column.key]) != primary:
             notes.append(f"{column.label} is replaced by {text}: the sweep runs no "
                          f"{' / '.join(sorted({s for s, _ in primary}))} stage.")
         else:
@@ -156,6 +156,8 @@ def _stale(records: Records, sweep: str, expected_ids: set[str]) -> list[str]:
     return sorted(set(ids[~ids.isin(list(expected_ids))]))
 
 
-def used_sources(spec: TableSpec, sweep: Sweep) -> dict[str, set]:
-    """Column key -> the (stage, metric) sources its rows read in this sweep."""
-    return {column.key: {pick_source(spec, row, column.key, sweep) for row in spec.rows} for column in spec.columns}
+def used_sources(spec: TableSpec, sweep: Sweep) -> dict[str, dict]:
+    """Column key -> the (stage, metric) sources its rows read in this sweep, in row order (a dict as an ordered
+    set)."""
+    return {column.key: dict.fromkeys(pick_source(spec, row, column.key, sweep) for row in spec.rows)
+            for column in spec.columns}

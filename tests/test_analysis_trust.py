@@ -62,7 +62,7 @@ def test_a_paper_scale_table_takes_delta_and_names_the_papers_setting():
     recs = linear_records(sweep, by_weight({0.2: 73.6, 0.4: 71.0, 0.6: 74.0, 0.8: 73.6}))
     table = build_table(spec_of(sweep), sweep, recs)
     md = to_markdown(table)
-    assert md.startswith("**Section A10: the restoration loss weight (DeiT-S, ImageNet, 100 epochs) — sweep "
+    assert md.startswith("**Section A10: the restoration loss weight, at DeiT-S, ImageNet, 100 epochs — sweep "
                          "loss_weight**")
     assert "| Restore weight | Linear (%) | paper | Δ |" in md
     # 0.6: 74.00 ± 0.07; Δ +0.10 within 2 √(0.07² + 0.2236²) = 0.47: within noise (†)
@@ -228,3 +228,17 @@ def test_a_panel_draws_records_shared_by_two_rows_once(figure):
     linear, knn = figure(build_table(spec_of(a3), a3, records_of(recs))).axes
     assert len(_data_lines(linear)) == 2  # class token and DINO probe differ
     assert list(_data_lines(knn)) == ["class token = DINO probe (same runs) (mean ± s.e.)"]
+
+
+def test_delta_init_of_a_row_with_its_own_metric_is_against_random_init_at_that_metric():
+    sweep = load_sweep("k_sweep", budget="smoke")  # A1: row k reads top1@k
+    recs = []
+    for run in sweep.expand():
+        # ours: 60 - k/100 at k (METRICS["knn"]); random init: 50 - k/100; raw pixels 70 - k/100
+        recs.append(record(run, "knn", metrics=METRICS["knn"](60.0), baselines=baseline_field("knn", 50.0, 70.0)))
+    table = build_table(spec_of(sweep), sweep, records_of(recs))
+    md = to_markdown(table)
+    for k in (10, 20, 100, 200):  # Δ init is +10.00 at every k, never ours at k minus random init at k = 10
+        assert f"| {k} | {60 - k / 100:.2f} ± 0.00 (n=2) | " in md and md.count("| +10.00 |") == 4
+    frame = pd.read_csv(io.StringIO(to_csv(table)))
+    assert frame["delta_init"][:4].round(2).tolist() == [10.0] * 4

@@ -3,14 +3,14 @@
 #   bash analysis/examples/regenerate.sh                  # render runs/ again into this folder (seconds)
 #   RUNS=/tmp/runs bash analysis/examples/regenerate.sh --train
 #                                                         # run the sweeps at budget smoke on --cluster local into
-#                                                         # $RUNS first, then copy their records here (about 35 min
+#                                                         # $RUNS first, then copy their records here (about 30 min
 #                                                         # on 2 CPU cores, 1 torch thread per run)
 # Only result.json and config.yaml are copied: no checkpoint, weights, log or cache.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 HERE=analysis/examples
 BIN=${BIN:-.venv/bin}
-SWEEPS=${SWEEPS:-loss_weight k_sweep probe longer_training}
+SWEEPS=${SWEEPS:-loss_weight k_sweep probe}
 if [ "${1:-}" = "--train" ]; then
   : "${RUNS:?set RUNS to a scratch runs root for --train}"
   # one torch thread per run: on a shared 2-core machine two threads spin-wait on each other
