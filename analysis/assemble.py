@@ -275,4 +275,9 @@ def table_frame(table: BuiltTable) -> pd.DataFrame:
                    if table.baselines else {}),
                 "ref": ref, "test": t.kind if t else None, "p_value": t.p if t else None,
             })
-    return pd.DataFrame(out)
+    frame = pd.DataFrame(out)
+    # percentages to 10 decimals: the values as computed, without float noise (59.400000000000006 -> 59.4);
+    # p-values as they are (a tiny one must not round to 0)
+    floats = frame.select_dtypes("float").columns.drop("p_value", errors="ignore")
+    frame[floats] = frame[floats].round(10)
+    return frame
