@@ -123,7 +123,7 @@ def to_markdown(table: BuiltTable) -> str:
 _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
                   "\u00b1": r"$\pm$", "\u0394": r"$\Delta$", "\u2212": "$-$", "\u221a": r"$\surd$",
-                  "\u2014": "---", "\u2020": r"$^\dagger$", "\u00b2": r"$^2$"}
+                  "\u2014": "---", "\u2020": r"$^\dagger$", "\u00b2": r"$^2$", "\u00a7": r"\S{}"}
 
 
 def latex_escape(text: str) -> str:

@@ -70,7 +70,8 @@ def test_a_paper_scale_table_takes_delta_and_names_the_papers_setting():
     # 0.4: Δ -2.50, far outside the noise: no mark
     assert "| 0.4 | 71.00 ± 0.07 (n=5) | 73.5 ± 0.22 | -2.50 |" in md
     assert "†: |Δ| within 2 combined standard errors" in md and "0.2236 at 100 epochs" in md
-    assert r"$^\dagger$" in to_latex(table)
+    latex = to_latex(table)
+    assert r"$^\dagger$" in latex and r"(\S{}1: linear probing" in latex and latex.isascii()
 
 
 # ------------------------------------------------------------------ 3. p-values, and no test of a row against itself
