@@ -243,3 +243,18 @@ def test_delta_init_of_a_row_with_its_own_metric_is_against_random_init_at_that_
         assert f"| {k} | {60 - k / 100:.2f} ± 0.00 (n=2) | " in md and md.count("| +10.00 |") == 4
     frame = pd.read_csv(io.StringIO(to_csv(table)))
     assert frame["delta_init"][:4].round(2).tolist() == [10.0] * 4
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda row: row.update(paper_se={"top1": -0.2}), "table.rows[0].paper_se.top1: must be a positive number"),
+    (lambda row: row.update(paper={}, paper_se={"top1": 0.2}), "paper_se names column 'top1', which has no paper"),
+])
+def test_a_bad_paper_se_is_one_line(change, message):
+    import copy
+
+    from analysis.tables import TableError, read_table
+
+    block = copy.deepcopy(load_sweep("loss_weight").table)
+    change(block["rows"][0])
+    with pytest.raises(TableError, match=message.replace("(", r"\(")):
+        read_table(block, "table")
