@@ -256,5 +256,6 @@ def test_a_bad_paper_se_is_one_line(change, message):
 
     block = copy.deepcopy(load_sweep("loss_weight").table)
     change(block["rows"][0])
-    with pytest.raises(TableError, match=message.replace("(", r"\(")):
+    with pytest.raises(TableError) as err:
         read_table(block, "table")
+    assert message in str(err.value) and "\n" not in str(err.value)
