@@ -40,7 +40,7 @@ RUN_PY = $(BIN)/python
 endif
 
 .PHONY: setup data slurm-up slurm-down test test-fast test-floor demo sweep report status resubmit cancel bench \
-	quality method gpu-check lint clean
+	quality method examples examples-train gpu-check lint clean
 
 # The exact tested set (requirements/lock.txt) as constraints: pyproject.toml holds ranges, the lock what runs.
 $(BIN)/.installed: pyproject.toml requirements/lock.txt
@@ -130,6 +130,14 @@ method: setup
 	$(BIN)/mst-report tables --runs $(or $(RUNS),runs) --sweep method --budget smoke --test --format md > benchmarks/results/method_smoke.md.tmp
 	mv benchmarks/results/method_smoke.md.tmp benchmarks/results/method_smoke.md
 	$(BIN)/python benchmarks/method_context.py --sweep method_smoke --runs $(or $(RUNS),runs)
+
+# the example tables and plots, rendered again from the records committed in analysis/examples/runs (seconds)
+examples: setup
+	BIN=$(BIN) bash analysis/examples/regenerate.sh
+
+# the same after running the covered sweeps at budget smoke into $(RUNS) (about 35 min on 2 cores)
+examples-train: setup
+	BIN=$(BIN) RUNS=$(or $(RUNS),runs) bash analysis/examples/regenerate.sh --train
 
 lint: setup
 	$(BIN)/ruff check mst jobs analysis tests benchmarks

@@ -6,6 +6,7 @@ happened. A cell shows a number once none of its runs is pending, otherwise prog
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,11 +18,22 @@ from jobs.sweep_table import match_rows, pick_source
 
 from .baselines import NOTE, baseline_cells, delta_init
 from .collect import Records
-from .stats import DDOF, SE_FORMULA, Summary, TTest, compare, summarize
+from .footnotes import (
+    footnotes,
+    note_marks,
+    pairwise_notes,
+    paper_notes,
+    recipe_note,
+    same_records_note,
+    used_sources,
+)
+from .scale import Scale, sweep_scale
+from .stats import Summary, TTest, compare, summarize
 from .tables import Row, TableError, TableSpec, source_name
 
 __all__ = ["TableError", "build_table", "match_rows", "pick_source", "table_frame"]
-LIST_LIMIT = 8  # names listed per footnote line before "and N more"
+NOISE_SES = 2.0
+"""A Δ within this many combined standard errors of the paper's value is marked as within noise."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +54,15 @@ class CellResult:
     """The paper's value."""
     values: dict[int, float]
     """Seed -> value of the finished runs (for the paired test)."""
+    paper_se: float | None = None
+    """The appendix's standard error of the paper's value, where it gives one."""
+    comparable: bool = False
+    """Whether the paper's value measures what this cell measures (the paper's budget, data and metric): only
+    then is a Δ taken."""
+    source: tuple[str, str] | None = None
+    """The (stage, metric) the cell reads."""
+    cell: str = ""
+    """The sweep cell it reads (jobs.sweep.cell_key)."""
 
     @property
     def final(self) -> bool:
@@ -50,9 +71,21 @@ class CellResult:
 
     @property
     def delta(self) -> float | None:
-        if not self.final or self.paper is None:
+        """ours − paper, only where the paper's value is comparable."""
+        if not self.final or self.paper is None or not self.comparable:
             return None
         return self.summary.mean - self.paper
+
+    @property
+    def within_noise(self) -> bool | None:
+        """Whether |Δ| <= 2 combined standard errors (None without a Δ or without both standard errors)."""
+        if self.delta is None or self.summary.se is None or self.paper_se is None:
+            return None
+        return abs(self.delta) <= NOISE_SES * math.hypot(self.summary.se, self.paper_se)
+
+    def reads_same_records(self, other: CellResult) -> bool:
+        """True when both cells read the same metric of the same runs (a test between them is a tautology)."""
+        return self.source is not None and (self.source, self.cell) == (other.source, other.cell)
 
 
 @dataclass(frozen=True)
@@ -65,6 +98,8 @@ class BuiltRow:
     """Column key -> test against the reference row (empty when not requested or a reference row)."""
     is_ref: bool
     """True for a row others are tested against."""
+    note_mark: str = ""
+    """The mark beside its paper values when the row has a note (footnoted)."""
 
 
 @dataclass(frozen=True)
@@ -85,16 +120,18 @@ class BuiltTable:
     """Column key -> header text (names the stand-in metric when the sweep lacks the paper's stage)."""
     baselines: dict[str, dict[str, CellResult]] = field(default_factory=dict)
     """Baseline label ('random init', 'raw pixels') -> column key -> cell; empty when no record carries them."""
+    scale: Scale = field(default_factory=lambda: Scale(False, "paper", ""))
+    """The runs' scale, and whether the paper's numbers are comparable with them."""
+    comparable: dict[str, bool] = field(default_factory=dict)
+    """Column key -> whether its paper values are comparable (a Δ column is shown)."""
+    init_by_source: dict[tuple[str, str], CellResult] = field(default_factory=dict)
+    """(stage, metric) -> the random-init baseline of that metric: a row with its own source (A1's k = 20, 100,
+    200) is compared with random init at its own metric, not the first row's."""
 
     def delta_init(self, key: str, cell: CellResult) -> float | None:
-        """ours − random init for column `key` (None without a random-init baseline or a final value)."""
-        init = self.baselines.get("random init", {}).get(key)
+        """ours − random init at the cell's own metric (None without a random-init baseline or a final value)."""
+        init = self.init_by_source.get(cell.source) or self.baselines.get("random init", {}).get(key)
         return delta_init(cell.summary.mean if cell.final else None, init)
-
-
-def _names(items: list[str]) -> str:
-    shown = "; ".join(items[:LIST_LIMIT])
-    return shown + (f"; and {len(items) - LIST_LIMIT} more" if len(items) > LIST_LIMIT else "")
 
 
 def _label(row: Row, cell: dict[str, Any]) -> tuple[str, ...]:
@@ -123,16 +160,20 @@ def build_table(spec: TableSpec, sweep: Sweep, records: Records, test: bool = Fa
         runs_by_cell[cell_key(run.cell)].append(run)
     index = _index(records, sweep.name)
     expected_ids = {run.run_id for run in specs}
+    configs = [runs[0].config for runs in runs_by_cell.values()]
+    scale = sweep_scale(sweep, configs, spec.paper_scale)
+    used = used_sources(spec, sweep)
+    stand_ins = {column.key: sorted(set(used[column.key]) - {row.sources[column.key][0] for row in spec.rows})
+                 for column in spec.columns}
+    comparable = {key: scale.comparable and not stand_in for key, stand_in in stand_ins.items()}
 
     missing, running, preempted, failed = [], [], [], []
-    used_stages = set()
     built_cells: list[dict[str, CellResult]] = []
     for row, cell in zip(spec.rows, cells):
         runs = runs_by_cell[cell_key(cell)]
         out = {}
         for column in spec.columns:
             stage, metric = pick_source(spec, row, column.key, sweep)
-            used_stages.add(stage)
             values: dict[int, float] = {}
             pending = bad = 0
             for run in runs:
@@ -152,134 +193,91 @@ def build_table(spec: TableSpec, sweep: Sweep, records: Records, test: bool = Fa
                     values[rec[3]] = float(rec[4][metric])
             summary = summarize(list(values.values())) if values else None
             out[column.key] = CellResult(summary, len(values), len(runs), pending, bad, row.paper.get(column.key),
-                                         values)
+                                         values, row.paper_se.get(column.key), comparable[column.key],
+                                         (stage, metric), cell_key(cell))
         built_cells.append(out)
 
-    rows = []
+    labels = {}
+    for column in spec.columns:
+        stand_in = stand_ins[column.key]
+        labels[column.key] = column.label if not stand_in else \
+            f"{'k-NN' if stand_in[0][0] == 'knn' else stand_in[0][0]} (%) in place of {column.label}"
+    marks = note_marks(spec)
+    rows, untested = [], []
     for i, (row, cell) in enumerate(zip(spec.rows, cells)):
         tests: dict[str, TTest | None] = {}
         if test and row.ref is not None:
             for column in spec.columns:
                 mine, ref = built_cells[i][column.key], built_cells[row.ref][column.key]
+                if mine.reads_same_records(ref):
+                    untested.append((labels[column.key], " ".join(_label(row, cell)),
+                                     " ".join(_label(spec.rows[row.ref], cells[row.ref]))))
+                    tests[column.key] = None
+                    continue
                 tests[column.key] = compare(mine.values, ref.values) if mine.final and ref.final else None
         is_ref = any(other.ref == i for other in spec.rows)
-        rows.append(BuiltRow(_label(row, cell), built_cells[i], tests, is_ref))
+        rows.append(BuiltRow(_label(row, cell), built_cells[i], tests, is_ref, marks.get(i, "")))
 
-    notes = _footnotes(spec, sweep, records, cells, test, sorted(used_stages), expected_ids,
-                       {"missing": missing, "running": running, "preempted": preempted, "failed": failed})
-    scale = "" if sweep.preset == "paper" else f" [{sweep.preset} scale]"
-    title = f"{spec.title} \u2014 sweep {sweep.name}{scale}"
-    labels = {}
-    for column in spec.columns:
-        used = {pick_source(spec, row, column.key, sweep) for row in spec.rows}
-        primary = {row.sources[column.key][0] for row in spec.rows}
-        stand_in = sorted(used - primary)
-        labels[column.key] = column.label if not stand_in else \
-            f"{'k-NN' if stand_in[0][0] == 'knn' else stand_in[0][0]} (%) in place of {column.label}"
+    head = paper_notes(spec, scale, comparable, labels) + \
+        recipe_note(sorted({stage for sources in used.values() for stage, _ in sources}), configs)
+    notes = footnotes(spec, sweep, records, test, expected_ids,
+                      {"missing": missing, "running": running, "preempted": preempted, "failed": failed},
+                      head, used, labels)
+    if test:
+        notes += same_records_note(untested)
+    title = f"{spec.title}, at {scale.words} \u2014 sweep {sweep.name}"
     if test and spec.pairwise:
-        notes += _pairwise_notes(spec, [row.label for row in rows], built_cells, labels)
+        notes += pairwise_notes(spec, [row.label for row in rows], built_cells, labels, compare)
     # the baselines of a column come from the metric source of its first row
     sources = {column.key: pick_source(spec, spec.rows[0], column.key, sweep) for column in spec.columns}
     baselines = baseline_cells(records.frame, sweep.name, expected_ids, sources, sweep.repeats, CellResult)
+    own = sorted({c.source for cells in built_cells for c in cells.values()} - set(sources.values()))
+    init_by_source = {}
     if baselines:
-        used = "; ".join(f"{labels[key]}: {source_name(*source)}" for key, source in sources.items())
-        notes.insert(2, NOTE.format(sources=f"from {used}"))
-    return BuiltTable(spec, sweep.name, title, tuple(rows), tuple(notes), test, labels, baselines)
-
-
-def _pairwise_notes(spec: TableSpec, labels: list[tuple[str, ...]], built: list[dict[str, CellResult]],
-                    headers: dict[str, str]) -> list[str]:
-    """One line per (column, pair of rows): the mean per-seed difference with its s.e., t, df and p."""
-    notes = []
-    for column in spec.columns:
-        for i in range(len(labels)):
-            for j in range(i + 1, len(labels)):
-                a, b = built[j][column.key], built[i][column.key]
-                result = compare(a.values, b.values) if a.final and b.final else None
-                if result is None:
-                    continue
-                pair = f"{' '.join(labels[j])} \u2212 {' '.join(labels[i])}"
-                if result.kind == "paired":
-                    seeds = sorted(a.values)
-                    diff = summarize([a.values[s] - b.values[s] for s in seeds])
-                    shift = f"{diff.mean:+.2f} \u00b1 {diff.se:.2f} points over {diff.n} paired seeds"
-                else:
-                    shift = f"{a.summary.mean - b.summary.mean:+.2f} points (unpaired)"
-                notes.append(f"{headers[column.key]}: {pair} = {shift}; {result.kind} t({result.df:g}) = {result.t:.2f}, "
-                             f"p = {result.p:.3g}.")
-    return notes
-
-
-def _dedupe(items: list[str]) -> list[str]:
-    return list(dict.fromkeys(items))  # a run missing in two columns is named once
-
-
-def _footnotes(spec: TableSpec, sweep: Sweep, records: Records, cells: list[dict], test: bool,
-               stages: list[str], expected_ids: set[str], problems: dict[str, list[str]]) -> list[str]:
-    pairing = "cells decorrelated (own seeds per cell)" if sweep.decorrelate_seeds else \
-        "repeat r uses the same seed in every cell (paired)"
-    notes = [
-        (f"Each value: mean \u00b1 s.e. (n) over seeds; {SE_FORMULA} with s the standard deviation over seeds "
-         f"(ddof = {DDOF}); n = finished runs of the {sweep.repeats} per cell; n = 1 gives no s.e. "
-         f"(said in the cell); a cell with runs still pending shows done/expected."),
-        "paper: the appendix's DeiT-S ImageNet top-1 (%); \u0394 = ours \u2212 paper.",
-        (f"Sweep {sweep.name}: preset {sweep.preset}"
-         + (f" with {cell_label(sweep.overrides)}" if sweep.overrides else "")
-         + f", {sweep.repeats} repeats, base seed {sweep.base_seed}, {pairing}."
-         + (f" {sweep.description}" if sweep.description else "")),
-    ]
-    for column in spec.columns:
-        used = {pick_source(spec, row, column.key, sweep) for row in spec.rows}
-        primary = {row.sources[column.key][0] for row in spec.rows}
-        text = ", ".join(source_name(*s) for s in sorted(used))
-        if used != primary:
-            text = (f"{column.label} is replaced by {text}: the sweep runs no "
-                    f"{' / '.join(sorted({s for s, _ in primary}))} stage, so the paper's linear-probe values "
-                    f"are compared with this stand-in")
-        notes.append(f"{column.label}: {text}." if used == primary else f"{text}.")
-    if test:
-        notes.append("p-value: two-sided t-test of each row against its reference row (ref): paired over seeds when "
-                     "both rows ran the same seeds, Welch's unequal-variance test otherwise.")
-    for kind, label in (("missing", "Missing (no record yet)"), ("running", "Running"),
-                        ("preempted", "Preempted (will resume from a checkpoint)"), ("failed", "Failed")):
-        items = _dedupe(problems[kind])
-        if items:
-            notes.append(f"{label}: {len(items)} \u2014 {_names(items)}.")
-    if not any(problems.values()):
-        notes.append("Missing or failed runs: none.")
-    stale = _stale(records, sweep.name, expected_ids)
-    if stale:
-        notes.append(f"Ignored {len(stale)} record(s) of runs outside the current sweep definition "
-                     f"(an older config?): {_names(stale)}.")
-    skipped = [f"{s.path} ({s.reason})" for s in records.skipped if f"/{sweep.name}/" in s.path]
-    if skipped:
-        notes.append(f"Skipped {len(skipped)} unusable record(s): {_names(skipped)}.")
-    return notes
-
-
-def _stale(records: Records, sweep: str, expected_ids: set[str]) -> list[str]:
-    frame = records.frame
-    ids = frame.loc[frame["sweep"] == sweep, "run_id"]
-    return sorted(set(ids[~ids.isin(list(expected_ids))]))
+        said = "; ".join(f"{labels[key]}: {source_name(*source)}" for key, source in sources.items())
+        notes.insert(1 + len(head), NOTE.format(sources=f"from {said}") + (
+            " A row with its own metric takes its Δ init against random init at that metric." if own else ""))
+        found = baseline_cells(records.frame, sweep.name, expected_ids, {s: s for s in own}, sweep.repeats,
+                               CellResult)
+        init_by_source = found.get("random init", {})
+    return BuiltTable(spec, sweep.name, title, tuple(rows), tuple(notes), test, labels, baselines, scale, comparable,
+                      init_by_source)
 
 
 def table_frame(table: BuiltTable) -> pd.DataFrame:
-    """Long form of a built table (one row per row x column) for CSV and plots."""
+    """Long form of a built table (one row per row x column) for CSV and plots: the values the table shows, at
+    full precision, and empty where the table shows a dash or progress (n only where a mean is shown)."""
     out = []
-    extra = [((label,) + ("",) * (len(table.spec.row_header) - 1), cells, {})
-             for label, cells in table.baselines.items()]
-    for label, cells, tests in [(row.label, row.cells, row.tests) for row in table.rows] + extra:
+    n_header = len(table.spec.row_header)
+    refs = [table.spec.rows[i].ref for i in range(len(table.rows))]
+    rows = [(row.label, row.cells, row.tests, "",
+             " ".join(table.rows[ref].label) if ref is not None else ("ref" if row.is_ref else ""))
+            for row, ref in zip(table.rows, refs)]
+    rows += [((label,) + ("",) * (n_header - 1), cells, {}, label, "") for label, cells in table.baselines.items()]
+    first = table.rows[0].cells
+    for label, cells, tests, baseline, ref in rows:
         for column in table.spec.columns:
             c = cells[column.key]
             t = tests.get(column.key)
+            source = c.source or first[column.key].source
             out.append({
-                "table": table.spec.id, "sweep": table.sweep,
-                **{h: v for h, v in zip(table.spec.row_header, label)},
-                "column": table.labels[column.key], "mean": c.summary.mean if c.final else None,
-                "se": c.summary.se if c.final else None, "n": c.summary.n if c.summary else c.done,
-                "non_finite": c.summary.non_finite if c.summary else 0, "expected": c.expected,
-                "pending": c.pending, "failed": c.failed, "paper": c.paper, "delta": c.delta,
-                **({"delta_init": table.delta_init(column.key, c)} if table.baselines else {}),
-                "test": t.kind if t else None, "p_value": t.p if t else None,
+                "table": table.spec.id, "sweep": table.sweep, "budget": table.scale.budget,
+                **{h: v for h, v in zip(table.spec.row_header, label)}, "baseline": baseline,
+                "column": table.labels[column.key], "metric_source": "/".join(source) if source else None,
+                "n": c.summary.n if c.final else None, "mean": c.summary.mean if c.final else None,
+                "se": c.summary.se if c.final else None, "done": c.done, "expected": c.expected,
+                "pending": c.pending, "failed": c.failed,
+                "non_finite": c.summary.non_finite if c.summary else 0,
+                "paper": c.paper, "paper_se": c.paper_se,
+                "paper_comparable": table.comparable.get(column.key, False) if c.paper is not None else None,
+                "delta": c.delta, "within_noise": c.within_noise,
+                **({"delta_init": None if baseline == "random init" else table.delta_init(column.key, c)}
+                   if table.baselines else {}),
+                "ref": ref, "test": t.kind if t else None, "p_value": t.p if t else None,
             })
-    return pd.DataFrame(out)
+    frame = pd.DataFrame(out)
+    # percentages to 10 decimals: the values as computed, without float noise (59.400000000000006 -> 59.4);
+    # p-values as they are (a tiny one must not round to 0)
+    floats = frame.select_dtypes("float").columns.drop("p_value", errors="ignore")
+    frame[floats] = frame[floats].round(10)
+    return frame

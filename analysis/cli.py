@@ -130,6 +130,8 @@ def cmd_tables(args: argparse.Namespace) -> int:
     from .render import EXTENSIONS, render, to_rich
 
     tables = _build(args, test=args.test)
+    if not args.sweep:
+        _say_tables_without_records(args.runs, {table.spec.id for table in tables})
     if args.out is not None:
         from mst.atomic import atomic_write_text
 
@@ -146,6 +148,16 @@ def cmd_tables(args: argparse.Namespace) -> int:
         return 0
     sys.stdout.write("\n".join(render(table, args.format) for table in tables))
     return 0
+
+
+def _say_tables_without_records(runs: Path, shown: set[str]) -> None:
+    """One line on stderr naming the tables that no sweep folder under `runs` fills (stdout stays the tables)."""
+    from .tables import table_sweeps
+
+    missing = [f"{table_id} ({sweep})" for table_id, sweep in sorted(table_sweeps().items()) if table_id not in shown]
+    if missing:
+        print(f"note: no records under {runs} for table(s) {', '.join(missing)}; `mst-sweep submit SWEEP --budget "
+              f"smoke --cluster local --runs {runs}` fills one", file=sys.stderr)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -1,7 +1,9 @@
 """Render built tables: terminal (rich), Markdown, LaTeX (booktabs) and CSV.
 
-Every value column becomes three: ours (mean ± s.e. (n), or progress), the paper's value, and Δ; a table
-whose records carry baselines adds the rows 'random init' and 'raw pixels' and a fourth, Δ init.
+Every value column becomes ours (mean ± s.e. (n), or progress), the paper's value (± its s.e. where the appendix
+gives one) and, only where the runs are at the paper's budget and data, Δ (marked † within noise); elsewhere the
+paper column is headed as not comparable and no Δ is printed. A table whose records carry baselines adds the rows
+'random init' and 'raw pixels' and a column Δ init.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import io
 import math
 
 from .assemble import BuiltRow, BuiltTable, CellResult, table_frame
+from .footnotes import NOISE
+from .stats import format_p
 
 FORMATS = ("term", "md", "latex", "csv")
 EXTENSIONS = {"term": "txt", "md": "md", "latex": "tex", "csv": "csv"}
@@ -30,21 +34,33 @@ def ours(cell: CellResult, pm: str = "\u00b1") -> str:
     return f"{s.mean:.2f} {pm} {s.se:.2f} (n={s.n}{note})"
 
 
-def paper(cell: CellResult) -> str:
-    return "\u2014" if cell.paper is None else f"{cell.paper:.1f}"
+def paper(cell: CellResult, mark: str = "", pm: str = "\u00b1") -> str:
+    """The paper's value, its standard error where the appendix gives one, and the mark of the row's note."""
+    if cell.paper is None:
+        return "\u2014"
+    return f"{cell.paper:.1f}" + (f" {pm} {cell.paper_se:.2f}" if cell.paper_se is not None else "") + mark
 
 
 def delta(cell: CellResult) -> str:
-    return "\u2014" if cell.delta is None or not math.isfinite(cell.delta) else f"{cell.delta:+.2f}"
+    if cell.delta is None or not math.isfinite(cell.delta):
+        return "\u2014"
+    return f"{cell.delta:+.2f}" + (NOISE if cell.within_noise else "")
+
+
+PAPER_HEADER = {True: "paper", False: "paper (ImageNet, not comparable)"}
 
 
 def p_text(table: BuiltTable, row: BuiltRow, key: str) -> str:
     if row.is_ref and key not in row.tests:
-        return "ref"
+        index = table.rows.index(row)
+        testers = [other for other, spec in zip(table.rows, table.spec.rows) if spec.ref == index]
+        # a reference only where some row is tested against it (not where both read the same records)
+        same = all(other.cells[key].reads_same_records(row.cells[key]) for other in testers)
+        return "\u2014" if testers and same else "ref"
     t = row.tests.get(key)
     if t is None:
         return "\u2014"
-    return f"{t.p:.3g} ({t.kind})"
+    return f"{format_p(t.p)} ({t.kind})"
 
 
 def delta_init(table: BuiltTable, key: str, cell: CellResult) -> str:
@@ -55,8 +71,9 @@ def delta_init(table: BuiltTable, key: str, cell: CellResult) -> str:
 def header(table: BuiltTable) -> list[str]:
     out = list(table.spec.row_header)
     for column in table.spec.columns:
-        out += [table.labels[column.key], "paper", "\u0394"] + (["\u0394 init"] if table.baselines else []) + \
-            (["p-value"] if table.tested else [])
+        comparable = table.comparable.get(column.key, False)
+        out += [table.labels[column.key], PAPER_HEADER[comparable]] + (["\u0394"] if comparable else []) + \
+            (["\u0394 init"] if table.baselines else []) + (["p-value"] if table.tested else [])
     return out
 
 
@@ -66,7 +83,8 @@ def body(table: BuiltTable, pm: str = "\u00b1") -> list[list[str]]:
         line = list(row.label)
         for column in table.spec.columns:
             cell = row.cells[column.key]
-            line += [ours(cell, pm), paper(cell), delta(cell)]
+            line += [ours(cell, pm), paper(cell, row.note_mark, pm)] + \
+                ([delta(cell)] if table.comparable.get(column.key, False) else [])
             if table.baselines:
                 line.append(delta_init(table, column.key, cell))
             if table.tested:
@@ -82,8 +100,8 @@ def baseline_body(table: BuiltTable, pm: str = "\u00b1") -> list[list[str]]:
         line = [label] + [""] * (len(table.spec.row_header) - 1)
         for column in table.spec.columns:
             cell = cells[column.key]
-            line += [ours(cell, pm), "\u2014", "\u2014",
-                     "\u2014" if label == "random init" else delta_init(table, column.key, cell)]
+            line += [ours(cell, pm), "\u2014"] + (["\u2014"] if table.comparable.get(column.key, False) else []) + \
+                ["\u2014" if label == "random init" else delta_init(table, column.key, cell)]
             if table.tested:
                 line.append("\u2014")
         rows.append(line)
@@ -105,7 +123,7 @@ def to_markdown(table: BuiltTable) -> str:
 _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
                   "\u00b1": r"$\pm$", "\u0394": r"$\Delta$", "\u2212": "$-$", "\u221a": r"$\surd$",
-                  "\u2014": "---"}
+                  "\u2014": "---", "\u2020": r"$^\dagger$", "\u00b2": r"$^2$", "\u00a7": r"\S{}"}
 
 
 def latex_escape(text: str) -> str:

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
-from scipy import stats as scipy_stats
-from scipy.stats import t as student_t
+
+# scipy.stats is imported inside the tests: it takes most of a second, and a report without --test needs none
 
 DDOF = 1
 SE_FORMULA = "s.e. = s/\u221an"  # s: sample standard deviation over seeds with ddof = 1
@@ -73,6 +73,8 @@ class TTest:
 
 def two_sided_p(t: float, df: float) -> float:
     """Two-sided p-value of a t statistic with `df` degrees of freedom (df may be fractional)."""
+    from scipy.stats import t as student_t
+
     if math.isnan(t):
         return 1.0  # both samples constant and equal: no evidence of a difference
     return float(min(1.0, 2.0 * student_t.sf(abs(t), df)))
@@ -102,6 +104,8 @@ def paired_t(row: Sequence[float], ref: Sequence[float]) -> TTest:
     diffs = [a - b for a, b in zip(row, ref)]
     if _constant(diffs):
         return _no_spread("paired", diffs[0], len(diffs) - 1)
+    from scipy import stats as scipy_stats
+
     res = _quietly(scipy_stats.ttest_rel, row, ref)
     return TTest("paired", float(res.statistic), int(res.df), float(res.pvalue))
 
@@ -112,6 +116,8 @@ def welch_t(row: Sequence[float], ref: Sequence[float]) -> TTest:
         raise ValueError("Welch's t-test needs at least 2 values in each sample")
     if _constant(row) and _constant(ref):  # Welch-Satterthwaite is 0/0: fall back to the pooled df
         return _no_spread("welch", row[0] - ref[0], float(len(row) + len(ref) - 2))
+    from scipy import stats as scipy_stats
+
     res = _quietly(scipy_stats.ttest_ind, row, ref, equal_var=False)
     return TTest("welch", float(res.statistic), float(res.df), float(res.pvalue))
 
@@ -133,3 +139,12 @@ def compare(row: dict[int, float], ref: dict[int, float]) -> TTest | None:
     if len(row) >= 2 and len(ref) >= 2:
         return welch_t(list(row.values()), list(ref.values()))
     return None
+
+
+P_FLOOR = 0.001
+"""p-values below this print as `p < 0.001`: a t-test's tail is not measured more finely than that here."""
+
+
+def format_p(p: float) -> str:
+    """A p-value as a reader quotes it: `p = 0.034`, `p < 0.001`."""
+    return f"p < {P_FLOOR:g}" if p < P_FLOOR else f"p = {p:.3f}"

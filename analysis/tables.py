@@ -51,6 +51,20 @@ def table_specs() -> dict[str, TableSpec]:
     return specs
 
 
+def table_sweeps() -> dict[str, str]:
+    """Table id -> the name of the sweep file that lays it out (and fills it). Reads only each file's `table:`
+    id: a full load would check every cell's config of every sweep."""
+    from jobs.config_io import read_yaml
+    from jobs.sweep import SWEEP_DIR, sweep_names
+
+    out = {}
+    for name in sweep_names():
+        table = read_yaml(SWEEP_DIR / f"{name}.yaml", "sweep").get("table")
+        if isinstance(table, dict) and isinstance(table.get("id"), str):
+            out[table["id"]] = name
+    return out
+
+
 def spec_of(sweep: Any) -> TableSpec:
     """The table `sweep` (a jobs.sweep.Sweep) fills: its own `table:` block, or the one it names by id."""
     if isinstance(sweep.table, dict):

@@ -7,17 +7,20 @@ the same spec. Torch-free and pandas-free. A block:
 
     table:
       id: A10
-      title: "Section A10: the restoration loss weight (DeiT-S, 100 epochs)"
+      title: "Section A10: the restoration loss weight"
+      paper_scale: "DeiT-S, ImageNet, 100 epochs"   # the paper's setting: named in the title at paper scale only
       row_header: [Restore weight]
       x_axis: loss.restore_weight                 # optional: plots use this axis as x
       pairwise: false                             # optional: with --test, test every pair of rows too
       columns:                                    # key: header and metric sources (stage/metric), first run wins
         top1: {label: Linear (%), sources: [linear_cls/top1_best, knn/top1@10]}
       rows:                                       # in the table's order
-        - {label: "0.2", cell: {loss.restore_weight: 0.2}, paper: {top1: 73.7}, ref: 2}
+        - {label: "0.2", cell: {loss.restore_weight: 0.2}, paper: {top1: 73.7}, paper_se: {top1: 0.2236}, ref: 2}
 
 A row's `cell` names every swept key ({rank: i}: the i-th smallest value of that axis), `paper` the paper's
-value per column (percent), `ref` the row it is tested against, `sources` (optional) its own metric sources
+value per column (percent), `paper_se` the appendix's standard error of it where the appendix gives one,
+`note` a footnote on the row's paper value (where it is not the number of the same configuration), `ref` the
+row it is tested against, `sources` (optional) its own metric sources
 per column. Paper values are the appendix's DeiT-S ImageNet top-1 accuracies; our metrics are read in percent.
 """
 
@@ -70,6 +73,10 @@ class Row:
     """Column key -> the paper's value (percent)."""
     ref: int | None = None
     """Index of the row this one is tested against (None: this row is a reference)."""
+    paper_se: dict[str, float] = field(default_factory=dict)
+    """Column key -> the appendix's standard error of the paper's value (percent), where it gives one."""
+    note: str | None = None
+    """A footnote on this row's paper value (e.g. reached only after re-tuning), marked beside the value."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,9 @@ class TableSpec:
     """Plots: the axis whose numeric value is the x coordinate (None: rows are categories)."""
     pairwise: bool = False
     """With --test, also test every pair of rows against each other (footnotes), not only rows vs their ref."""
+    paper_scale: str = ""
+    """The paper's setting of these numbers (e.g. 'DeiT-S, ImageNet, 100 epochs'): the title names it only over
+    runs at that setting, and the run's own budget otherwise."""
 
 
 # ------------------------------------------------------------------------- the block as written (codec)
@@ -117,6 +127,10 @@ class RowBlock:
     """Column key -> the paper's value (percent)."""
     ref: int | None = None
     """Index of the row it is tested against."""
+    paper_se: dict[str, float] = field(default_factory=dict)
+    """Column key -> the appendix's standard error of the paper's value (percent)."""
+    note: str | None = None
+    """A footnote on the row's paper value."""
     sources: dict[str, tuple[str, ...]] = field(default_factory=dict)
     """Column key -> this row's own metric sources."""
 
@@ -139,6 +153,8 @@ class TableBlock:
     """Plots: the numeric x axis."""
     pairwise: bool = False
     """With --test, test every pair of rows."""
+    paper_scale: str = ""
+    """The paper's setting of its numbers (named in the title at paper scale only)."""
 
 
 WORDING = {
@@ -153,7 +169,7 @@ def _bad(where: str, what: str, fix: str) -> None:
 
 def _decode(cls: type, data: Any, where: str) -> Any:
     try:
-        return codec.decode(cls, drop_blank(data, ("cell", "paper", "sources")), where, WORDING)
+        return codec.decode(cls, drop_blank(data, ("cell", "paper", "paper_se", "sources")), where, WORDING)
     except DecodeError as err:
         raise TableError(str(err)) from None
 
@@ -207,17 +223,24 @@ def read_table(data: Any, where: str) -> TableSpec:
         label = _texts(f"{at}.label", row.label)
         if len(label) != len(header):
             _bad(at, f"label has {len(label)} texts for {len(header)} row headers", "give one text per header")
-        for name, given in (("sources", row.sources), ("paper", row.paper)):
+        for name, given in (("sources", row.sources), ("paper", row.paper), ("paper_se", row.paper_se)):
             for key in given:
                 if key not in defaults:
                     _bad(at, f"{name} names column '{key}', which the table lacks", f"use one of {', '.join(defaults)}")
+        for key, se in row.paper_se.items():
+            if key not in row.paper:
+                _bad(at, f"paper_se names column '{key}', which has no paper value in this row",
+                     "give the paper's value under paper: too, or drop the s.e.")
+            if isinstance(se, bool) or not isinstance(se, (int, float)) or not se > 0:
+                _bad(f"{at}.paper_se.{key}", f"must be a positive number, got {se!r}", "e.g. 0.2236 (appendix §1)")
         if row.ref is not None and not (0 <= row.ref < len(block.rows) and row.ref != i):
             _bad(at, f"ref {row.ref!r} is not another row's index", f"give 0 .. {len(block.rows) - 1} (0 is the first row)")
         sources = {key: _sources(f"{at}.sources.{key}", row.sources[key]) if key in row.sources else defaults[key]
                    for key in defaults}
         rows.append(Row(label, {k: _cell_value(f"{at}.cell.{k}", v) for k, v in row.cell.items()}, sources,
-                        dict(row.paper), row.ref))
-    return TableSpec(block.id, block.title, header, columns, tuple(rows), block.x_axis, block.pairwise)
+                        dict(row.paper), row.ref, dict(row.paper_se), row.note))
+    return TableSpec(block.id, block.title, header, columns, tuple(rows), block.x_axis, block.pairwise,
+                     block.paper_scale)
 
 
 # ------------------------------------------------------------------------- the table against its sweep

@@ -61,7 +61,7 @@ def test_tables_one_sweep_to_stdout(runs):
     out = report("tables", "--runs", str(runs), "--sweep", "bert_smoke", "--format", "md")
     assert out.returncode == 0, out.stderr
     assert "Table A4" in out.stdout and "Section A10" not in out.stdout
-    assert "| Random | BERT | Masked tokens | No |" in out.stdout and "| 61.0 |" in out.stdout
+    assert "| Random | BERT | Masked tokens | No |" in out.stdout and "| 61.0 ± 0.22* |" in out.stdout
     # the sweep at its budget, named either way
     budget = report("tables", "--runs", str(runs), "--sweep", "bert", "--budget", "smoke", "--format", "md")
     assert budget.returncode == 0 and budget.stdout == out.stdout, budget.stderr

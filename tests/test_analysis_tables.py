@@ -61,7 +61,9 @@ PAPER = {
     "A3": ([{"linear": 73.9, "knn": 72.1}, {"linear": 76.3, "knn": 75.0}, {"linear": 75.0, "knn": 72.1},
             {"linear": 76.9, "knn": 75.0}], [None, 0, None, 2]),
     "A4": ([{"top1": 61.0}, {"top1": 71.9}, {"top1": 73.5}, {"top1": 73.9}], [3, 3, 3, None]),
-    "A9": ([{}, {"top1": 72.6}, {}, {"top1": 71.1}, {}, {}, {}], [5, 5, 5, 5, 5, None, 5]),
+    # §9: the default row (attention, p = 0.5, BN) is the paper's 73.9 configuration; each row is tested against
+    # a row one factor away (p = 0.01 vs p = 0 without BN is the appendix's own comparison)
+    "A9": ([{}, {"top1": 72.6}, {}, {"top1": 71.1}, {}, {"top1": 73.9}, {}], [1, None, 0, 1, 5, None, 5]),
     "A10": ([{"top1": 73.7}, {"top1": 73.5}, {"top1": 73.9}, {"top1": 73.6}], [2, 2, None, 2]),
     "M1": ([{"top1": 71.6}, {}, {"top1": 73.9}], [None, 0, 0]),
 }
@@ -127,8 +129,11 @@ def test_finished_sweep_hand_computed_cells(tmp_path, demo):
         write_record(tmp_path, knn_record(run, acc))
     table = build_table(spec_of(sweep), sweep, collect(tmp_path))
     md = to_markdown(table)
-    assert "| 0.2 | 71.00 ± 1.00 (n=2) | 73.7 | -2.70 |" in md
-    assert "| 0.6 | 73.00 ± 0.50 (n=2) | 73.9 | -0.90 |" in md
+    # smoke scale: the paper's ImageNet value for reference, with its s.e., and no Δ
+    assert "| Restore weight | k-NN (%) in place of Linear (%) | paper (ImageNet, not comparable) |\n" in md
+    assert "| 0.2 | 71.00 ± 1.00 (n=2) | 73.7 ± 0.22 |\n" in md
+    assert "| 0.6 | 73.00 ± 0.50 (n=2) | 73.9 ± 0.22 |\n" in md
+    assert "-2.70" not in md and "Δ =" not in md
     assert "Missing or failed runs: none." in md
     assert "ddof = 1" in md and "s.e. = s/√n" in md
     assert "k-NN (%) in place of Linear (%)" in md and "budget lighter than the smoke preset" in md
@@ -144,7 +149,7 @@ def test_half_finished_sweep_shows_progress_and_names_missing_runs(tmp_path, dem
     write_record(tmp_path, knn_record(second, 71.0, status="running"))
     table = build_table(spec_of(sweep), sweep, collect(tmp_path))
     md = to_markdown(table)
-    assert md.count("| 1/2 | ") == 4 and "±" not in md.split("\n- ")[0]
+    assert md.count("| 1/2 | ") == 4 and "(n=" not in md.split("\n- ")[0]
     assert "Missing (no record yet): 3" in md and f"{runs[1].run_id}" in md
     assert f"Running: 1 — loss.restore_weight=0.2 r1 ({second.run_id}, knn)" in md
 
@@ -164,7 +169,7 @@ def test_failed_run_and_corrupt_record_are_named(tmp_path, demo):
     table = build_table(spec_of(sweep), sweep, records)
     md = to_markdown(table)
     # weight 0.2: one failed, one done, nothing pending -> a number with n = 1 and no s.e.
-    assert "| 0.2 | 72.00 (n=1, no s.e.) | 73.7 | -1.70 |" in md
+    assert "| 0.2 | 72.00 (n=1, no s.e.) | 73.7 ± 0.22 |\n" in md
     assert f"Failed: 1 — loss.restore_weight=0.2 r0 ({failed.run_id}, knn): RuntimeError: out of memory." in md
     assert "Skipped 2 unusable record(s): " in md
     assert f"{corrupt} (unreadable: Expecting value" in md and f"{wrong} (schema 2, expected 1)" in md
@@ -227,9 +232,10 @@ def test_renderers(tmp_path, demo):
     frame = pd.read_csv(io.StringIO(to_csv(table)))
     assert list(frame["Restore weight"]) == [0.2, 0.4, 0.6, 0.8]
     assert list(frame["paper"]) == [73.7, 73.5, 73.9, 73.6] and set(frame["n"]) == {2}
-    assert (frame["delta"] - (frame["mean"] - frame["paper"])).abs().max() < 1e-9
+    assert set(frame["paper_se"]) == {0.2236} and set(frame["budget"]) == {"smoke"}
+    assert frame["delta"].isna().all() and not frame["paper_comparable"].any()  # smoke: no Δ against ImageNet
     text = to_text(table)
-    assert "[smoke scale]" in text and "73.7" in text and "ddof = 1" in text
+    assert "budget smoke" in text and "73.7" in text and "ddof = 1" in text
 
 
 def test_status_counts_every_state(tmp_path, demo):
@@ -274,9 +280,11 @@ def test_mask_prob_csv_keeps_the_p_axis_beside_the_p_value(tmp_path):
     frame = pd.read_csv(io.StringIO(to_csv(build_table(spec_of(sweep), sweep, collect(tmp_path), test=True))))
     assert list(frame["p"]) == [0.0, 0.0, 0.01, 0.01, 0.25, 0.5, 0.75]
     assert list(frame["Decoder BN"]) == ["yes", "no", "yes", "no", "yes", "yes", "yes"]
-    assert frame["p_value"].isna().tolist() == [False] * 5 + [True, False]  # 0.5 is the reference row
+    assert frame["p_value"].isna().tolist() == [False, True, False, False, False, True, False]  # two references
+    assert list(frame["ref"]) == ["random 0 no", "ref", "random 0 yes", "random 0 no", "attention (MST) 0.5 yes",
+                                  "ref", "attention (MST) 0.5 yes"]
     assert set(frame["test"].dropna()) == {"paired"}
-    assert list(frame["paper"].isna()) == [True, False, True, False, True, True, True]
+    assert list(frame["paper"].isna()) == [True, False, True, False, True, False, True]
 
 
 def test_decorrelated_seeds_use_welch(tmp_path, demo):
@@ -304,11 +312,12 @@ def test_method_table_tests_every_pair_of_arms(tmp_path):
     # by hand, df = 2, where P(|T| > t) = 1 - t / sqrt(2 + t^2):
     # random - DINO: differences 1, 2, 3 -> mean 2, s.e. 1/sqrt(3), t = sqrt(12), p = 1 - sqrt(12/14) = 0.0742
     assert "MST, random mask \u2212 DINO (no mask, no restoration) = +2.00 \u00b1 0.58 points over 3 paired " \
-           "seeds; paired t(2) = 3.46, p = 0.0742." in notes[0]
+           "seeds; paired t(2) = 3.46, p = 0.074." in notes[0]
     # attention - DINO: 1.5, 2.5, 3.5 -> t = 2.5 sqrt(3) = 4.33, p = 1 - 4.33 / sqrt(20.75) = 0.0494
-    assert "= +2.50 \u00b1 0.58 points over 3 paired seeds; paired t(2) = 4.33, p = 0.0494." in notes[1]
-    # attention - random: a constant 0.5 -> no spread, p = 0
-    assert "MST, attention-guided mask \u2212 MST, random mask = +0.50 \u00b1 0.00" in notes[2] and "p = 0." in notes[2]
+    assert "= +2.50 \u00b1 0.58 points over 3 paired seeds; paired t(2) = 4.33, p = 0.049." in notes[1]
+    # attention - random: a constant 0.5 -> no spread, p = 0, printed as a bound
+    assert "MST, attention-guided mask \u2212 MST, random mask = +0.50 \u00b1 0.00" in notes[2]
+    assert notes[2].endswith("p < 0.001.")
 
 
 def test_baseline_rows_and_delta_against_random_init(demo):
@@ -320,15 +329,18 @@ def test_baseline_rows_and_delta_against_random_init(demo):
         recs.append(record(run, "knn", metrics={"top1@10": 72.5 + run.repeat}, baselines=field))
     table = build_table(spec_of(sweep), sweep, records_of(recs))
     md = to_markdown(table)
-    assert "| Restore weight | k-NN (%) in place of Linear (%) | paper | Δ | Δ init |" in md
-    assert "| 0.6 | 73.00 ± 0.50 (n=2) | 73.9 | -0.90 | +12.60 |" in md
-    assert "| random init | 60.40 ± 0.50 (n=2) | — | — | — |" in md
-    assert "| raw pixels | 80.40 ± 0.50 (n=2) | — | — | +20.00 |" in md
+    assert "| Restore weight | k-NN (%) in place of Linear (%) | paper (ImageNet, not comparable) | Δ init |" in md
+    assert "| 0.6 | 73.00 ± 0.50 (n=2) | 73.9 ± 0.22 | +12.60 |" in md
+    assert "| random init | 60.40 ± 0.50 (n=2) | — | — |" in md
+    assert "| raw pixels | 80.40 ± 0.50 (n=2) | — | +20.00 |" in md
     assert "random init: the same architecture at its random initialisation" in md
     assert "from k-NN (%) in place of Linear (%): weighted k-NN top-1 at k = 10 (knn)" in md
     frame = pd.read_csv(io.StringIO(to_csv(table)))
     assert list(frame["Restore weight"].astype(str)) == ["0.2", "0.4", "0.6", "0.8", "random init", "raw pixels"]
     assert frame["delta_init"].round(2).tolist()[:4] == [12.6] * 4
+    # the random-init row shows no Δ init in the table, so none in the CSV either
+    assert pd.isna(frame["delta_init"][4]) and frame["delta_init"][5] == pytest.approx(20.0)
+    assert list(frame["baseline"].fillna("")) == [""] * 4 + ["random init", "raw pixels"]
     assert "random init" in to_text(table) and r"$\Delta$ init" in to_latex(table)
     # without the field nothing changes: no baseline rows, no Δ init column
     plain = to_markdown(build_table(spec_of(sweep), sweep, records_of([{**r, "baselines": None} for r in recs])))
@@ -344,12 +356,12 @@ def test_baselines_follow_each_columns_metric_source():
                                baselines=baseline_field(stage, 50.0 + run.repeat, 60.0)))
     table = build_table(spec_of(sweep), sweep, records_of(recs), test=True)
     init = table.baselines["random init"]
-    assert init["linear"].summary.mean == 51.5  # linear_dino's top1_best = acc + 1, from the first row's source
+    assert init["linear"].summary.mean == pytest.approx(51.4)  # linear_dino's top1_last = acc + 0.9 (first row)
     assert init["knn"].summary.mean == pytest.approx(50.4)  # top1@10 = acc - 0.1
     assert table.baselines["raw pixels"]["knn"].summary.se == 0.0
     md = to_markdown(table)
-    assert "| random init | 51.50 ± 0.50 (n=2) | — | — | — | — | 50.40 ± 0.50 (n=2) | — | — | — | — |" in md
-    assert "DINO's linear probe on the last 4 class tokens (linear_dino, best epoch)" in md
+    assert "| random init | 51.40 ± 0.50 (n=2) | — | — | — | 50.40 ± 0.50 (n=2) | — | — | — |" in md
+    assert "DINO's linear probe on the last 4 class tokens (linear_dino, last epoch)" in md
 
 
 def test_collected_records_with_baselines_show_the_baseline_rows(tmp_path, demo):
@@ -380,10 +392,11 @@ def test_collected_records_with_baselines_show_the_baseline_rows(tmp_path, demo)
         knn = records.frame[records.frame["stage"] == "knn"]
         assert all(b["random init"]["top1@10"] in (60.0, 61.0) for b in knn["baselines"]), attempt
         md = to_markdown(build_table(spec_of(sweep), sweep, records))
-        assert "| Restore weight | k-NN (%) in place of Linear (%) | paper | Δ | Δ init |" in md, attempt
-        assert "| 0.6 | 73.00 ± 0.50 (n=2) | 73.9 | -0.90 | +12.50 |" in md, attempt
-        assert "| random init | 60.50 ± 0.50 (n=2) | — | — | — |" in md, attempt
-        assert "| raw pixels | 80.50 ± 0.50 (n=2) | — | — | +20.00 |" in md, attempt
+        assert "| Restore weight | k-NN (%) in place of Linear (%) | paper (ImageNet, not comparable) | Δ init |" \
+            in md, attempt
+        assert "| 0.6 | 73.00 ± 0.50 (n=2) | 73.9 ± 0.22 | +12.50 |" in md, attempt
+        assert "| random init | 60.50 ± 0.50 (n=2) | — | — |" in md, attempt
+        assert "| raw pixels | 80.50 ± 0.50 (n=2) | — | +20.00 |" in md, attempt
         assert "random init: the same architecture at its random initialisation" in md, attempt
     assert (tmp_path / sweep.name / ".report-cache.json").is_file()
 

@@ -255,7 +255,7 @@ class TrainConfig:
     epochs: int = 100
     """Pre-training epochs (schedules are laid over epochs x iterations per epoch)."""
     batch_size: int = 1024
-    """Global batch size over all ranks (64 per device x 16 devices in the paper)."""
+    """Global batch size over all ranks (1024 images on 128 DCUs in the paper: 8 per device)."""
     seed: int = 0
     """Seed of the run; sweeps derive it from (base seed, repeat, stage)."""
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
