@@ -31,9 +31,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..augment import probe_train_transform
+from ..augment import AugmentedDataset, probe_train_transform
 from ..config import Config, linear_probe_lr
-from ..data import AugmentedDataset, build_dataset
+from ..data import build_dataset
 from ..run.folder import RunFolderMismatch
 from .epochs import EpochLoop, epoch_batches, fresh_counters, resume_counters, summarise, topk_correct
 from .features import class_count, drop_feature_cache, embed, eval_dataset, extract_features, feature_dim
