@@ -41,6 +41,9 @@ class StageSpec:
     None for `pretrain`, which `mst-pretrain` runs."""
     description: str = ""
     """One line for help texts and reports."""
+    baselines: bool = False
+    """Its `done` record carries the random-init and raw-pixel baselines under eval.baselines
+    (mst/eval/baselines.py): the stages that measure a frozen backbone's features."""
 
     def metric_names(self, knn_ks: tuple[int, ...] | list[int] = ()) -> tuple[str, ...]:
         """`metrics` with `{k}` spelled out for each k of eval.knn_ks."""
@@ -65,11 +68,12 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
               ("loss", "loss_dino", "loss_rec", "steps", "epochs"),
               description="self-supervised pre-training (MST)"),
     StageSpec("knn", True, "eval", "mst.eval:run_knn", ("top1@{k}", "top5@{k}"), command="knn",
+              baselines=True,
               description="weighted k-NN of the frozen backbone's class token, every k of eval.knn_ks in one pass"),
     StageSpec("linear_cls", True, "eval", "mst.eval:run_linear", _PROBE_METRICS, (("probe", "cls"),),
-              command="linear", description="linear probe on the last class token"),
+              command="linear", baselines=True, description="linear probe on the last class token"),
     StageSpec("linear_dino", True, "eval", "mst.eval:run_linear", _PROBE_METRICS, (("probe", "dino"),),
-              command="linear", description="DINO's linear probe on the last 4 class tokens"),
+              command="linear", baselines=True, description="DINO's linear probe on the last 4 class tokens"),
     StageSpec("supervised", False, "eval", "mst.eval:run_supervised", _PROBE_METRICS, command="supervised",
               description="train the same backbone with labels (the supervised baseline)"),
     StageSpec("attention", True, "eval", "mst.eval:run_attention", ("images", "heads", "frames"),
