@@ -44,7 +44,7 @@ from .stage import Stage
 
 log = logging.getLogger(__name__)
 
-STAGES = tuple(name for name, spec in REGISTRY.items() if spec.baselines)  # knn, linear_cls, linear_dino
+STAGES = tuple(name for name, spec in REGISTRY.items() if spec.frozen_probe)  # knn, linear_cls, linear_dino
 LABELS = ("random init", "raw pixels")
 CACHE_FOLDER = ".baselines"   # hidden: the report and status never take it for a sweep
 CACHE_NAME = "baselines.json"
