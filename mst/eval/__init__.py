@@ -11,7 +11,8 @@ import importlib
 from ..stages import STAGES
 
 # run_<stage> -> its module, from the registry's "module:function" entries inside this package
-_ENTRY_POINTS = {function: module for module, _, function in (spec.entry.partition(":") for spec in STAGES.values())
+_ENTRY_POINTS = {function: module
+                 for module, _, function in (spec.entry.partition(":") for spec in STAGES.values())
                  if module.startswith(__name__ + ".")}
 
 __all__ = list(_ENTRY_POINTS)

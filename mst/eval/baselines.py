@@ -161,9 +161,9 @@ def read_entry(path: Path, key: str, names: set[str]) -> tuple[dict | None, str 
 
 # ------------------------------------------------------------------------------------------------ evaluation
 def probe_metrics(stage: Stage, backbone: nn.Module, probe: str, cached: bool, tag: str) -> dict[str, float]:
-    """The linear stage's own training (mst/eval/linear_probe.py `train_probe`: same layer, lr schedule, batches and
-    augmentations, from the same seed) on `backbone`, in one go: baselines are not checkpointed, and write no
-    metrics.jsonl line and no checkpoint into the stage they are computed in."""
+    """The linear stage's own training (mst/eval/linear_probe.py `train_probe`: same layer, lr schedule,
+    batches and augmentations, from the same seed) on `backbone`, in one go: baselines are not checkpointed,
+    and write no metrics.jsonl line and no checkpoint into the stage they are computed in."""
     non_finite = (f"'{tag}' baseline probe loss", "lower eval.linear_lr, or set eval.baselines=false")
     trained = train_probe(stage, backbone, probe, cached, features_prefix=f"{tag}_", non_finite=non_finite)
     return summarise(trained.history)

@@ -1,5 +1,5 @@
-"""The `linear_cls` and `linear_dino` stages: a linear probe (mst/eval/linear_probe.py) on the frozen backbone of
-a pre-training or a weights file, resumable, with the baselines beside its numbers (mst/eval/baselines.py)."""
+"""The `linear_cls` and `linear_dino` stages: a linear probe (mst/eval/linear_probe.py) on the frozen backbone
+of a pre-training or a weights file, resumable, with the baselines beside its numbers (mst/eval/baselines.py)."""
 
 from __future__ import annotations
 
