@@ -13,18 +13,35 @@ from typing import Any
 
 from jobs.sweep import RunSpec
 from mst.config import config_to_dict
+from mst.stages import STAGES
 
 from .collect import COLUMNS, Records
 
-METRICS = {
-    "pretrain": lambda acc: {"loss": 5.0 - acc / 50, "loss_dino": 4.0, "loss_rec": 1.0, "steps": 100, "epochs": 1},
-    "knn": lambda acc: {f"top{t}@{k}": min(100.0, acc + (5 if t == 5 else 0) - k / 100) for k in (10, 20, 100, 200)
-                        for t in (1, 5)},
-    "linear_cls": lambda acc: {"top1_best": acc, "top5_best": acc + 5, "top1_last": acc - 0.1,
-                               "top5_last": acc + 4.9, "best_epoch": 9},
-    "linear_dino": lambda acc: {"top1_best": acc + 1, "top5_best": acc + 6, "top1_last": acc + 0.9,
-                                "top5_last": acc + 5.9, "best_epoch": 9},
+KNN_KS = (10, 20, 100, 200)
+"""The k values of the synthetic k-NN records."""
+
+# A plausible value of each metric name of the stage registry, from the run's accuracy in percent and the k of
+# a k-NN metric (None elsewhere).
+VALUES: dict[str, Callable[[float, Any], float]] = {
+    "loss": lambda acc, k: 5.0 - acc / 50, "loss_dino": lambda acc, k: 4.0, "loss_rec": lambda acc, k: 1.0,
+    "steps": lambda acc, k: 100, "epochs": lambda acc, k: 1,
+    "top1@{k}": lambda acc, k: min(100.0, acc - k / 100), "top5@{k}": lambda acc, k: min(100.0, acc + 5 - k / 100),
+    "top1_best": lambda acc, k: acc, "top5_best": lambda acc, k: acc + 5, "top1_last": lambda acc, k: acc - 0.1,
+    "top5_last": lambda acc, k: acc + 4.9, "best_epoch": lambda acc, k: 9,
 }
+LIFT = {"linear_dino": 1.0}  # DINO's probe on the last 4 class tokens scores a point above the cls probe
+
+
+def stage_metrics(stage: str) -> Callable[[float], dict[str, float]]:
+    """accuracy -> the registry's metrics of `stage` (k-NN ones for each of KNN_KS, k by k)."""
+    names = STAGES[stage].metrics
+    ks = KNN_KS if any("{k}" in name for name in names) else (None,)
+    lift = LIFT.get(stage, 0.0)
+    return lambda acc: {name.format(k=k): VALUES[name](acc + lift, k) for k in ks for name in names}
+
+
+METRICS = {name: stage_metrics(name) for name, spec in STAGES.items() if spec.shape == "pretrain" or spec.frozen_probe}
+"""Stage -> accuracy -> metrics: the pre-training and the stages that probe its frozen backbone."""
 
 
 def baseline_field(stage: str, random_init: float, raw_pixels: float) -> dict[str, dict[str, float]]:

@@ -5,7 +5,7 @@ hits all alike):
   full          as configured (BYOL ops per view);
   no jitter     the same without the colour jitter (jitter_prob 0);
   crops only    RandomResizedCrop + normalise: the least any multi-crop pipeline has to do.
-v2 = mst.augment.MultiCropAugment on one image at a time; batched = mst.augment_batch.BatchMultiCrop on
+v2 = mst.augment.v2.MultiCropAugment on one image at a time; batched = mst.augment.batched.BatchMultiCrop on
 --batch images at a time (its per-sample seeding included). Then the cost of each v2 transform on one crop of
 each size, to show where the v2 time goes.
 
@@ -26,8 +26,8 @@ import torch
 from torchvision.transforms import v2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from mst.augment import BICUBIC, MultiCropAugment, blur_kernel_size
-from mst.augment_batch import BatchMultiCrop
+from mst.augment.batched import BatchMultiCrop
+from mst.augment.v2 import BICUBIC, MultiCropAugment, blur_kernel_size
 from mst.config import AugmentConfig
 
 PRESETS = {

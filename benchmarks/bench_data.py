@@ -4,8 +4,8 @@ On an ImageNet-style folder of JPEGs (ROOT/train/<class>/*.jpg; benchmarks/make_
 one core and one torch thread, decoding included, timed in alternating rounds of --batch samples:
   split (worker)   what a loader worker does per sample when the device takes the photometric ops: decode
                    (reduced-size where the crops allow), RandomResizedCrop + flip of 2 global and 8 local views to
-                   uint8 (mst.data.CroppedDataset), and the batch's collate;
-  split (all CPU)  the same plus the photometric ops and normalisation batched on the CPU (mst.photometric), as
+                   uint8 (mst.augment.CroppedDataset), and the batch's collate;
+  split (all CPU)  the same plus the photometric ops and normalisation batched on the CPU (mst.augment.split), as
                    a CPU-only run does in its main process;
   DINO-style PIL   decode, then per view torchvision v1 transforms on PIL images with DINO's published
                    augmentation parameters (written here from them), to normalised tensors, and the collate.
@@ -33,8 +33,7 @@ from torchvision import transforms as T
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from jobs.config_io import load_config
-from mst.data.crops import CropCollate
-from mst.photometric import BatchPhotometric
+from mst.augment import BatchPhotometric, CropCollate
 from mst.train.loader import train_dataset
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -171,7 +171,7 @@ def augment_section(shape, batch: int, device):
     def run():
         import torch
 
-        from mst.augment_batch import BatchMultiCrop
+        from mst.augment import BatchMultiCrop
 
         cfg = load(shape, [])
         side = cfg.augment.global_size + cfg.augment.global_size // 7
@@ -195,7 +195,7 @@ def photometric_section(shape, batch: int, device):
     def run():
         import torch
 
-        from mst.photometric import BatchPhotometric
+        from mst.augment import BatchPhotometric
 
         cfg = load(shape, [])
         c = cfg.augment
@@ -237,8 +237,7 @@ def resume_section(device):
         import torch
 
         from jobs.config_io import load_config
-        from mst.augment import MultiCropAugment
-        from mst.data import AugmentedDataset
+        from mst.augment import AugmentedDataset, MultiCropAugment
         from mst.train import Interrupted, PretrainTrainer
 
         cfg = load_config("tiny", ["train.batch_size=16", "train.epochs=2", "train.checkpoint_every=3",

@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_write_bytes, atomic_write_json, read_json
+from .stages import STAGES
 from .weights import NAMINGS, WeightsError, backbone_state, container_of, encode, sha256_bytes, to_naming
 
 CARD_SUFFIX = ".card.json"
 """The card of FILE is FILE + this suffix (backbone.safetensors -> backbone.safetensors.card.json)."""
 
-RESULT_STAGES = ("knn", "linear_cls", "linear_dino")
+RESULT_STAGES = tuple(name for name, spec in STAGES.items() if spec.frozen_probe)
 """Stages beside the pre-training whose done results the card quotes (when they read these weights)."""
 
 

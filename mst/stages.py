@@ -41,6 +41,10 @@ class StageSpec:
     None for `pretrain`, which `mst-pretrain` runs."""
     description: str = ""
     """One line for help texts and reports."""
+    frozen_probe: bool = False
+    """Measures the frozen pre-trained backbone's features (k-NN or linear probe): its `done` record carries
+    the random-init and raw-pixel baselines under eval.baselines (mst/eval/baselines.py), and the card of an
+    exported backbone quotes its result (mst/export.py)."""
 
     def metric_names(self, knn_ks: tuple[int, ...] | list[int] = ()) -> tuple[str, ...]:
         """`metrics` with `{k}` spelled out for each k of eval.knn_ks."""
@@ -64,15 +68,16 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
     StageSpec("pretrain", False, "pretrain", "mst.train:run_pretrain",
               ("loss", "loss_dino", "loss_rec", "steps", "epochs"),
               description="self-supervised pre-training (MST)"),
-    StageSpec("knn", True, "eval", "mst.eval:run_knn", ("top1@{k}", "top5@{k}"), command="knn",
+    StageSpec("knn", True, "eval", "mst.eval.knn_stage:run_knn", ("top1@{k}", "top5@{k}"), command="knn",
+              frozen_probe=True,
               description="weighted k-NN of the frozen backbone's class token, every k of eval.knn_ks in one pass"),
-    StageSpec("linear_cls", True, "eval", "mst.eval:run_linear", _PROBE_METRICS, (("probe", "cls"),),
-              command="linear", description="linear probe on the last class token"),
-    StageSpec("linear_dino", True, "eval", "mst.eval:run_linear", _PROBE_METRICS, (("probe", "dino"),),
-              command="linear", description="DINO's linear probe on the last 4 class tokens"),
-    StageSpec("supervised", False, "eval", "mst.eval:run_supervised", _PROBE_METRICS, command="supervised",
+    StageSpec("linear_cls", True, "eval", "mst.eval.linear:run_linear", _PROBE_METRICS, (("probe", "cls"),),
+              command="linear", frozen_probe=True, description="linear probe on the last class token"),
+    StageSpec("linear_dino", True, "eval", "mst.eval.linear:run_linear", _PROBE_METRICS, (("probe", "dino"),),
+              command="linear", frozen_probe=True, description="DINO's linear probe on the last 4 class tokens"),
+    StageSpec("supervised", False, "eval", "mst.eval.supervised:run_supervised", _PROBE_METRICS, command="supervised",
               description="train the same backbone with labels (the supervised baseline)"),
-    StageSpec("attention", True, "eval", "mst.eval:run_attention", ("images", "heads", "frames"),
+    StageSpec("attention", True, "eval", "mst.eval.attention:run_attention", ("images", "heads", "frames"),
               command="attention", description="PNG grid of class-token attention maps (input | MST mean | heads | supervised)"),
 )}
 """Every stage, in run order (pretrain first)."""

@@ -9,7 +9,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from jobs.config_io import load_config
 from mst.augment import blur_kernel_size
-from mst.augment_batch import (
+from mst.augment.batched import (
     BatchMultiCrop,
     MultiCropCollate,
     adjust_brightness,
@@ -19,8 +19,8 @@ from mst.augment_batch import (
     gaussian_blur,
     solarize,
 )
+from mst.augment.datasets import SeededImageDataset
 from mst.config import AugmentConfig, ConfigError
-from mst.data.augmented import SeededImageDataset
 from mst.seeding import sample_seed
 from mst.train import Interrupted, run_pretrain
 from mst.train.loader import epoch_loader, train_dataset

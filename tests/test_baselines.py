@@ -14,7 +14,8 @@ from mst.eval.epochs import fresh_counters, summarise
 from mst.eval.features import eval_dataset
 from mst.eval.knn import weighted_knn
 from mst.eval.knn_stage import run_knn
-from mst.eval.linear import run_linear, train_probe
+from mst.eval.linear import run_linear
+from mst.eval.linear_probe import train_probe
 from mst.eval.stage import Stage
 from mst.seeding import seed_everything
 from mst.train import NonFiniteLoss, run_pretrain

@@ -9,9 +9,9 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from mst.augment import MultiCropAugment
+from mst.augment import AugmentedDataset, MultiCropAugment
 from mst.config import AugmentConfig, DataConfig
-from mst.data import AugmentedDataset, DataError, DatasetMissingError, build_dataset
+from mst.data import DataError, DatasetMissingError, build_dataset
 
 FMNIST = "/usr/share/datasets/fashion-mnist"
 

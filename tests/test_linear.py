@@ -11,7 +11,8 @@ from mst.checkpoint import load_checkpoint
 from mst.config import ModelConfig
 from mst.eval.epochs import epoch_batches, summarise
 from mst.eval.features import embed, feature_dim
-from mst.eval.linear import epoch_lr, make_probe, run_linear
+from mst.eval.linear import run_linear
+from mst.eval.linear_probe import epoch_lr, make_probe
 from mst.models import build_backbone
 from mst.train import Interrupted, run_pretrain
 

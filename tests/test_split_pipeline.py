@@ -13,12 +13,11 @@ from scipy import stats
 
 from jobs.config_io import load_config
 from mst.augment import MultiCropAugment
-from mst.augment_batch import BatchMultiCrop, draw_uniforms
+from mst.augment.batched import BatchMultiCrop, draw_uniforms
+from mst.augment.datasets import CroppedDataset
+from mst.augment.split import BatchPhotometric, CropCollate, geometric_crops
 from mst.config import AugmentConfig
-from mst.data.augmented import CroppedDataset
-from mst.data.crops import CropCollate, geometric_crops
 from mst.data.folder import ImageFolderDataset
-from mst.photometric import BatchPhotometric
 from mst.seeding import sample_seed
 from mst.train import Interrupted, run_pretrain
 from mst.train.loader import ResumableSampler, RunLoader, epoch_loader, train_dataset

@@ -71,3 +71,44 @@ def test_the_synthetic_records_report_the_registry_metrics():
 
     for stage, make in METRICS.items():
         assert set(make(70.0)) == set(STAGES[stage].metric_names((10, 20, 100, 200))), stage
+
+
+def test_no_module_but_the_registry_lists_stage_names():
+    """A tuple, list, set or dict of two or more stage names outside mst/stages.py is a second stage list; read
+    the registry instead (a sweep file's `stages:` is data, not such a list)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    lists = []
+    for path in sorted([*(root / "mst").rglob("*.py"), *(root / "analysis").rglob("*.py")]):
+        if path == root / "mst" / "stages.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+                items = node.elts
+            elif isinstance(node, ast.Dict):
+                items = [key for key in node.keys if key is not None]
+            else:
+                continue
+            named = [i.value for i in items if isinstance(i, ast.Constant) and i.value in STAGES]
+            if len(named) >= 2:
+                lists.append(f"{path.relative_to(root)}:{node.lineno} {named}")
+    assert not lists, "stage lists outside the registry: " + "; ".join(lists)
+
+
+def test_the_stage_sets_derive_from_the_registry():
+    import mst.eval
+    from analysis.synthetic import METRICS
+    from mst.eval.baselines import STAGES as WITH_BASELINES
+    from mst.export import RESULT_STAGES
+
+    probes = tuple(n for n, s in STAGES.items() if s.frozen_probe)
+    assert probes == WITH_BASELINES == RESULT_STAGES == ("knn", "linear_cls", "linear_dino")
+    assert tuple(METRICS) == ("pretrain", *probes)
+    # mst.eval's entry points are the registry's, each resolving to the function the registry calls
+    eval_specs = [s for s in STAGES.values() if s.entry.startswith("mst.eval.")]
+    assert set(mst.eval.__all__) == {s.entry.split(":")[1] for s in eval_specs} == {
+        "run_knn", "run_linear", "run_supervised", "run_attention"}
+    for spec in eval_specs:
+        assert getattr(mst.eval, spec.entry.split(":")[1]) is spec.resolve()

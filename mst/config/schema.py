@@ -107,11 +107,11 @@ class AugmentConfig:
     eval_crop: int = 224
     """Evaluation: centre crop of this side."""
     backend: Literal["v2", "batched", "split"] = "v2"
-    """Training multi-crop implementation, same distribution: v2 = mst.augment per sample in the dataset;
-    batched = mst.augment_batch per batch in the loader's collate (~20x v2's samples/s on a CPU core at 32 px,
+    """Training multi-crop implementation, same distribution: v2 = mst.augment.v2 per sample in the dataset;
+    batched = mst.augment.batched per batch in the loader's collate (~20x v2's samples/s on a CPU core at 32 px,
     ~1.6x at 224 px: benchmarks/results/augment_*.md); split = decode (reduced-size JPEG decode when the
-    crops allow), crop and flip to uint8 in the loader workers (mst.data.crops), the photometric ops batched
-    inside the training step on its device (mst.photometric; benchmarks/results/data.md)."""
+    crops allow), crop and flip to uint8 in the loader workers, the photometric ops batched inside the
+    training step on its device (both mst.augment.split; benchmarks/results/data.md)."""
 
     def __post_init__(self) -> None:
         check_options(self, "augment")

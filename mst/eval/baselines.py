@@ -35,15 +35,16 @@ from ..atomic import atomic_write_json, read_json
 from ..models import build_backbone
 from ..run.folder import locked_stage_folder
 from ..run.record import versions
+from ..stages import STAGES as REGISTRY
 from ..stages import get_stage
 from .epochs import summarise
-from .knn_stage import knn_eval
-from .linear import train_probe
+from .knn_probe import knn_eval
+from .linear_probe import train_probe
 from .stage import Stage
 
 log = logging.getLogger(__name__)
 
-STAGES = ("knn", "linear_cls", "linear_dino")
+STAGES = tuple(name for name, spec in REGISTRY.items() if spec.frozen_probe)  # knn, linear_cls, linear_dino
 LABELS = ("random init", "raw pixels")
 CACHE_FOLDER = ".baselines"   # hidden: the report and status never take it for a sweep
 CACHE_NAME = "baselines.json"
@@ -160,9 +161,9 @@ def read_entry(path: Path, key: str, names: set[str]) -> tuple[dict | None, str 
 
 # ------------------------------------------------------------------------------------------------ evaluation
 def probe_metrics(stage: Stage, backbone: nn.Module, probe: str, cached: bool, tag: str) -> dict[str, float]:
-    """The linear stage's own training (mst/eval/linear.py `train_probe`: same layer, lr schedule, batches and
-    augmentations, from the same seed) on `backbone`, in one go: baselines are not checkpointed, and write no
-    metrics.jsonl line and no checkpoint into the stage they are computed in."""
+    """The linear stage's own training (mst/eval/linear_probe.py `train_probe`: same layer, lr schedule,
+    batches and augmentations, from the same seed) on `backbone`, in one go: baselines are not checkpointed,
+    and write no metrics.jsonl line and no checkpoint into the stage they are computed in."""
     non_finite = (f"'{tag}' baseline probe loss", "lower eval.linear_lr, or set eval.baselines=false")
     trained = train_probe(stage, backbone, probe, cached, features_prefix=f"{tag}_", non_finite=non_finite)
     return summarise(trained.history)
@@ -182,6 +183,15 @@ def compute(stage: Stage, mode: str) -> dict[str, dict[str, float]]:
             probe = stage.name.split("_", 1)[1]
             found[label] = probe_metrics(stage, backbone, probe, mode == "cached_features", tag)
     return found
+
+
+def baseline_fields(stage: Stage, metrics: dict[str, Any], mode: str | None = None) -> dict[str, Any]:
+    """The record fields that eval.baselines adds to `stage`'s `done` record: {"baselines": ...}, or none.
+
+    `metrics` are the stage's own, checked finite first: a record that fails on them costs no baseline."""
+    stage.check_finite(metrics)
+    found = stage_baselines(stage, mode)
+    return {} if found is None else {"baselines": found}
 
 
 def stage_baselines(stage: Stage, mode: str | None = None) -> dict[str, dict[str, float]] | None:

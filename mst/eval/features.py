@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from ..augment import eval_transform
+from ..augment import AugmentedDataset, eval_transform
 from ..checkpoint import atomic_torch_save, load_checkpoint
-from ..data import AugmentedDataset, build_dataset
+from ..data import build_dataset
 from ..run.progress import StepProgress
 from ..run.runtime import Interrupted
 from .stage import Stage, StopFn, forward_context, stop_requested

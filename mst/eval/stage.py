@@ -120,20 +120,19 @@ class Stage:
         truncate_jsonl(self.out / "metrics.jsonl", keep)
 
     # ---------------------------------------------------------------- result.json
+    @staticmethod
+    def check_finite(metrics: dict[str, Any]) -> None:
+        """Raise NonFiniteLoss naming the first NaN/inf metric: a `done` record holds finite numbers only."""
+        bad = {k: v for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)}
+        if bad:
+            name, value = next(iter(bad.items()))
+            raise NonFiniteLoss(None, value, what=f"metric '{name}'",
+                                fix="the checkpoint's weights or the stage's settings give NaN/inf; "
+                                    "check the pre-training's losses")
+
     def record(self, status: str, metrics: dict[str, Any], error: str | None = None, **fields: Any) -> dict:
         if status == "done":
-            bad = {k: v for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)}
-            if bad:
-                name, value = next(iter(bad.items()))
-                raise NonFiniteLoss(None, value, what=f"metric '{name}'",
-                                    fix="the checkpoint's weights or the stage's settings give NaN/inf; "
-                                        "check the pre-training's losses")
-            # eval.baselines: the stage's recipe on the random-init network and on raw pixels (cached)
-            from .baselines import stage_baselines
-
-            found = stage_baselines(self, fields.get("mode"))
-            if found is not None:
-                fields["baselines"] = found
+            self.check_finite(metrics)
         else:
             return write_failed_record(self.out, self.name, self.cfg, error or status, metrics, self.wall_time(),
                                        self.record_extra, device=str(self.device), precision=self.precision,

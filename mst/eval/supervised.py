@@ -21,11 +21,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..augment import probe_train_transform
+from ..augment import AugmentedDataset, probe_train_transform
 from ..checkpoint import load_checkpoint, weights_sha256
 from ..compat import grad_scaler
 from ..config import Config, config_from_dict, config_to_dict
-from ..data import AugmentedDataset, build_dataset
+from ..data import build_dataset
 from ..models import build_backbone
 from ..run.rng import get_rng_state, set_rng_state
 from ..run.runtime import autocast_context

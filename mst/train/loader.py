@@ -5,11 +5,15 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
-from ..augment import MultiCropAugment
-from ..augment_batch import MultiCropCollate
-from ..data import AugmentedDataset, build_dataset
-from ..data.augmented import CroppedDataset, SeededImageDataset
-from ..data.crops import CropCollate
+from ..augment import (
+    AugmentedDataset,
+    CropCollate,
+    CroppedDataset,
+    MultiCropAugment,
+    MultiCropCollate,
+    SeededImageDataset,
+)
+from ..data import build_dataset
 from ..seeding import sample_seed, worker_init_fn
 
 

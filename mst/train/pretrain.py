@@ -20,12 +20,12 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .. import distributed as dist
 from ..atomic import append_jsonl, atomic_write_json, read_json, truncate_jsonl
+from ..augment import BatchPhotometric
 from ..checkpoint import atomic_torch_save, load_checkpoint, weights_sha256
 from ..compat import grad_scaler
 from ..config import Config, ConfigError, config_hash, config_to_dict
 from ..losses import DINOLoss, restoration_loss
 from ..masking import make_mask, masks_anything
-from ..photometric import BatchPhotometric
 from ..run.folder import claim_folder, locked_stage_folder
 from ..run.progress import StepProgress
 from ..run.record import make_record, write_failed_record

@@ -1,4 +1,5 @@
-"""Batched multi-crop augmentation: the views of `mst.augment.MultiCropAugment` for a whole batch, CPU or GPU.
+"""Batched multi-crop augmentation (`augment.backend: batched`): the views of `mst.augment.v2`'s
+`MultiCropAugment` for a whole batch, CPU or GPU.
 
 Same ops, order and probabilities [MST appendix §2, BYOL + multi-crop]: RandomResizedCrop (bicubic, scale range
 per crop kind, ratio 3/4..4/3, 10 tries then the centre crop, as torchvision), horizontal flip, colour jitter
@@ -23,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import default_collate
 
-from .augment import blur_kernel_size
+from .v2 import blur_kernel_size
 
 RATIO = (3 / 4, 4 / 3)
 TRIES = 10  # RandomResizedCrop's attempts before falling back to the centre crop

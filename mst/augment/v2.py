@@ -3,7 +3,7 @@
 Multi-crop [MST appendix §2 = BYOL augmentations with DINO's multi-crop]: per view a bicubic
 RandomResizedCrop, horizontal flip, colour jitter, grayscale, Gaussian blur and solarisation, where blur and
 solarisation have their own probability per view kind (global 1, global 2, locals). Every random draw comes
-from torch's global generator, so `mst.data.AugmentedDataset` makes each sample reproducible.
+from torch's global generator, so `mst.augment.datasets.AugmentedDataset` makes each sample reproducible.
 """
 
 from __future__ import annotations

@@ -1,10 +1,17 @@
-"""Worker side of the split pipeline: decode, RandomResizedCrop and flip every view of a sample, as uint8.
+"""The split pipeline (`augment.backend: split`): crops in the loader workers, photometric ops on the device.
 
-The crop boxes and flips come from the sample's row of uniforms in `mst.augment_batch`'s layout (so a sample
-gets the same boxes as with the batched backend); the photometric ops run later, batched, in the training step
-(`mst.photometric`). A JPEG is decoded at a reduced size (PIL's draft mode, a DCT-domain 1/2, 1/4 or 1/8) when
-every crop of the sample still has at least as many source pixels as output pixels at that size; the crops are
-then resampled with PIL's antialiased bicubic filter (what torchvision's bicubic resize reproduces).
+Worker side (`CroppedDataset` items, `CropCollate`): decode, RandomResizedCrop and flip every view of a sample,
+as uint8. The crop boxes and flips come from the sample's row of uniforms in `mst.augment.batched`'s layout (so
+a sample gets the same boxes as with the batched backend). A JPEG is decoded at a reduced size (PIL's draft
+mode, a DCT-domain 1/2, 1/4 or 1/8) when every crop of the sample still has at least as many source pixels as
+output pixels at that size; the crops are then resampled with PIL's antialiased bicubic filter (what
+torchvision's bicubic resize reproduces).
+
+Device side (`BatchPhotometric`, inside the training step): colour jitter, grayscale, Gaussian blur and
+solarisation as batched tensor ops on the crops' device (CUDA or ROCm through torch.cuda, or the CPU in the
+main process), then normalisation. Every random parameter comes from the sample's own seed, in
+`mst.augment.batched`'s layout, so a sample's views depend on (seed, epoch, index) alone and match the batched
+backend's draws for the same seed.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mst.augment_batch import FLIP, crop_boxes
+from .batched import FLIP, crop_boxes, draw_uniforms, normalise, photometric
 
 BICUBIC = Image.Resampling.BICUBIC
 FLIP_LR = Image.Transpose.FLIP_LEFT_RIGHT
@@ -76,3 +83,35 @@ class CropCollate:
         labels = torch.tensor([item[1] for item in kept], dtype=torch.int64)
         seeds = torch.tensor([item[2] for item in kept], dtype=torch.int64)
         return crops, labels, seeds, torch.tensor(len(items) - len(kept))
+
+
+class BatchPhotometric:
+    """uint8 crops (one [B, 3, S, S] tensor per view, any device) + one seed per sample -> normalised float
+    crops, same shapes and device."""
+
+    def __init__(self, aug_cfg):
+        self.cfg = aug_cfg
+        self.n_views = 2 + aug_cfg.n_local
+        self.gen = torch.Generator()  # reseeded per sample: only its seed matters
+
+    def __call__(self, crops: list[torch.Tensor], seeds, return_params: bool = False):
+        c = self.cfg
+        if len(crops) != self.n_views or any(t.dtype != torch.uint8 for t in crops):
+            raise ValueError(f"expected {self.n_views} uint8 crop tensors, got {len(crops)} "
+                             f"({', '.join(str(t.dtype) for t in crops)})")
+        B = crops[0].shape[0]
+        u = draw_uniforms(self.gen, seeds, self.n_views)                      # [B, V, WIDTH]
+        blur, solarize = c.blur_prob, c.solarize_prob
+        out, params = [], []
+        for views, size, _ in view_kinds(c):
+            V = views.stop - views.start
+            blur_p = blur[:2] if views.start == 0 else blur[2:] * V
+            solarize_p = solarize[:2] if views.start == 0 else solarize[2:] * V
+            x = torch.cat(crops[views]).reshape(V * B, 3, size * size).float().mul_(1 / 255)  # view-major
+            rows = u[:, views].transpose(0, 1).reshape(V * B, -1)
+            p = photometric(x, rows, c, size, B, blur_p, solarize_p)
+            out += list(normalise(x, c).reshape(V, B, 3, size, size))
+            params.append({k: v.reshape(V, B, *v.shape[1:]).transpose(0, 1) for k, v in p.items()})
+        if not return_params:
+            return out
+        return out, {k: torch.cat([p[k] for p in params], 1) for k in params[0]}  # each [B, V, ...]

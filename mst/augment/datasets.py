@@ -15,9 +15,9 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, Subset
 
-from mst.augment_batch import draw_uniforms
-from mst.data.crops import geometric_crops
-from mst.seeding import sample_seed
+from ..seeding import sample_seed
+from .batched import draw_uniforms
+from .split import geometric_crops
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class AugmentedDataset(Dataset):
 class SeededImageDataset(AugmentedDataset):
     """Items (uint8 image, label, sample seed) of `base`: the seed is `sample_seed(seed, epoch, index)`.
 
-    For augmentation per batch (`mst.augment_batch.MultiCropCollate`): the dataset only says which seed each
+    For augmentation per batch (`mst.augment.batched.MultiCropCollate`): the dataset only says which seed each
     sample's random parameters come from, so they stay a function of (seed, epoch, index) alone.
     """
 
@@ -66,8 +66,8 @@ class SeededImageDataset(AugmentedDataset):
 
 
 def image_source(base: Dataset, index: int):
-    """What `mst.data.crops.geometric_crops` reads for item `index`: the file path of an image folder (so the
-    decoder can draft), else the uint8 image tensor; and the label."""
+    """What `mst.augment.split.geometric_crops` reads for item `index`: the file path of an image folder (so
+    the decoder can draft), else the uint8 image tensor; and the label."""
     if isinstance(base, Subset):
         return image_source(base.dataset, base.indices[index])
     samples = getattr(base, "samples", None)
@@ -82,8 +82,9 @@ class CroppedDataset(AugmentedDataset):
     """Items (V uint8 crops [3, S, S], label, sample seed) of `base`, or None for an unreadable image file.
 
     The worker side of the split pipeline: decode, RandomResizedCrop and flip from the sample's seed
-    `sample_seed(seed, epoch, index)`; the photometric ops follow in the step (`mst.photometric`). An index may
-    also be an (epoch, index) pair, which lets persistent loader workers serve any epoch.
+    `sample_seed(seed, epoch, index)`; the photometric ops follow in the step
+    (`mst.augment.split.BatchPhotometric`). An index may also be an (epoch, index) pair, which lets persistent
+    loader workers serve any epoch.
     """
 
     def __init__(self, base: Dataset, aug_cfg, seed: int):
