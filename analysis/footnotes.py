@@ -7,6 +7,7 @@ from typing import Any
 
 from jobs.sweep import Sweep, cell_label
 from jobs.sweep_table import pick_source
+from mst.stages import STAGES
 
 from .collect import Records
 from .scale import Scale
@@ -20,7 +21,8 @@ NOTE_MARKS = ("*", "**", "***", "****")
 """Marks of the rows' notes on their paper values, in row order."""
 PAPER_SE_SOURCE = ("\u00a71: linear probing, 0.2236 at 100 epochs, 0.1581 at 300; none "
                    "for k-NN")
-LINEAR_STAGES = ("linear_cls", "linear_dino")
+LINEAR_STAGES = tuple(name for name, spec in STAGES.items() if spec.command == "linear")
+"""The linear-probe stages, whose footnote gives the probe's recipe."""
 
 
 def names(items: list[str]) -> str:
