@@ -48,7 +48,7 @@ def test_curve_points_at_the_named_steps_in_the_log_and_the_record(with_curve):
 
 
 def test_step_zero_is_the_random_initialisation(with_curve):
-    out, record = with_curve
+    _, record = with_curve
     cfg = load_config("tiny", CURVE)
     probe = CurveProbe(cfg, torch.device("cpu"))
     assert len(probe.train_y) == 200 and len(probe.test_y) == 100
