@@ -82,8 +82,10 @@ quality: setup
 gpu-check: setup
 	$(BIN)/python benchmarks/gpu_check.py
 
-# The paper's claim at Fashion-MNIST scale: DINO alone vs MST (random / attention-guided masking), 3 paired
-# seeds, the same budget in every arm; the table with paired tests goes to benchmarks/results/method_smoke.md.
+# The paper's claim at Fashion-MNIST scale: DINO alone, DINO + restoration, MST (random / attention-guided
+# masking), 10 paired seeds of the full smoke preset (40 pre-trainings, about 4.5 h on 2 idle cores), the same
+# budget in every arm; the table with paired tests goes to benchmarks/results/method_smoke.md (primary test:
+# docs/METHOD.md).
 method: setup
 	$(BIN)/mst-sweep submit method --budget smoke --cluster local --runs $(RUNS)
 	$(BIN)/mst-report tables --runs $(RUNS) --sweep method --budget smoke --test --format md > benchmarks/results/method_smoke.md.tmp
