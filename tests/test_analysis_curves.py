@@ -100,3 +100,21 @@ def test_no_usable_curve_is_one_line_and_exit_2(tmp_path, capsys, curve, message
     with pytest.raises(SystemExit):
         main(["curve", "--runs", str(tmp_path), "--sweep", run.sweep])
     assert "no finished pre-training of sweep" in capsys.readouterr().err
+
+
+def test_report_curve_never_imports_torch(runs, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root, sweep = runs
+    code = f"""
+import sys
+import analysis.cli
+assert analysis.cli.main(["curve", "--runs", "{root}", "--sweep", "{sweep.name}", "--out", "{tmp_path}"]) == 0
+print("torch" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], check=False, cwd=Path(__file__).resolve().parents[1],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False"
