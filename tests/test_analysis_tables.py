@@ -290,46 +290,6 @@ def test_decorrelated_seeds_use_welch(tmp_path, demo):
     assert "cells decorrelated" in to_markdown(table)
 
 
-def test_method_table_tests_every_pair_of_arms(tmp_path):
-    import statistics
-
-    from scipy.stats import t as student_t
-
-    sweep = load_sweep("method_smoke")
-    # per seed r: DINO 70 + r; DINO + restoration = DINO + 0.5 (a constant shift); random = DINO + (1, 2, 3, 1,
-    # 2, ...); attention = random + 0.5
-    shift = {("none", 0.0): lambda r: 0.0, ("none", 0.6): lambda r: 0.5, ("random", 0.6): lambda r: 1.0 + r % 3,
-             ("attention", 0.6): lambda r: 1.5 + r % 3}
-
-    def arm(run):
-        return run.cell["mask.strategy"], run.cell["loss.restore_weight"]
-    runs = sweep.expand()
-    assert sweep.repeats == 10 and len({arm(r) for r in runs}) == 4
-    assert {r.seed for r in runs if arm(r) == ("none", 0.0)} == {r.seed for r in runs if arm(r) == ("attention", 0.6)}
-    write_sweep_records(tmp_path, runs, lambda run: 70.0 + run.repeat + shift[arm(run)](run.repeat))
-    table = build_table(spec_of(sweep), sweep, collect(tmp_path), test=True)
-    notes = [n for n in table.footnotes if "paired t(9)" in n]
-    assert len(notes) == 6   # every pair of the four arms
-    # by hand: differences 1, 2, 3, 1, 2, 3, 1, 2, 3, 1 -> mean 1.9, s.e. s / sqrt(10), t = mean / s.e.
-    diffs = [1.0 + r % 3 for r in range(10)]
-    se = statistics.stdev(diffs) / 10 ** 0.5
-    t = statistics.mean(diffs) / se
-    p = 2 * student_t.sf(t, 9)
-    random_vs_dino = (f"MST, random mask \u2212 DINO (no mask, no restoration) = +1.90 \u00b1 {se:.2f} points over "
-                      f"10 paired seeds; paired t(9) = {t:.2f}, p = {p:.3g}.")
-    assert any(random_vs_dino in n for n in notes)
-    # the primary test's pair: attention-guided MST - DINO, differences shifted by 0.5 -> mean 2.4
-    t_attn = 2.4 / se
-    assert any(f"MST, attention-guided mask \u2212 DINO (no mask, no restoration) = +2.40 \u00b1 {se:.2f} points "
-               f"over 10 paired seeds; paired t(9) = {t_attn:.2f}, p = {2 * student_t.sf(t_attn, 9):.3g}." in n
-               for n in notes)
-    # constant shifts -> no spread, p = 0
-    assert any("DINO + restoration, no mask \u2212 DINO (no mask, no restoration) = +0.50 \u00b1 0.00" in n
-               and "p = 0." in n for n in notes)
-    assert any("MST, attention-guided mask \u2212 MST, random mask = +0.50 \u00b1 0.00" in n and "p = 0." in n
-               for n in notes)
-
-
 def test_baseline_rows_and_delta_against_random_init(demo):
     sweep, runs = demo
     recs = []
