@@ -360,7 +360,7 @@ class EvalConfig:
               f"{self.linear_momentum}", "e.g. --set eval.linear_momentum=0.9")
         check_non_negative(self.linear_weight_decay, "eval.linear_weight_decay")
         check_prob(self.attention_threshold, "eval.attention_threshold")
-        check(min(self.curve_steps, default=0) >= 0, "eval.curve_steps", "steps are >= 0", "e.g. [0,100,200]")
+        check(min(self.curve_steps, default=0) >= 0, "eval.curve_steps", "a step is < 0", "use steps >= 0")
         check_positive(min(self.curve_subset), "eval.curve_subset", "[2000,1000]")
 
 
