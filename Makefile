@@ -85,12 +85,13 @@ gpu-check: setup
 # The paper's claim at Fashion-MNIST scale: DINO alone, DINO + restoration, MST (random / attention-guided
 # masking), 10 paired seeds of the full smoke preset (40 pre-trainings, about 4.5 h on 2 idle cores), the same
 # budget in every arm; the table with paired tests goes to benchmarks/results/method_smoke.md (primary test:
-# docs/METHOD.md).
+# docs/METHOD.md), the k-NN learning curves per arm to method_smoke_curve.png / .txt.
 method: setup
 	$(BIN)/mst-sweep submit method --budget smoke --cluster local --runs $(RUNS)
 	$(BIN)/mst-report tables --runs $(RUNS) --sweep method --budget smoke --test --format md > benchmarks/results/method_smoke.md.tmp
 	mv benchmarks/results/method_smoke.md.tmp benchmarks/results/method_smoke.md
 	$(BIN)/python benchmarks/method_context.py --sweep method_smoke --runs $(RUNS)
+	$(BIN)/mst-report curve --runs $(RUNS) --sweep method --budget smoke --out benchmarks/results > benchmarks/results/method_smoke_curve.txt
 
 lint: setup
 	$(BIN)/ruff check mst jobs analysis tests benchmarks
