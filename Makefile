@@ -69,6 +69,7 @@ status: setup
 bench: setup
 	$(BIN)/python benchmarks/bench_step.py
 	$(BIN)/python benchmarks/bench_knn.py
+	$(BIN)/python benchmarks/bench_curve.py
 	$(BIN)/python benchmarks/bench_report.py
 	@if sinfo >/dev/null 2>&1; then $(BIN)/python benchmarks/bench_submit.py; \
 	else echo "bench_submit: skipped, no Slurm cluster answers (make slurm-up)"; fi
