@@ -4,6 +4,8 @@
                       [--out DIR] [--test]
     mst-report status [--cluster NAME | --runs DIR] [--sweep NAME [--budget B]]
     mst-report plot   [--cluster NAME | --runs DIR] [--sweep NAME [--budget B]] [--out DIR]
+    mst-report curve  [--cluster NAME | --runs DIR] [--sweep NAME [--budget B] | --run DIR] [--metric top1@10]
+                      [--out DIR]
 
 Imports stay inside the commands so that `--help` is instant; nothing here ever imports torch.
 """
@@ -55,6 +57,13 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plot", help="one PNG per sweep: metric vs swept value with s.e. bars and the paper's points")
     common(p)
     p.add_argument("--out", type=Path, help="folder for the PNGs (default: <runs>/plots)")
+    c = sub.add_parser("curve", help="learning curves (eval.curve_steps): k-NN vs pre-training step per cell, "
+                       "mean \u00b1 s.e. over seeds, beside the random-init and raw-pixel lines")
+    common(c)
+    c.add_argument("--run", type=Path, metavar="DIR", help="one run instead of sweeps: its pretrain folder "
+                   "(mst-pretrain --out) or the run folder holding pretrain/")
+    c.add_argument("--metric", default="top1@10", help="k-NN metric of the curve (default: top1@10)")
+    c.add_argument("--out", type=Path, help="folder for the PNGs (default: <runs>/plots; with --run, DIR)")
     return parser
 
 
@@ -191,10 +200,32 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_curve(args: argparse.Namespace) -> int:
+    from .collect import collect
+    from .curves import CurveError, curves_text, plot_curves, run_curves, sweep_curves
+
+    try:
+        if args.run is not None:
+            if args.sweep:
+                _fail("--run and --sweep are exclusive; pass one run folder or sweep names")
+            found = [(run_curves(args.run, args.metric), (args.out or args.run) / "curve.png")]
+        else:
+            sweeps = _load_sweeps(args)
+            records = collect(args.runs, [s.name for s in sweeps])
+            out = args.out if args.out is not None else args.runs / "plots"
+            found = [(sweep_curves(records.frame, s.name, args.metric), out / f"{s.name}_curve.png") for s in sweeps]
+    except CurveError as err:
+        _fail(str(err))
+    for curves, path in found:
+        sys.stdout.write(curves_text(curves))
+        print(f"wrote {plot_curves(curves, path)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _resolve_runs(args)
-    return {"tables": cmd_tables, "status": cmd_status, "plot": cmd_plot}[args.command](args)
+    return {"tables": cmd_tables, "status": cmd_status, "plot": cmd_plot, "curve": cmd_curve}[args.command](args)
 
 
 if __name__ == "__main__":

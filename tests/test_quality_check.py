@@ -22,10 +22,18 @@ def test_gap_text_gives_mean_and_standard_error():
     assert quality.gap_text(summarize([4.0])) == "+4.0 (one seed, no s.e.)"
 
 
-def test_each_seed_pretrains_its_own_folder_and_the_mean_decides(tmp_path):
+def test_each_seed_pretrains_its_own_folder_and_the_mean_decides(tmp_path, capsys):
     report = tmp_path / "quality.md"
     args = [*TINY, "--seeds", "0", "1", "--out", str(tmp_path / "runs"), "--results", str(report)]
     assert quality.main([*args, "--min-gap", "-100"]) == 0
+    out = capsys.readouterr().out
+    raw = float(re.search(r"raw pixels top-1@10 +([0-9.]+)", out).group(1))
+    per_seed = [float(m) for m in re.findall(r"pre-trained top-1@10 +([0-9.]+)", out)]
+    distances = [float(m) for m in re.findall(r"to raw pixels ([-+][0-9.]+)", out)]
+    assert len(per_seed) == 2 and all(abs(d - (p - raw)) <= 0.11 for d, p in zip(distances, per_seed))
+    mean = float(re.search(r"distance to raw pixels \(pre-trained minus raw pixels, top-1@10\): ([-+][0-9.]+) ±",
+                           out).group(1))
+    assert abs(mean - (sum(per_seed) / 2 - raw)) <= 0.11
     text = report.read_text()
     rows = [line for line in text.splitlines() if line.startswith(("| 0 |", "| 1 |"))]
     assert len(rows) == 2

@@ -325,6 +325,10 @@ class EvalConfig:
     baselines: bool = False
     """knn and linear probes also record the stage's recipe on the run's random-init network and on raw pixels,
     cached per budget and seed under the runs root (mst/eval/baselines.py); off: at ImageNet scale each is a job."""
+    curve_steps: tuple[int, ...] = ()
+    """Steps after which the learning curve's k-NN is logged (metrics.jsonl, record `curve`); 0 = init, () = off."""
+    curve_subset: tuple[int, int] = (2000, 1000)
+    """(train, test) images of the curve's k-NN: the first N of each split's stable subset (mst.data)."""
     attention_threshold: float = 0.6
     """Attention maps keep the top patches holding this fraction of the mass (0 shows raw maps)."""
     attention_images: tuple[str, ...] = ("astronaut", "chelsea", "coffee", "rocket")
@@ -356,6 +360,8 @@ class EvalConfig:
               f"{self.linear_momentum}", "e.g. --set eval.linear_momentum=0.9")
         check_non_negative(self.linear_weight_decay, "eval.linear_weight_decay")
         check_prob(self.attention_threshold, "eval.attention_threshold")
+        check(min(self.curve_steps, default=0) >= 0, "eval.curve_steps", "a step is < 0", "use steps >= 0")
+        check_positive(min(self.curve_subset), "eval.curve_subset", "[2000,1000]")
 
 
 @dataclass(frozen=True)

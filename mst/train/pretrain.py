@@ -41,6 +41,7 @@ from ..run.runtime import (
 from ..schedules import cosine, teacher_temperature
 from ..seeding import seed_everything
 from .clipping import clip_gradients
+from .curve import CurveProbe
 from .loader import RunLoader, train_dataset
 from .nets import Student, Teacher, copy_student_into_teacher, ema_update
 
@@ -120,6 +121,8 @@ class PretrainTrainer:
         self.wall_before = 0.0     # wall time spent in earlier attempts of this run
         self.last = {}
         self.balance = {}          # the latest loss-balance measurement (measure_balance)
+        self.curve_probe = CurveProbe(cfg, self.device) if cfg.eval.curve_steps else None
+        self.curve: list[dict] = []   # the learning curve's points: {"step", top1@k, top5@k ...}
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
@@ -131,6 +134,7 @@ class PretrainTrainer:
             "wall_time_s": self.wall_before + (time.time() - self.t_start), "last": self.last,
             "skipped_images": self.skipped_images,
             "balance": self.balance,
+            "curve": self.curve,
             "weights_sha256": self.digest(),
         }
 
@@ -146,7 +150,7 @@ class PretrainTrainer:
     def resume(self) -> bool:
         path = self.out / "checkpoint.pt"
         if not path.is_file():
-            self._truncate_metrics()   # lines of an attempt that died before its first checkpoint
+            self._truncate_metrics(-1)   # every line of an attempt that died before its first checkpoint
             return False
         state = load_checkpoint(path, self.device, expect=CHECKPOINT_KEYS)
         self.student.load_state_dict(state["student"])
@@ -158,14 +162,16 @@ class PretrainTrainer:
         self.step, self.wall_before, self.last = state["step"], state["wall_time_s"], state.get("last", {})
         self.skipped_images = state.get("skipped_images", 0)
         self.balance = state.get("balance", {})
-        self._truncate_metrics()
+        self.curve = state.get("curve", [])
+        self._truncate_metrics(self.step)
         log.info("resumed from %s at step %d", path, self.step)
         return True
 
-    def _truncate_metrics(self) -> None:
-        """Drop metric lines logged after the checkpoint, so a resumed log reads like an uninterrupted one."""
+    def _truncate_metrics(self, last_step: int) -> None:
+        """Drop metric lines logged after `last_step` (the checkpoint's), so a resumed log reads like an
+        uninterrupted one; -1 drops them all (a curve point at step 0 comes before any checkpoint)."""
         if dist.is_main():
-            truncate_jsonl(self.out / "metrics.jsonl", lambda line: line.get("step", 0) <= self.step)
+            truncate_jsonl(self.out / "metrics.jsonl", lambda line: line.get("step", 0) <= last_step)
 
     # ------------------------------------------------------------------ one step
     def schedules(self) -> tuple[float, float, float, float]:
@@ -252,12 +258,23 @@ class PretrainTrainer:
                         "grad_ratio_rec_dino": rec / dino if dino > 0 else None, "balance_step": self.step + 1}
         return self.balance
 
+    def measure_curve(self, epoch: int, metrics_path: Path) -> None:
+        """The learning curve's point at this step. It comes before the step's checkpoint, so a run resumed from
+        that checkpoint already holds it and one resumed from an earlier checkpoint measures it again."""
+        nets = {"teacher": self.teacher, "student": self.student}
+        metrics = self.curve_probe.evaluate(nets[self.cfg.eval.knn_source].backbone)
+        self.curve.append({"step": self.step, **metrics})
+        if dist.is_main():
+            append_jsonl(metrics_path, {"step": self.step, "epoch": epoch, "curve": metrics})
+
     # ------------------------------------------------------------------ loop
     def fit(self, should_stop: Callable[[], bool] | None, show_progress: bool = True) -> dict:
         self.t_start = time.time()
-        self.resume()
+        resumed = self.resume()
         cfg = self.cfg
         metrics_path = self.out / "metrics.jsonl"
+        if self.curve_probe is not None and not resumed and self.curve_probe.due(0):
+            self.measure_curve(0, metrics_path)   # the random initialisation
         progress = StepProgress(self.total_steps, self.step, enabled=show_progress and dist.is_main())
         loader = RunLoader(self.dataset, cfg, self.world, self.rank, self.device)
         with progress:
@@ -274,6 +291,8 @@ class PretrainTrainer:
                     logged = self.step % cfg.train.log_every == 0 or "balance_step" in self.last
                     if dist.is_main() and (logged or self.step == self.total_steps):
                         append_jsonl(metrics_path, {"step": self.step, "epoch": epoch, **self.last})
+                    if self.curve_probe is not None and self.curve_probe.due(self.step):
+                        self.measure_curve(epoch, metrics_path)
                     if self.step % cfg.train.checkpoint_every == 0 or self.step % self.steps_per_epoch == 0:
                         self.save()
                     if self.step >= self.total_steps:
@@ -328,7 +347,8 @@ def _run_pretrain_locked(cfg: Config, out: Path, should_stop: Callable[[], bool]
          "loss_rec": trainer.last.get("loss_rec"), "steps": trainer.step, "epochs": cfg.train.epochs,
          "skipped_images": trainer.skipped_images, **trainer.balance},
         info["wall_time_s"], record_extra, weights_sha256=trainer.digest(), world_size=trainer.world,
-        device=str(trainer.device), precision=trainer.precision)
+        device=str(trainer.device), precision=trainer.precision,
+        **({"curve": trainer.curve} if trainer.curve_probe is not None else {}))
     if dist.is_main():
         atomic_write_json(out / "result.json", record)
     return record
