@@ -110,7 +110,7 @@ cancel: $(LOGIN_NEEDS)
 bench: setup
 	$(BIN)/python benchmarks/bench_step.py
 	$(BIN)/python benchmarks/bench_knn.py
-	$(BIN)/python benchmarks/bench_curve.py
+	$(BIN)/python benchmarks/bench_curve.py --set 'eval.curve_steps=[0,78,156,234,312,390,468,546,624]'
 	$(BIN)/python benchmarks/bench_report.py
 	@if sinfo >/dev/null 2>&1; then $(BIN)/python benchmarks/bench_submit.py; \
 	else echo "bench_submit: skipped, no Slurm cluster answers (make slurm-up)"; fi

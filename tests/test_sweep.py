@@ -18,33 +18,33 @@ SMOKE_FILES = Path(__file__).resolve().parent / "fixtures" / "sweeps_before_budg
 
 # A pin against accidental changes of the run ids at budget smoke (runs folders, examples, the demo).
 # The ids changed once, when the smoke preset began recording baselines (eval.baselines) and took one global
-# gradient-norm clip (optim.clip_mode), and again when it began logging its learning curve (eval.curve_steps).
+# gradient-norm clip (optim.clip_mode).
 SMOKE_RUN_IDS = {
     "bert_smoke": [
-        "459bc6e554b3-r0", "ab20edabb206-r1", "5fe7f4263384-r0", "de8c2f48c855-r1", "262cd1760b90-r0",
-        "88220b68edb5-r1", "fc21df40c52b-r0", "066fb5ae5594-r1",
+        "6d0d6bd1e98b-r0", "176bde76c8aa-r1", "22b53816420a-r0", "e5335d1e0aad-r1", "5bce89ae062c-r0",
+        "ab5fd1ef1d39-r1", "d7ec35d86844-r0", "95996d879012-r1",
     ],
     "k_sweep_smoke": [
-        "fc21df40c52b-r0", "066fb5ae5594-r1",
+        "d7ec35d86844-r0", "95996d879012-r1",
     ],
     "longer_training_smoke": [
-        "fc21df40c52b-r0", "066fb5ae5594-r1", "df6ab15fda2a-r0", "ad882e9f1e72-r1",
+        "d7ec35d86844-r0", "95996d879012-r1", "00d5cfd7a7c9-r0", "562b4910d1da-r1",
     ],
     "loss_weight_smoke": [
-        "0b1a003b66b1-r0", "d96d251f8a07-r1", "94d29876a188-r0", "6b2b8755cc67-r1", "32cb180e6871-r0",
-        "c1e00f6dd119-r1", "d67a431cf974-r0", "71c13645dff1-r1",
+        "ea8cc8e3a8ba-r0", "14ab1f309f3e-r1", "152d2c1eaf58-r0", "399b22b109d4-r1", "729ddca2e036-r0",
+        "770a36a73af7-r1", "6b9b711d42be-r0", "fd17c8522b6a-r1",
     ],
     "mask_ratio_smoke": [
-        "fb71d944fdcf-r0", "6202794589cd-r1", "00a417e5be1c-r0", "ec4d4d229084-r1", "a4bd56a7b5d4-r0",
-        "7126844c57d5-r1", "062ddf46748a-r0", "3c15cd15a3b9-r1", "2dbddfe49313-r0", "8e479b7ed4f2-r1",
-        "fc21df40c52b-r0", "066fb5ae5594-r1", "cb3058d658ba-r0", "3b25b30e7d3b-r1",
+        "7b81f306ae82-r0", "eb3bed1d438e-r1", "2488822cf0e0-r0", "f4161998b7d9-r1", "f8198bd6c7c8-r0",
+        "7c3aa7af906f-r1", "9794affcdc44-r0", "1654929c96bf-r1", "39933994be16-r0", "17aed755faf9-r1",
+        "d7ec35d86844-r0", "95996d879012-r1", "a1597f6cfea8-r0", "ea321710d2ab-r1",
     ],
     "method_smoke": [
-        "0dc83d6aeb55-r0", "18d316c927b6-r1", "5b58a17f4f40-r2", "f933784e8185-r0", "aa25a9664d60-r1",
-        "e214c6884d4d-r2", "6342451125b3-r0", "c206cd299d99-r1", "4720b0e8cb2f-r2",
+        "88b0debd4650-r0", "af530ac7ffd0-r1", "d8c83885c2f8-r2", "7dd98f48e432-r0", "b20d6acd2796-r1",
+        "e051956e88e3-r2", "ac0c898e8cfc-r0", "54fdd0c14c5a-r1", "b93d106ef6f2-r2",
     ],
     "probe_smoke": [
-        "fc21df40c52b-r0", "066fb5ae5594-r1",
+        "d7ec35d86844-r0", "95996d879012-r1",
     ],
 }
 
