@@ -87,11 +87,14 @@ def test_a_run_killed_before_its_first_checkpoint_keeps_no_stale_point(tmp_path,
     assert curve_lines(tmp_path) == curve_lines(out) and resumed["curve"] == record["curve"]
 
 
-def test_off_by_default_and_in_the_paper_preset_on_in_smoke_and_checked():
+def test_off_by_default_and_in_the_presets_on_in_the_method_sweep_and_checked():
+    from jobs.sweep import load_sweep
     from mst.config import Config
 
     assert Config().eval.curve_steps == () and load_config("paper", []).eval.curve_steps == ()
-    smoke = load_config("smoke", [])
+    assert load_config("smoke", []).eval.curve_steps == ()  # smoke run ids stay as they were
+    method = load_sweep("method", budget="smoke")
+    smoke = load_config("smoke", [f"{k}={v}" for k, v in method.overrides.items()])
     steps_per_epoch = smoke.data.train_subset // smoke.train.batch_size
     assert smoke.eval.curve_steps == tuple(range(0, smoke.train.epochs * steps_per_epoch + 1, steps_per_epoch // 2))
     assert config_hash(load_config("tiny", ["eval.curve_subset=[2000,1000]"])) == config_hash(load_config("tiny", []))
