@@ -14,6 +14,9 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
+from mst.boundary import console_script, print_error
+from mst.echo import shown
+
 FORMATS = ("term", "md", "latex", "csv")
 
 
@@ -23,8 +26,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _fail(message: str) -> NoReturn:
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
+    print_error(message, 2)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -78,7 +80,7 @@ def _load_sweeps(args: argparse.Namespace) -> list:
         try:
             sweeps.append(load_sweep(name))
         except SweepError as err:
-            print(f"warning: runs/{name} skipped: {err}", file=sys.stderr)
+            print(shown(f"warning: runs/{name} skipped: {err}"), file=sys.stderr)
     if not sweeps:
         _fail(f"none of the sweep folders under {args.runs} ({', '.join(names)}) has a valid sweeps/*.yaml; "
               f"pass --sweep PATH.yaml")
@@ -143,11 +145,14 @@ def cmd_status(args: argparse.Namespace) -> int:
                     for sweep, specs in ((s, s.expand()) for s in sweeps)]
     except RunFolderError as err:  # a malformed manifest
         _fail(str(err))
+    from rich.markup import escape
+
     console = _console()
     for status, total in statuses:
         console.print(to_rich(status, total))
     for skipped in records.skipped:
-        console.print(f"[red]skipped record[/red] {skipped.path}: {skipped.reason}", highlight=False)
+        console.print(f"[red]skipped record[/red] {escape(shown(skipped.path))}: {escape(shown(skipped.reason))}",
+                      highlight=False)
     return 0
 
 
@@ -161,6 +166,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+@console_script
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     return {"tables": cmd_tables, "status": cmd_status, "plot": cmd_plot}[args.command](args)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from mst.inputs import InputError, read_json_file
+
 SCHEMA = 1
 STATUSES = ("done", "failed", "running", "preempted")
 # key -> accepted types; every record must carry these (the rest of the schema is informational here)
@@ -97,20 +99,37 @@ def _subdirs(path: str) -> list[os.DirEntry]:
         return []
 
 
+MAX_RECORD_BYTES = 16 << 20  # a record is a few kilobytes (its config included)
 CACHE_NAME = ".report-cache.json"
 CACHE_VERSION = 2  # 2: rows carry `baselines`
 
 
 def _load_cache(sweep_dir: str) -> dict[str, list]:
-    """{'<run_id>/<stage>': [inode, mtime_ns, size, row]} of records already checked; {} when absent or bad."""
+    """{'<run_id>/<stage>': [inode, mtime_ns, size, row]} of records already checked; {} when absent or
+    unusable (not a regular file, too large or deep, another version, not a mapping): the cache is then
+    rebuilt. Each entry's shape is checked where it is used (_cached_row)."""
     try:
-        with open(os.path.join(sweep_dir, CACHE_NAME), "rb") as f:
-            data = json.loads(f.read())
-        if data.get("version") == CACHE_VERSION and data.get("schema") == SCHEMA:
-            return data["entries"]
-    except (OSError, ValueError, AttributeError, KeyError):
-        pass
+        data = read_json_file(os.path.join(sweep_dir, CACHE_NAME), "report cache")
+    except (OSError, ValueError):  # InputError is a ValueError
+        return {}
+    if (isinstance(data, dict) and data.get("version") == CACHE_VERSION and data.get("schema") == SCHEMA
+            and isinstance(data.get("entries"), dict)):
+        return data["entries"]
     return {}
+
+
+_ROW_KEYS = frozenset(COLUMNS) - {"path"}
+
+
+def _cached_row(hit: object, stamp: list[int], sweep: str, run_id: str, stage: str) -> dict | None:
+    """The cached row when `hit` is a well-formed entry for this file's stamp and its row a usable record
+    (a hand-edited or foreign cache must not put a wrong-shaped row into the table); None to re-read."""
+    if not isinstance(hit, list) or len(hit) != 4 or hit[:3] != stamp:
+        return None
+    row = hit[3]
+    if not isinstance(row, dict) or set(row) != _ROW_KEYS:
+        return None
+    return row if check_record({**row, "schema": SCHEMA}, sweep, run_id, stage) is None else None
 
 
 def _save_cache(sweep_dir: str, entries: dict[str, list]) -> None:
@@ -138,16 +157,16 @@ def _read_sweep(root: str, sweep: str, rows: list[dict], skipped: list[Skipped])
             except FileNotFoundError:
                 continue  # a stage folder before its first record (checkpoint only, or just created)
             key, stamp = f"{run.name}/{stage.name}", [st.st_ino, st.st_mtime_ns, st.st_size]
-            hit = cache.get(key)
-            if hit is not None and hit[:3] == stamp:
-                row = hit[3]
-            else:
+            row = _cached_row(cache.get(key), stamp, sweep, run.name, stage.name)
+            if row is None:
                 changed = True
                 try:
-                    with open(path, "rb") as f:
-                        data = json.loads(f.read())
-                except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-                    skipped.append(Skipped(path, f"unreadable: {str(err).splitlines()[0]}"))
+                    data = read_json_file(path, "record", MAX_RECORD_BYTES)
+                except InputError as err:  # not JSON, not a regular file, too large or deep, a huge integer
+                    skipped.append(Skipped(path, str(err).replace(f"record {path} ", "", 1)))
+                    continue
+                except OSError as err:
+                    skipped.append(Skipped(path, f"unreadable: {err.strerror or err}"))
                     continue
                 reason = check_record(data, sweep, run.name, stage.name)
                 if reason:

@@ -9,6 +9,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from mst.boundary import console_script
+from mst.echo import shown
+
 from .common import fail
 
 EPILOG = """examples:
@@ -70,9 +73,9 @@ def _preflight(cluster: str, runs: str | None, wait_s: float = 900.0) -> int:
     profile = load_profile(cluster)
     problems = run_check(profile, Path(runs or profile.storage.run_root), wait_s)
     for line in problems:
-        print(f"problem: {line}", file=sys.stderr)
+        print(f"problem: {shown(line)}", file=sys.stderr)
     if problems:
-        print(f"error: preflight of {profile.name} found {len(problems)} problem(s)", file=sys.stderr)
+        print(f"error: preflight of {shown(profile.name)} found {len(problems)} problem(s)", file=sys.stderr)
     else:
         print(f"preflight of {profile.name}: all checks passed")
     return 1 if problems else 0
@@ -105,6 +108,7 @@ def _print_status(states: list, show_all: bool) -> int:
     return 0 if all(s.state == "done" for s in states) else 1
 
 
+@console_script
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if getattr(args, "budget", None):
