@@ -21,3 +21,10 @@ def _escape(match: re.Match) -> str:
 def shown(text: object) -> str:
     """`text` as one printable line: control characters, escapes and direction marks as `\\xNN`/`\\uNNNN`."""
     return _HIDDEN.sub(_escape, str(text))
+
+
+def brief(value: object, limit: int = 80) -> str:
+    """repr(value) in at most about `limit` characters (its middle left out), for a value a file handed us."""
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10**limit else f"<an integer of " \
+        f"{len(str(abs(value))) if abs(value) < 10**4000 else 'thousands of'} digits>"
+    return text if len(text) <= limit else f"{text[:limit // 2]}...{text[-(limit // 2):]}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -44,9 +45,9 @@ def one_line(proc: subprocess.CompletedProcess) -> str:
 
 
 def digest(folder: Path) -> dict[str, str]:
-    """Every regular file under `folder` and its sha256 (what must not change)."""
+    """Every regular file under `folder` but the report's own cache, and its sha256 (what must not change)."""
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file() and not p.is_symlink()}
+            for p in sorted(folder.rglob("*")) if p.is_file() and not p.is_symlink() and "report-cache" not in p.name}
 
 
 # ------------------------------------------------------------------ the readers' bounds (unit)
@@ -162,3 +163,149 @@ def test_an_input_error_escaping_a_front_end_is_its_own_line(capsys, monkeypatch
         main()
     err = capsys.readouterr().err
     assert stop.value.code == 1 and err.startswith("error: cannot use /dev/null/x: Not a directory; ")
+
+
+# ------------------------------------------------------------------ class 2: numbers that parse, mean nothing
+
+
+def _slurm_profile(tmp_path: Path, **sections: str) -> Path:
+    from conftest import _profile
+
+    path = _profile(tmp_path)
+    text = path.read_text()
+    for key, value in sections.items():
+        text = "\n".join(line for line in text.splitlines() if not line.startswith(f"{key}:")) + f"\n{key}: {value}\n"
+    path.write_text(text)
+    return path
+
+
+PROFILE_NUMBERS = {
+    "mem": ("resources", "{nodes: 1, tasks_per_node: 1, cpus_per_task: 1, mem_gb: 1.0e+308, time_min: 10}",
+            "resources.mem_gb is 1e+308, more than Slurm takes"),
+    "time": ("downstream", "{nodes: 1, tasks_per_node: 1, cpus_per_task: 1, mem_gb: 1, time_min: 1099511627776}",
+             "downstream.time_min is 1099511627776, more than Slurm takes"),
+    "delay": ("preemption", "{signal: USR2, delay_s: 4294967296, max_requeues: 3}",
+              "preemption.delay_s (4294967296) must be at most 65535"),
+    "array": ("limits", "{array_size: 9223372036854775807, array_parallelism: 4}",
+              "limits.array_size and limits.array_parallelism must be at most"),
+    "gres": ("accelerators", "{kind: dcu, per_node: 4, request: gres, gres: 'dcu:" + "9" * 5000 + "'}",
+             "accelerators.gres is 'dcu:"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PROFILE_NUMBERS))
+def test_profile_numbers_beyond_slurm_are_refused_before_anything_is_printed(tmp_path, case):
+    from conftest import _fake_slurm, _sweep
+
+    section, value, why = PROFILE_NUMBERS[case]
+    fake = _fake_slurm(tmp_path)
+    runs = tmp_path / "runs"
+    proc = subprocess.run([sys.executable, "-m", "jobs.cli.sweep", "submit", str(_sweep(tmp_path)), "--cluster",
+                           str(_slurm_profile(tmp_path, **{section: value})), "--runs", str(runs), "--dry-run"],
+                          cwd=tmp_path, env=fake["env"], capture_output=True, text=True, timeout=60, check=False)
+    line = one_line(proc)
+    assert why in line and len(line) < 600, line
+    assert "#!/bin/bash" not in proc.stdout and not runs.exists() and not fake["log"].exists()
+
+
+# ------------------------------------------------------------------ class 3: records and caches, wrong shape
+
+
+@pytest.fixture()
+def runs(tmp_path):
+    from analysis.synthetic import write_sweep_records
+    from jobs.sweep import load_sweep
+
+    root = tmp_path / "runs"
+    write_sweep_records(root, load_sweep("loss_weight_smoke").expand())
+    return root
+
+
+def _records(runs: Path) -> list[Path]:
+    return sorted(runs.glob("loss_weight_smoke/*/knn/result.json"))
+
+
+def _report(runs: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return command("analysis.cli", *args, "--runs", str(runs), "--sweep", "loss_weight_smoke", timeout=timeout)
+
+
+HOSTILE_RECORDS = {
+    "fifo": (lambda p: (p.unlink(), os.mkfifo(p)), "is a FIFO, not a regular file"),
+    "folder": (lambda p: (p.unlink(), p.mkdir()), "is a folder, not a regular file"),
+    "list": (lambda p: p.write_text("[1, 2, 3]"), "not a JSON object (list)"),
+    "huge_int": (lambda p: p.write_text(re.sub(r'"seed": \d+', '"seed": ' + "7" * 5000, p.read_text())),
+                 "holds an integer of 5000 digits"),
+    "deep": (lambda p: p.write_text('{"schema": 1, "cell": ' + "[" * 5000 + "]" * 5000 + "}"),
+             "nests more than 64 levels deep"),
+    "wrong_type": (lambda p: p.write_text(p.read_text().replace('"metrics": {', '"metrics": {"top1@7": "x", ')),
+                   "is not a number"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_RECORDS))
+def test_a_record_of_the_wrong_shape_is_skipped_and_named_at_once(runs, case):
+    plant, why = HOSTILE_RECORDS[case]
+    target = _records(runs)[0]
+    plant(target)
+    before = digest(runs)
+    started = time.monotonic()
+    proc = _report(runs, "status", timeout=20)
+    assert time.monotonic() - started < 15
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    out = " ".join(proc.stdout.split())
+    assert f"skipped record {target}" in out and why in out, proc.stdout
+    tables = _report(runs, "tables", "--format", "md", timeout=20)
+    assert tables.returncode == 0 and "Traceback" not in tables.stderr, tables.stderr
+    assert "Skipped 1 unusable record" in tables.stdout
+    assert digest(runs) == before
+
+
+@pytest.mark.parametrize("cache", ['{"version": 2, "schema": 1, "entries": []}',
+                                   '{"version": 2, "schema": 1, "entries": {"%s": [1, 2, 3, "row"]}}',
+                                   '{"version": 2, "schema": 1, "entries": {"%s": "STAMP"}}',
+                                   "[" * 5000 + "]" * 5000, "fifo"])
+def test_a_report_cache_of_the_wrong_shape_is_rebuilt(runs, cache):
+    clean = _report(runs, "tables", "--format", "csv")
+    assert clean.returncode == 0, clean.stderr
+    path = runs / "loss_weight_smoke" / ".report-cache.json"
+    entries = json.loads(path.read_text())["entries"]
+    key = sorted(entries)[0]
+    path.unlink()
+    if cache == "fifo":
+        os.mkfifo(path)
+    elif "STAMP" in cache:  # the right stamp, a row of the wrong shape: must not reach the table
+        row = {**entries[key][3], "metrics": "not a mapping"}
+        path.write_text(json.dumps({"version": 2, "schema": 1, "entries": {key: entries[key][:3] + [row]}}))
+    else:
+        path.write_text(cache.replace("%s", key))
+    proc = _report(runs, "tables", "--format", "csv", timeout=20)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stdout == clean.stdout
+
+
+MANIFEST_LINES = {
+    "huge_int": ('{"run_id": "a", "stage": "pretrain", "job_id": ' + "1" * 5000 + ', "cluster": "x", '
+                 '"time": "2026-01-01T00:00:00Z"}', "line 1 holds an integer of 5000 digits"),
+    "not_a_date": ('{"run_id": "a", "stage": "pretrain", "job_id": "12", "cluster": "x", '
+                   '"time": "2026-13-45T99:99:99Z"}', "line 1 has an unusable time '2026-13-45T99:99:99Z'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MANIFEST_LINES))
+def test_a_manifest_line_that_parses_but_means_nothing_is_one_line(runs, case):
+    text, why = MANIFEST_LINES[case]
+    manifest = runs / "loss_weight_smoke" / "manifest.jsonl"
+    manifest.write_text(text + "\n")
+    before = digest(runs)
+    for module, args in (("analysis.cli", ["status", "--runs", str(runs), "--sweep", "loss_weight_smoke"]),
+                         ("jobs.cli.sweep", ["status", "loss_weight_smoke", "--runs", str(runs)])):
+        line = one_line(command(module, *args))
+        assert str(manifest) in line and why in line, line
+    assert digest(runs) == before
+
+
+def test_a_manifest_that_is_a_fifo_never_blocks(runs):
+    os.mkfifo(runs / "loss_weight_smoke" / "manifest.jsonl")
+    started = time.monotonic()
+    proc = command("jobs.cli.sweep", "status", "loss_weight_smoke", "--runs", str(runs), timeout=20)
+    assert time.monotonic() - started < 15 and "Traceback" not in proc.stderr, proc.stderr
