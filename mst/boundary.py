@@ -67,7 +67,7 @@ def console_script(main: F) -> F:
         except BrokenPipeError:  # output piped into head & co.
             sys.stderr.close()
             sys.exit(1)
-        except BaseException as err:  # noqa: BLE001 - the boundary: every other exception ends here
+        except BaseException as err:  # the boundary: every other exception ends here
             if debugging():
                 raise
             message, code = line_of(err)

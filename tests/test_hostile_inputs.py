@@ -269,7 +269,7 @@ def test_a_report_cache_of_the_wrong_shape_is_rebuilt(runs, cache):
     assert clean.returncode == 0, clean.stderr
     path = runs / "loss_weight_smoke" / ".report-cache.json"
     entries = json.loads(path.read_text())["entries"]
-    key = sorted(entries)[0]
+    key = min(entries)
     path.unlink()
     if cache == "fifo":
         os.mkfifo(path)
@@ -284,10 +284,10 @@ def test_a_report_cache_of_the_wrong_shape_is_rebuilt(runs, cache):
 
 
 MANIFEST_LINES = {
-    "huge_int": ('{"run_id": "a", "stage": "pretrain", "job_id": ' + "1" * 5000 + ', "cluster": "x", '
-                 '"time": "2026-01-01T00:00:00Z"}', "line 1 holds an integer of 5000 digits"),
-    "not_a_date": ('{"run_id": "a", "stage": "pretrain", "job_id": "12", "cluster": "x", '
-                   '"time": "2026-13-45T99:99:99Z"}', "line 1 has an unusable time '2026-13-45T99:99:99Z'"),
+    "huge_int": (('{"run_id": "a", "stage": "pretrain", "job_id": ' + "1" * 5000 + ', "cluster": "x", '
+                  '"time": "2026-01-01T00:00:00Z"}'), "line 1 holds an integer of 5000 digits"),
+    "not_a_date": (('{"run_id": "a", "stage": "pretrain", "job_id": "12", "cluster": "x", '
+                    '"time": "2026-13-45T99:99:99Z"}'), "line 1 has an unusable time '2026-13-45T99:99:99Z'"),
 }
 
 
