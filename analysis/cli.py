@@ -108,6 +108,24 @@ def _console():
     return Console() if sys.stdout.isatty() else Console(width=200)
 
 
+def _out_folder(out: Path) -> Path:
+    """--out names a folder, new or existing; never a file (it would be replaced by nothing it can hold)."""
+    if out.exists() and not out.is_dir():
+        _fail(f"--out {out} is a file, not a folder; give a new or existing folder for the output")
+    return out
+
+
+def _write(path: Path, write) -> None:
+    """Run `write()` (an atomic write of `path`); a full disk or read-only folder is one line, and the
+    atomic write leaves no part of the file behind."""
+    try:
+        write()
+    except OSError as err:
+        _fail(f"cannot write {err.filename or path}: {err.strerror or err}; free space or make {path.parent} "
+              "writable, or give another --out (nothing was half-written)")
+    print(f"wrote {path}")
+
+
 def cmd_tables(args: argparse.Namespace) -> int:
     if args.format not in FORMATS:
         _fail(f"unknown format '{args.format}'; choose one of {', '.join(FORMATS)}")
@@ -117,10 +135,10 @@ def cmd_tables(args: argparse.Namespace) -> int:
     if args.out is not None:
         from mst.atomic import atomic_write_text
 
-        for table in tables:
-            path = args.out / f"{table.sweep}.{EXTENSIONS[args.format]}"
-            atomic_write_text(path, render(table, args.format))
-            print(f"wrote {path}")
+        out = _out_folder(args.out)
+        texts = [(out / f"{table.sweep}.{EXTENSIONS[args.format]}", render(table, args.format)) for table in tables]
+        for path, text in texts:  # every table rendered first: a bad one stops before anything is written
+            _write(path, lambda: atomic_write_text(path, text))
         return 0
     if args.format == "term":
         console = _console()
@@ -160,9 +178,10 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from .plots import plot_table
 
     tables = _build(args)
-    out = args.out if args.out is not None else args.runs / "plots"
+    out = _out_folder(args.out if args.out is not None else args.runs / "plots")
     for table in tables:
-        print(f"wrote {plot_table(table, out / f'{table.sweep}.png')}")
+        path = out / f"{table.sweep}.png"
+        _write(path, lambda: plot_table(table, path))
     return 0
 
 

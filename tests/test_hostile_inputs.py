@@ -309,3 +309,69 @@ def test_a_manifest_that_is_a_fifo_never_blocks(runs):
     started = time.monotonic()
     proc = command("jobs.cli.sweep", "status", "loss_weight_smoke", "--runs", str(runs), timeout=20)
     assert time.monotonic() - started < 15 and "Traceback" not in proc.stderr, proc.stderr
+
+
+# ------------------------------------------------------------------ class 6: report outputs
+
+
+@pytest.mark.parametrize("fault", ["ENOSPC", "EROFS"])
+@pytest.mark.parametrize("command_name", ["tables", "plot"])
+def test_report_out_on_a_full_disk_or_read_only_folder_is_one_line_and_leaves_nothing(runs, tmp_path, fault,
+                                                                                      command_name):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "kept.txt").write_text("mine")
+    code = f"""
+import errno, os, sys
+real = os.fsync
+def failing(fd):
+    if os.path.isfile(f"/proc/self/fd/{{fd}}"):   # the file's data, not its folder
+        raise OSError(errno.{fault}, os.strerror(errno.{fault}))
+    return real(fd)
+os.fsync = failing
+from analysis.cli import main
+sys.exit(main(["{command_name}", "--runs", "{runs}", "--sweep", "loss_weight_smoke", "--out", "{out}"]))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          check=False)
+    line = one_line(proc)
+    assert line.startswith(f"error: cannot write {out}/") and "nothing was half-written" in line, line
+    assert sorted(p.name for p in out.iterdir()) == ["kept.txt"]  # no temp file, no part of a table
+
+
+@pytest.mark.parametrize("command_name", ["tables", "plot"])
+def test_report_out_naming_an_existing_file_is_refused_and_the_file_kept(runs, tmp_path, command_name):
+    out = tmp_path / "notes.txt"
+    out.write_text("my notes")
+    line = one_line(_report(runs, command_name, "--out", str(out)))
+    assert f"--out {out} is a file, not a folder" in line
+    assert out.read_text() == "my notes"
+
+
+# ------------------------------------------------------------------ class 7: text that reaches another program
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised_and_numbers_stay(runs, tmp_path):
+    import csv
+
+    from analysis.csv_safe import neutralise
+
+    text = (REPO / "sweeps" / "loss_weight.yaml").read_text()
+    for old, new in (('label: "0.2"', 'label: "=HYPERLINK(\\"http://evil\\")"'), ('label: "0.4"', 'label: "-1.5"'),
+                     ('label: "0.6"', 'label: "@SUM(A1)\\x1b[2J"'), ('label: "0.8"', 'label: "+1+cmd"'),
+                     ("row_header: [Restore weight]", 'row_header: ["\\tweight"]')):
+        assert old in text
+        text = text.replace(old, new)
+    sweep = tmp_path / "loss_weight.yaml"
+    sweep.write_text(text)
+    proc = command("analysis.cli", "tables", "--runs", str(runs), "--sweep", str(sweep), "--budget", "smoke",
+                   "--format", "csv")
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.reader(proc.stdout.splitlines()))
+    assert rows[0][2] == "'\tweight"
+    labels = [r[2] for r in rows[1:]]
+    assert labels == ["'=HYPERLINK(\"http://evil\")", "-1.5", "'@SUM(A1)\x1b[2J", "'+1+cmd"]
+    assert all(float(r[4]) > 0 for r in rows[1:]) and float(rows[1][12]) < 0  # means and deltas stay numbers
+    assert [neutralise(v) for v in ("-1.5", "+2e-3", "\r1", 3.0, "-x")] == ["-1.5", "+2e-3", "'\r1", 3.0, "'-x"]
+    term = command("analysis.cli", "tables", "--runs", str(runs), "--sweep", str(sweep), "--budget", "smoke")
+    assert term.returncode == 0 and "\x1b" not in term.stdout and "@SUM(A1)\\x1b[2J" in term.stdout
