@@ -115,11 +115,11 @@ def _out_folder(out: Path) -> Path:
     return out
 
 
-def _write(path: Path, write) -> None:
-    """Run `write()` (an atomic write of `path`); a full disk or read-only folder is one line, and the
+def _write(path: Path, write, *args) -> None:
+    """Run `write(*args)` (an atomic write of `path`); a full disk or read-only folder is one line, and the
     atomic write leaves no part of the file behind."""
     try:
-        write()
+        write(*args)
     except OSError as err:
         _fail(f"cannot write {err.filename or path}: {err.strerror or err}; free space or make {path.parent} "
               "writable, or give another --out (nothing was half-written)")
@@ -138,7 +138,7 @@ def cmd_tables(args: argparse.Namespace) -> int:
         out = _out_folder(args.out)
         texts = [(out / f"{table.sweep}.{EXTENSIONS[args.format]}", render(table, args.format)) for table in tables]
         for path, text in texts:  # every table rendered first: a bad one stops before anything is written
-            _write(path, lambda: atomic_write_text(path, text))
+            _write(path, atomic_write_text, path, text)
         return 0
     if args.format == "term":
         console = _console()
@@ -181,7 +181,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     out = _out_folder(args.out if args.out is not None else args.runs / "plots")
     for table in tables:
         path = out / f"{table.sweep}.png"
-        _write(path, lambda: plot_table(table, path))
+        _write(path, plot_table, table, path)
     return 0
 
 
