@@ -375,3 +375,37 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised_and_numbers_stay
     assert [neutralise(v) for v in ("-1.5", "+2e-3", "\r1", 3.0, "-x")] == ["-1.5", "+2e-3", "'\r1", 3.0, "'-x"]
     term = command("analysis.cli", "tables", "--runs", str(runs), "--sweep", str(sweep), "--budget", "smoke")
     assert term.returncode == 0 and "\x1b" not in term.stdout and "@SUM(A1)\\x1b[2J" in term.stdout
+
+
+# ------------------------------------------------------------------ class 4: foreign checkpoints
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """checkpoint.pt of a two-step tiny pre-training (vit_test)."""
+    from jobs.config_io import load_config
+    from mst.train import run_pretrain
+
+    out = tmp_path_factory.mktemp("foreign")
+    run_pretrain(load_config("tiny", ["train.epochs=1", "data.train_subset=64", "train.threads=1"]), out,
+                 show_progress=False)
+    return out / "checkpoint.pt"
+
+
+@pytest.mark.parametrize("other,why", [
+    (["model.arch=vit_smoke"], "architecture 'vit_test', this run's 'vit_smoke'; config hash "),
+    (["optim.lr=0.123"], "(optim.lr "),
+])
+def test_a_foreign_checkpoint_in_a_fresh_folder_is_refused_and_left_untouched(tmp_path, tiny_checkpoint, other,
+                                                                               why):
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / "checkpoint.pt").write_bytes(tiny_checkpoint.read_bytes())
+    before = digest(fresh)
+    sets = [a for s in ["train.epochs=1", "data.train_subset=64", "train.threads=1", *other] for a in ("--set", s)]
+    line = one_line(command("jobs.cli.pretrain", "--preset", "tiny", *sets, "--out", str(fresh), "--quiet",
+                            timeout=300))
+    assert f"{fresh / 'checkpoint.pt'} was written by another run: " in line and why in line, line
+    after = {k: v for k, v in digest(fresh).items() if k != ".lock"}  # the folder lock, held while refusing
+    assert after == before  # no record, no claim, no log; the checkpoint byte-identical
+    assert not (fresh / "result.json").exists() and not (fresh / "run.json").exists()
