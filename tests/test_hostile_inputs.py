@@ -409,3 +409,98 @@ def test_a_foreign_checkpoint_in_a_fresh_folder_is_refused_and_left_untouched(tm
     after = {k: v for k, v in digest(fresh).items() if k != ".lock"}  # the folder lock, held while refusing
     assert after == before  # no record, no claim, no log; the checkpoint byte-identical
     assert not (fresh / "result.json").exists() and not (fresh / "run.json").exists()
+
+
+# ------------------------------------------------------------------ class 5: hostile data files
+
+
+def png_bomb(width: int = 100_000, height: int = 100_000) -> bytes:
+    """A PNG of under 100 bytes whose header declares width x height RGB pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 16))
+            + chunk(b"IEND", b""))
+
+
+HOSTILE_IMAGES = {"bomb.png": png_bomb(), "empty.jpg": b"", "text.png": b"just some text, no image"}
+
+
+def image_folder(root: Path, hostile: str | None = None) -> Path:
+    """root/{train,val}/{cat,dog}/*.png (16 images per class), with one hostile file in train/cat."""
+    import numpy as np
+    from PIL import Image
+
+    generator = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for name in ("cat", "dog"):
+            (root / split / name).mkdir(parents=True)
+            for k in range(16):
+                pixels = generator.integers(0, 256, (36, 36, 3), dtype="uint8")
+                Image.fromarray(pixels).save(root / split / name / f"{k}.png")
+    if hostile:
+        (root / "train" / "cat" / hostile).write_bytes(HOSTILE_IMAGES[hostile])
+    return root
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_IMAGES))
+def test_an_image_that_cannot_be_decoded_is_refused_naming_the_file_at_once(tmp_path, name):
+    from mst.data.decode import UnreadableImage
+    from mst.data.folder import load_image
+
+    path = tmp_path / name
+    path.write_bytes(HOSTILE_IMAGES[name])
+    started = time.monotonic()
+    with pytest.raises(UnreadableImage) as info:
+        load_image(str(path))
+    assert time.monotonic() - started < 1.0
+    assert str(info.value).startswith(f"image file {path} ") and "\n" not in str(info.value)
+    if name == "bomb.png":
+        assert "declares more than 89478485 pixels" in str(info.value) and "decompression bomb" in str(info.value)
+
+
+@pytest.mark.parametrize("backend,workers", [("v2", 0), ("batched", 1), ("split", 1)])
+def test_every_backend_blames_the_file_never_the_output_folder(tmp_path, backend, workers):
+    root = image_folder(tmp_path / "images", "bomb.png")
+    out = tmp_path / "out"
+    sets = ["data.name=folder", f"data.root={root}", f"data.index_dir={tmp_path / 'index'}", "train.epochs=1",
+            "data.train_subset=0", f"augment.backend={backend}", f"data.num_workers={workers}", "train.threads=1"]
+    proc = command("jobs.cli.pretrain", "--preset", "tiny", *[a for s in sets for a in ("--set", s)],
+                   "--out", str(out), "--quiet", timeout=300)
+    bomb = root / "train" / "cat" / "bomb.png"
+    if backend == "split":  # the split pipeline's workers leave an unreadable file out of its batch
+        assert proc.returncode == 0, proc.stderr
+        assert f"skipping unreadable image {bomb}" in proc.stderr
+        assert json.loads((out / "result.json").read_text())["metrics"]["skipped_images"] == 1
+        return
+    line = one_line(proc)
+    assert line.startswith(f"error: image file {bomb} declares more than 89478485 pixels"), line
+    assert str(out) not in line
+
+
+def test_a_fashion_mnist_gzip_bomb_is_refused_in_one_line(tmp_path):
+    import gzip
+    import shutil
+
+    from mst.config.schema import DataConfig
+    from mst.data import DatasetMissingError, build_dataset
+
+    fmnist = Path("/usr/share/datasets/fashion-mnist")
+    shutil.copy(fmnist / "t10k-labels-idx1-ubyte.gz", tmp_path)
+    bomb = tmp_path / "t10k-images-idx3-ubyte.gz"
+    with gzip.open(bomb, "wb", compresslevel=9) as f:  # 100 MB of zeros in about 100 kB
+        for _ in range(100):
+            f.write(b"\0" * (1 << 20))
+    assert bomb.stat().st_size < 1 << 20
+    with pytest.raises(DatasetMissingError, match=f"{bomb} inflates to more than"):
+        build_dataset(DataConfig(name="fashion_mnist", root=str(tmp_path), num_workers=0), "test")
+    bomb.unlink()
+    os.mkfifo(bomb)
+    started = time.monotonic()
+    with pytest.raises(DatasetMissingError, match="is a FIFO, not a regular file"):
+        build_dataset(DataConfig(name="fashion_mnist", root=str(tmp_path), num_workers=0), "test")
+    assert time.monotonic() - started < 1.0
