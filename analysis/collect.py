@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,6 +147,11 @@ def _read_sweep(root: str, sweep: str, rows: list[dict], skipped: list[Skipped])
     """Append the rows of one sweep folder. Records unchanged since the last report (same inode, mtime and
     size: writers replace the file atomically) come from the cache, so only new records are parsed."""
     sweep_dir = os.path.join(root, sweep)
+    top = os.path.realpath(root)
+    if _outside(sweep_dir, top):
+        skipped.append(Skipped(sweep_dir, f"links out of the runs root (to {os.path.realpath(sweep_dir)}); "
+                                          "its records are not read: remove the link"))
+        return
     cache = _load_cache(sweep_dir)
     fresh: dict[str, list] = {}
     changed = False
@@ -153,9 +159,16 @@ def _read_sweep(root: str, sweep: str, rows: list[dict], skipped: list[Skipped])
         for stage in _subdirs(run.path):
             path = os.path.join(stage.path, "result.json")
             try:
-                st = os.stat(path)
+                st = os.lstat(path)
             except FileNotFoundError:
                 continue  # a stage folder before its first record (checkpoint only, or just created)
+            # a link is followed only while it stays under the root (DirEntry knows links without a stat)
+            if (run.is_symlink() or stage.is_symlink() or stat.S_ISLNK(st.st_mode)) and _outside(path, top):
+                skipped.append(Skipped(path, f"links out of the runs root (to {os.path.realpath(path)}); "
+                                             "not read: remove the link"))
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                st = os.stat(path)  # the stamp of what the link names
             key, stamp = f"{run.name}/{stage.name}", [st.st_ino, st.st_mtime_ns, st.st_size]
             row = _cached_row(cache.get(key), stamp, sweep, run.name, stage.name)
             if row is None:
@@ -177,6 +190,11 @@ def _read_sweep(root: str, sweep: str, rows: list[dict], skipped: list[Skipped])
             rows.append({**row, "path": path})
     if changed or len(fresh) != len(cache):  # new, replaced or removed records
         _save_cache(sweep_dir, fresh)
+
+
+def _outside(path: str, top: str) -> bool:
+    """Whether `path` resolves (links followed) outside the folder `top` (already resolved)."""
+    return not os.path.realpath(path).startswith(top.rstrip(os.sep) + os.sep)
 
 
 def collect(runs_root: Path, sweeps: list[str] | None = None) -> Records:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -504,3 +505,29 @@ def test_a_fashion_mnist_gzip_bomb_is_refused_in_one_line(tmp_path):
     with pytest.raises(DatasetMissingError, match="is a FIFO, not a regular file"):
         build_dataset(DataConfig(name="fashion_mnist", root=str(tmp_path), num_workers=0), "test")
     assert time.monotonic() - started < 1.0
+
+
+# ------------------------------------------------------------------ class 8: links out of the runs root
+
+
+@pytest.mark.parametrize("what", ["run", "record"])
+def test_a_link_out_of_the_runs_root_is_not_read_and_nothing_is_written_there(runs, tmp_path, what):
+    record = _records(runs)[0]
+    elsewhere = tmp_path / "elsewhere"
+    if what == "run":  # a run folder replaced by a link to a copy outside the root
+        shutil.copytree(record.parent.parent, elsewhere)
+        shutil.rmtree(record.parent.parent)
+        record.parent.parent.symlink_to(elsewhere, target_is_directory=True)
+    else:  # the record itself a link to a file outside
+        elsewhere.mkdir()
+        (elsewhere / "result.json").write_bytes(record.read_bytes())
+        record.unlink()
+        record.symlink_to(elsewhere / "result.json")
+    outside = digest(elsewhere)
+    proc = _report(runs, "status")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    out = " ".join(proc.stdout.split())
+    assert f"skipped record {record}" in out and "links out of the runs root" in out, proc.stdout
+    tables = _report(runs, "tables", "--format", "csv")
+    assert tables.returncode == 0 and "Traceback" not in tables.stderr, tables.stderr
+    assert digest(elsewhere) == outside and not list(elsewhere.rglob(".*"))

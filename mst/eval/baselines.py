@@ -115,12 +115,16 @@ def cache_root(out_dir: str | Path, record_extra: dict | None) -> Path:
     return out.parent
 
 
+class BaselinesCacheError(ValueError):
+    """A baselines cache that leads out of its runs root (one line)."""
+
+
 def cache_folder(root: Path, key: str) -> Path:
     folder = root / CACHE_FOLDER / key
     resolved, top = folder.resolve(), root.resolve()
     if top not in resolved.parents:
-        raise ValueError(f"baselines cache {folder} resolves to {resolved}, outside {top}; remove the link that "
-                         "leads there")
+        raise BaselinesCacheError(f"baselines cache {folder} resolves to {resolved}, outside {top}; remove the "
+                                  "link that leads there")
     return folder
 
 
