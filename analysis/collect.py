@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mst.inputs import InputError, read_json_file
+from mst.inputs import InputError, NotJSON, read_json_file
 
 SCHEMA = 1
 STATUSES = ("done", "failed", "running", "preempted")
@@ -175,8 +175,11 @@ def _read_sweep(root: str, sweep: str, rows: list[dict], skipped: list[Skipped])
                 changed = True
                 try:
                     data = read_json_file(path, "record", MAX_RECORD_BYTES)
-                except InputError as err:  # not JSON, not a regular file, too large or deep, a huge integer
-                    skipped.append(Skipped(path, str(err).replace(f"record {path} ", "", 1)))
+                except NotJSON as err:  # torn or foreign
+                    skipped.append(Skipped(path, f"unreadable: {err.reason}"))
+                    continue
+                except InputError as err:  # not a regular file, too large or deep, a huge integer
+                    skipped.append(Skipped(path, err.reason))
                     continue
                 except OSError as err:
                     skipped.append(Skipped(path, f"unreadable: {err.strerror or err}"))

@@ -24,7 +24,7 @@ def resolve_named_yaml(name_or_path: str | Path, folder: Path, kind: str) -> Pat
     names = yaml_names(folder)
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml"):
-        if not path.is_file():
+        if not path.exists():  # a FIFO or folder is there: read_yaml refuses it by its kind, without opening it
             raise ConfigError(f"{kind} file {path} does not exist; give a {kind} name ({', '.join(names)}) "
                               "or an existing .yaml path")
         return path

@@ -25,7 +25,7 @@ from typing import Any
 
 from jobs.runstate import FINAL, RECORD_STATUSES
 from mst.atomic import atomic_write_text, read_json
-from mst.inputs import InputError, parse_json, read_regular
+from mst.inputs import InputError, NotJSON, parse_json, read_regular
 
 FINAL_STATES = FINAL  # record statuses that end a stage (jobs.runstate)
 # a folder name: letters, digits, '.', '_', '-'; starts with a letter or digit (so never '.', '..' or hidden)
@@ -118,9 +118,10 @@ def _numbered_jsonl(path: Path) -> list[tuple[int, Any]]:
     for number, line in enumerate(text.splitlines(), 1):
         try:
             out.append((number, parse_json(line, "line", number)))
+        except NotJSON:
+            continue
         except InputError as err:
-            if "not valid JSON" not in str(err):
-                out.append((number, InputError(str(err).split("; ")[0].removeprefix(f"line {number} "))))
+            out.append((number, InputError(err.reason)))
     return out
 
 

@@ -28,7 +28,16 @@ MAX_INT_DIGITS = 19
 
 
 class InputError(ValueError):
-    """A file or value that parses but cannot be used (one line: what is wrong; how to fix it)."""
+    """A file or value that cannot be used (one line: what is wrong; how to fix it). `reason` is what is
+    wrong alone, without the file's name or the fix, for a caller that names the file its own way."""
+
+    def __init__(self, message: str, reason: str | None = None):
+        super().__init__(message)
+        self.reason = reason or message
+
+
+class NotJSON(InputError):
+    """Text that is not JSON at all (a torn or foreign file); `reason` is the parser's own words."""
 
 
 def _kind(mode: int) -> str:
@@ -42,7 +51,8 @@ def _kind(mode: int) -> str:
 def _refuse_irregular(path: Path, mode: int, what: str) -> None:
     if not stat.S_ISREG(mode):
         raise InputError(f"{what} {path} is {_kind(mode)}, not a regular file; remove it (or replace it with "
-                         "the file it should be), then run the command again")
+                         "the file it should be), then run the command again",
+                         f"is {_kind(mode)}, not a regular file")
 
 
 def read_regular(path: str | Path, what: str, limit: int = MAX_BYTES) -> bytes:
@@ -58,7 +68,8 @@ def read_regular(path: str | Path, what: str, limit: int = MAX_BYTES) -> bytes:
         _refuse_irregular(path, st.st_mode, what)
         if st.st_size > limit:
             raise InputError(f"{what} {path} is {st.st_size} bytes, more than the {limit} a {what} may hold; "
-                             "it is not a file this toolkit wrote: remove or replace it")
+                             "it is not a file this toolkit wrote: remove or replace it",
+                             f"is {st.st_size} bytes, more than the {limit} a {what} may hold")
         chunks, size = [], 0
         while size <= limit:
             chunk = os.read(fd, min(1 << 20, limit + 1 - size))
@@ -119,15 +130,16 @@ def parse_json(text: str | bytes, what: str, where: str | Path) -> Any:
             pass
         if value is None or depth(value) > MAX_DEPTH:
             raise InputError(f"{what} {where} nests more than {MAX_DEPTH} levels deep (or is not JSON); it is "
-                             "not a file this toolkit wrote: remove or replace it")
+                             "not a file this toolkit wrote: remove or replace it",
+                             f"nests more than {MAX_DEPTH} levels deep (or is not JSON)")
         return value
     try:
         return json.loads(text, parse_int=_int)
     except InputError as err:
-        raise InputError(f"{what} {where} holds {err}; remove or replace it") from None
+        raise InputError(f"{what} {where} holds {err}; remove or replace it", f"holds {err}") from None
     except ValueError as err:
         reason = (str(err).splitlines() or ["not JSON"])[0][:120]
-        raise InputError(f"{what} {where} is not valid JSON ({reason}); remove or replace it") from None
+        raise NotJSON(f"{what} {where} is not valid JSON ({reason}); remove or replace it", reason) from None
 
 
 def read_json_file(path: str | Path, what: str, limit: int = MAX_BYTES) -> Any:

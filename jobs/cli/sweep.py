@@ -67,10 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _preflight(cluster: str, runs: str | None, wait_s: float = 900.0) -> int:
     """Run the preflight check; print each problem on its own line; 0 when there is none."""
-    from jobs.preflight import run_check
     from jobs.profiles import load_profile
 
-    profile = load_profile(cluster)
+    profile = load_profile(cluster)  # before the probe's imports (torch): a bad profile is refused at once
+    from jobs.preflight import run_check
+
     problems = run_check(profile, Path(runs or profile.storage.run_root), wait_s)
     for line in problems:
         print(f"problem: {shown(line)}", file=sys.stderr)
@@ -104,7 +105,7 @@ def _print_status(states: list, show_all: bool) -> int:
         print(f"{stage:12s} " + "  ".join(f"{k} {n}" for k, n in counts.items() if n))
     for s in states:
         if show_all or s.state != "done":
-            print(f"  {s.run.run_id}  {s.stage:12s} {s.state:9s} job {s.job_id or '-':14s} {s.detail}")
+            print(f"  {s.run.run_id}  {s.stage:12s} {s.state:9s} job {s.job_id or '-':14s} {shown(s.detail)}")
     return 0 if all(s.state == "done" for s in states) else 1
 
 

@@ -44,7 +44,7 @@ def read_idx(path: Path, ndim: int) -> torch.Tensor:
     try:
         packed = read_regular(path, "Fashion-MNIST file", MAX_GZ_BYTES)  # a FIFO or device never blocks
     except InputError as exc:
-        raise _missing(path, str(exc).split(f"{path} ", 1)[-1].split(";")[0]) from None
+        raise _missing(path, exc.reason) from None
     except OSError as exc:
         raise _missing(path, f"cannot be read ({exc.strerror or exc})") from None
     try:
