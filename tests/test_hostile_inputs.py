@@ -531,3 +531,24 @@ def test_a_link_out_of_the_runs_root_is_not_read_and_nothing_is_written_there(ru
     tables = _report(runs, "tables", "--format", "csv")
     assert tables.returncode == 0 and "Traceback" not in tables.stderr, tables.stderr
     assert digest(elsewhere) == outside and not list(elsewhere.rglob(".*"))
+
+
+@pytest.mark.parametrize("cache", ["numbers", "fifo", "deep"])
+def test_a_folder_index_of_the_wrong_shape_is_listed_again(tmp_path, cache):
+    from mst.data.folder import ImageFolderDataset
+
+    root = image_folder(tmp_path / "images")
+    index = tmp_path / "index"
+    first = ImageFolderDataset(root, "train", index)
+    (written,) = index.iterdir()
+    data = json.loads(written.read_text())
+    written.unlink()
+    if cache == "fifo":
+        os.mkfifo(written)
+    elif cache == "numbers":  # the right folder and classes; file names that are not names
+        written.write_text(json.dumps({**data, "files": [[1, 2], [3]]}))
+    else:
+        written.write_text(json.dumps({**data, "files": "["}).replace('"["', "[" * 3000 + "]" * 3000))
+    started = time.monotonic()
+    again = ImageFolderDataset(root, "train", index)
+    assert time.monotonic() - started < 5 and again.samples == first.samples
