@@ -552,3 +552,25 @@ def test_a_folder_index_of_the_wrong_shape_is_listed_again(tmp_path, cache):
     started = time.monotonic()
     again = ImageFolderDataset(root, "train", index)
     assert time.monotonic() - started < 5 and again.samples == first.samples
+
+
+@pytest.mark.parametrize("planted,why", [
+    ({"stage": "linear_cls", "config_hash": "0123456789ab"}, "its config hash is 0123456789ab, this run's "),
+    ({"stage": "supervised"}, "is a checkpoint of the 'supervised' stage, not 'linear_cls'"),
+])
+def test_an_evaluation_stage_refuses_a_foreign_checkpoint_before_writing(tmp_path, planted, why):
+    from jobs.config_io import load_config
+    from mst.checkpoint import CheckpointError, atomic_torch_save
+    from mst.eval.stage import run_stage
+
+    out = tmp_path / "linear_cls"
+    out.mkdir()
+    atomic_torch_save(planted, out / "checkpoint.pt")
+    before = digest(out)
+
+    def body(stage):
+        raise AssertionError("the stage ran on a foreign checkpoint")
+
+    with pytest.raises(CheckpointError, match=why):
+        run_stage("linear_cls", load_config("tiny"), out, None, body)
+    assert {k: v for k, v in digest(out).items() if k != ".lock"} == before
