@@ -156,8 +156,9 @@ def run_stage(name: str, cfg: Config, out_dir: str | Path, record_extra: dict | 
             return done
         pretrain_fields = pretrain_status(pretrain_dir, allow_partial) if pretrain_dir is not None else {}
         # a folder holding another config's run, or its checkpoint, is refused before anything in it is touched
-        refuse_foreign(out / "checkpoint.pt", config_hash(cfg), config_to_dict(cfg), stage=name)
-        claim_folder(out, config_hash(cfg))
+        chash = config_hash(cfg)
+        claim_folder(out, chash, check=lambda: refuse_foreign(out / "checkpoint.pt", chash, config_to_dict(cfg),
+                                                              stage=name))
         stage = None
         try:
             stage = Stage(name, cfg, out, record_extra, pretrain_fields)

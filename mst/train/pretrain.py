@@ -305,8 +305,8 @@ def run_pretrain(cfg: Config, out_dir: str | Path, should_stop: Callable[[], boo
 def _run_pretrain_locked(cfg: Config, out: Path, should_stop: Callable[[], bool] | None,
                          record_extra: dict | None, show_progress: bool) -> dict:
     cfg_dict, chash = config_to_dict(cfg), config_hash(cfg)
-    refuse_foreign(out / "checkpoint.pt", chash, cfg_dict)  # a checkpoint copied in from another run
-    claim_folder(out, chash, main=dist.is_main())
+    # a checkpoint copied in from another run is refused before the folder is claimed
+    claim_folder(out, chash, main=dist.is_main(), check=lambda: refuse_foreign(out / "checkpoint.pt", chash, cfg_dict))
     previous = read_json(out / "result.json")
     if previous and previous.get("status") == "done":
         return previous
