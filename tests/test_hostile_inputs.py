@@ -33,9 +33,17 @@ def runs(tmp_path):
     return synthetic_runs(tmp_path / "runs")
 
 
-BOMB = "\n".join([f"{chr(97)}: &a [x, x, x, x, x, x, x, x, x, x]"]
-                 + [f"{chr(97 + i)}: &{chr(97 + i)} [" + ", ".join([f"*{chr(96 + i)}"] * 10) + "]"
-                    for i in range(1, 9)]) + "\n"  # 9 levels of 10: 10^9 leaves, 400 bytes
+LAUGHS = "[" + ", ".join(["&a [x, x, x, x, x, x, x, x, x, x]"]
+                        + [f"&{chr(97 + i)} [" + ", ".join([f"*{chr(96 + i)}"] * 10) + "]" for i in range(1, 9)]) + "]"
+BOMB = "a: " + LAUGHS + "\n"  # 9 levels of 10 aliases: 10^9 leaves in 400 bytes
+
+
+def bomb(prefix: str) -> str:
+    """A file whose one value (after `prefix`, e.g. 'train: {epochs: ') is the billion laughs: the decoder
+    reaches it under a valid key, and an error message that formats it would expand it."""
+    return prefix + LAUGHS + "}" * prefix.count("{") + "\n"
+
+
 DEEP = "train: " + "[" * 5000 + "]" * 5000 + "\n"
 
 
@@ -92,21 +100,27 @@ def test_readers_bound_size_depth_and_integer_width(tmp_path):
 # ------------------------------------------------------------------ class 1: YAML through the command lines
 
 
-@pytest.mark.parametrize("text,why", [(BOMB, "expands to more than"), (DEEP, "nests more than 64")])
-def test_commands_refuse_yaml_bombs_and_deep_nesting_in_one_line(tmp_path, text, why):
+# each under a key its decoder reads: the one command per reader the bomb reaches
+BOMBED = [("jobs.cli.pretrain", "train: {epochs: ", ["--preset", "{path}", "--out", "{tmp}/out"]),
+          ("jobs.cli.sweep", "name: hostile\ndescription: ",
+           ["submit", "{path}", "--cluster", "local", "--runs", "{tmp}/runs", "--dry-run"]),
+          ("jobs.cli.sweep", "name: hostile\nplacement: {partition: ", ["check", "--cluster", "{path}"]),
+          ("analysis.cli", "name: hostile\ntable: A10\nrepeats: ",
+           ["tables", "--runs", "{tmp}", "--sweep", "{path}"])]
+
+
+@pytest.mark.parametrize("module,prefix,args", BOMBED)
+@pytest.mark.parametrize("kind", ["aliases", "depth"])
+def test_commands_refuse_yaml_bombs_and_deep_nesting_in_one_line(tmp_path, module, prefix, args, kind):
     path = tmp_path / "hostile.yaml"
-    path.write_text(text)
-    runs = tmp_path / "runs"
-    for module, args in (("jobs.cli.pretrain", ["--preset", str(path), "--out", str(tmp_path / "out")]),
-                         ("jobs.cli.sweep", ["submit", str(path), "--cluster", "local", "--runs", str(runs),
-                                             "--dry-run"]),
-                         ("jobs.cli.sweep", ["check", "--cluster", str(path)]),
-                         ("analysis.cli", ["tables", "--runs", str(tmp_path), "--sweep", str(path)])):
-        started = time.monotonic()
-        line = one_line(command(module, *args, timeout=30))
-        assert str(path) in line and why in line, line
-        assert time.monotonic() - started < 15  # one interpreter start; never the expansion
-    assert not runs.exists() and not (tmp_path / "out").exists()
+    path.write_text(bomb(prefix) if kind == "aliases" else prefix + DEEP.removeprefix("train: ").strip()
+                    + "}" * prefix.count("{") + "\n")
+    started = time.monotonic()
+    line = one_line(command(module, *[a.format(path=path, tmp=tmp_path) for a in args], timeout=30))
+    why = "expands to more than 100000 values" if kind == "aliases" else "nests more than 64 levels deep"
+    assert str(path) in line and why in line, line
+    assert time.monotonic() - started < 20  # one interpreter start; never the expansion
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "out").exists()
 
 
 def test_a_deep_set_value_is_one_line(tmp_path):
