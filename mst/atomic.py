@@ -49,14 +49,16 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
 
 
 def read_json(path: str | Path) -> dict | None:
-    """The JSON at `path`, or None when the file is missing or unusable: unreadable, not JSON, or refused by
-    mst.inputs (not a regular file, too large, too deep, an integer beyond 64 bits). Never blocks."""
+    """The JSON object at `path`, or None when the file is missing or unusable: unreadable, not JSON, not an
+    object, or refused by mst.inputs (not a regular file, too large, too deep, an integer beyond 64 bits).
+    Never blocks."""
     from .inputs import read_json_file
 
     try:
-        return read_json_file(path, "file")
+        data = read_json_file(path, "file")
     except (OSError, ValueError):  # inputs.InputError is a ValueError
         return None
+    return data if isinstance(data, dict) else None
 
 
 def remove_stale_temps(folder: str | Path) -> list[Path]:

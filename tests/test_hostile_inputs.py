@@ -321,3 +321,18 @@ def test_a_link_out_of_the_runs_root_is_not_read_and_nothing_is_written_there(ru
     tables = _report(runs, "tables", "--format", "csv")
     assert tables.returncode == 0 and "Traceback" not in tables.stderr, tables.stderr
     assert digest(elsewhere) == outside and not list(elsewhere.rglob(".*"))
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", '"done"', "null", "{" * 100 + "}" * 100, "fifo"])
+def test_a_stage_folder_record_or_claim_of_the_wrong_shape_reads_as_none(tmp_path, text):
+    from mst.atomic import read_json
+    from mst.run.folder import claim_folder
+
+    for name in ("result.json", "run.json"):
+        if text == "fifo":
+            os.mkfifo(tmp_path / name)
+        else:
+            (tmp_path / name).write_text(text)
+        assert read_json(tmp_path / name) is None
+    claim_folder(tmp_path, "0123456789ab")  # claimed afresh: the foreign marker named no config
+    assert json.loads((tmp_path / "run.json").read_text()) == {"config_hash": "0123456789ab"}

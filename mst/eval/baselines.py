@@ -158,7 +158,7 @@ def read_entry(path: Path, key: str, names: set[str]) -> tuple[dict | None, str 
     if not path.is_file():
         return None, None
     data = read_json(path)
-    problem = "not valid JSON" if data is None else check_entry(data, key, names)
+    problem = "not a JSON object (or not a regular file)" if data is None else check_entry(data, key, names)
     return (None, problem) if problem else (data["baselines"], None)
 
 
