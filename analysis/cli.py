@@ -17,6 +17,9 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
+from mst.boundary import console_script, print_error
+from mst.echo import shown
+
 FORMATS = ("term", "md", "latex", "csv")
 
 
@@ -26,8 +29,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _fail(message: str) -> NoReturn:
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
+    print_error(message, 2)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -105,7 +107,7 @@ def _load_sweeps(args: argparse.Namespace) -> list:
         try:
             sweeps.append(load_sweep(name))
         except SweepError as err:
-            print(f"warning: runs/{name} skipped: {err}", file=sys.stderr)
+            print(shown(f"warning: runs/{name} skipped: {err}"), file=sys.stderr)
     if not sweeps:
         _fail(f"none of the sweep folders under {args.runs} ({', '.join(names)}) has a valid sweeps/*.yaml; "
               f"pass --sweep PATH.yaml")
@@ -133,6 +135,24 @@ def _console():
     return Console() if sys.stdout.isatty() else Console(width=200)
 
 
+def _out_folder(out: Path) -> Path:
+    """--out names a folder, new or existing; never a file (it would be replaced by nothing it can hold)."""
+    if out.exists() and not out.is_dir():
+        _fail(f"--out {out} is a file, not a folder; give a new or existing folder for the output")
+    return out
+
+
+def _write(path: Path, write, *args) -> None:
+    """Run `write(*args)` (an atomic write of `path`); a full disk or read-only folder is one line, and the
+    atomic write leaves no part of the file behind."""
+    try:
+        write(*args)
+    except OSError as err:
+        _fail(f"cannot write {err.filename or path}: {err.strerror or err}; free space or make {path.parent} "
+              "writable, or give another --out (nothing was half-written)")
+    print(f"wrote {path}")
+
+
 def cmd_tables(args: argparse.Namespace) -> int:
     if args.format not in FORMATS:
         _fail(f"unknown format '{args.format}'; choose one of {', '.join(FORMATS)}")
@@ -144,10 +164,10 @@ def cmd_tables(args: argparse.Namespace) -> int:
     if args.out is not None:
         from mst.atomic import atomic_write_text
 
-        for table in tables:
-            path = args.out / f"{table.sweep}.{EXTENSIONS[args.format]}"
-            atomic_write_text(path, render(table, args.format))
-            print(f"wrote {path}")
+        out = _out_folder(args.out)
+        texts = [(out / f"{table.sweep}.{EXTENSIONS[args.format]}", render(table, args.format)) for table in tables]
+        for path, text in texts:  # every table rendered first: a bad one stops before anything is written
+            _write(path, atomic_write_text, path, text)
         return 0
     if args.format == "term":
         console = _console()
@@ -182,11 +202,14 @@ def cmd_status(args: argparse.Namespace) -> int:
                     for sweep, specs in ((s, s.expand()) for s in sweeps)]
     except RunFolderError as err:  # a malformed manifest
         _fail(str(err))
+    from rich.markup import escape
+
     console = _console()
     for status, total in statuses:
         console.print(to_rich(status, total))
     for skipped in records.skipped:
-        console.print(f"[red]skipped record[/red] {skipped.path}: {skipped.reason}", highlight=False)
+        console.print(f"[red]skipped record[/red] {escape(shown(skipped.path))}: {escape(shown(skipped.reason))}",
+                      highlight=False)
     return 0
 
 
@@ -194,9 +217,10 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from .plots import plot_table
 
     tables = _build(args)
-    out = args.out if args.out is not None else args.runs / "plots"
+    out = _out_folder(args.out if args.out is not None else args.runs / "plots")
     for table in tables:
-        print(f"wrote {plot_table(table, out / f'{table.sweep}.png')}")
+        path = out / f"{table.sweep}.png"
+        _write(path, plot_table, table, path)
     return 0
 
 
@@ -222,6 +246,7 @@ def cmd_curve(args: argparse.Namespace) -> int:
     return 0
 
 
+@console_script
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _resolve_runs(args)

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from jobs.rundir import POOL
+from mst.inputs import InputError, NotJSON, read_json_file
 
 SCHEMA = 1
 STATUSES = ("done", "failed", "running", "preempted")
@@ -100,20 +102,37 @@ def _subdirs(path: str) -> list[os.DirEntry]:
         return []
 
 
+MAX_RECORD_BYTES = 16 << 20  # a record is a few kilobytes (its config included)
 CACHE_NAME = ".report-cache.json"
 CACHE_VERSION = 2  # 2: rows carry `baselines`
 
 
 def _load_cache(sweep_dir: str) -> dict[str, list]:
-    """{'<run_id>/<stage>': [inode, mtime_ns, size, row]} of records already checked; {} when absent or bad."""
+    """{'<run_id>/<stage>': [inode, mtime_ns, size, row]} of records already checked; {} when absent or
+    unusable (not a regular file, too large or deep, another version, not a mapping): the cache is then
+    rebuilt. Each entry's shape is checked where it is used (_cached_row)."""
     try:
-        with open(os.path.join(sweep_dir, CACHE_NAME), "rb") as f:
-            data = json.loads(f.read())
-        if data.get("version") == CACHE_VERSION and data.get("schema") == SCHEMA:
-            return data["entries"]
-    except (OSError, ValueError, AttributeError, KeyError):
-        pass
+        data = read_json_file(os.path.join(sweep_dir, CACHE_NAME), "report cache")
+    except (OSError, ValueError):  # InputError is a ValueError
+        return {}
+    if (isinstance(data, dict) and data.get("version") == CACHE_VERSION and data.get("schema") == SCHEMA
+            and isinstance(data.get("entries"), dict)):
+        return data["entries"]
     return {}
+
+
+_ROW_KEYS = frozenset(COLUMNS) - {"path"}
+
+
+def _cached_row(hit: object, stamp: list[int], sweep: str, run_id: str, stage: str) -> dict | None:
+    """The cached row when `hit` is a well-formed entry for this file's stamp and its row a usable record
+    (a hand-edited or foreign cache must not put a wrong-shaped row into the table); None to re-read."""
+    if not isinstance(hit, list) or len(hit) != 4 or hit[:3] != stamp:
+        return None
+    row = hit[3]
+    if not isinstance(row, dict) or set(row) != _ROW_KEYS:
+        return None
+    return row if check_record({**row, "schema": SCHEMA}, sweep, run_id, stage) is None else None
 
 
 def _save_cache(sweep_dir: str, entries: dict[str, list]) -> None:
@@ -130,6 +149,11 @@ def _read_sweep(root: str, sweep: str, rows: list[dict], skipped: list[Skipped])
     """Append the rows of one sweep folder. Records unchanged since the last report (same inode, mtime and
     size: writers replace the file atomically) come from the cache, so only new records are parsed."""
     sweep_dir = os.path.join(root, sweep)
+    top = os.path.realpath(root)
+    if _outside(sweep_dir, top):
+        skipped.append(Skipped(sweep_dir, f"links out of the runs root (to {os.path.realpath(sweep_dir)}); "
+                                          "its records are not read: remove the link"))
+        return
     cache = _load_cache(sweep_dir)
     fresh: dict[str, list] = {}
     changed = False
@@ -137,20 +161,30 @@ def _read_sweep(root: str, sweep: str, rows: list[dict], skipped: list[Skipped])
         for stage in _subdirs(run.path):
             path = os.path.join(stage.path, "result.json")
             try:
-                st = os.stat(path)
+                st = os.lstat(path)
             except FileNotFoundError:
                 continue  # a stage folder before its first record (checkpoint only, or just created)
+            # a link is followed only while it stays under the root (DirEntry knows links without a stat)
+            if (run.is_symlink() or stage.is_symlink() or stat.S_ISLNK(st.st_mode)) and _outside(path, top):
+                skipped.append(Skipped(path, f"links out of the runs root (to {os.path.realpath(path)}); "
+                                             "not read: remove the link"))
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                st = os.stat(path)  # the stamp of what the link names
             key, stamp = f"{run.name}/{stage.name}", [st.st_ino, st.st_mtime_ns, st.st_size]
-            hit = cache.get(key)
-            if hit is not None and hit[:3] == stamp:
-                row = hit[3]
-            else:
+            row = _cached_row(cache.get(key), stamp, sweep, run.name, stage.name)
+            if row is None:
                 changed = True
                 try:
-                    with open(path, "rb") as f:
-                        data = json.loads(f.read())
-                except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-                    skipped.append(Skipped(path, f"unreadable: {str(err).splitlines()[0]}"))
+                    data = read_json_file(path, "record", MAX_RECORD_BYTES)
+                except NotJSON as err:  # torn or foreign
+                    skipped.append(Skipped(path, f"unreadable: {err.reason}"))
+                    continue
+                except InputError as err:  # not a regular file, too large or deep, a huge integer
+                    skipped.append(Skipped(path, err.reason))
+                    continue
+                except OSError as err:
+                    skipped.append(Skipped(path, f"unreadable: {err.strerror or err}"))
                     continue
                 # a pooled pre-training names the sweep that submitted it; it counts for every sweep linking it
                 pooled = stage.name == "pretrain" and stage.is_symlink() and _in_pool(root, stage.path)
@@ -171,6 +205,9 @@ def _in_pool(root: str, path: str) -> bool:
     """A link that leads into the runs root's pool of pre-trainings (jobs.rundir), not elsewhere."""
     pool = os.path.realpath(os.path.join(root, POOL))
     return os.path.realpath(path).startswith(pool + os.sep)
+def _outside(path: str, top: str) -> bool:
+    """Whether `path` resolves (links followed) outside the folder `top` (already resolved)."""
+    return not os.path.realpath(path).startswith(top.rstrip(os.sep) + os.sep)
 
 
 def collect(runs_root: Path, sweeps: list[str] | None = None) -> Records:

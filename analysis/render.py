@@ -12,6 +12,7 @@ import io
 import math
 
 from .assemble import BuiltRow, BuiltTable, CellResult, table_frame
+from .csv_safe import safe_frame
 from .footnotes import NOISE
 from .stats import format_p
 
@@ -146,7 +147,7 @@ def to_latex(table: BuiltTable) -> str:
 
 def to_csv(table: BuiltTable) -> str:
     buf = io.StringIO()
-    table_frame(table).to_csv(buf, index=False)
+    safe_frame(table_frame(table)).to_csv(buf, index=False)  # OWASP: labels never run as formulas
     return buf.getvalue()
 
 
@@ -155,20 +156,24 @@ def to_rich(table: BuiltTable):
     from rich.table import Table
     from rich.text import Text
 
-    # Text, not str: rich would read '[smoke scale]' or an error's brackets as markup
-    t = Table(title=Text(table.title), caption=Text("\n".join(table.footnotes)), caption_justify="left",
+    from mst.echo import shown
+
+    # Text, not str: rich would read '[smoke scale]' or an error's brackets as markup; shown: a label's escape
+    # sequences would drive the terminal
+    t = Table(title=Text(shown(table.title)), caption=Text("\n".join(shown(n) for n in table.footnotes)),
+              caption_justify="left",
               title_justify="left")
     n_label = len(table.spec.row_header)
     for i, h in enumerate(header(table)):
-        t.add_column(Text(h), justify="left" if i < n_label else "right", no_wrap=i >= n_label)
+        t.add_column(Text(shown(h)), justify="left" if i < n_label else "right", no_wrap=i >= n_label)
     lines = body(table)
     for row, cells in zip(table.rows, lines):
         style = None if all(c.final for c in row.cells.values()) else "yellow"
-        t.add_row(*(Text(c) for c in cells), style=style)
+        t.add_row(*(Text(shown(c)) for c in cells), style=style)
     if table.baselines:
         t.add_section()  # a rule between the cells and the baselines
     for cells in lines[len(table.rows):]:
-        t.add_row(*(Text(c) for c in cells), style="dim")
+        t.add_row(*(Text(shown(c)) for c in cells), style="dim")
     return t
 
 

@@ -72,6 +72,9 @@ def to_rich(status: SweepStatus, total: int):
     if status.stale:
         notes.append(f"{status.stale} record(s) from runs outside the current sweep definition are ignored")
     if notes:
-        t.caption = Text("\n".join(notes))  # error messages may hold brackets that rich reads as markup
+        from mst.echo import shown
+
+        # Text: error messages may hold brackets that rich reads as markup; shown: or escape sequences
+        t.caption = Text("\n".join(shown(n) for n in notes))
         t.caption_justify = "left"
     return t

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import yaml
 
+from jobs.yaml_read import load_yaml, read_yaml_file
 from mst.config import Config, ConfigError, apply_overrides, config_from_dict, config_to_dict
+from mst.inputs import InputError
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 
@@ -22,7 +24,7 @@ def resolve_named_yaml(name_or_path: str | Path, folder: Path, kind: str) -> Pat
     names = yaml_names(folder)
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml"):
-        if not path.is_file():
+        if not path.exists():  # a FIFO or folder is there: read_yaml refuses it by its kind, without opening it
             raise ConfigError(f"{kind} file {path} does not exist; give a {kind} name ({', '.join(names)}) "
                               "or an existing .yaml path")
         return path
@@ -35,13 +37,19 @@ def resolve_named_yaml(name_or_path: str | Path, folder: Path, kind: str) -> Pat
 
 
 def read_yaml(path: Path, what: str) -> dict:
-    """A YAML mapping from `path`; a parse error is one ConfigError line."""
+    """A YAML mapping from the regular file `path`, bounded in size, depth and alias expansion
+    (jobs.yaml_read); a parse error, a bound passed or an unreadable file is one ConfigError line."""
     try:
-        data = yaml.safe_load(path.read_bytes())  # bytes: a file that is not UTF-8 is a YAMLError too
+        data = read_yaml_file(path, what)  # bytes: a file that is not UTF-8 is a YAMLError too
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise ConfigError(f"{what} {path}{where} is not valid YAML; fix its syntax") from None
+    except InputError as err:
+        raise ConfigError(str(err)) from None
+    except OSError as err:
+        raise ConfigError(f"cannot read {what} {path}: {err.strerror or err}; make it readable or give "
+                          "another file") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -55,7 +63,9 @@ def parse_set(item: str) -> tuple[str, object]:
         raise ConfigError(f"override '{item}' has no '='; write it as --set section.key=value")
     key, raw = item.split("=", 1)
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_yaml(raw, f"override '{key.strip()}'") if raw.strip() else ""
+    except InputError as err:
+        raise ConfigError(str(err)) from None
     except yaml.YAMLError:
         raise ConfigError(f"override '{item}': the value is not valid YAML; quote it or fix it") from None
     # YAML 1.1 reads '5e-4' as a string: accept plain floats too

@@ -126,6 +126,9 @@ def run_config_texts(runs: list[Run], runs_root: Path, cluster: str, pooled: fro
     """
     import yaml
 
+    from jobs.yaml_read import read_yaml_file
+    from mst.inputs import InputError
+
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
     texts = {}
     todo = [(run, run.spec.sweep) for run in runs] + [(run, rundir.POOL) for run in runs if run.run_id in pooled]
@@ -134,8 +137,8 @@ def run_config_texts(runs: list[Run], runs_root: Path, cluster: str, pooled: fro
         texts[path] = yaml.dump(run.config_dict, Dumper=dumper, sort_keys=False)
         if path.is_file() and path.read_bytes() != texts[path].encode():
             try:
-                found = yaml.safe_load(path.read_bytes())
-            except (yaml.YAMLError, UnicodeDecodeError):
+                found = read_yaml_file(path, "run config")
+            except (yaml.YAMLError, UnicodeDecodeError, InputError, OSError):
                 raise LaunchError(f"{path} is not valid YAML (it was not written by mst-sweep, or was edited); "
                                   "it is left as it is: move it aside, or submit with another --runs root") from None
             if found != run.config_dict:

@@ -17,6 +17,7 @@ from jobs.config_io import read_yaml, resolve_named_yaml, yaml_names
 from jobs.shellsafe import ENV_NAME, check_shell_path, shell_problems, shell_value  # noqa: F401 (launcher: paths)
 from mst.config.codec import DecodeError, decode, dotted_keys
 from mst.config.errors import ConfigError
+from mst.echo import brief
 from mst.stages import stages_with_shape
 
 CLUSTERS_DIR = Path(__file__).resolve().parent.parent / "clusters"
@@ -172,6 +173,14 @@ def valid_keys() -> list[str]:
     return dotted_keys(ClusterProfile)
 
 
+# the largest values Slurm takes (or a node could have): beyond them sbatch refuses or Python overflows
+RESOURCE_MAXIMA = {"nodes": 65_536, "tasks_per_node": 4_096, "cpus_per_task": 4_096,
+                   "mem_gb": 1 << 20, "time_min": 366 * 24 * 60}
+MAX_SIGNAL_DELAY_S = 65_535  # --signal=SIG@delay: Slurm keeps the delay in 16 bits
+MAX_REQUEUES = 10_000
+MAX_ARRAY_SIZE = 4_000_000  # MaxArraySize's ceiling
+
+
 def _check(where: str, p: ClusterProfile) -> None:
     def fail(problem: str, fix: str) -> None:
         raise ProfileError(f"profile {where}: {problem}; {fix}")
@@ -185,8 +194,8 @@ def _check(where: str, p: ClusterProfile) -> None:
     if acc.kind != "cpu" and acc.request == "none" and p.scheduler == "slurm":
         fail(f"accelerators.request is none for {acc.kind} devices", "use request gres or gpus_per_node")
     if acc.request == "gres":
-        if not acc.gres or not re.fullmatch(r"[A-Za-z][\w-]*(:[\w-]+)?:\d+", acc.gres):
-            fail(f"accelerators.gres is {acc.gres!r}", "write it as name:count or name:type:count, e.g. dcu:4")
+        if not acc.gres or not re.fullmatch(r"[A-Za-z][\w-]*(:[\w-]+)?:\d{1,4}", acc.gres):
+            fail(f"accelerators.gres is {brief(acc.gres)}", "write it as name:count or name:type:count, e.g. dcu:4")
         if int(acc.gres.rsplit(":", 1)[1]) != p.resources.tasks_per_node:
             fail(f"accelerators.gres {acc.gres} asks for a different count than resources.tasks_per_node "
                  f"({p.resources.tasks_per_node})", "use one task per device")
@@ -203,6 +212,10 @@ def _check(where: str, p: ClusterProfile) -> None:
                 fail(f"{section}.{key} is {getattr(r, key)}", f"set {section}.{key} to at least 1")
         if r.mem_gb < 0:
             fail(f"{section}.mem_gb is {r.mem_gb}", "use 0 for the whole node or a positive size")
+        for key, most in RESOURCE_MAXIMA.items():
+            if getattr(r, key) > most:
+                fail(f"{section}.{key} is {getattr(r, key)}, more than Slurm takes ({most})",
+                     f"give at most {most}")
         if acc.kind != "cpu" and r.tasks_per_node > acc.per_node:
             fail(f"{section}.tasks_per_node ({r.tasks_per_node}) exceeds the {acc.per_node} devices per node",
                  f"use at most {acc.per_node} tasks per node (one per device)")
@@ -210,8 +223,15 @@ def _check(where: str, p: ClusterProfile) -> None:
         fail("placement.partition is missing", "name the Slurm partition (sinfo lists them)")
     if p.preemption.delay_s < 1 or p.preemption.max_requeues < 0:
         fail("preemption.delay_s must be >= 1 and max_requeues >= 0", "e.g. delay_s: 120, max_requeues: 3")
+    if p.preemption.delay_s > MAX_SIGNAL_DELAY_S or p.preemption.max_requeues > MAX_REQUEUES:
+        fail(f"preemption.delay_s ({p.preemption.delay_s}) must be at most {MAX_SIGNAL_DELAY_S} (Slurm's --signal "
+             f"limit) and max_requeues ({p.preemption.max_requeues}) at most {MAX_REQUEUES}",
+             "e.g. delay_s: 120, max_requeues: 3")
     if p.limits.array_size < 1 or p.limits.array_parallelism < 1:
         fail("limits.array_size and limits.array_parallelism must be >= 1", "e.g. array_size: 1000")
+    if p.limits.array_size > MAX_ARRAY_SIZE or p.limits.array_parallelism > MAX_ARRAY_SIZE:
+        fail(f"limits.array_size and limits.array_parallelism must be at most {MAX_ARRAY_SIZE} (Slurm's largest "
+             "MaxArraySize)", "use your site's MaxArraySize - 1 (scontrol show config)")
     missing = [v for v in env.node_dirs if v not in env.env]
     if missing:
         fail(f"environment.node_dirs names {missing[0]}, which environment.env does not set", "add it to env")

@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from jobs.runstate import FINAL, RECORD_STATUSES
-from mst.atomic import atomic_write_text
+from mst.atomic import atomic_write_text, read_json
+from mst.inputs import InputError, NotJSON, parse_json, read_regular
 
 FINAL_STATES = FINAL  # record statuses that end a stage (jobs.runstate)
 # a folder name: letters, digits, '.', '_', '-'; starts with a letter or digit (so never '.', '..' or hidden)
@@ -42,6 +43,7 @@ MANIFEST_KEYS = ("run_id", "stage", "job_id")  # required; cluster and time are 
 LOCK_NAME = ".submit.lock"
 POOL = "pretrain"  # the pool's folder under a runs root: a name no sweep may take
 TIME_STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+MAX_JSONL_BYTES = 256 << 20  # a manifest line is about 150 bytes: a million submissions
 
 
 class RunFolderError(ValueError):
@@ -157,13 +159,18 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def _numbered_jsonl(path: Path) -> list[tuple[int, Any]]:
-    """(line number, record) of every line that parses; bytes that are not UTF-8 make their line unparsable."""
-    out = []
-    for number, line in enumerate(path.read_bytes().decode("utf-8", errors="replace").splitlines(), 1):
+    """(line number, record) of every line that parses; bytes that are not UTF-8 make their line unparsable.
+    A line that parses but passes a bound (an integer beyond 64 bits, nesting too deep) comes as its
+    InputError, for the reader to name; a FIFO, device or folder is one InputError, before it is opened."""
+    out: list[tuple[int, Any]] = []
+    text = read_regular(path, "manifest", MAX_JSONL_BYTES).decode("utf-8", errors="replace")
+    for number, line in enumerate(text.splitlines(), 1):
         try:
-            out.append((number, json.loads(line)))
-        except json.JSONDecodeError:
+            out.append((number, parse_json(line, "line", number)))
+        except NotJSON:
             continue
+        except InputError as err:
+            out.append((number, InputError(err.reason)))
     return out
 
 
@@ -176,7 +183,18 @@ def append_manifest(runs_root: str | Path, sweep: str, records: list[dict[str, A
     append_jsonl(contained(runs_root, manifest_path(runs_root, sweep)), [{"time": stamp, **r} for r in records])
 
 
+def _is_date(stamp: str) -> bool:
+    """A stamp of TIME_STAMP's shape that names a real UTC time (not month 13 nor second 99)."""
+    try:
+        time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")
+    except ValueError:
+        return False
+    return True
+
+
 def _manifest_problem(record: Any) -> str | None:
+    if isinstance(record, InputError):
+        return str(record)
     if not isinstance(record, dict):
         return f"is a JSON {type(record).__name__}, not a submission record"
     for key in MANIFEST_KEYS:
@@ -188,7 +206,7 @@ def _manifest_problem(record: Any) -> str | None:
     if isinstance(record["job_id"], bool) or not isinstance(record["job_id"], (str, int)):
         return f"has an unusable job_id {record['job_id']!r}"
     stamp = record.get("time", "1970-01-01T00:00:00Z")
-    if not isinstance(stamp, str) or not TIME_STAMP.fullmatch(stamp):
+    if not isinstance(stamp, str) or not TIME_STAMP.fullmatch(stamp) or not _is_date(stamp):
         return f"has an unusable time {stamp!r}"
     return None
 
@@ -247,12 +265,8 @@ def submission_lock(runs_root: str | Path, sweep: str) -> Iterator[None]:
 
 
 def read_result(path: Path) -> dict[str, Any] | None:
-    """A stage folder's result.json (or None when absent or unreadable)."""
-    path = Path(path) / "result.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
+    """A stage folder's result.json (or None when absent or unusable: mst.inputs' bounds; never blocks)."""
+    return read_json(Path(path) / "result.json")
 
 
 def result_status(path: Path) -> str | None:

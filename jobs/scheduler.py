@@ -13,7 +13,6 @@ script submitit would submit), `SlurmInfoWatcher.read_info` (its sacct/squeue pa
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shlex
 import shutil
@@ -27,7 +26,7 @@ from typing import Any
 from jobs import rundir
 from jobs.plan import LaunchError
 from jobs.profiles import ClusterProfile, slurm_parameters
-from mst.atomic import atomic_write_json
+from mst.atomic import atomic_write_json, read_json
 
 STATUS_CACHE_S = 60.0
 # how often a transient sbatch failure (slurmctld busy) is retried, and the first back-off
@@ -152,10 +151,7 @@ def cached_poll(profile: ClusterProfile, sweep_path: Path, array_ids: list[str],
 
 def _cached_states(cache: Path, cluster: str, wanted: list[str]) -> dict[str, str] | None:
     """The cached answer when it is fresh, for this cluster and these arrays, and well-formed; else None."""
-    try:
-        data = json.loads(cache.read_bytes())
-    except (OSError, ValueError):
-        return None
+    data = read_json(cache)  # None for a missing, foreign or irregular file (a FIFO never blocks)
     if not isinstance(data, dict):
         return None
     stamp, arrays, states = data.get("time"), data.get("arrays"), data.get("states")

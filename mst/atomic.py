@@ -49,11 +49,16 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
 
 
 def read_json(path: str | Path) -> dict | None:
-    """The JSON object at `path`, or None when the file is missing or unreadable."""
+    """The JSON object at `path`, or None when the file is missing or unusable: unreadable, not JSON, not an
+    object, or refused by mst.inputs (not a regular file, too large, too deep, an integer beyond 64 bits).
+    Never blocks."""
+    from .inputs import read_json_file
+
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
+        data = read_json_file(path, "file")
+    except (OSError, ValueError):  # inputs.InputError is a ValueError
         return None
+    return data if isinstance(data, dict) else None
 
 
 def remove_stale_temps(folder: str | Path) -> list[Path]:

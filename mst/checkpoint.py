@@ -61,6 +61,66 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
     return state
 
 
+def refuse_foreign(path: str | Path, chash: str, config: dict | None = None, stage: str | None = None) -> None:
+    """CheckpointError (one line naming the mismatch) when the checkpoint at `path` was written for another
+    config (its `config`, or the `config_hash` an evaluation stage's checkpoint carries) or another stage;
+    nothing when there is no file or it matches. Called before a stage writes anything: a checkpoint copied
+    in from another run is refused, never resumed, and left as it is."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    state = load_checkpoint(path)
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} is not a checkpoint of this toolkit (a {type(state).__name__}); move it "
+                              "away or use a new --out folder")
+    if stage is not None and state.get("stage", stage) != stage:
+        raise CheckpointError(f"{path} is a checkpoint of the '{state['stage']}' stage, not '{stage}'; move it "
+                              "away or use a new --out folder (it was left as it is)")
+    mismatch = _config_mismatch(state, chash, config)
+    if mismatch:
+        raise CheckpointError(f"{path} was written by another run: {mismatch}; move it away or use a new --out "
+                              "folder (it was left as it is)")
+
+
+def _config_mismatch(state: dict, chash: str, config: dict | None) -> str | None:
+    """What differs between the checkpoint's config and this run's (hash `chash`, plain `config`), or None."""
+    from .config import ConfigError, config_from_dict, config_hash
+
+    if "config" not in state:
+        theirs = state.get("config_hash")
+        return None if theirs in (None, chash) else f"its config hash is {theirs}, this run's is {chash}"
+    try:
+        theirs_hash = config_hash(config_from_dict(state["config"]))
+    except (ConfigError, TypeError, AttributeError):
+        return "its config is not one this toolkit reads"
+    if theirs_hash == chash:
+        return None
+    differs = _differing_keys(state["config"], config or {})
+    arch = [k for k in differs if k == "model.arch"]
+    head = (f"architecture {_at(state['config'], arch[0])!r}, this run's {_at(config, arch[0])!r}; " if arch
+            else "")
+    shown = ", ".join(f"{k} {_at(state['config'], k)!r} vs {_at(config, k)!r}" for k in differs[:3])
+    return f"{head}config hash {theirs_hash}, this run's {chash}" + (f" ({shown})" if shown else "")
+
+
+def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(data, dict):
+        return {prefix[:-1]: data}
+    return {k: v for key, value in data.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
+
+
+def _differing_keys(theirs: dict, ours: dict) -> list[str]:
+    a, b = _flat(theirs), _flat(ours)
+    keys = sorted(set(a) | set(b), key=lambda k: (k != "model.arch", k))
+    return [k for k in keys if a.get(k) != b.get(k)]
+
+
+def _at(config: dict | None, dotted: str) -> Any:
+    for part in dotted.split("."):
+        config = config.get(part) if isinstance(config, dict) else None
+    return config
+
+
 def weights_sha256(state_dict: dict[str, torch.Tensor]) -> str:
     """Digest of a state dict: names, dtypes, shapes and exact bytes, in name order."""
     h = hashlib.sha256()

@@ -15,16 +15,29 @@ T = TypeVar("T")
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print one line saying what is wrong and how to fix it, then exit non-zero."""
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(code)
+    from mst.boundary import print_error
+
+    print_error(message, code)
 
 
 def setup_logging(verbose: bool = False) -> None:
     """One logger set-up per entry point; ranks other than 0 only report warnings."""
     rank = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))
     level = logging.DEBUG if verbose else logging.INFO
-    logging.basicConfig(level=level if rank == 0 else logging.WARNING, stream=sys.stderr,
-                        format=f"%(asctime)s [rank {rank}] %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(level=level if rank == 0 else logging.WARNING, stream=sys.stderr)
+    formatter = _ShownFormatter(f"%(asctime)s [rank {rank}] %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(formatter)
+
+
+class _ShownFormatter(logging.Formatter):
+    """Log lines name paths and values a user chose: their control characters are shown escaped."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        from mst.echo import shown
+
+        record.message = shown(record.message)
+        return super().formatMessage(record)
 
 
 def add_config_args(parser: argparse.ArgumentParser, default_preset: str = "smoke") -> None:

@@ -9,6 +9,7 @@ import json
 import sys
 from pathlib import Path
 
+from mst.boundary import console_script
 from mst.stages import StageSpec, eval_commands
 
 from .common import check_out_folder, fail, run_stage_command, setup_logging
@@ -99,11 +100,10 @@ def stored_config(pretrain_dir: Path) -> dict:
     """The config the checkpoint was trained with: its result.json, the run's config.yaml, or checkpoint.pt."""
     record_path = pretrain_dir / "result.json"
     if record_path.is_file():
-        try:
-            record = json.loads(record_path.read_text())
-        except ValueError:
-            record = {}
-        if isinstance(record.get("config"), dict):
+        from mst.atomic import read_json
+
+        record = read_json(record_path)  # None when it is not a usable JSON file
+        if isinstance(record, dict) and isinstance(record.get("config"), dict):
             return record["config"]
     for yaml_path in (pretrain_dir / "config.yaml", pretrain_dir.parent / "config.yaml"):
         if yaml_path.is_file():
@@ -190,6 +190,7 @@ def run_command(args, cfg, pretrain_dir: Path | None, stop) -> dict:
     return spec.call(cfg, args.out, pretrain_dir, **kwargs)
 
 
+@console_script
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     check_out_folder(args.out)

@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from mst.boundary import console_script
+
 from .common import add_config_args, check_out_folder, fail, run_stage_command, setup_logging
 
 
@@ -21,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@console_script
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     from mst.config import ConfigError

@@ -9,6 +9,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from mst.boundary import console_script
+from mst.echo import shown
+
 from .common import fail
 
 EPILOG = """examples:
@@ -87,15 +90,16 @@ def _pool(cluster: str | None, runs: str | None) -> None:
 
 def _preflight(cluster: str, runs: str | None, wait_s: float = 900.0) -> int:
     """Run the preflight check; print each problem on its own line; 0 when there is none."""
-    from jobs.preflight import run_check
     from jobs.profiles import load_profile
 
-    profile = load_profile(cluster)
+    profile = load_profile(cluster)  # before the probe's imports (torch): a bad profile is refused at once
+    from jobs.preflight import run_check
+
     problems = run_check(profile, Path(runs or profile.storage.run_root), wait_s)
     for line in problems:
-        print(f"problem: {line}", file=sys.stderr)
+        print(f"problem: {shown(line)}", file=sys.stderr)
     if problems:
-        print(f"error: preflight of {profile.name} found {len(problems)} problem(s)", file=sys.stderr)
+        print(f"error: preflight of {shown(profile.name)} found {len(problems)} problem(s)", file=sys.stderr)
     else:
         print(f"preflight of {profile.name}: all checks passed")
     return 1 if problems else 0
@@ -124,10 +128,11 @@ def _print_status(states: list, show_all: bool) -> int:
         print(f"{stage:12s} " + "  ".join(f"{k} {n}" for k, n in counts.items() if n))
     for s in states:
         if show_all or s.state != "done":
-            print(f"  {s.run.run_id}  {s.stage:12s} {s.state:9s} job {s.job_id or '-':14s} {s.detail}")
+            print(f"  {s.run.run_id}  {s.stage:12s} {s.state:9s} job {s.job_id or '-':14s} {shown(s.detail)}")
     return 0 if all(s.state == "done" for s in states) else 1
 
 
+@console_script
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if getattr(args, "budget", None):

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from mst.data.decode import open_image
+
 from .batched import FLIP, crop_boxes, draw_uniforms, normalise, photometric
 
 BICUBIC = Image.Resampling.BICUBIC
@@ -40,7 +42,7 @@ def view_kinds(aug_cfg) -> list[tuple[slice, int, tuple[float, float]]]:
 def _open(source) -> Image.Image:
     """A lazily decoded PIL image: a path (JPEG, PNG, ...) or a uint8 tensor [C, H, W]."""
     if isinstance(source, (str, Path)):
-        return Image.open(source)
+        return open_image(source)  # its size checked before decoding: a bomb is refused, naming the file
     array = source.permute(1, 2, 0).numpy()
     return Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
 

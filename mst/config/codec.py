@@ -16,6 +16,7 @@ import difflib
 import hashlib
 import json
 import math
+import reprlib
 import types
 import typing
 from collections.abc import Mapping
@@ -119,6 +120,27 @@ def scalar_matches(value: Any, tp: type) -> bool:
     return isinstance(value, tp)
 
 
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring, _SHORT.maxother = 3, 8, 8, 120, 120
+_SHORT.maxlong = 40
+
+
+class _Shown:
+    """A value as an error line shows it: its repr, cut short past a few levels, items and characters."""
+
+    def __init__(self, value: Any):
+        self.value = value
+
+    def __repr__(self) -> str:
+        return _SHORT.repr(self.value)
+
+    def __str__(self) -> str:
+        return _SHORT.repr(self.value) if not isinstance(self.value, str) else _SHORT.repr(self.value)[1:-1]
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
 class _Decoder:
     def __init__(self, where: str, wording: Mapping[str, str]):
         self.where, self.wording = where, wording
@@ -131,8 +153,10 @@ class _Decoder:
         did = f"did you mean '{near}'?" if near else ""
         dotted = f"did you mean '{level}.{near}'? " if near and level else did and did + " "
         facts = {"value": None, **facts}
+        value_type = type(facts["value"]).__name__
+        facts["value"] = _Shown(facts["value"])  # an expanded YAML alias could be millions of items long
         text = (top or self.wording[kind]).format(
-            where=self.where, key=key, name=key.rsplit(".", 1)[-1], section=level, type=type(facts["value"]).__name__,
+            where=self.where, key=key, name=key.rsplit(".", 1)[-1], section=level, type=value_type,
             names=", ".join(names), sorted_names=", ".join(sorted(names)),
             valid=", ".join(dotted_keys(cls, f"{level}." if level else "")) if cls else "",
             hint=did and did + " ", tail=did and "; " + did, fix=did or "fix that value", dotted_hint=dotted, **facts)

@@ -7,7 +7,8 @@ The whole split is decoded once into one uint8 tensor, padded 28 -> 32 px with z
 from __future__ import annotations
 
 import functools
-import gzip
+import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
 from mst.data.errors import DatasetMissingError
+from mst.inputs import InputError, read_regular
 
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
@@ -25,6 +27,8 @@ FILES = {
 }
 PAD = 2  # 28 + 2 * 2 = 32
 _UBYTE = 0x08  # IDX type code of unsigned bytes
+MAX_GZ_BYTES = 64 << 20  # the largest file, train-images-idx3-ubyte.gz, is 26 MB
+MAX_IDX_BYTES = 64 << 20  # and 47 MB once inflated
 
 
 def _missing(path: Path, problem: str) -> DatasetMissingError:
@@ -35,12 +39,24 @@ def _missing(path: Path, problem: str) -> DatasetMissingError:
 
 def read_idx(path: Path, ndim: int) -> torch.Tensor:
     """Decode one gzip'ed IDX file of unsigned bytes with `ndim` dimensions."""
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise _missing(path, "does not exist")
     try:
-        raw = gzip.decompress(path.read_bytes())
-    except (OSError, EOFError) as exc:
+        packed = read_regular(path, "Fashion-MNIST file", MAX_GZ_BYTES)  # a FIFO or device never blocks
+    except InputError as exc:
+        raise _missing(path, exc.reason) from None
+    except OSError as exc:
+        raise _missing(path, f"cannot be read ({exc.strerror or exc})") from None
+    try:
+        # bounded: a few hundred bytes of gzip can expand to gigabytes
+        inflate = zlib.decompressobj(wbits=31)
+        raw = inflate.decompress(packed, MAX_IDX_BYTES + 1)
+    except zlib.error as exc:
         raise _missing(path, f"is not a readable gzip file ({exc})") from None
+    if len(raw) > MAX_IDX_BYTES:
+        raise _missing(path, f"inflates to more than {MAX_IDX_BYTES} bytes (the training images are 47 MB)")
+    if not inflate.eof:
+        raise _missing(path, "is not a readable gzip file (it ends before its data does: truncated?)")
     # IDX header: two zero bytes, a type code, the number of dimensions, then one big-endian uint32 per dim.
     if len(raw) < 4 + 4 * ndim or raw[0:2] != b"\0\0" or raw[2] != _UBYTE or raw[3] != ndim:
         raise _missing(path, f"has no IDX header of {ndim}-d unsigned bytes")

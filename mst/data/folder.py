@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PIL import Image
 from torchvision import datasets, tv_tensors
 from torchvision.transforms.v2 import functional as F
 
+from mst.data.decode import open_image
 from mst.data.errors import DatasetMissingError
 from mst.data.index import list_images
 
@@ -17,7 +17,7 @@ def load_image(path: str) -> tv_tensors.Image:
 
     PIL rather than torchvision.io: the latter's decoders are deprecated from torchvision 0.29 on.
     """
-    with Image.open(path) as image:
+    with open_image(path) as image:  # UnreadableImage (one line naming the file) for a bomb or a non-image
         return tv_tensors.Image(F.pil_to_tensor(image.convert("RGB")))
 
 

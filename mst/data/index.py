@@ -50,7 +50,8 @@ def list_images(folder: str | Path, class_to_idx: dict[str, int], extensions: tu
     path = cache / f"folder-index-{index_key(folder, classes)}.json"
     cached = read_json(path)
     if (isinstance(cached, dict) and cached.get("folder") == str(folder) and cached.get("classes") == classes
-            and isinstance(cached.get("files"), list) and len(cached["files"]) == len(classes)):
+            and isinstance(cached.get("files"), list) and len(cached["files"]) == len(classes)
+            and all(isinstance(files, list) and all(isinstance(f, str) for f in files) for files in cached["files"])):
         per_class = cached["files"]
     else:
         per_class = [_walk(folder / c, extensions) for c in classes]

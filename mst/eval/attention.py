@@ -39,12 +39,12 @@ def load_image(spec: str) -> tuple[str, torch.Tensor]:
 
     path = Path(spec).expanduser()
     if path.is_file():
-        from PIL import Image, UnidentifiedImageError
+        from ..data.decode import UnreadableImage, open_image
 
         try:
-            with Image.open(path) as im:
+            with open_image(path) as im:
                 array = np.asarray(im.convert("RGB"))
-        except (UnidentifiedImageError, OSError) as err:
+        except UnreadableImage as err:
             raise ImageError(f"cannot read image {path}: {err}; give a PNG/JPEG file") from None
         name = path.stem
     else:

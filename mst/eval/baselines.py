@@ -116,12 +116,16 @@ def cache_root(out_dir: str | Path, record_extra: dict | None) -> Path:
     return out.parent
 
 
+class BaselinesCacheError(ValueError):
+    """A baselines cache that leads out of its runs root (one line)."""
+
+
 def cache_folder(root: Path, key: str) -> Path:
     folder = root / CACHE_FOLDER / key
     resolved, top = folder.resolve(), root.resolve()
     if top not in resolved.parents:
-        raise ValueError(f"baselines cache {folder} resolves to {resolved}, outside {top}; remove the link that "
-                         "leads there")
+        raise BaselinesCacheError(f"baselines cache {folder} resolves to {resolved}, outside {top}; remove the "
+                                  "link that leads there")
     return folder
 
 
@@ -155,7 +159,7 @@ def read_entry(path: Path, key: str, names: set[str]) -> tuple[dict | None, str 
     if not path.is_file():
         return None, None
     data = read_json(path)
-    problem = "not valid JSON" if data is None else check_entry(data, key, names)
+    problem = "not a JSON object (or not a regular file)" if data is None else check_entry(data, key, names)
     return (None, problem) if problem else (data["baselines"], None)
 
 

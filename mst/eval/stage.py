@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ..atomic import append_jsonl, atomic_write_json, read_json, truncate_jsonl
-from ..checkpoint import atomic_torch_save, load_checkpoint
+from ..checkpoint import atomic_torch_save, load_checkpoint, refuse_foreign
 from ..config import Config, config_hash, config_to_dict
 from ..run.folder import RunFolderMismatch, claim_folder, locked_stage_folder
 from ..run.record import error_line, make_record, write_failed_record
@@ -105,7 +105,8 @@ class Stage:
         """Write `state` (or the last one again, with the wall time brought up to date) atomically."""
         if state is not None:
             self.state = state
-        atomic_torch_save({**self.state, "stage": self.name, "wall_time_s": self.wall_time()},
+        atomic_torch_save({**self.state, "stage": self.name, "config_hash": config_hash(self.cfg),
+                           "wall_time_s": self.wall_time()},
                           self.checkpoint_path)
 
     def wall_time(self) -> float:
@@ -166,8 +167,10 @@ def run_stage(name: str, cfg: Config, out_dir: str | Path, record_extra: dict | 
                                         "use another --out folder")
             return done
         pretrain_fields = source_fields(pretrain_dir, allow_partial)
-        # a folder holding another config's run is refused before anything in it is touched
-        claim_folder(out, config_hash(cfg))
+        # a folder holding another config's run, or its checkpoint, is refused before anything in it is touched
+        chash = config_hash(cfg)
+        claim_folder(out, chash, check=lambda: refuse_foreign(out / "checkpoint.pt", chash, config_to_dict(cfg),
+                                                              stage=name))
         stage = None
         try:
             stage = Stage(name, cfg, out, record_extra, pretrain_fields)

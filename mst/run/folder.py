@@ -9,7 +9,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..atomic import atomic_write_json, read_json, remove_stale_temps
@@ -83,12 +83,15 @@ def locked_stage_folder(out: str | Path, wait_s: float = 0.0, main: bool = True)
         os.close(fd)  # releases the lock
 
 
-def claim_folder(out: Path, chash: str, main: bool = True) -> None:
+def claim_folder(out: Path, chash: str, main: bool = True, check: Callable[[], None] | None = None) -> None:
     """Tie a stage folder to one config: resuming a different config from it would silently mix two runs.
-    The main process (`main`) writes the claim, run.json; every process checks it."""
+    The main process (`main`) writes the claim, run.json; every process checks it. `check` runs after the
+    claim is checked and before it is written (a foreign checkpoint is refused there)."""
     marker = read_json(out / "run.json")
     if marker and marker.get("config_hash") != chash:
         raise RunFolderMismatch(f"{out} holds a run of another config ({marker.get('config_hash')}, this one is "
                                 f"{chash}); use a new --out folder or the original settings")
+    if check is not None:
+        check()
     if marker is None and main:
         atomic_write_json(out / "run.json", {"config_hash": chash})

@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from .. import distributed as dist
 from ..atomic import append_jsonl, atomic_write_json, read_json, truncate_jsonl
 from ..augment import BatchPhotometric
-from ..checkpoint import atomic_torch_save, load_checkpoint, weights_sha256
+from ..checkpoint import atomic_torch_save, load_checkpoint, refuse_foreign, weights_sha256
 from ..compat import grad_scaler
 from ..config import Config, ConfigError, config_hash, config_to_dict
 from ..losses import DINOLoss, restoration_loss
@@ -324,7 +324,8 @@ def run_pretrain(cfg: Config, out_dir: str | Path, should_stop: Callable[[], boo
 def _run_pretrain_locked(cfg: Config, out: Path, should_stop: Callable[[], bool] | None,
                          record_extra: dict | None, show_progress: bool) -> dict:
     cfg_dict, chash = config_to_dict(cfg), config_hash(cfg)
-    claim_folder(out, chash, main=dist.is_main())
+    # a checkpoint copied in from another run is refused before the folder is claimed
+    claim_folder(out, chash, main=dist.is_main(), check=lambda: refuse_foreign(out / "checkpoint.pt", chash, cfg_dict))
     previous = read_json(out / "result.json")
     if previous and previous.get("status") == "done":
         return previous
