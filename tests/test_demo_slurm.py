@@ -28,7 +28,7 @@ def test_make_sweep_loss_weight_smoke_on_local_slurm(tmp_path, slurm_clusters, s
     runs = tmp_path / "runs"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE")}
     make = subprocess.run(["make", "-C", str(ROOT), "sweep", f"SWEEP={path}", "BUDGET=smoke", "CLUSTER=local-slurm",
-                           f"RUNS={runs}"], env=env, capture_output=True, text=True, timeout=300, check=False)
+                           f"RUNS={runs}", f"MST_PY={sys.executable}"], env=env, capture_output=True, text=True, timeout=300, check=False)
     assert make.returncode == 0, make.stdout[-2000:] + make.stderr[-2000:]
 
     manifest = rundir.read_jsonl(rundir.manifest_path(runs, "loss_weight_smoke"))

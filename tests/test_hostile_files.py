@@ -79,10 +79,14 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised_and_numbers_stay
                    "--format", "csv")
     assert proc.returncode == 0, proc.stderr
     rows = list(csv.reader(proc.stdout.splitlines()))
-    assert rows[0][2] == "'\tweight"
-    labels = [r[2] for r in rows[1:]]
+    header, body = rows[0], rows[1:]
+    col = {name: i for i, name in enumerate(header)}
+    assert header[3] == "'\tweight"  # the row header's column, after table, sweep and budget
+    labels = [r[3] for r in body if not r[col["baseline"]]]
     assert labels == ["'=HYPERLINK(\"http://evil\")", "-1.5", "'@SUM(A1)\x1b[2J", "'+1+cmd"]
-    assert all(float(r[4]) > 0 for r in rows[1:]) and float(rows[1][12]) < 0  # means and deltas stay numbers
+    numbers = [r[col[name]] for r in body for name in ("mean", "se", "paper") if r[col[name]]]
+    assert len(numbers) >= 8 and all(float(v) == float(v) for v in numbers)  # numbers stay numbers, unprefixed
+    assert all(float(r[col["mean"]]) > 0 for r in body)
     assert [neutralise(v) for v in ("-1.5", "+2e-3", "\r1", 3.0, "-x")] == ["-1.5", "+2e-3", "'\r1", 3.0, "'-x"]
     term = command("analysis.cli", "tables", "--runs", str(runs), "--sweep", str(sweep), "--budget", "smoke")
     assert term.returncode == 0 and "\x1b" not in term.stdout and "@SUM(A1)\\x1b[2J" in term.stdout

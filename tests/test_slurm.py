@@ -118,11 +118,12 @@ def _last_step(runs: Path, sweep: str, run_id: str) -> int:
 def test_pretrain_interrupted_twice_matches_uninterrupted(tmp_path, slurm_sweep, slurm_clusters):
     """USR2 (the profile's preemption signal) and then an outside `scontrol requeue` while running; the job
     resumes from its own run folder both times and ends with the weights of an uninterrupted twin."""
-    t0, runs = time.time(), tmp_path / "runs"
+    # the twin goes to a runs root of its own: in one root the pool would give both sweeps one pre-training
+    t0, runs, ref_runs = time.time(), tmp_path / "runs", tmp_path / "runs-ref"
     hit, ref = (submit(str(slurm_sweep(n, TINY.format(name=n, repeats=1, stages="[pretrain]", epochs=4))),
-                       "local-slurm", str(runs), out=lambda _: None) for n in ("hit", "ref"))
+                       "local-slurm", str(root), out=lambda _: None) for n, root in (("hit", runs), ("ref", ref_runs)))
     (run_id, job), conf = (hit[0]["run_id"], hit[0]["job_id"]), slurm_clusters["dcu"]
-    assert ref[0]["run_id"] == run_id  # same config, so the same run id, in another sweep folder
+    assert ref[0]["run_id"] == run_id  # same config, so the same run id, in another runs root
 
     first = wait_for(lambda: _last_step(runs, "hit", run_id) >= 4 and _last_step(runs, "hit", run_id), 300,
                      "the job to be running")
@@ -143,9 +144,9 @@ def test_pretrain_interrupted_twice_matches_uninterrupted(tmp_path, slurm_sweep,
     assert log.count("Calling checkpoint method.") == 1  # an outside requeue calls no checkpoint()
     assert "waiting for Slurm" in log  # SIGTERM set the flag; it saved at the next step boundary
 
-    wait_for(lambda: _all_final(runs, "hit", hit) and _all_final(runs, "ref", ref), 600, "both runs to finish",
+    wait_for(lambda: _all_final(runs, "hit", hit) and _all_final(ref_runs, "ref", ref), 600, "both runs to finish",
              poll_s=2)
-    done, twin = _result(runs, "hit", run_id, "pretrain"), _result(runs, "ref", run_id, "pretrain")
+    done, twin = _result(runs, "hit", run_id, "pretrain"), _result(ref_runs, "ref", run_id, "pretrain")
     assert done["metrics"]["steps"] == twin["metrics"]["steps"] == 32
     assert done["weights_sha256"] == twin["weights_sha256"]
     assert done["job_ids"] == [job]  # requeues keep the job id; the folder is keyed by run id anyway

@@ -20,6 +20,7 @@ About 100-150 s on the 2-core development machine.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import pwd
@@ -113,6 +114,13 @@ def _ok(proc: subprocess.CompletedProcess) -> str:
     return proc.stdout
 
 
+def _cell_row(table_csv: str, table: str, sweep: str) -> dict | None:
+    """The CSV row of the table's one cell (restore weight 0.6), not a baseline row."""
+    rows = csv.DictReader(table_csv.splitlines())
+    return next((r for r in rows if r["table"] == table and r["sweep"] == sweep and r["Restore weight"] == "0.6"
+                 and not r["baseline"]), None)
+
+
 def test_the_user_path_from_a_login_node(site_env, user_home):
     user, bin_dir = site_env
     uid = pwd.getpwnam(user).pw_uid
@@ -186,10 +194,10 @@ def test_the_user_path_from_a_login_node(site_env, user_home):
     assert done["device_mask"]["variable"] == "CUDA_VISIBLE_DEVICES" and not done["device_mask"]["written_by_job"]
 
     table = _ok(run("mst-report", "tables", "--cluster", str(profile), "--sweep", str(sweep), "--format", "csv"))
-    row = next((ln.split(",") for ln in table.splitlines() if ln.startswith("U1,userpath,0.6,")), None)
+    row = _cell_row(table, "U1", "userpath")
     knn_top1 = rundir.read_result(rundir.stage_dir(runs, "userpath", pre["run_id"], "knn"))["metrics"]["top1@10"]
-    assert row is not None and row[6] == "1", table  # table, sweep, row, column, mean, se, n, ...
-    assert float(row[4]) == pytest.approx(knn_top1), table  # the cell is the k-NN record's
+    assert row is not None and row["n"] == "1", table
+    assert float(row["mean"]) == pytest.approx(knn_top1), table  # the cell is the k-NN record's
 
     # a second sweep that needs the same pre-training: no second pre-training, its table fills from the pool
     second = user_home / "userpath2.yaml"
@@ -208,5 +216,5 @@ def test_the_user_path_from_a_login_node(site_env, user_home):
     wait_for(second_done, 300, "the second sweep's k-NN on the shared pre-training", poll_s=3)
     assert rundir.read_result(rundir.stage_dir(runs, "userpath2", pre["run_id"], "pretrain")) == done
     table = _ok(run("mst-report", "tables", "--cluster", str(profile), "--sweep", str(second), "--format", "csv"))
-    row = next((ln.split(",") for ln in table.splitlines() if ln.startswith("U2,userpath2,0.6,")), None)
-    assert row is not None and row[6] == "1", table
+    row = _cell_row(table, "U2", "userpath2")
+    assert row is not None and row["n"] == "1" and float(row["mean"]) == pytest.approx(knn_top1), table
