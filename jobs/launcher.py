@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from jobs import pool, rundir
+from jobs.errors import LaunchError
 from jobs.plan import (
-    LaunchError,
     Run,
     dependency,
     describe,

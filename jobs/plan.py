@@ -18,13 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from jobs import rundir
+from jobs.errors import LaunchError
 from jobs.profiles import ClusterProfile, config_overrides
 from jobs.runstate import IN_FLIGHT
 from mst.stages import NEEDS_PRETRAIN
-
-
-class LaunchError(RuntimeError):
-    """The cluster cannot take the submission; one line saying why and what to do."""
 
 
 @dataclass(frozen=True)
