@@ -91,8 +91,8 @@ def resolve_runs(sweep: Any, profile: ClusterProfile) -> list[Run]:
 
 
 def stage_job(run: Run, stage: str, profile: ClusterProfile, runs_root: Path) -> Any:
-    """The job callable of one stage of one run (jobs.stages.StageJob), with the record fields it adds."""
-    from jobs.stages import StageJob
+    """The job callable of one stage of one run (jobs.stage_job.StageJob), with the record fields it adds."""
+    from jobs.stage_job import StageJob
     from mst.config import config_to_dict
 
     spec = run.spec

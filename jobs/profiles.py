@@ -372,7 +372,7 @@ def slurm_parameters(profile: ClusterProfile, stage: str, job_name: str) -> dict
         # a dependency that can no longer be met cancels the job instead of leaving it pending forever
         "additional_parameters": {"signal": f"{pre.signal}@{pre.delay_s}", "kill-on-invalid-dep": "yes"},
     }
-    if pre.requeue:  # every stage job checkpoints and requeues itself (jobs.stages.StageJob)
+    if pre.requeue:  # every stage job checkpoints and requeues itself (jobs.stage_job.StageJob)
         params["additional_parameters"]["requeue"] = True
     if shape.mem_gb == 0:
         params["mem"] = "0"

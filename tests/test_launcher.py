@@ -233,7 +233,7 @@ def test_a_failing_stage_leaves_a_usable_failed_record_and_the_handlers(tmp_path
 
     from analysis.collect import check_record
     from jobs.config_io import load_config
-    from jobs.stages import StageJob
+    from jobs.stage_job import StageJob
     from mst.config import config_to_dict
 
     extra = {"run_id": "abc-r0", "sweep": "s", "cell": {}, "repeat": 0, "seed": 0, "cluster": "local"}

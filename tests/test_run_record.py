@@ -42,7 +42,7 @@ def test_an_unwritable_folder_does_not_hide_the_original_error(tmp_path, caplog)
 def test_the_job_layer_writes_the_same_failed_record(tmp_path):
     """A job whose method raised before writing a record (here: the folder holds another config's run) gets
     one from the same writer, provenance and all."""
-    from jobs.stages import StageJob
+    from jobs.stage_job import StageJob
     from mst.train import RunFolderMismatch
 
     cfg = load_config("tiny")
