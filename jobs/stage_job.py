@@ -172,7 +172,7 @@ class StageJob(submitit.helpers.Checkpointable):
         sys.exit(1)
 
     def _mark(self, status: str, extra: dict[str, Any]) -> None:
-        """A 'running' or 'preempted' result.json (schema 1, no metrics yet), unless the stage is finished:
+        """A 'running' or 'preempted' result.json (no metrics yet), unless the stage is finished:
         a done or failed record is never replaced by a progress one (a rerun of a failed stage is, though,
         once it starts: the previous failure stays in the Slurm log)."""
         if os.environ.get("RANK", "0") != "0":
@@ -180,11 +180,12 @@ class StageJob(submitit.helpers.Checkpointable):
         previous = rundir.result_status(self.out_dir)
         if previous == "done" or (previous == "failed" and status != "running"):
             return
-        atomic_write_json(self.out_dir / "result.json", {
-            "schema": 1, **extra, "stage": self.stage, "status": status, "error": None, "metrics": {},
-            "config": self.config, "wall_time_s": None, "device_hours": None,
-            "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        })
+        from mst.run.record import encode_record, record_of, utc_now
+
+        record = record_of({**extra, "stage": self.stage, "status": status, "error": None, "metrics": {},
+                            "config": self.config, "wall_time_s": None, "device_hours": None,
+                            "updated_at": utc_now()})
+        atomic_write_json(self.out_dir / "result.json", encode_record(record))
 
     def _mark_failed(self, err: Exception, extra: dict[str, Any]) -> None:
         """A failed result.json when the method left none, so `status` needs no scheduler call for it.
