@@ -93,7 +93,7 @@ class Walk:
         rel = os.path.relpath(code.co_filename, ROOT)
         if self.reached and rel != MASKING:  # past the goal: only the calls inside mst/masking.py still count
             return
-        self.stops.append((rel, frame.f_lineno, code.co_qualname))
+        self.stops.append((rel, frame.f_lineno, getattr(code, "co_qualname", code.co_name)))
         if self.until and not self.reached and self.until(rel, code.co_name):
             self.reached = True
             os.kill(os.getpid(), signal.SIGTERM)  # the job's stop flag: save at the next step boundary
