@@ -2,7 +2,7 @@
 
 Layout: `<runs_root>/<sweep>/<run_id>/<stage>/result.json` (docs/ARCHITECTURE.md); a pre-training in the
 root's pool is read through each sweep's link to it and counted under every sweep that links it. A record
-that is not valid JSON or does not follow schema 1 is skipped and named, never fatal: a half-written or
+that is not valid JSON or does not follow the record schema (mst.run.record) is skipped and named, never fatal: a half-written or
 hand-edited file must not hide every other result. Checked records are cached per sweep in
 `.report-cache.json` (without their config), keyed by the file's inode, mtime and size, so a report over
 10,000 records parses only what changed since the last one.
@@ -20,14 +20,8 @@ import pandas as pd
 
 from jobs.rundir import POOL
 from mst.inputs import InputError, NotJSON, read_json_file
+from mst.run.record import SCHEMA_VERSION, record_problem
 
-SCHEMA = 1
-STATUSES = ("done", "failed", "running", "preempted")
-# key -> accepted types; every record must carry these (the rest of the schema is informational here)
-REQUIRED = {
-    "schema": (int,), "run_id": (str,), "sweep": (str,), "cell": (dict,), "repeat": (int,), "seed": (int,),
-    "stage": (str,), "status": (str,), "metrics": (dict,),
-}
 COLUMNS = ["sweep", "run_id", "stage", "status", "repeat", "seed", "cell", "metrics", "error", "config_hash",
            "wall_time_s", "device_hours", "baselines", "path"]
 
@@ -54,19 +48,10 @@ class Records:
 
 
 def check_record(data: object, sweep: str, run_id: str, stage: str) -> str | None:
-    """Why `data` is not a usable schema-1 record for folder `<sweep>/<run_id>/<stage>/`, or None if it is."""
-    if not isinstance(data, dict):
-        return f"not a JSON object ({type(data).__name__})"
-    if data.get("schema") != SCHEMA:
-        return f"schema {data.get('schema')!r}, expected {SCHEMA}"
-    for key, types in REQUIRED.items():
-        if key not in data:
-            return f"missing key '{key}'"
-        value = data[key]
-        if isinstance(value, bool) or not isinstance(value, types):
-            return f"key '{key}' has type {type(value).__name__}, expected {types[0].__name__}"
-    if data["status"] not in STATUSES:
-        return f"unknown status '{data['status']}' (expected one of {', '.join(STATUSES)})"
+    """Why `data` is not a usable record for folder `<sweep>/<run_id>/<stage>/`, or None if it is."""
+    problem = record_problem(data)  # the schema's own check: version, required keys and types, status
+    if problem is not None or not isinstance(data, dict):
+        return problem
     if data.get("partial") is True:  # mst-eval --allow-partial: an unfinished pre-training, never a table cell
         return (f"evaluates an unfinished pre-training ({data.get('pretrain_status', 'unfinished')}); "
                 "partial records are not counted")
@@ -115,7 +100,7 @@ def _load_cache(sweep_dir: str) -> dict[str, list]:
         data = read_json_file(os.path.join(sweep_dir, CACHE_NAME), "report cache")
     except (OSError, ValueError):  # InputError is a ValueError
         return {}
-    if (isinstance(data, dict) and data.get("version") == CACHE_VERSION and data.get("schema") == SCHEMA
+    if (isinstance(data, dict) and data.get("version") == CACHE_VERSION and data.get("schema") == SCHEMA_VERSION
             and isinstance(data.get("entries"), dict)):
         return data["entries"]
     return {}
@@ -132,7 +117,7 @@ def _cached_row(hit: object, stamp: list[int], sweep: str, run_id: str, stage: s
     row = hit[3]
     if not isinstance(row, dict) or set(row) != _ROW_KEYS:
         return None
-    return row if check_record({**row, "schema": SCHEMA}, sweep, run_id, stage) is None else None
+    return row if check_record({**row, "schema": SCHEMA_VERSION}, sweep, run_id, stage) is None else None
 
 
 def _save_cache(sweep_dir: str, entries: dict[str, list]) -> None:
@@ -140,7 +125,7 @@ def _save_cache(sweep_dir: str, entries: dict[str, list]) -> None:
 
     try:
         atomic_write_text(Path(sweep_dir) / CACHE_NAME,
-                          json.dumps({"version": CACHE_VERSION, "schema": SCHEMA, "entries": entries}))
+                          json.dumps({"version": CACHE_VERSION, "schema": SCHEMA_VERSION, "entries": entries}))
     except OSError:
         pass  # a read-only runs folder: the report still works, only slower next time
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from jobs.sweep import RunSpec
 from mst.config import config_to_dict
+from mst.run.record import RunRecord, encode_record
 from mst.stages import STAGES
 
 from .collect import COLUMNS, Records
@@ -51,15 +52,14 @@ def baseline_field(stage: str, random_init: float, raw_pixels: float) -> dict[st
 
 def record(run: RunSpec, stage: str, status: str = "done", metrics: dict[str, Any] | None = None,
            error: str | None = None, baselines: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
-    """A schema-1 result.json for one stage of `run` (metrics omitted unless given; baselines when given)."""
-    return ({"baselines": baselines} if baselines is not None else {}) | {
-        "schema": 1, "run_id": run.run_id, "sweep": run.sweep, "cell": run.cell, "repeat": run.repeat,
-        "seed": run.seed, "stage": stage, "status": status, "error": error, "metrics": metrics or {},
-        "config_hash": run.run_id.rsplit("-r", 1)[0], "config": config_to_dict(run.config), "git_sha": "synthetic",
-        "versions": {"python": "3", "mst-toolkit": "0.1.0"}, "cluster": "synthetic", "job_ids": ["1_0"],
-        "nodes": "localhost", "wall_time_s": 1.0, "device_hours": 0.0, "weights_sha256": None,
-        "finished_at": "2026-11-27T09:00:00Z",
-    }
+    """A result.json for one stage of `run` (metrics omitted unless given; baselines when given)."""
+    more = {"weights_sha256": None} | ({"baselines": baselines} if baselines is not None else {})
+    return encode_record(RunRecord(
+        run_id=run.run_id, sweep=run.sweep, cell=run.cell, repeat=run.repeat, seed=run.seed, stage=stage,
+        status=status, error=error, metrics=metrics or {}, config_hash=run.run_id.rsplit("-r", 1)[0],
+        config=config_to_dict(run.config), git_sha="synthetic", versions={"python": "3", "mst-toolkit": "0.1.0"},
+        cluster="synthetic", job_ids=["1_0"], nodes="localhost", wall_time_s=1.0, device_hours=0.0,
+        finished_at="2026-11-27T09:00:00Z", more=more))
 
 
 def write_record(runs_root: Path, rec: dict[str, Any]) -> Path:

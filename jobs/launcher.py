@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from jobs import pool, rundir
+from jobs.errors import LaunchError
 from jobs.plan import (
-    LaunchError,
+    ManifestEntry,
     Run,
     dependency,
     describe,
@@ -254,8 +255,7 @@ def _plan_and_submit(sweep: Any, profile: ClusterProfile, runs: list[Run], root:
             fns = [stage_job(run, array.stage, profile, root) for run in array.runs]
             ids = submit_array(profile, folder, array.stage, job_name(sweep.name, array.stage), dep, fns)
             submitted.append(ids)
-            batch = [{"run_id": run.run_id, "stage": array.stage, "job_id": jid, "cluster": profile.name,
-                      "dependency": dep, "repeat": run.spec.repeat, "cell": run.spec.cell}
+            batch = [ManifestEntry.of(run, array.stage, jid, profile.name, dep).encode()
                      for run, jid in zip(array.runs, ids)]
             rundir.append_manifest(root, sweep.name, batch)  # recorded at once: a dropped session loses nothing
             shared = [{**r, "sweep": sweep.name} for r in batch
@@ -348,8 +348,7 @@ def run_local(sweep: Any, profile: ClusterProfile, runs: list[Run], root: Path,
             skipped += 1
             continue
         console.rule(f"[{i}/{len(tasks)}] {stage} {run.run_id} ({describe(run)})")
-        record = {"run_id": run.run_id, "stage": stage, "job_id": f"{LOCAL_JOB}-{os.getpid()}",
-                  "cluster": profile.name, "dependency": None, "repeat": run.spec.repeat, "cell": run.spec.cell}
+        record = ManifestEntry.of(run, stage, f"{LOCAL_JOB}-{os.getpid()}", profile.name, None).encode()
         rundir.append_manifest(root, sweep.name, [record])
         records.append(record)
         job = stage_job(run, stage, profile, root)

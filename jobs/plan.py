@@ -18,13 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from jobs import rundir
+from jobs.errors import LaunchError
 from jobs.profiles import ClusterProfile, config_overrides
 from jobs.runstate import IN_FLIGHT
 from mst.stages import NEEDS_PRETRAIN
-
-
-class LaunchError(RuntimeError):
-    """The cluster cannot take the submission; one line saying why and what to do."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +58,35 @@ class Array:
     """The live pre-training job (queued, running or preempted) this single-run array depends on, or None."""
 
 
+@dataclass(frozen=True)
+class ManifestEntry:
+    """One line of a sweep's manifest.jsonl: a stage of a run handed to a scheduler (the time it was
+    appended comes first; the pool's own list adds the sweep)."""
+
+    run_id: str
+    """The run's id, its folder's name."""
+    stage: str
+    """The stage submitted."""
+    job_id: str
+    """`<array>_<task>` (Slurm) or `local-<pid>` (cluster local)."""
+    cluster: str
+    """The cluster profile's name."""
+    dependency: str | None
+    """The sbatch --dependency it was submitted with, or None."""
+    repeat: int
+    """Which repeat of its cell the run is."""
+    cell: dict[str, Any]
+    """The run's swept values, {dotted key: value}."""
+
+    @classmethod
+    def of(cls, run: Run, stage: str, job_id: str, cluster: str, dependency: str | None) -> ManifestEntry:
+        return cls(run.run_id, stage, job_id, cluster, dependency, run.spec.repeat, run.spec.cell)
+
+    def encode(self) -> dict[str, Any]:
+        """The entry as the manifest holds it (after its time), in field order."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
 # ------------------------------------------------------------------------------------------- runs
 
 
@@ -94,8 +120,8 @@ def resolve_runs(sweep: Any, profile: ClusterProfile) -> list[Run]:
 
 
 def stage_job(run: Run, stage: str, profile: ClusterProfile, runs_root: Path) -> Any:
-    """The job callable of one stage of one run (jobs.stages.StageJob), with the record fields it adds."""
-    from jobs.stages import StageJob
+    """The job callable of one stage of one run (jobs.stage_job.StageJob), with the record fields it adds."""
+    from jobs.stage_job import StageJob
     from mst.config import config_to_dict
 
     spec = run.spec

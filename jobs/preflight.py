@@ -20,7 +20,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from jobs.plan import LaunchError
+from jobs.errors import LaunchError
 from jobs.preflight_probe import PreflightJob, ProbeSpec, probe
 from jobs.profiles import ClusterProfile, slurm_parameters
 from jobs.scheduler import check_cluster, slurm_conf_of, slurm_env

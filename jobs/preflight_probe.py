@@ -1,6 +1,6 @@
 """What a preflight job finds on a node, one report per rank (runs on the node; see jobs/preflight.py).
 
-Each rank sets up its devices and ranks exactly as a training job would (jobs.stages.StageJob), then reports:
+Each rank sets up its devices and ranks exactly as a training job would (jobs.stage_job.StageJob), then reports:
 versions, the device family, count and names it sees, a tiny forward/backward on its device in the profile's
 precision, an all-reduce across every rank over the profile's backend, and the storage it must use. A check
 that breaks is recorded in the report, never raised: the login side turns reports into problem lines.

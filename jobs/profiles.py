@@ -7,14 +7,17 @@ lives on that site). `slurm_parameters` is the one place a profile becomes submi
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shlex
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from jobs.config_io import read_yaml, resolve_named_yaml, yaml_names
-from jobs.shellsafe import ENV_NAME, check_shell_path, shell_problems, shell_value  # noqa: F401 (launcher: paths)
+from jobs.rundir import SAFE_NAME
+from jobs.shellsafe import ENV_NAME, check_shell_path, control_character, shell_value  # noqa: F401 (launcher: paths)
 from mst.config.codec import DecodeError, decode, dotted_keys
 from mst.config.errors import ConfigError
 from mst.echo import brief
@@ -237,6 +240,58 @@ def _check(where: str, p: ClusterProfile) -> None:
         fail(f"environment.node_dirs names {missing[0]}, which environment.env does not set", "add it to env")
 
 
+# ------------------------------------------------------------------------------------------ shell safety
+
+_NAME = r"[A-Za-z0-9_.-]+"
+# field -> (pattern the whole value must match, the fix to print)
+_SLURM_WORDS = {
+    "placement.partition": (re.compile(rf"{_NAME}(,{_NAME})*"),
+                            "use a plain Slurm partition name, or a comma-separated list (sinfo lists them)"),
+    "placement.account": (re.compile(_NAME), "use a plain Slurm account name (sacctmgr show assoc lists them)"),
+    "placement.qos": (re.compile(_NAME), "use a plain Slurm QOS name (sacctmgr show qos lists them)"),
+    "placement.constraint": (re.compile(r"[A-Za-z0-9_.,&|:*()\[\]!=-]+"),
+                             "write a Slurm constraint without spaces or quotes, e.g. volta32gb or intel&ib"),
+}
+
+
+def _strings(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """(dotted key, string) of every string a profile holds: fields, list items, mapping keys and values."""
+    out: list[tuple[str, str]] = []
+    for f in dataclasses.fields(obj):
+        value, key = getattr(obj, f.name), prefix + f.name
+        if dataclasses.is_dataclass(value):
+            out += _strings(value, key + ".")
+        elif isinstance(value, str):
+            out.append((key, value))
+        elif isinstance(value, tuple):
+            out += [(f"{key}[{i}]", v) for i, v in enumerate(value)]
+        elif isinstance(value, dict):
+            out += [(f"{key} key", k) for k in value] + [(f"{key}.{k}", v) for k, v in value.items()]
+    return out
+
+
+def shell_problems(p: ClusterProfile) -> Iterator[tuple[str, str]]:
+    """(problem, fix) of every profile string that could end an #SBATCH line or reach the shell unquoted."""
+    for key, value in _strings(p):
+        why = control_character(value)
+        if why:
+            fix = ("split it into separate setup items" if key.startswith("environment.setup")
+                   else _SLURM_WORDS[key][1] if key in _SLURM_WORDS else "write it on one line")
+            yield (f"{key} contains {why}", fix)
+    if not SAFE_NAME.fullmatch(p.name):
+        yield (f"name {p.name!r} is not a path-safe name", "use letters, digits, '.', '_' and '-' in the file name")
+    for key, (pattern, fix) in _SLURM_WORDS.items():
+        value = getattr(p.placement, key.split(".", 1)[1])
+        if value is not None and not pattern.fullmatch(value):
+            yield (f"{key} {value!r} holds characters Slurm does not accept there", fix)
+    for name in p.environment.env:
+        if not ENV_NAME.fullmatch(name):
+            yield (f"environment.env key {name!r} is not a variable name",
+                   "use letters, digits and _ (not starting with a digit), e.g. NCCL_SOCKET_IFNAME")
+    if p.environment.python is not None and not p.environment.python.strip():
+        yield ("environment.python is empty", "name the interpreter (e.g. python or /opt/env/bin/python) or drop it")
+
+
 def profile_names() -> list[str]:
     return yaml_names(CLUSTERS_DIR)
 
@@ -317,7 +372,7 @@ def slurm_parameters(profile: ClusterProfile, stage: str, job_name: str) -> dict
         # a dependency that can no longer be met cancels the job instead of leaving it pending forever
         "additional_parameters": {"signal": f"{pre.signal}@{pre.delay_s}", "kill-on-invalid-dep": "yes"},
     }
-    if pre.requeue:  # every stage job checkpoints and requeues itself (jobs.stages.StageJob)
+    if pre.requeue:  # every stage job checkpoints and requeues itself (jobs.stage_job.StageJob)
         params["additional_parameters"]["requeue"] = True
     if shape.mem_gb == 0:
         params["mem"] = "0"

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs import rundir
-from jobs.plan import LaunchError
+from jobs.errors import LaunchError
 from jobs.profiles import ClusterProfile, slurm_parameters
 from mst.atomic import atomic_write_json, read_json
 

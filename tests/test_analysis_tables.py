@@ -350,7 +350,7 @@ def test_collected_records_with_baselines_show_the_baseline_rows(tmp_path, demo)
     from mst.run.record import make_record
 
     def write(run, stage, metrics, **fields):
-        # the job layer's extra fields (jobs/launcher.py make_stage_job, jobs/stages.py _record_extra)
+        # the job layer's extra fields (jobs/launcher.py make_stage_job, jobs/stage_job.py _record_extra)
         extra = {"run_id": run.run_id, "sweep": run.sweep, "cell": run.cell, "repeat": run.repeat, "seed": run.seed,
                  "cluster": "local", "nodes": "localhost", "job_ids": ["1_0"], "devices": 1, "device_kind": "cpu"}
         rec = make_record(stage, config_to_dict(run.config), config_hash(run.config), "done", metrics, 12.0, extra,

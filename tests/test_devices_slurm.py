@@ -1,7 +1,7 @@
 """The devices Slurm allocated, on the real local V100-like cluster (gres gpu sets CUDA_VISIBLE_DEVICES):
 two 1-device jobs placed on one node at the same time keep Slurm's masks and use different devices. There is
 no GPU here: what is tested is the mask each job finds and the device the job layer selects in it
-(jobs.stages.StageJob._export_ranks), not CUDA. About 15-30 s."""
+(jobs.stage_job.StageJob._export_ranks), not CUDA. About 15-30 s."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slurm
 # the job layer's own code on the node, holding the device a few seconds so that both jobs overlap
 PROBE = """
 import json, os, time
-from jobs.stages import StageJob
+from jobs.stage_job import StageJob
 job = StageJob("knn", runs_root="/nonexistent", sweep="s", run_id="r", config={{}}, extra={{}},
                visible_devices="cuda_per_task")
 slurm_mask = os.environ.get("CUDA_VISIBLE_DEVICES")

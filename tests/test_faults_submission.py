@@ -177,7 +177,7 @@ def test_a_stage_job_writes_running_at_start_and_preempted_when_it_stops(tmp_pat
     """The job layer's records around a method that saves and stops at a step boundary."""
     from analysis.collect import check_record
     from jobs.config_io import load_config
-    from jobs.stages import StageJob
+    from jobs.stage_job import StageJob
     from mst.config import config_to_dict
     from mst.train import Interrupted
 
@@ -285,7 +285,7 @@ def test_a_stage_job_refused_a_busy_folder_leaves_the_holders_record_alone(tmp_p
     """A second job on a stage folder that a live process holds is refused; it writes no 'failed' record into
     the folder, whose record belongs to the holder."""
     from jobs.config_io import load_config
-    from jobs.stages import StageJob
+    from jobs.stage_job import StageJob
     from mst.config import config_to_dict
     from mst.run.folder import StageFolderBusy, locked_stage_folder
 

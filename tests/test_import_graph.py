@@ -16,14 +16,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("mst", "jobs", "analysis")
 
-# Known cycles in jobs/, to be removed: jobs/ is being regrouped (issue 22), and these go with it. Each entry is
-# one strongly connected component, exactly; a new cycle, or one of these growing, fails the test.
-KNOWN_JOBS_CYCLES = {
-    frozenset({"jobs.plan", "jobs.stages", "jobs.scheduler"}),
-    frozenset({"jobs.profiles", "jobs.shellsafe"}),
-}
-
-
 def module_files(packages=PACKAGES) -> dict[str, Path]:
     """Dotted module name -> source file, for every .py under the packages (a package is its __init__.py)."""
     found = {}
@@ -114,10 +106,9 @@ def test_relative_imports_resolve_to_the_submodule_or_the_package(tmp_path):
     assert imported_names("mst.eval.stage", source, known) == known
 
 
-def test_no_import_cycles_beyond_the_named_jobs_ones():
-    found = set(cycles(import_graph()))
-    unexpected = found - KNOWN_JOBS_CYCLES
-    assert not unexpected, "import cycles: " + "; ".join(" <-> ".join(sorted(c)) for c in unexpected)
+def test_no_import_cycles():
+    found = cycles(import_graph())
+    assert not found, "import cycles: " + "; ".join(" <-> ".join(sorted(c)) for c in found)
 
 
 def third_party(package: str) -> dict[str, set[str]]:

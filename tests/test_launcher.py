@@ -195,6 +195,21 @@ def test_resolved_runs_keep_the_sweep_run_ids_and_apply_the_profile(cluster):
         assert cfg.train.precision == profile.environment.precision
 
 
+def test_a_manifest_entry_is_typed_once_and_reads_back(tmp_path):
+    """Slurm and local submissions write the same typed entry; the manifest reader takes it as written."""
+    from jobs import rundir
+    from jobs.plan import ManifestEntry, resolve_runs
+    from jobs.sweep import load_sweep
+
+    run = resolve_runs(load_sweep("loss_weight_smoke"), load_profile("dcu128"))[1]
+    entry = ManifestEntry.of(run, "knn", "41_1", "dcu128", "aftercorr:40").encode()
+    assert list(entry) == ["run_id", "stage", "job_id", "cluster", "dependency", "repeat", "cell"]
+    assert entry["cell"] == run.spec.cell and entry["repeat"] == run.spec.repeat
+    rundir.append_manifest(tmp_path, "s", [entry])
+    (line,) = rundir.read_manifest(tmp_path, "s")
+    assert "time" in line and {k: v for k, v in line.items() if k != "time"} == entry
+
+
 def test_a_run_folder_of_another_config_stops_the_submission(tmp_path):
     from jobs.launcher import LaunchError, write_run_configs
     from jobs.plan import resolve_runs
@@ -233,7 +248,7 @@ def test_a_failing_stage_leaves_a_usable_failed_record_and_the_handlers(tmp_path
 
     from analysis.collect import check_record
     from jobs.config_io import load_config
-    from jobs.stages import StageJob
+    from jobs.stage_job import StageJob
     from mst.config import config_to_dict
 
     extra = {"run_id": "abc-r0", "sweep": "s", "cell": {}, "repeat": 0, "seed": 0, "cluster": "local"}

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from jobs.config_io import load_config
 from mst.config import config_hash, config_to_dict
-from mst.run.record import ERROR_CHARS, write_failed_record
+from mst.run.record import (
+    ERROR_CHARS,
+    SCHEMA_VERSION,
+    RunRecord,
+    encode_record,
+    record_of,
+    record_problem,
+    write_failed_record,
+)
 
 
 def test_a_failed_record_carries_git_sha_versions_and_config_hash(tmp_path):
@@ -42,7 +51,7 @@ def test_an_unwritable_folder_does_not_hide_the_original_error(tmp_path, caplog)
 def test_the_job_layer_writes_the_same_failed_record(tmp_path):
     """A job whose method raised before writing a record (here: the folder holds another config's run) gets
     one from the same writer, provenance and all."""
-    from jobs.stages import StageJob
+    from jobs.stage_job import StageJob
     from mst.train import RunFolderMismatch
 
     cfg = load_config("tiny")
@@ -56,3 +65,40 @@ def test_the_job_layer_writes_the_same_failed_record(tmp_path):
     record = json.loads((tmp_path / "s" / "abc-r0" / "knn" / "result.json").read_text())
     assert record["status"] == "failed" and record["error"]
     assert record["config_hash"] == config_hash(cfg) and record["git_sha"] and record["versions"]["python"]
+
+
+# ------------------------------------------------------------------------------------ the typed record
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "analysis" / "examples" / "runs").rglob("result.json"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: "/".join(p.parts[-3:-1]))
+def test_a_committed_record_reads_and_encodes_back_to_the_same_bytes(path):
+    text = path.read_text()
+    data = json.loads(text)
+    assert record_problem(data) is None
+    assert json.dumps(encode_record(record_of(data)), indent=2) + "\n" == text
+
+
+def test_every_key_the_writer_knows_is_a_typed_field(tmp_path):
+    record = record_of(write_failed_record(tmp_path, "knn", load_config("tiny"), "boom"))
+    assert dict(record.more) == {}  # nothing of the base record travels untyped
+    assert record.schema == SCHEMA_VERSION and record.status == "failed" and record.error == "boom"
+
+
+def test_a_progress_record_leaves_out_what_only_a_final_record_knows(tmp_path):
+    record = encode_record(RunRecord(stage="knn", status="running", config={}, updated_at="now",
+                                     more={"devices": 1}))
+    assert list(record) == ["schema", "stage", "status", "error", "metrics", "config", "wall_time_s",
+                            "device_hours", "updated_at", "devices"]
+
+
+@pytest.mark.parametrize(("change", "why"), [
+    ({"schema": 2}, "schema 2, expected 1"),
+    ({"repeat": True}, "key 'repeat' has type bool, expected int"),
+    ({"status": "done?"}, "unknown status 'done?'"),
+])
+def test_the_reader_names_what_is_wrong(change, why):
+    data = json.loads(EXAMPLES[0].read_text())
+    assert why in record_problem(data | change)
+    assert record_problem({k: v for k, v in data.items() if k != "seed"}) == "missing key 'seed'"

@@ -52,7 +52,7 @@ def test_one_job_class_serves_every_stage_and_pickles_small(tmp_path):
     import pickle
 
     from jobs.config_io import load_config
-    from jobs.stages import StageJob
+    from jobs.stage_job import StageJob
     from mst.config import config_to_dict
 
     config = config_to_dict(load_config("tiny"))

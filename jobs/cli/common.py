@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 from collections.abc import Callable
 from typing import NoReturn, TypeVar
+
+from jobs.stop_flag import StopFlag
 
 T = TypeVar("T")
 
@@ -47,36 +48,6 @@ def add_config_args(parser: argparse.ArgumentParser, default_preset: str = "smok
                         help="dotted override, repeatable, e.g. --set optim.lr=1e-3")
 
 
-class StopOnSignal:
-    """Ctrl-C (SIGINT) and SIGTERM ask the run to save at its next step boundary, as a preemption does;
-    a second Ctrl-C stops at once (KeyboardInterrupt), keeping the last checkpoint."""
-
-    def __init__(self) -> None:
-        self.signals: list[int] = []
-        self.previous: dict[int, object] = {}
-
-    def __enter__(self) -> None:
-        for s in (signal.SIGINT, signal.SIGTERM):
-            self.previous[s] = signal.signal(s, self._handler)
-
-    def __exit__(self, *exc: object) -> None:
-        for s, handler in self.previous.items():
-            signal.signal(s, handler)
-
-    def _handler(self, signum: int, frame: object) -> None:
-        if signum == signal.SIGINT and signal.SIGINT in self.signals:
-            raise KeyboardInterrupt
-        self.signals.append(signum)
-
-    def __call__(self) -> bool:
-        return bool(self.signals)
-
-    @property
-    def exit_code(self) -> int:
-        """128 + the signal, as a shell reports a process stopped by it."""
-        return 128 + (self.signals[0] if self.signals else signal.SIGINT)
-
-
 def check_out_folder(out: str) -> None:
     """--out must name a folder (new or existing), never a file or the empty string."""
     from mst.run.folder import StageFolderError, check_stage_folder
@@ -94,7 +65,7 @@ def os_error_line(err: OSError, out: str) -> str:
             "(the last checkpoint is kept)")
 
 
-def run_stage_command(run: Callable[[StopOnSignal], T], out: str, what: str) -> T:
+def run_stage_command(run: Callable[[StopFlag], T], out: str, what: str) -> T:
     """Run a stage (`run(stop)`) with Ctrl-C/SIGTERM saving at the next step, and turn what a user can cause
     (bad config or data, a foreign checkpoint, a busy folder, a full disk, a signal) into one line and an exit
     code instead of a traceback."""
@@ -105,7 +76,7 @@ def run_stage_command(run: Callable[[StopOnSignal], T], out: str, what: str) -> 
     from mst.run.folder import StageFolderBusy, StageFolderError
     from mst.train import Interrupted, NonFiniteLoss, RunFolderMismatch
 
-    stop = StopOnSignal()
+    stop = StopFlag()
     try:
         with stop:
             return run(stop)

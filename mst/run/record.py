@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import platform
 import subprocess
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
@@ -16,7 +19,112 @@ from ..atomic import atomic_write_json
 from ..config import Config, config_hash, config_to_dict
 
 SCHEMA_VERSION = 1
+"""The version of the result.json format; readers refuse any other."""
+STATUSES = ("done", "failed", "running", "preempted")
+"""What a record's `status` may say."""
 ERROR_CHARS = 500  # a record's error is one line, capped: a huge message must not bloat every status read
+
+
+class _NotWritten:
+    """The value of a record field the writer leaves out of the file."""
+
+    def __repr__(self) -> str:
+        return "NOT_WRITTEN"
+
+
+NOT_WRITTEN: Any = _NotWritten()
+
+
+def _read(*types: type) -> dict[str, Any]:
+    """Field metadata: the types a reader requires of the field (a record without it is unusable)."""
+    return {"read": types}
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunRecord:
+    """One stage's result.json (docs/ARCHITECTURE.md), its fields in the order they are written. A field left
+    at NOT_WRITTEN is not in the file (a progress record has no git sha, versions or finish time yet)."""
+
+    schema: int = field(default=SCHEMA_VERSION, metadata=_read(int))
+    """The record format's version, SCHEMA_VERSION."""
+    run_id: str | None = field(default=NOT_WRITTEN, metadata=_read(str))
+    """The sweep's run id (config hash + '-r<repeat>'), the run folder's name; None outside a sweep."""
+    sweep: str | None = field(default=NOT_WRITTEN, metadata=_read(str))
+    """The sweep's name, the sweep folder's; None outside a sweep."""
+    cell: dict[str, Any] = field(default=NOT_WRITTEN, metadata=_read(dict))
+    """The swept values of the run's cell, {dotted key: value}."""
+    repeat: int = field(default=NOT_WRITTEN, metadata=_read(int))
+    """Which repeat of its cell the run is (0 first)."""
+    seed: int = field(default=NOT_WRITTEN, metadata=_read(int))
+    """The run's seed (train.seed)."""
+    stage: str = field(default=NOT_WRITTEN, metadata=_read(str))
+    """The stage of mst.stages that wrote it, the stage folder's name."""
+    status: str = field(default=NOT_WRITTEN, metadata=_read(str))
+    """One of STATUSES."""
+    error: str | None = None
+    """Why the stage failed: one line, at most ERROR_CHARS characters; None otherwise."""
+    metrics: dict[str, Any] = field(default_factory=dict, metadata=_read(dict))
+    """Metric name -> number (or None), as the stage registry names them; {} before the stage ends."""
+    config_hash: str = NOT_WRITTEN
+    """The hash of the resolved config the run id carries."""
+    config: dict[str, Any] = NOT_WRITTEN
+    """The config that ran, as a plain dict (mst.config.config_to_dict)."""
+    git_sha: str | None = NOT_WRITTEN
+    """The commit of the code that ran, None outside a git checkout."""
+    versions: dict[str, str] = NOT_WRITTEN
+    """Python's and the packages' versions (mst-toolkit, torch, torchvision, timm, submitit)."""
+    cluster: str = NOT_WRITTEN
+    """The cluster profile it ran on ('local' outside a sweep)."""
+    job_ids: list[str] = NOT_WRITTEN
+    """The Slurm job ids that worked on the stage, in order (a requeue adds one)."""
+    nodes: str = NOT_WRITTEN
+    """The host or Slurm node list it ran on."""
+    wall_time_s: float | None = None
+    """Seconds the stage computed (over every resume), 3 decimals; None when not known."""
+    device_hours: float | None = None
+    """wall_time_s x the devices the job held / 3600 (a CPU task counts as one device); None when not known."""
+    finished_at: str = NOT_WRITTEN
+    """UTC time the final record was written, ISO 8601 with Z."""
+    updated_at: str = NOT_WRITTEN
+    """UTC time a progress record (running, preempted) was written, ISO 8601 with Z."""
+    more: Mapping[str, Any] = field(default_factory=dict)
+    """The keys the job layer and the stage add (devices, weights_sha256, baselines, ...), written after the
+    named fields, in this order."""
+
+
+_NAMED = tuple(f.name for f in dataclasses.fields(RunRecord) if f.name != "more")
+READ_TYPES = {f.name: f.metadata["read"] for f in dataclasses.fields(RunRecord) if "read" in f.metadata}
+"""Field -> the types a reader requires of it."""
+
+
+def record_of(items: Mapping[str, Any]) -> RunRecord:
+    """The record holding `items`: named fields by name, every other key into `more`, in its order."""
+    return RunRecord(**{k: v for k, v in items.items() if k in _NAMED},
+                     more={k: v for k, v in items.items() if k not in _NAMED})
+
+
+def encode_record(record: RunRecord) -> dict[str, Any]:
+    """The record as result.json holds it: the named fields in order (NOT_WRITTEN ones left out), then `more`."""
+    out = {name: getattr(record, name) for name in _NAMED if getattr(record, name) is not NOT_WRITTEN}
+    return out | dict(record.more)
+
+
+def record_problem(data: object) -> str | None:
+    """Why `data` (a parsed result.json) is not a usable record of SCHEMA_VERSION, or None when it is."""
+    if not isinstance(data, dict):
+        return f"not a JSON object ({type(data).__name__})"
+    if data.get("schema") != SCHEMA_VERSION:
+        return f"schema {data.get('schema')!r}, expected {SCHEMA_VERSION}"
+    for key, types in READ_TYPES.items():
+        if key not in data:
+            return f"missing key '{key}'"
+        value = data[key]
+        if isinstance(value, bool) or not isinstance(value, types):
+            return f"key '{key}' has type {type(value).__name__}, expected {types[0].__name__}"
+    if data["status"] not in STATUSES:
+        return f"unknown status '{data['status']}' (expected one of {', '.join(STATUSES)})"
+    return None
+
 
 log = logging.getLogger(__name__)
 
@@ -47,20 +155,25 @@ def make_record(stage: str, cfg_dict: dict, config_hash: str, status: str, metri
                 **fields: Any) -> dict[str, Any]:
     """A result record; `extra` (run id, sweep, cell, cluster, job ids, ...) comes from the job layer.
     `wall_time_s` None: not known (the job layer records a failure the method could not)."""
-    record: dict[str, Any] = {
+    items: dict[str, Any] = {
         "schema": SCHEMA_VERSION, "run_id": None, "sweep": None, "cell": {}, "repeat": 0,
         "seed": cfg_dict["train"]["seed"], "stage": stage, "status": status, "error": error,
         "metrics": metrics, "config_hash": config_hash, "config": cfg_dict,
         "git_sha": git_sha(), "versions": versions(), "cluster": "local", "job_ids": [], "nodes": platform.node(),
         "wall_time_s": None if wall_time_s is None else round(wall_time_s, 3), "device_hours": None,
-        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "finished_at": utc_now(),
     }
-    record.update(fields)
-    record.update(extra or {})
-    if record.get("device_hours") is None and record.get("devices") and record["wall_time_s"] is not None:
+    items.update(fields)
+    items.update(extra or {})
+    if items.get("device_hours") is None and items.get("devices") and items["wall_time_s"] is not None:
         # device-hours = wall time x devices the job held (a CPU task counts as one device)
-        record["device_hours"] = round(record["wall_time_s"] * record["devices"] / 3600, 6)
-    return record
+        items["device_hours"] = round(items["wall_time_s"] * items["devices"] / 3600, 6)
+    return encode_record(record_of(items))
+
+
+def utc_now() -> str:
+    """The time a record is written: UTC, ISO 8601 with Z."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def error_line(error: BaseException | str) -> str:

@@ -29,25 +29,12 @@ import submitit
 
 from jobs import rundir
 from jobs.devices import DeviceChoice, node_devices, select_device
+from jobs.stop_flag import StopFlag
 from mst.atomic import atomic_write_json
 from mst.stages import get_stage
 
 # ranks > 0 and SIGTERM-only stops wait this long for Slurm to kill or requeue the job before exiting
 KILL_WAIT_S = 120.0
-
-
-class _StopFlag:
-    """Set by signal handlers, read by the trainer at step boundaries."""
-
-    def __init__(self) -> None:
-        self.signals: list[int] = []
-
-    def handler(self, signum: int, frame: Any) -> None:
-        # only record: the trainer saves at its next step boundary
-        self.signals.append(signum)
-
-    def __call__(self) -> bool:
-        return bool(self.signals)
 
 
 class StageJob(submitit.helpers.Checkpointable):
@@ -86,35 +73,31 @@ class StageJob(submitit.helpers.Checkpointable):
         for var in self.node_dirs:
             if os.environ.get(var):
                 Path(os.environ[var]).mkdir(parents=True, exist_ok=True)
-        flag = _StopFlag()
         usr = getattr(signal, "SIG" + self.preempt_signal)
         watched = [usr, signal.SIGTERM] + ([] if under_slurm else [signal.SIGINT])  # Ctrl-C in-process too
-        previous = {s: signal.signal(s, flag.handler) for s in watched}
-        extra = self._record_extra(under_slurm, world, device)
-        if under_slurm:
-            self._link_logs()
-
-        from mst.config import config_from_dict
-        from mst.train import Interrupted
-
-        cfg = config_from_dict(self.config)
-        rundir.contained(self.runs_root, self.out_dir)  # a planted link must not take the writes elsewhere
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        self._mark("running", extra)  # status tells a started (or restarted) job from a queued one
-        try:
-            return self.run(cfg, flag, extra)
-        except Interrupted:
-            self._mark("preempted", extra)  # saved at a step boundary; resumes from its checkpoint
+        # in-process the caller gets its handlers back; a Slurm job's process ends with the job
+        with StopFlag(watched, restore=not under_slurm) as flag:
+            extra = self._record_extra(under_slurm, world, device)
             if under_slurm:
-                self._after_interrupt(flag, usr, started)  # exits
-            raise
-        except Exception as err:
-            self._mark_failed(err, extra)
-            raise
-        finally:
-            if not under_slurm:  # in-process: give the caller its handlers back
-                for s, h in previous.items():
-                    signal.signal(s, h)
+                self._link_logs()
+
+            from mst.config import config_from_dict
+            from mst.train import Interrupted
+
+            cfg = config_from_dict(self.config)
+            rundir.contained(self.runs_root, self.out_dir)  # a planted link must not take the writes elsewhere
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            self._mark("running", extra)  # status tells a started (or restarted) job from a queued one
+            try:
+                return self.run(cfg, flag, extra)
+            except Interrupted:
+                self._mark("preempted", extra)  # saved at a step boundary; resumes from its checkpoint
+                if under_slurm:
+                    self._after_interrupt(flag, usr, started)  # exits
+                raise
+            except Exception as err:
+                self._mark_failed(err, extra)
+                raise
 
     def run(self, cfg: Any, should_stop: Any, extra: dict[str, Any]) -> dict[str, Any]:
         """The stage's entry point; progress bars only in-process (Slurm logs are files)."""
@@ -170,7 +153,7 @@ class StageJob(submitit.helpers.Checkpointable):
             except FileExistsError:
                 pass
 
-    def _after_interrupt(self, flag: _StopFlag, usr: int, started: float) -> None:
+    def _after_interrupt(self, flag: StopFlag, usr: int, started: float) -> None:
         """The method saved at a step boundary; requeue (profile signal) or wait for Slurm (SIGTERM)."""
         env = submitit.JobEnvironment()
         deadline = time.time() + KILL_WAIT_S
@@ -189,7 +172,7 @@ class StageJob(submitit.helpers.Checkpointable):
         sys.exit(1)
 
     def _mark(self, status: str, extra: dict[str, Any]) -> None:
-        """A 'running' or 'preempted' result.json (schema 1, no metrics yet), unless the stage is finished:
+        """A 'running' or 'preempted' result.json (no metrics yet), unless the stage is finished:
         a done or failed record is never replaced by a progress one (a rerun of a failed stage is, though,
         once it starts: the previous failure stays in the Slurm log)."""
         if os.environ.get("RANK", "0") != "0":
@@ -197,11 +180,12 @@ class StageJob(submitit.helpers.Checkpointable):
         previous = rundir.result_status(self.out_dir)
         if previous == "done" or (previous == "failed" and status != "running"):
             return
-        atomic_write_json(self.out_dir / "result.json", {
-            "schema": 1, **extra, "stage": self.stage, "status": status, "error": None, "metrics": {},
-            "config": self.config, "wall_time_s": None, "device_hours": None,
-            "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        })
+        from mst.run.record import encode_record, record_of, utc_now
+
+        record = record_of({**extra, "stage": self.stage, "status": status, "error": None, "metrics": {},
+                            "config": self.config, "wall_time_s": None, "device_hours": None,
+                            "updated_at": utc_now()})
+        atomic_write_json(self.out_dir / "result.json", encode_record(record))
 
     def _mark_failed(self, err: Exception, extra: dict[str, Any]) -> None:
         """A failed result.json when the method left none, so `status` needs no scheduler call for it.
