@@ -8,7 +8,6 @@ own subset (eval.curve_subset), which the legend says.
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from collections import defaultdict
@@ -16,9 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mst.atomic import atomic_write_bytes
-
 from .baselines import BASELINES, baseline_values
+from .plots import save_png
 from .stats import Summary, summarize
 
 DEFAULT_METRIC = "top1@10"
@@ -146,16 +144,7 @@ def curve_figure(curves: Curves) -> Any:
 
 def plot_curves(curves: Curves, path: Path) -> Path:
     """Draw `curves` to `path` (PNG, written atomically)."""
-    import matplotlib.pyplot as plt
-
-    fig = curve_figure(curves)
-    buf = io.BytesIO()
-    try:
-        fig.savefig(buf, format="png", dpi=120)
-    finally:
-        plt.close(fig)
-    atomic_write_bytes(Path(path), buf.getvalue())
-    return Path(path)
+    return save_png(curve_figure(curves), path)
 
 
 def curves_text(curves: Curves) -> str:

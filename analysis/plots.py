@@ -113,16 +113,19 @@ def table_figure(table: BuiltTable) -> Any:
     return fig
 
 
-def plot_table(table: BuiltTable, path: Path) -> Path:
-    """Draw `table` to `path` (PNG, written atomically). Cells still pending are left out."""
+def save_png(fig, path: Path) -> Path:
+    """Write a figure to `path` as PNG, atomically, and close it."""
     import matplotlib.pyplot as plt
 
-    fig = table_figure(table)
-    path = Path(path)
     buf = io.BytesIO()
     try:
         fig.savefig(buf, format="png", dpi=120)
     finally:
         plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-    return path
+    atomic_write_bytes(Path(path), buf.getvalue())
+    return Path(path)
+
+
+def plot_table(table: BuiltTable, path: Path) -> Path:
+    """Draw `table` to `path` (PNG, written atomically). Cells still pending are left out."""
+    return save_png(table_figure(table), path)
