@@ -43,12 +43,14 @@ class StageJob(submitit.helpers.Checkpointable):
 
     def __init__(self, stage: str, *, runs_root: str, sweep: str, run_id: str, config: dict[str, Any],
                  extra: dict[str, Any], preempt_signal: str = "USR2", visible_devices: str = "none",
-                 node_dirs: tuple[str, ...] = (), device_kind: str = "cpu", show_progress: bool = False) -> None:
+                 node_dirs: tuple[str, ...] = (), device_kind: str = "cpu", show_progress: bool = False,
+                 validated: Any = None) -> None:
         self.stage = get_stage(stage).name  # an unknown name fails here, at submission
         self.runs_root = str(runs_root)
         self.sweep = sweep
         self.run_id = run_id
         self.config = config
+        self.validated = validated  # the mst.config.Config of `config` where the caller built one: not rebuilt
         self.extra = dict(extra)
         self.preempt_signal = preempt_signal
         self.visible_devices = visible_devices
@@ -81,10 +83,9 @@ class StageJob(submitit.helpers.Checkpointable):
             if under_slurm:
                 self._link_logs()
 
-            from mst.config import config_from_dict
             from mst.train import Interrupted
 
-            cfg = config_from_dict(self.config)
+            cfg = self._config()
             rundir.contained(self.runs_root, self.out_dir)  # a planted link must not take the writes elsewhere
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self._mark("running", extra)  # status tells a started (or restarted) job from a queued one
@@ -105,6 +106,14 @@ class StageJob(submitit.helpers.Checkpointable):
                                           record_extra=extra, show_progress=self.show_progress)
 
     # ------------------------------------------------------------------ helpers
+    def _config(self) -> Any:
+        """The run's Config: the one the plan validated, or `config` decoded (a job built from a dict)."""
+        if self.validated is not None:
+            return self.validated
+        from mst.config import config_from_dict
+
+        return config_from_dict(self.config)
+
     def _export_ranks(self) -> tuple[int, DeviceChoice]:
         """RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT from Slurm, as torch's env:// reads them, and
         this rank's device inside the mask Slurm or the site set (jobs.devices; a mask only where none is)."""
@@ -196,9 +205,8 @@ class StageJob(submitit.helpers.Checkpointable):
             return
         if os.environ.get("RANK", "0") != "0":
             return
-        from mst.config import config_from_dict
         from mst.run.record import write_failed_record
 
-        write_failed_record(self.out_dir, self.stage, config_from_dict(self.config), err, wall_time_s=None,
+        write_failed_record(self.out_dir, self.stage, self._config(), err, wall_time_s=None,
                             extra=extra)
 

@@ -108,7 +108,8 @@ class Sweep:
     """The file it was read from."""
     budget: str | None = None
     """The budget it runs at (None: the file as written, paper scale)."""
-    _base: Config = field(repr=False, compare=False, default=None)  # preset + fixed overrides, cached
+    _configs: dict[str, Config] = field(repr=False, compare=False, default_factory=dict)
+    """Each cell's config (no repeat seed) by `cell_key`, built and validated once by load_sweep."""
 
     def cells(self) -> list[dict[str, Any]]:
         """The cells in a stable order: grid product (file order), each crossed with the zip rows."""
@@ -119,11 +120,12 @@ class Sweep:
         return [{**g, **z} for g in grid_rows for z in zip_rows]
 
     def cell_config(self, cell: dict[str, Any]) -> Config:
-        """The cell's config without the repeat seed (raises SweepError on an impossible value)."""
+        """The cell's config without the repeat seed, as load_sweep built and validated it."""
         try:
-            return apply_overrides(self._base, cell)
-        except ConfigError as err:
-            raise SweepError(f"{self.path}: cell {cell_label(cell)}: {err}") from None
+            return self._configs[cell_key(cell)]
+        except KeyError:
+            raise SweepError(f"{self.path}: cell {cell_label(cell)} is not a cell of sweep '{self.name}'; "
+                             f"choose one of {'; '.join(cell_label(c) for c in self.cells())}") from None
 
     def expand(self) -> list[RunSpec]:
         """Every run: cells x repeats, in cell order then repeat order."""
@@ -219,10 +221,15 @@ def load_sweep(name_or_path: str | Path, budget: str | None = None) -> Sweep:
         raise SweepError(f"{path}: preset/overrides: {err}") from None
     stages = tuple(sorted(sweep.stages, key=STAGES.index))  # pretrain always runs first
     out = Sweep(name, sweep.table, sweep.description, sweep.preset, sweep.repeats, sweep.base_seed,
-                sweep.decorrelate_seeds, stages, sweep.overrides, sweep.grid, sweep.zip, path, alias_budget, base)
+                sweep.decorrelate_seeds, stages, sweep.overrides, sweep.grid, sweep.zip, path, alias_budget)
     seen: dict[str, dict] = {}
-    for cell in out.cells():
-        digest = config_hash(out.cell_config(cell))
+    for cell in out.cells():  # the one place a cell's config is built and checked; the sweep carries it
+        try:
+            cfg = apply_overrides(base, cell)
+        except ConfigError as err:
+            raise SweepError(f"{path}: cell {cell_label(cell)}: {err}") from None
+        out._configs[cell_key(cell)] = cfg
+        digest = config_hash(cfg)
         if digest in seen:
             fail(path, f"cells {cell_label(seen[digest])} and {cell_label(cell)} give the same config",
                  "remove the duplicate value")

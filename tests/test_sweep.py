@@ -372,3 +372,26 @@ def test_mst_sweep_budget_flag_runs_the_alias(tmp_path):
     assert out.returncode == 2 and out.stderr == "error: sweep 'loss_weight' has no budget 'huge'; choose one " \
         "of smoke (budgets.yaml or the sweep's budgets)\n"
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("cluster", ["local", "dcu128"])
+def test_each_cell_config_is_built_once_and_carried_to_the_job(cluster, tmp_path, monkeypatch):
+    """load_sweep builds and validates each cell's config; expanding, fitting the table, resolving the runs
+    for a cluster and starting a job reuse it. Only a profile that changes a value (dcu128's fp16) builds
+    the cluster's config again, once per cell."""
+    from jobs.plan import resolve_runs, stage_job
+    from jobs.profiles import load_profile
+    from mst.config import Config, codec
+
+    sweep = load_sweep("mask_prob_smoke")
+    profile = load_profile(cluster)
+    built: list[type] = []
+    decode = codec.decode
+    monkeypatch.setattr(codec, "decode", lambda cls, *a, **k: (built.append(cls), decode(cls, *a, **k))[1])
+    for cell in sweep.cells():
+        sweep.cell_config(cell)
+    runs = resolve_runs(sweep, profile)
+    jobs = [stage_job(run, "pretrain", profile, tmp_path) for run in runs]
+    assert [job._config() for job in jobs] == [run.config for run in runs]
+    changed = profile.environment.precision != sweep.cell_config(sweep.cells()[0]).train.precision
+    assert built.count(Config) == (len(sweep.cells()) if changed else 0)
