@@ -77,33 +77,13 @@ class RunSpec:
     """Stages to run, in order (pretrain first)."""
 
 
-@dataclass(frozen=True)
-class Sweep:
-    """A validated sweep at one budget (or at paper scale)."""
+@dataclass(frozen=True, kw_only=True)
+class Sweep(SweepFile):
+    """A validated sweep at one budget (or at paper scale): the decoded file, its budget applied (stages in run
+    order), plus the name it was asked by, its path and its budget."""
 
     name: str
     """The name it was asked by (`loss_weight`, `loss_weight_smoke`, an old name): its runs folder."""
-    table: dict[str, Any] | str
-    """The `table:` block (a layout mapping, checked by jobs/sweep_table.py, or the id of a table another sweep
-    file lays out)."""
-    description: str
-    """Free text shown under the table: the sweep's own, then its budget's."""
-    preset: str
-    """Base preset name (jobs/presets) or path."""
-    repeats: int
-    """Seeded repeats per cell."""
-    base_seed: int
-    """Base seed that repeat seeds derive from."""
-    decorrelate_seeds: bool
-    """Give every cell its own seeds (cells are then unpaired; the report uses Welch's test)."""
-    stages: tuple[str, ...]
-    """Stages to run for every run."""
-    overrides: dict[str, Any]
-    """Fixed dotted overrides applied to every cell (the budget's first)."""
-    grid: dict[str, list]
-    """Axes whose cartesian product forms the cells."""
-    zip: dict[str, list]
-    """Axes varied together (equal lengths), crossed with the grid."""
     path: Path
     """The file it was read from."""
     budget: str | None = None
@@ -220,8 +200,8 @@ def load_sweep(name_or_path: str | Path, budget: str | None = None) -> Sweep:
     except ConfigError as err:
         raise SweepError(f"{path}: preset/overrides: {err}") from None
     stages = tuple(sorted(sweep.stages, key=STAGES.index))  # pretrain always runs first
-    out = Sweep(name, sweep.table, sweep.description, sweep.preset, sweep.repeats, sweep.base_seed,
-                sweep.decorrelate_seeds, stages, sweep.overrides, sweep.grid, sweep.zip, path, alias_budget)
+    decoded = {f.name: getattr(sweep, f.name) for f in dataclasses.fields(SweepFile)}
+    out = Sweep(**{**decoded, "name": name, "stages": stages}, path=path, budget=alias_budget)
     seen: dict[str, dict] = {}
     for cell in out.cells():  # the one place a cell's config is built and checked; the sweep carries it
         try:

@@ -395,3 +395,24 @@ def test_each_cell_config_is_built_once_and_carried_to_the_job(cluster, tmp_path
     assert [job._config() for job in jobs] == [run.config for run in runs]
     changed = profile.environment.precision != sweep.cell_config(sweep.cells()[0]).train.precision
     assert built.count(Config) == (len(sweep.cells()) if changed else 0)
+
+
+def test_a_sweep_is_its_decoded_file_plus_name_path_and_budget():
+    """Every field of the file reaches the sweep as written (at paper scale), with no copy of its own; the
+    sweep adds its name, path and budget, and at a budget the budget's fields are layered over the file's."""
+    import dataclasses
+
+    from jobs.config_io import read_yaml
+    from jobs.sweep import SweepFile, decode, resolve
+
+    path = resolve("mask_prob")[0]
+    written = decode(SweepFile, read_yaml(path, "sweep"), str(path))
+    sweep = load_sweep("mask_prob")
+    assert isinstance(sweep, SweepFile)
+    for f in dataclasses.fields(SweepFile):
+        if f.name not in ("name", "stages"):
+            assert getattr(sweep, f.name) == getattr(written, f.name), f.name
+    assert (sweep.name, sweep.path, sweep.budget) == ("mask_prob", path, None)
+    smoke = load_sweep("mask_prob", budget="smoke")
+    assert (smoke.name, smoke.budget, smoke.budgets) == ("mask_prob_smoke", "smoke", written.budgets)
+    assert smoke.preset != written.preset or smoke.repeats != written.repeats
