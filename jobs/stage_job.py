@@ -83,9 +83,10 @@ class StageJob(submitit.helpers.Checkpointable):
             if under_slurm:
                 self._link_logs()
 
+            from mst.config import config_from_dict
             from mst.train import Interrupted
 
-            cfg = self._config()
+            cfg = self.validated if self.validated is not None else config_from_dict(self.config)
             rundir.contained(self.runs_root, self.out_dir)  # a planted link must not take the writes elsewhere
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self._mark("running", extra)  # status tells a started (or restarted) job from a queued one
@@ -106,14 +107,6 @@ class StageJob(submitit.helpers.Checkpointable):
                                           record_extra=extra, show_progress=self.show_progress)
 
     # ------------------------------------------------------------------ helpers
-    def _config(self) -> Any:
-        """The run's Config: the one the plan validated, or `config` decoded (a job built from a dict)."""
-        if self.validated is not None:
-            return self.validated
-        from mst.config import config_from_dict
-
-        return config_from_dict(self.config)
-
     def _export_ranks(self) -> tuple[int, DeviceChoice]:
         """RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT from Slurm, as torch's env:// reads them, and
         this rank's device inside the mask Slurm or the site set (jobs.devices; a mask only where none is)."""
@@ -205,8 +198,10 @@ class StageJob(submitit.helpers.Checkpointable):
             return
         if os.environ.get("RANK", "0") != "0":
             return
+        from mst.config import config_from_dict
         from mst.run.record import write_failed_record
 
-        write_failed_record(self.out_dir, self.stage, self._config(), err, wall_time_s=None,
+        cfg = self.validated if self.validated is not None else config_from_dict(self.config)
+        write_failed_record(self.out_dir, self.stage, cfg, err, wall_time_s=None,
                             extra=extra)
 

@@ -392,7 +392,7 @@ def test_each_cell_config_is_built_once_and_carried_to_the_job(cluster, tmp_path
         sweep.cell_config(cell)
     runs = resolve_runs(sweep, profile)
     jobs = [stage_job(run, "pretrain", profile, tmp_path) for run in runs]
-    assert [job._config() for job in jobs] == [run.config for run in runs]
+    assert [job.validated for job in jobs] == [run.config for run in runs]
     changed = profile.environment.precision != sweep.cell_config(sweep.cells()[0]).train.precision
     assert built.count(Config) == (len(sweep.cells()) if changed else 0)
 

@@ -12,6 +12,7 @@ import math
 import os
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -314,8 +315,9 @@ def run_pretrain(cfg: Config, out_dir: str | Path, should_stop: Callable[[], boo
     owns_group = not dist.is_distributed()
     main = int(os.environ.get("RANK", "0")) == 0 if owns_group else dist.is_main()
     try:
-        return run_in_folder("pretrain", cfg, out_dir, lambda out, _: _PretrainRun(cfg, out, record_extra),
-                             lambda run: run.fit(should_stop, show_progress), record_extra=record_extra, main=main)
+        return run_in_folder("pretrain", cfg, out_dir, partial(_PretrainRun, cfg, record_extra=record_extra),
+                             partial(_PretrainRun.fit, should_stop=should_stop, show_progress=show_progress),
+                             record_extra=record_extra, main=main)
     finally:
         if owns_group:  # after the record is written: is_main() needs the group until then
             dist.cleanup()
@@ -324,7 +326,7 @@ def run_pretrain(cfg: Config, out_dir: str | Path, should_stop: Callable[[], boo
 class _PretrainRun:
     """One attempt at pre-training in a claimed folder: the trainer, and the record it leaves."""
 
-    def __init__(self, cfg: Config, out: Path, record_extra: dict | None):
+    def __init__(self, cfg: Config, out: Path, _prepared: None, record_extra: dict | None):
         self.cfg, self.out, self.record_extra = cfg, out, record_extra
         self.t0 = time.time()
         self.trainer: PretrainTrainer | None = None
