@@ -88,7 +88,7 @@ class Sweep(SweepFile):
     """The file it was read from."""
     budget: str | None = None
     """The budget it runs at (None: the file as written, paper scale)."""
-    _configs: dict[str, Config] = field(repr=False, compare=False, default_factory=dict)
+    configs: dict[str, Config] = field(repr=False, compare=False, default_factory=dict)
     """Each cell's config (no repeat seed) by `cell_key`, built and validated once by load_sweep."""
 
     def cells(self) -> list[dict[str, Any]]:
@@ -102,7 +102,7 @@ class Sweep(SweepFile):
     def cell_config(self, cell: dict[str, Any]) -> Config:
         """The cell's config without the repeat seed, as load_sweep built and validated it."""
         try:
-            return self._configs[cell_key(cell)]
+            return self.configs[cell_key(cell)]
         except KeyError:
             raise SweepError(f"{self.path}: cell {cell_label(cell)} is not a cell of sweep '{self.name}'; "
                              f"choose one of {'; '.join(cell_label(c) for c in self.cells())}") from None
@@ -113,7 +113,7 @@ class Sweep(SweepFile):
 
         specs = []
         for cell in self.cells():
-            cell_cfg = self.cell_config(cell)
+            cell_cfg = self.configs[cell_key(cell)]  # built and validated by load_sweep
             cell_hash = config_hash(cell_cfg) if self.decorrelate_seeds else None
             # the cell's dict is built once; per repeat only the seed changes (config_hash per run is slow)
             data = config_to_dict(cell_cfg)
@@ -208,7 +208,7 @@ def load_sweep(name_or_path: str | Path, budget: str | None = None) -> Sweep:
             cfg = apply_overrides(base, cell)
         except ConfigError as err:
             raise SweepError(f"{path}: cell {cell_label(cell)}: {err}") from None
-        out._configs[cell_key(cell)] = cfg
+        out.configs[cell_key(cell)] = cfg
         digest = config_hash(cfg)
         if digest in seen:
             fail(path, f"cells {cell_label(seen[digest])} and {cell_label(cell)} give the same config",
