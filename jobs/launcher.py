@@ -51,6 +51,7 @@ from jobs.scheduler import (
     submit_array,
     task_state,
 )
+from mst.run.record import is_done
 from mst.stages import NEEDS_PRETRAIN
 
 __all__ = ["LaunchError", "LocalFailures", "StageState", "cancel", "check_cluster", "manifest_cluster",
@@ -339,7 +340,7 @@ def run_local(sweep: Any, profile: ClusterProfile, runs: list[Run], root: Path,
     broken: set[str] = set()  # runs whose pre-training failed in this pass
     for i, (run, stage) in enumerate(tasks, 1):
         folder = rundir.stage_dir(root, sweep.name, run.run_id, stage)
-        if rundir.result_status(folder) == "done":
+        if is_done(folder) is not None:
             out(f"[{i}/{len(tasks)}] {stage} {run.run_id} ({describe(run)}): done already")
             done += 1
             continue

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from dataclasses import dataclass
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +109,11 @@ def resolve_runs(sweep: Any, profile: ClusterProfile) -> list[Run]:
     for spec in sweep.expand():
         key = cell_key(spec.cell)
         if key not in per_cell:
-            cell_cfg = apply_overrides(spec.config, config_overrides(profile, spec.config.data.name))
+            # only what the profile changes is applied: a cell whose precision and data root already agree
+            # keeps the config the sweep validated (no second build)
+            changes = {k: v for k, v in config_overrides(profile, spec.config.data.name).items()
+                       if attrgetter(k)(spec.config) != v}
+            cell_cfg = apply_overrides(spec.config, changes) if changes else spec.config
             per_cell[key] = (cell_cfg, config_to_dict(cell_cfg))
         cell_cfg, cell_dict = per_cell[key]
         seed = spec.config.train.seed
@@ -130,7 +135,7 @@ def stage_job(run: Run, stage: str, profile: ClusterProfile, runs_root: Path) ->
     extra = {"run_id": run.run_id, "config_hash": run.config_hash, "sweep": spec.sweep, "cell": spec.cell,
              "repeat": spec.repeat, "seed": spec.seed, "cluster": profile.name}
     return StageJob(stage, runs_root=str(runs_root), sweep=spec.sweep, run_id=run.run_id,
-                    config=run.config_dict or config_to_dict(run.config), extra=extra,
+                    config=run.config_dict or config_to_dict(run.config), validated=run.config, extra=extra,
                     preempt_signal=profile.preemption.signal, visible_devices=profile.environment.visible_devices,
                     node_dirs=profile.environment.node_dirs, device_kind=profile.accelerators.kind)
 

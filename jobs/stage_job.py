@@ -43,12 +43,14 @@ class StageJob(submitit.helpers.Checkpointable):
 
     def __init__(self, stage: str, *, runs_root: str, sweep: str, run_id: str, config: dict[str, Any],
                  extra: dict[str, Any], preempt_signal: str = "USR2", visible_devices: str = "none",
-                 node_dirs: tuple[str, ...] = (), device_kind: str = "cpu", show_progress: bool = False) -> None:
+                 node_dirs: tuple[str, ...] = (), device_kind: str = "cpu", show_progress: bool = False,
+                 validated: Any = None) -> None:
         self.stage = get_stage(stage).name  # an unknown name fails here, at submission
         self.runs_root = str(runs_root)
         self.sweep = sweep
         self.run_id = run_id
         self.config = config
+        self.validated = validated  # the mst.config.Config of `config` where the caller built one: not rebuilt
         self.extra = dict(extra)
         self.preempt_signal = preempt_signal
         self.visible_devices = visible_devices
@@ -84,7 +86,7 @@ class StageJob(submitit.helpers.Checkpointable):
             from mst.config import config_from_dict
             from mst.train import Interrupted
 
-            cfg = config_from_dict(self.config)
+            cfg = self.validated if self.validated is not None else config_from_dict(self.config)
             rundir.contained(self.runs_root, self.out_dir)  # a planted link must not take the writes elsewhere
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self._mark("running", extra)  # status tells a started (or restarted) job from a queued one
@@ -199,6 +201,7 @@ class StageJob(submitit.helpers.Checkpointable):
         from mst.config import config_from_dict
         from mst.run.record import write_failed_record
 
-        write_failed_record(self.out_dir, self.stage, config_from_dict(self.config), err, wall_time_s=None,
+        cfg = self.validated if self.validated is not None else config_from_dict(self.config)
+        write_failed_record(self.out_dir, self.stage, cfg, err, wall_time_s=None,
                             extra=extra)
 

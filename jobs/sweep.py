@@ -77,38 +77,19 @@ class RunSpec:
     """Stages to run, in order (pretrain first)."""
 
 
-@dataclass(frozen=True)
-class Sweep:
-    """A validated sweep at one budget (or at paper scale)."""
+@dataclass(frozen=True, kw_only=True)
+class Sweep(SweepFile):
+    """A validated sweep at one budget (or at paper scale): the decoded file, its budget applied (stages in run
+    order), plus the name it was asked by, its path and its budget."""
 
     name: str
     """The name it was asked by (`loss_weight`, `loss_weight_smoke`, an old name): its runs folder."""
-    table: dict[str, Any] | str
-    """The `table:` block (a layout mapping, checked by jobs/sweep_table.py, or the id of a table another sweep
-    file lays out)."""
-    description: str
-    """Free text shown under the table: the sweep's own, then its budget's."""
-    preset: str
-    """Base preset name (jobs/presets) or path."""
-    repeats: int
-    """Seeded repeats per cell."""
-    base_seed: int
-    """Base seed that repeat seeds derive from."""
-    decorrelate_seeds: bool
-    """Give every cell its own seeds (cells are then unpaired; the report uses Welch's test)."""
-    stages: tuple[str, ...]
-    """Stages to run for every run."""
-    overrides: dict[str, Any]
-    """Fixed dotted overrides applied to every cell (the budget's first)."""
-    grid: dict[str, list]
-    """Axes whose cartesian product forms the cells."""
-    zip: dict[str, list]
-    """Axes varied together (equal lengths), crossed with the grid."""
     path: Path
     """The file it was read from."""
     budget: str | None = None
     """The budget it runs at (None: the file as written, paper scale)."""
-    _base: Config = field(repr=False, compare=False, default=None)  # preset + fixed overrides, cached
+    configs: dict[str, Config] = field(repr=False, compare=False, default_factory=dict)
+    """Each cell's config (no repeat seed) by `cell_key`, built and validated once by load_sweep."""
 
     def cells(self) -> list[dict[str, Any]]:
         """The cells in a stable order: grid product (file order), each crossed with the zip rows."""
@@ -119,11 +100,12 @@ class Sweep:
         return [{**g, **z} for g in grid_rows for z in zip_rows]
 
     def cell_config(self, cell: dict[str, Any]) -> Config:
-        """The cell's config without the repeat seed (raises SweepError on an impossible value)."""
+        """The cell's config without the repeat seed, as load_sweep built and validated it."""
         try:
-            return apply_overrides(self._base, cell)
-        except ConfigError as err:
-            raise SweepError(f"{self.path}: cell {cell_label(cell)}: {err}") from None
+            return self.configs[cell_key(cell)]
+        except KeyError:
+            raise SweepError(f"{self.path}: cell {cell_label(cell)} is not a cell of sweep '{self.name}'; "
+                             f"choose one of {'; '.join(cell_label(c) for c in self.cells())}") from None
 
     def expand(self) -> list[RunSpec]:
         """Every run: cells x repeats, in cell order then repeat order."""
@@ -131,7 +113,7 @@ class Sweep:
 
         specs = []
         for cell in self.cells():
-            cell_cfg = self.cell_config(cell)
+            cell_cfg = self.configs[cell_key(cell)]  # built and validated by load_sweep
             cell_hash = config_hash(cell_cfg) if self.decorrelate_seeds else None
             # the cell's dict is built once; per repeat only the seed changes (config_hash per run is slow)
             data = config_to_dict(cell_cfg)
@@ -218,11 +200,16 @@ def load_sweep(name_or_path: str | Path, budget: str | None = None) -> Sweep:
     except ConfigError as err:
         raise SweepError(f"{path}: preset/overrides: {err}") from None
     stages = tuple(sorted(sweep.stages, key=STAGES.index))  # pretrain always runs first
-    out = Sweep(name, sweep.table, sweep.description, sweep.preset, sweep.repeats, sweep.base_seed,
-                sweep.decorrelate_seeds, stages, sweep.overrides, sweep.grid, sweep.zip, path, alias_budget, base)
+    decoded = {f.name: getattr(sweep, f.name) for f in dataclasses.fields(SweepFile)}
+    out = Sweep(**{**decoded, "name": name, "stages": stages}, path=path, budget=alias_budget)
     seen: dict[str, dict] = {}
-    for cell in out.cells():
-        digest = config_hash(out.cell_config(cell))
+    for cell in out.cells():  # the one place a cell's config is built and checked; the sweep carries it
+        try:
+            cfg = apply_overrides(base, cell)
+        except ConfigError as err:
+            raise SweepError(f"{path}: cell {cell_label(cell)}: {err}") from None
+        out.configs[cell_key(cell)] = cfg
+        digest = config_hash(cfg)
         if digest in seen:
             fail(path, f"cells {cell_label(seen[digest])} and {cell_label(cell)} give the same config",
                  "remove the duplicate value")

@@ -203,13 +203,18 @@ def with_budget(path: Path, sweep: SweepFile, name: str, budget: Budget) -> Swee
         if key in axes:
             fail(path, f"budget '{name}' overrides '{key}', which the sweep sweeps",
                  f"give the axis its values at this budget under budgets: {{{name}: {{grid: {{{key}: [...]}}}}}}")
-    overrides = {**budget.overrides, **{k: v for k, v in sweep.overrides.items() if k not in budget.overrides}}
-    description = " ".join(t for t in (sweep.description, (budget.description or "").strip()) if t)
-    return dataclasses.replace(
-        sweep, description=description, preset=budget.preset or sweep.preset,
-        repeats=budget.repeats or sweep.repeats, stages=budget.stages or sweep.stages, overrides=overrides,
-        grid={k: budget.grid.get(k, v) for k, v in sweep.grid.items()},
-        zip={k: budget.zip.get(k, v) for k, v in sweep.zip.items()})
+    layered = {}
+    for f in dataclasses.fields(Budget):  # a field the budget leaves unset keeps the sweep's value
+        own, scaled = getattr(sweep, f.name), getattr(budget, f.name)
+        if f.name == "description":
+            layered[f.name] = " ".join(t for t in (own, (scaled or "").strip()) if t)
+        elif f.name == "overrides":  # the budget's first, then the sweep's fixed ones it leaves alone
+            layered[f.name] = {**scaled, **{k: v for k, v in own.items() if k not in scaled}}
+        elif f.name in ("grid", "zip"):  # new values for the sweep's own axes, in the sweep's order
+            layered[f.name] = {k: scaled.get(k, v) for k, v in own.items()}
+        else:
+            layered[f.name] = scaled or own
+    return dataclasses.replace(sweep, **layered)
 
 
 def merge_budget(path: Path, sweep: SweepFile, name: str, budgets: dict[str, Budget]) -> Budget:
@@ -222,8 +227,10 @@ def merge_budget(path: Path, sweep: SweepFile, name: str, budgets: dict[str, Bud
     # a global override of a key that this sweep's budget re-scales as an axis gives way to the axis
     rescaled = set(own.grid) | set(own.zip)
     merged = {**{k: v for k, v in base.overrides.items() if k not in rescaled}, **own.overrides}
-    return Budget(own.description or base.description, own.preset or base.preset, own.repeats or base.repeats,
-                  own.stages or base.stages, merged, own.grid, own.zip)
+    # the sweep's own block wins field by field; axes are the sweep's alone
+    return dataclasses.replace(own, overrides=merged, **{f.name: getattr(own, f.name) or getattr(base, f.name)
+                                                         for f in dataclasses.fields(Budget)
+                                                         if f.name not in ("overrides", "grid", "zip")})
 
 
 def resolve(name_or_path: str | Path) -> tuple[Path, str | None, str]:

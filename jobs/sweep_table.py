@@ -294,7 +294,7 @@ def fit_table(spec: TableSpec, sweep: Any) -> None:
     """Raise TableError unless every row has its cell in `sweep`, every cell a row, every column a stage, and
     every source a metric its stage reports (mst.stages, with the sweep's k-NN k values)."""
     match_rows(spec, sweep)
-    ks = sorted({k for cell in sweep.cells() for k in sweep.cell_config(cell).eval.knn_ks})
+    ks = sorted({k for cfg in sweep.configs.values() for k in cfg.eval.knn_ks})
     for row in spec.rows:
         for column in spec.columns:
             stage, metric = pick_source(spec, row, column.key, sweep)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_write_bytes, atomic_write_json, read_json
+from .run.record import is_done
 from .stages import STAGES
 from .weights import NAMINGS, WeightsError, backbone_state, container_of, encode, sha256_bytes, to_naming
 
@@ -40,8 +41,8 @@ def stage_results(pretrain_dir: Path, digest: str) -> dict[str, dict]:
     """Metrics of the finished evaluation stages beside the pre-training that read these same weights."""
     found = {}
     for stage in RESULT_STAGES:
-        record = read_json(pretrain_dir.parent / stage / "result.json")
-        if isinstance(record, dict) and record.get("status") == "done" and record.get("weights_sha256") == digest:
+        record = is_done(pretrain_dir.parent / stage)
+        if record is not None and record.get("weights_sha256") == digest:
             found[stage] = {"metrics": record.get("metrics"), "features_from": record.get("features_from")}
     return found
 

@@ -372,3 +372,47 @@ def test_mst_sweep_budget_flag_runs_the_alias(tmp_path):
     assert out.returncode == 2 and out.stderr == "error: sweep 'loss_weight' has no budget 'huge'; choose one " \
         "of smoke (budgets.yaml or the sweep's budgets)\n"
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("cluster", ["local", "dcu128"])
+def test_each_cell_config_is_built_once_and_carried_to_the_job(cluster, tmp_path, monkeypatch):
+    """load_sweep builds and validates each cell's config; expanding, fitting the table, resolving the runs
+    for a cluster and starting a job reuse it. Only a profile that changes a value (dcu128's fp16) builds
+    the cluster's config again, once per cell."""
+    from jobs.plan import resolve_runs, stage_job
+    from jobs.profiles import load_profile
+    from mst.config import Config, codec
+
+    sweep = load_sweep("mask_prob_smoke")
+    profile = load_profile(cluster)
+    built: list[type] = []
+    decode = codec.decode
+    monkeypatch.setattr(codec, "decode", lambda cls, *a, **k: (built.append(cls), decode(cls, *a, **k))[1])
+    for cell in sweep.cells():
+        sweep.cell_config(cell)
+    runs = resolve_runs(sweep, profile)
+    jobs = [stage_job(run, "pretrain", profile, tmp_path) for run in runs]
+    assert [job.validated for job in jobs] == [run.config for run in runs]
+    changed = profile.environment.precision != sweep.cell_config(sweep.cells()[0]).train.precision
+    assert built.count(Config) == (len(sweep.cells()) if changed else 0)
+
+
+def test_a_sweep_is_its_decoded_file_plus_name_path_and_budget():
+    """Every field of the file reaches the sweep as written (at paper scale), with no copy of its own; the
+    sweep adds its name, path and budget, and at a budget the budget's fields are layered over the file's."""
+    import dataclasses
+
+    from jobs.config_io import read_yaml
+    from jobs.sweep import SweepFile, decode, resolve
+
+    path = resolve("mask_prob")[0]
+    written = decode(SweepFile, read_yaml(path, "sweep"), str(path))
+    sweep = load_sweep("mask_prob")
+    assert isinstance(sweep, SweepFile)
+    for f in dataclasses.fields(SweepFile):
+        if f.name not in ("name", "stages"):
+            assert getattr(sweep, f.name) == getattr(written, f.name), f.name
+    assert (sweep.name, sweep.path, sweep.budget) == ("mask_prob", path, None)
+    smoke = load_sweep("mask_prob", budget="smoke")
+    assert (smoke.name, smoke.budget, smoke.budgets) == ("mask_prob_smoke", "smoke", written.budgets)
+    assert smoke.preset != written.preset or smoke.repeats != written.repeats

@@ -194,8 +194,9 @@ def run_command(args, cfg, pretrain_dir: Path | None, stop) -> dict:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     check_out_folder(args.out)
-    record_path = Path(args.out) / "result.json"
-    done_before = record_path.is_file() and '"status": "done"' in record_path.read_text(errors="replace")
+    from mst.run.record import is_done
+
+    done_before = is_done(args.out) is not None
     record = run(args)
     if done_before:
         print(f"{args.out} is already done; not re-run")

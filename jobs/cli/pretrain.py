@@ -39,16 +39,14 @@ def main(argv: list[str] | None = None) -> None:
         return
     check_out_folder(args.out)
     setup_logging()
-    from pathlib import Path
-
-    from mst.atomic import read_json
-
-    done = read_json(Path(args.out) / "result.json")
+    from mst.run.record import is_done
     from mst.train import run_pretrain
+
+    done = is_done(args.out)
 
     record = run_stage_command(
         lambda stop: run_pretrain(cfg, args.out, should_stop=stop, show_progress=not args.quiet), args.out, "run")
-    if done and done.get("status") == "done":
+    if done is not None:
         print(f"{args.out} is already done (weights_sha256 {record['weights_sha256'][:16]}); not re-run")
     summary = {k: record[k] for k in ("status", "weights_sha256", "wall_time_s")}
     print(json.dumps({**summary, **record["metrics"]}))

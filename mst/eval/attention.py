@@ -16,8 +16,9 @@ import torch.nn.functional as F
 from torchvision.transforms import v2
 
 from ..config import Config
+from ..run.record import is_done
 from ..run.runtime import Interrupted
-from .stage import Stage, StopFn, load_frozen, previous_result, run_stage, stop_requested
+from .stage import Stage, StopFn, load_frozen, run_stage, stop_requested
 
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -151,7 +152,7 @@ def default_supervised_dir(*stage_dirs: Path) -> Path | None:
     stage), or None."""
     for stage_dir in stage_dirs:
         candidate = Path(stage_dir).resolve().parent / "supervised"
-        if previous_result(candidate) is not None and (candidate / "checkpoint.pt").is_file():
+        if is_done(candidate) is not None and (candidate / "checkpoint.pt").is_file():
             return candidate
     return None
 

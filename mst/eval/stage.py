@@ -15,20 +15,15 @@ from typing import Any
 import torch
 
 from ..atomic import append_jsonl, atomic_write_json, read_json, truncate_jsonl
-from ..checkpoint import atomic_torch_save, load_checkpoint, refuse_foreign
+from ..checkpoint import atomic_torch_save, load_checkpoint
 from ..config import Config, config_hash, config_to_dict
-from ..run.folder import RunFolderMismatch, claim_folder, locked_stage_folder
+from ..run.folder import RunFolderMismatch
+from ..run.lifecycle import run_in_folder
 from ..run.record import error_line, make_record, write_failed_record
 from ..run.runtime import Interrupted, NonFiniteLoss, configure_threads, pick_device, resolve_precision
 from ..weights import WeightsFile
 
 StopFn = Callable[[], bool] | None
-
-
-def previous_result(out_dir: Path) -> dict | None:
-    """The stage's result.json when it says done (the stage is then not run again), else None."""
-    previous = read_json(Path(out_dir) / "result.json")
-    return previous if previous and previous.get("status") == "done" else None
 
 
 class PretrainUnfinished(ValueError):
@@ -152,37 +147,11 @@ class Stage:
 def run_stage(name: str, cfg: Config, out_dir: str | Path, record_extra: dict | None,
               body: Callable[[Stage], dict], pretrain_dir: str | Path | None = None,
               allow_partial: bool = False) -> dict:
-    """Run `body(stage) -> result record` unless the folder is done; failures leave a `failed` record.
-
-    The folder is locked for the run (StageFolderBusy for a second process). `Interrupted` propagates
-    untouched: the body saved its checkpoint and a rerun resumes from it. `RunFolderMismatch` (the folder
-    belongs to another config) and `PretrainUnfinished` (`pretrain_dir` did not finish, see pretrain_status)
-    are raised before anything is written.
-    """
-    with locked_stage_folder(out_dir) as out:
-        done = previous_result(out)
-        if done is not None:
-            if done.get("stage") != name:
-                raise RunFolderMismatch(f"{out} holds a finished '{done.get('stage')}' stage, not '{name}'; "
-                                        "use another --out folder")
-            return done
-        pretrain_fields = source_fields(pretrain_dir, allow_partial)
-        # a folder holding another config's run, or its checkpoint, is refused before anything in it is touched
-        chash = config_hash(cfg)
-        claim_folder(out, chash, check=lambda: refuse_foreign(out / "checkpoint.pt", chash, config_to_dict(cfg),
-                                                              stage=name))
-        stage = None
-        try:
-            stage = Stage(name, cfg, out, record_extra, pretrain_fields)
-            return body(stage)
-        except (Interrupted, RunFolderMismatch):
-            raise
-        except Exception as err:
-            if stage is None:
-                write_failed_record(out, name, cfg, err, extra=record_extra)
-            else:
-                stage.fail(err)
-            raise
+    """Run `body(stage) -> result record` through every stage's life in its folder (mst.run.lifecycle:
+    locked, not re-run when done, claimed, a `failed` record on error). `PretrainUnfinished` (`pretrain_dir`
+    did not finish, see pretrain_status) is raised before anything is written."""
+    return run_in_folder(name, cfg, out_dir, lambda out, fields: Stage(name, cfg, out, record_extra, fields), body,
+                         record_extra=record_extra, prepare=lambda: source_fields(pretrain_dir, allow_partial))
 
 
 def forward_context(stage: Stage):

@@ -15,7 +15,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_write_json
+from ..atomic import atomic_write_json, read_json
 from ..config import Config, config_hash, config_to_dict
 
 SCHEMA_VERSION = 1
@@ -107,6 +107,13 @@ def encode_record(record: RunRecord) -> dict[str, Any]:
     """The record as result.json holds it: the named fields in order (NOT_WRITTEN ones left out), then `more`."""
     out = {name: getattr(record, name) for name in _NAMED if getattr(record, name) is not NOT_WRITTEN}
     return out | dict(record.more)
+
+
+def is_done(out: str | Path) -> dict[str, Any] | None:
+    """The stage folder's result.json when it says `done` (the stage is then never run again), else None: the
+    one answer to "is this stage done" for the method, the job layer and the command lines."""
+    record = read_json(Path(out) / "result.json")
+    return record if record is not None and record.get("status") == "done" else None
 
 
 def record_problem(data: object) -> str | None:

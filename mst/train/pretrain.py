@@ -12,6 +12,7 @@ import math
 import os
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -19,14 +20,14 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .. import distributed as dist
-from ..atomic import append_jsonl, atomic_write_json, read_json, truncate_jsonl
+from ..atomic import append_jsonl, atomic_write_json, truncate_jsonl
 from ..augment import BatchPhotometric
-from ..checkpoint import atomic_torch_save, load_checkpoint, refuse_foreign, weights_sha256
+from ..checkpoint import atomic_torch_save, load_checkpoint, weights_sha256
 from ..compat import grad_scaler
 from ..config import Config, ConfigError, config_hash, config_to_dict
 from ..losses import DINOLoss, restoration_loss
 from ..masking import make_mask, masks_anything
-from ..run.folder import claim_folder, locked_stage_folder
+from ..run.lifecycle import run_in_folder
 from ..run.progress import StepProgress
 from ..run.record import make_record, write_failed_record
 from ..run.rng import get_rng_state, set_rng_state
@@ -304,53 +305,51 @@ def run_pretrain(cfg: Config, out_dir: str | Path, should_stop: Callable[[], boo
                  record_extra: dict | None = None, show_progress: bool = True) -> dict:
     """Pre-train in `out_dir` (resuming from its checkpoint) and return the result record.
 
-    A folder whose result.json says `done` is not re-run. A non-finite loss writes a `failed` record naming the
-    step and leaves the last good checkpoint as it was. `Interrupted` propagates after a checkpoint is saved.
-    The folder is locked for the run: a second process on it gets StageFolderBusy before touching anything.
-    A process group this call sets up (from RANK / WORLD_SIZE) is destroyed when it returns or raises; a group
-    the caller had already initialised is left for the caller to end.
+    The stage's life in its folder is every stage's (mst.run.lifecycle): locked, not re-run when done,
+    claimed for the config. A non-finite loss writes a `failed` record naming the step and leaves the last good
+    checkpoint as it was. `Interrupted` propagates after a checkpoint is saved. A process group this call sets
+    up (from RANK / WORLD_SIZE) is destroyed when it returns or raises; a group the caller had already
+    initialised is left for the caller to end.
     """
-    # dist is not set up yet: rank 0 of the launch (torchrun / the job layer's RANK) holds the lock
-    main = int(os.environ.get("RANK", "0")) == 0
+    # dist may not be set up yet: rank 0 of the launch (torchrun / the job layer's RANK) holds the lock
     owns_group = not dist.is_distributed()
+    main = int(os.environ.get("RANK", "0")) == 0 if owns_group else dist.is_main()
     try:
-        with locked_stage_folder(out_dir, main=main) as out:
-            return _run_pretrain_locked(cfg, out, should_stop, record_extra, show_progress)
+        return run_in_folder("pretrain", cfg, out_dir, partial(_PretrainRun, cfg, record_extra=record_extra),
+                             partial(_PretrainRun.fit, should_stop=should_stop, show_progress=show_progress),
+                             record_extra=record_extra, main=main)
     finally:
         if owns_group:  # after the record is written: is_main() needs the group until then
             dist.cleanup()
 
 
-def _run_pretrain_locked(cfg: Config, out: Path, should_stop: Callable[[], bool] | None,
-                         record_extra: dict | None, show_progress: bool) -> dict:
-    cfg_dict, chash = config_to_dict(cfg), config_hash(cfg)
-    # a checkpoint copied in from another run is refused before the folder is claimed
-    claim_folder(out, chash, main=dist.is_main(), check=lambda: refuse_foreign(out / "checkpoint.pt", chash, cfg_dict))
-    previous = read_json(out / "result.json")
-    if previous and previous.get("status") == "done":
-        return previous
-    t0 = time.time()
-    trainer = None
-    try:
-        trainer = PretrainTrainer(cfg, out)
-        info = trainer.fit(should_stop, show_progress)
-    except Interrupted:
-        raise
-    except Exception as err:
-        wall = (trainer.wall_before if trainer else 0.0) + time.time() - t0
-        if dist.is_main():
-            write_failed_record(out, "pretrain", cfg, err, {"steps": trainer.step if trainer else 0}, wall,
-                                record_extra)
-        raise
-    record = make_record(
-        "pretrain", cfg_dict, chash, "done",
-        {"loss": trainer.last.get("loss"), "loss_dino": trainer.last.get("loss_dino"),
-         "loss_rec": trainer.last.get("loss_rec"), "steps": trainer.step, "epochs": cfg.train.epochs,
-         "skipped_images": trainer.skipped_images, **trainer.balance},
-        info["wall_time_s"], record_extra, weights_sha256=trainer.digest(), world_size=trainer.world,
-        device=str(trainer.device), precision=trainer.precision,
-        **({"curve": trainer.curve} if trainer.curve_probe is not None else {}))
-    if dist.is_main():
-        atomic_write_json(out / "result.json", record)
-    return record
+class _PretrainRun:
+    """One attempt at pre-training in a claimed folder: the trainer, and the record it leaves."""
 
+    def __init__(self, cfg: Config, out: Path, _prepared: None, record_extra: dict | None):
+        self.cfg, self.out, self.record_extra = cfg, out, record_extra
+        self.t0 = time.time()
+        self.trainer: PretrainTrainer | None = None
+
+    def fit(self, should_stop: Callable[[], bool] | None, show_progress: bool) -> dict:
+        cfg = self.cfg
+        self.trainer = trainer = PretrainTrainer(cfg, self.out)
+        info = trainer.fit(should_stop, show_progress)
+        record = make_record(
+            "pretrain", config_to_dict(cfg), config_hash(cfg), "done",
+            {"loss": trainer.last.get("loss"), "loss_dino": trainer.last.get("loss_dino"),
+             "loss_rec": trainer.last.get("loss_rec"), "steps": trainer.step, "epochs": cfg.train.epochs,
+             "skipped_images": trainer.skipped_images, **trainer.balance},
+            info["wall_time_s"], self.record_extra, weights_sha256=trainer.digest(), world_size=trainer.world,
+            device=str(trainer.device), precision=trainer.precision,
+            **({"curve": trainer.curve} if trainer.curve_probe is not None else {}))
+        if dist.is_main():
+            atomic_write_json(self.out / "result.json", record)
+        return record
+
+    def fail(self, err: BaseException) -> None:
+        trainer = self.trainer
+        wall = (trainer.wall_before if trainer else 0.0) + time.time() - self.t0
+        if dist.is_main():
+            write_failed_record(self.out, "pretrain", self.cfg, err, {"steps": trainer.step if trainer else 0},
+                                wall, self.record_extra)
