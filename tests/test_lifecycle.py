@@ -54,6 +54,16 @@ def test_every_stage_skips_its_own_done_folder_and_refuses_another_stages(tmp_pa
     assert not (tmp_path / "run.json").exists()  # refused before the folder was claimed
 
 
+def test_a_pretraining_finished_under_another_config_is_refused_not_returned(tmp_path):
+    run_pretrain(CFG, tmp_path, show_progress=False)
+    before = (tmp_path / "result.json").read_bytes()
+    other = load_config("tiny", ["data.train_subset=128", "train.batch_size=32", "train.epochs=2"])
+    with pytest.raises(RunFolderMismatch, match="holds a run of another config"):
+        run_pretrain(other, tmp_path, show_progress=False)
+    assert (tmp_path / "result.json").read_bytes() == before
+    assert run_pretrain(CFG, tmp_path, show_progress=False)["status"] == "done"  # its own config: not re-run
+
+
 def test_a_done_folder_returns_its_record_without_opening_the_stage(tmp_path):
     (tmp_path / "result.json").write_text(json.dumps(done_record("knn")))
     got = run_in_folder("knn", CFG, tmp_path, lambda out, _: pytest.fail("opened"), lambda s: {})

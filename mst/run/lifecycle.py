@@ -29,7 +29,7 @@ S = TypeVar("S", bound=Opened)
 
 def run_in_folder(name: str, cfg: Config, out_dir: str | Path, start: Callable[[Path, Any], S],
                   body: Callable[[S], dict], *, record_extra: dict | None = None, main: bool = True,
-                  prepare: Callable[[], Any] = lambda: None) -> dict:
+                  prepare: Callable[[], Any] = lambda: None, claim_first: bool = False) -> dict:
     """Run stage `name` of `cfg` in `out_dir` unless it is done there; return its record.
 
     The folder is locked for the run (StageFolderBusy for a second process; under DDP only the `main` rank
@@ -38,9 +38,14 @@ def run_in_folder(name: str, cfg: Config, out_dir: str | Path, start: Callable[[
     pre-training there); then the folder is claimed for the config (a foreign claim or checkpoint is refused,
     RunFolderMismatch / CheckpointError). `Interrupted` and `RunFolderMismatch` propagate untouched: a rerun
     resumes from the saved checkpoint. Any other error leaves a `failed` record: the opened stage's own
-    (`fail`), or a plain one when opening it failed.
+    (`fail`), or a plain one when opening it failed. With `claim_first` (pre-training) the folder's claim is
+    checked before the done check, so a folder finished under another config is refused rather than handed
+    back as this config's result.
     """
     with locked_stage_folder(out_dir, main=main) as out:
+        chash = config_hash(cfg)
+        if claim_first:  # the claim is checked now and written below (main=False writes nothing)
+            claim_folder(out, chash, main=False)
         done = is_done(out)
         if done is not None:
             if done.get("stage") != name:
@@ -48,7 +53,6 @@ def run_in_folder(name: str, cfg: Config, out_dir: str | Path, start: Callable[[
                                         "use another --out folder")
             return done
         prepared = prepare()
-        chash = config_hash(cfg)
         claim_folder(out, chash, main=main,
                      check=lambda: refuse_foreign(out / "checkpoint.pt", chash, config_to_dict(cfg), stage=name))
         opened = None

@@ -317,7 +317,7 @@ def run_pretrain(cfg: Config, out_dir: str | Path, should_stop: Callable[[], boo
     try:
         return run_in_folder("pretrain", cfg, out_dir, partial(_PretrainRun, cfg, record_extra=record_extra),
                              partial(_PretrainRun.fit, should_stop=should_stop, show_progress=show_progress),
-                             record_extra=record_extra, main=main)
+                             record_extra=record_extra, main=main, claim_first=True)
     finally:
         if owns_group:  # after the record is written: is_main() needs the group until then
             dist.cleanup()
