@@ -53,7 +53,7 @@ def test_a_python_without_the_package_is_one_line_with_the_fix(tmp_path):
 
 
 def test_cluster_local_keeps_the_venv_and_the_runs_folder():
-    out = make("demo")
+    out = make("--always-make", "demo")  # as on a fresh clone, whether or not .venv is already up to date
     assert "-m venv .venv" in out.stdout and "pip install -q -c requirements/lock.txt" in out.stdout
     lines = out.stdout.splitlines()
     assert ".venv/bin/mst-sweep submit loss_weight --budget smoke --cluster local" in lines
