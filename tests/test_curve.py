@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+from helpers.ddp import pretrain_on_two_ranks
 
 from jobs.config_io import load_config
 from mst.checkpoint import load_checkpoint
@@ -105,21 +106,10 @@ def test_off_by_default_and_in_the_presets_on_in_the_method_sweep_and_checked():
 
 
 def test_two_process_gloo_ddp_logs_each_point_once(tmp_path):
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
     sets = ["data.train_subset=64", "train.batch_size=32", "train.epochs=1", "model.drop_path=0.0",
             "decoder.norm=none", "eval.curve_steps=[0,2]", "eval.curve_subset=[200,100]"]
     single = run_pretrain(load_config("tiny", sets), tmp_path / "single", show_progress=False)
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(root))
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           str(root / "tests/helpers/ddp_pretrain.py"), str(tmp_path / "ddp"), *sets],
-                          env=env, capture_output=True, text=True, timeout=300, check=False)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    ddp = json.loads((tmp_path / "ddp/result.json").read_text())
+    ddp = pretrain_on_two_ranks(tmp_path / "ddp", sets)
     assert ddp["world_size"] == 2
     assert [ln["step"] for ln in curve_lines(tmp_path / "ddp")] == [0, 2]    # rank 0 writes, once a step
     assert ddp["curve"][0] == single["curve"][0]                            # the same initial weights

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.ddp import pretrain_on_two_ranks
 
 from jobs.config_io import load_config
 from mst.checkpoint import load_checkpoint
@@ -125,12 +126,7 @@ def test_two_process_gloo_ddp_step_equals_single_process(tmp_path):
             "decoder.norm=none",
             "mask.prob=1.0", "optim.warmup_epochs=0", "train.checkpoint_every=100"]
     single = run_pretrain(load_config("tiny", sets), tmp_path / "single", show_progress=False)
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           str(ROOT / "tests/helpers/ddp_pretrain.py"), str(tmp_path / "ddp"), *sets],
-                          env=env, capture_output=True, text=True, timeout=300, check=False)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    ddp = json.loads((tmp_path / "ddp/result.json").read_text())
+    ddp = pretrain_on_two_ranks(tmp_path / "ddp", sets)
     assert ddp["world_size"] == 2 and single["world_size"] == 1
     # the same losses up to float summation order, and the same weights within 2 x lr (Adam's first steps
     # move each weight by about lr, whatever the gradient's size, so tiny gradient differences can flip it)

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import _one_error_line as one_line  # noqa: F401  (re-exported for the hostile-input tests)
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -18,12 +20,6 @@ def command(module: str, *args: str, cwd: Path = REPO, env: dict | None = None, 
                           timeout=timeout, check=False, env={**os.environ, **(env or {})})
 
 
-def one_line(proc: subprocess.CompletedProcess) -> str:
-    assert proc.returncode != 0, proc.stdout
-    assert "Traceback" not in proc.stderr, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    return lines[0]
 
 
 def digest(folder: Path) -> dict[str, str]:
