@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -121,8 +122,12 @@ def load_weights_only(path: str | Path, map_location: str | torch.device | None 
 
     Same on 2.1 and today: `weights_only=True` is passed explicitly (2.1's default is False). Files meant to
     load here must therefore hold no NumPy arrays or custom classes: 2.1 offers no allow-list for them.
+    2.1's weights-only unpickler also warns that TypedStorage is deprecated, from inside torch: that line is
+    torch's own noise, not the user's, and would break a command's one-line error, so it is silenced here.
     """
-    return torch.load(path, map_location=map_location, weights_only=True)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="TypedStorage is deprecated", category=UserWarning)
+        return torch.load(path, map_location=map_location, weights_only=True)
 
 
 # ------------------------------------------------------------------------------------------ FLOPs

@@ -191,9 +191,11 @@ def test_paper_backbone_fits_vit_small_patch16_224(tmp_path):
     model = timm.create_model("vit_small_patch16_224", pretrained=False, num_classes=0)
     result = model.load_state_dict(load_file(tmp_path / "deit_s.safetensors"), strict=True)
     assert not result.missing_keys and not result.unexpected_keys
-    # timm's own loader, as the README shows it (a local file: nothing is downloaded)
+    # timm's own loader, as the README shows it (a local file: nothing is downloaded); custom_load=False: timm
+    # 1.0.23's default tag for this model loads an .npz through its own reader
     loaded = timm.create_model("vit_small_patch16_224", pretrained=True, num_classes=0,
-                               pretrained_cfg_overlay={"file": str(tmp_path / "deit_s.safetensors")})
+                               pretrained_cfg_overlay={"file": str(tmp_path / "deit_s.safetensors"),
+                                                       "custom_load": False})
     assert torch.equal(loaded.pos_embed, backbone.vit.pos_embed)
     assert torch.equal(loaded.blocks[11].mlp.fc2.weight, backbone.vit.blocks[11].mlp.fc2.weight)
     card = export(pretrain, "dino", tmp_path / "dino_deitsmall16_pretrain.pth")
