@@ -188,8 +188,9 @@ def _read_sweep(root: str, sweep: str, rows: list[dict], skipped: list[Skipped])
 
 def _in_pool(root: str, path: str) -> bool:
     """A link that leads into the runs root's pool of pre-trainings (jobs.rundir), not elsewhere."""
-    pool = os.path.realpath(os.path.join(root, POOL))
-    return os.path.realpath(path).startswith(pool + os.sep)
+    return not _outside(path, os.path.realpath(os.path.join(root, POOL)))
+
+
 def _outside(path: str, top: str) -> bool:
     """Whether `path` resolves (links followed) outside the folder `top` (already resolved)."""
     return not os.path.realpath(path).startswith(top.rstrip(os.sep) + os.sep)
