@@ -3,12 +3,14 @@
 A stage's `result.json` says done, failed, running (the job started) or preempted (the job saved at a step
 boundary and waits to be requeued). `mst-sweep` adds what only the scheduler knows; `mst-report` never asks
 the scheduler and reads the records and the manifest only. Both print the words below, with these meanings.
-Standard library only: `analysis/` imports this without torch.
+Torch-free (the standard library and the typed record): `analysis/` imports this without torch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+
+from mst.run.record import STATUSES
 
 STATES: dict[str, str] = {
     "done": "finished; result.json says done",
@@ -23,8 +25,8 @@ STATES: dict[str, str] = {
 }
 """State -> what it means, in the order the reports list them."""
 
-RECORD_STATUSES = ("done", "failed", "running", "preempted")
-"""What a result.json's `status` may say."""
+RECORD_STATUSES = STATUSES
+"""What a result.json's `status` may say (the typed record's own list)."""
 
 FINAL = ("done", "failed")
 """Record statuses that end a stage: the scheduler is not asked about them."""
