@@ -27,13 +27,12 @@ endif
 ifeq ($(SCHEDULER),slurm)
 LOGIN_NEEDS :=
 RUN_PY = $(call quote,$(LOGIN_PY))
-ifneq ($(filter $(LOGIN_GOALS),$(MAKECMDGOALS)),)
-# one line saying what this Python lacks (jobs/cli/login_env.py), before anything runs
+# (SCHEDULER is only read when a login goal was asked for) one line saying what this Python lacks
+# (jobs/cli/login_env.py), before anything runs
 LOGIN_PROBLEM := $(shell if command -v $(call quote,$(LOGIN_PY)) >/dev/null 2>&1; \
   then $(call quote,$(LOGIN_PY)) -m jobs.cli.login_env 2>&1; \
   else echo "error: no Python $(call quote,$(LOGIN_PY)) here; activate the site's env (README: installing on a cluster) or set MST_PY=/path/to/env/bin/python"; fi)
 $(if $(LOGIN_PROBLEM),$(error $(LOGIN_PROBLEM)))
-endif
 else
 LOGIN_NEEDS := setup
 RUN_PY = $(BIN)/python
