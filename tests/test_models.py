@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mst.config import DecoderConfig, ModelConfig, config_from_dict
+from mst.config import ConfigError, DecoderConfig, ModelConfig, config_from_dict
 from mst.masking import attention_mask, make_mask, random_mask
 from mst.models import DINOHead, build_backbone, build_decoder
 from mst.models.backbone import replace_masked
@@ -17,6 +17,20 @@ def test_registry_sizes():
     small = build_backbone(ModelConfig(arch="deit_small"), 224)
     assert (small.embed_dim, small.depth, small.num_heads, small.patch_size) == (384, 12, 6, 16)
     assert build_backbone(ModelConfig(arch="vit_smoke", patch_size=4), 32).embed_dim == 192
+
+
+def test_width_depth_and_heads_replace_the_archs_own():
+    vit = build_backbone(ModelConfig(arch="vit_smoke", patch_size=4, embed_dim=96, depth=2, num_heads=4), 32)
+    assert (vit.embed_dim, vit.depth, vit.num_heads) == (96, 2, 4)
+    assert vit(torch.randn(2, 3, 32, 32)).patches.shape == (2, 64, 96)
+    assert ModelConfig(arch="vit_smoke", depth=6).size == (192, 6, 3)
+
+
+def test_heads_that_do_not_divide_the_width_are_refused_with_a_fix():
+    with pytest.raises(ConfigError, match=r"model.num_heads.*5 heads do not divide the width 96.*num_heads=6"):
+        ModelConfig(arch="vit_smoke", embed_dim=96, num_heads=5)
+    with pytest.raises(ConfigError, match="model.depth"):
+        ModelConfig(depth=-1)
 
 
 def test_features_and_shapes_at_two_crop_sizes():

@@ -14,6 +14,10 @@ from .errors import ConfigError, check, check_non_negative, check_options, check
 MAX_WIDTH = 2**20  # head widths above this do not fit a device (the paper's K is 65536 = 2**16)
 SEED_LIMIT = 2**32  # seeds reach numpy's legacy seeding, which takes 32 bits
 
+# each backbone's (width, depth, heads); mst/models/backbone.py maps the name to its timm model
+ARCH_SIZES = {"vit_test": (48, 2, 3), "vit_smoke": (192, 4, 3), "deit_small": (384, 12, 6),
+              "vit_base": (768, 12, 12)}
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -21,6 +25,12 @@ class ModelConfig:
     """Backbone size from the registry in mst/models/backbone.py; deit_small = timm vit_small_patch16_224."""
     patch_size: int = 16
     """Side of a square patch in pixels; the global crop size must be a multiple of it."""
+    embed_dim: int = 0
+    """Token width [choice at small scale]; 0 keeps the arch's own (384 for deit_small)."""
+    depth: int = 0
+    """Number of transformer blocks; 0 keeps the arch's own (12 for deit_small)."""
+    num_heads: int = 0
+    """Attention heads, which must divide the width; 0 keeps the arch's own (6 for deit_small)."""
     drop_path: float = 0.1
     """Stochastic depth rate of the student (the teacher never drops)."""
     out_dim: int = 65536
@@ -36,10 +46,23 @@ class ModelConfig:
     norm_last_layer: bool = False
     """Freeze the weight-norm gain of the last layer at 1 (DINO recommends False for ViT-S)."""
 
+    @property
+    def size(self) -> tuple[int, int, int]:
+        """(width, depth, heads) the backbone is built at: the arch's own where a field is 0."""
+        own = ARCH_SIZES[self.arch]
+        return self.embed_dim or own[0], self.depth or own[1], self.num_heads or own[2]
+
     def __post_init__(self) -> None:
         check_options(self, "model")
         check_positive(self.patch_size, "model.patch_size", "16")
         check_prob(self.drop_path, "model.drop_path")
+        for key in ("embed_dim", "depth", "num_heads"):
+            check_non_negative(getattr(self, key), f"model.{key}")
+            check(getattr(self, key) <= MAX_WIDTH, f"model.{key}", f"{getattr(self, key)} is larger than "
+                  f"{MAX_WIDTH}, which no device holds", f"e.g. --set model.{key}=0 (the arch's own)")
+        width, _, heads = self.size
+        check(width % heads == 0, "model.num_heads", f"{heads} heads do not divide the width {width}",
+              f"e.g. --set model.num_heads={next(h for h in (6, 4, 3, 2, 1) if width % h == 0)}")
         for key in ("out_dim", "head_hidden_dim", "head_bottleneck_dim"):
             check_positive(getattr(self, key), f"model.{key}", "256")
             check(getattr(self, key) <= MAX_WIDTH, f"model.{key}", f"{getattr(self, key)} is larger than "

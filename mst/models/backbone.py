@@ -3,7 +3,6 @@ class-token attention taken in the same forward pass."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import timm
@@ -12,35 +11,13 @@ from torch import nn
 
 from ..compat import attention
 
-_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
-
-
-def register(name: str):
-    """Register a factory `fn(**timm_kwargs) -> timm VisionTransformer` under `name`."""
-    def wrap(fn):
-        _REGISTRY[name] = fn
-        return fn
-    return wrap
-
-
-@register("vit_test")
-def _vit_test(**kw):  # seconds-long tests
-    return timm.create_model("vit_tiny_patch16_224", embed_dim=48, depth=2, num_heads=3, **kw)
-
-
-@register("vit_smoke")
-def _vit_smoke(**kw):  # Fashion-MNIST on a CPU
-    return timm.create_model("vit_tiny_patch16_224", embed_dim=192, depth=4, num_heads=3, **kw)
-
-
-@register("deit_small")
-def _deit_small(**kw):  # the paper's DeiT-S = ViT-S/16 (384 dim, 12 blocks, 6 heads)
-    return timm.create_model("vit_small_patch16_224", **kw)
-
-
-@register("vit_base")
-def _vit_base(**kw):
-    return timm.create_model("vit_base_patch16_224", **kw)
+# arch -> the timm model it builds; its size (width, depth, heads) is the config's ARCH_SIZES
+_REGISTRY: dict[str, str] = {
+    "vit_test": "vit_tiny_patch16_224",      # seconds-long tests
+    "vit_smoke": "vit_tiny_patch16_224",     # Fashion-MNIST on a CPU
+    "deit_small": "vit_small_patch16_224",   # the paper's DeiT-S = ViT-S/16
+    "vit_base": "vit_base_patch16_224",
+}
 
 
 def backbone_names() -> list[str]:
@@ -139,10 +116,13 @@ def block_with_cls_attention(blk: nn.Module, x: torch.Tensor) -> tuple[torch.Ten
 
 
 def build_backbone(model_cfg, img_size: int = 224, drop_path: float | None = None) -> MaskedViT:
-    """The registered backbone for `model_cfg.arch`, native at `img_size`, accepting any multiple of the patch."""
+    """The registered backbone for `model_cfg.arch`, native at `img_size`, accepting any multiple of the patch;
+    non-zero `embed_dim`, `depth` or `num_heads` in the config replace the arch's own."""
     if model_cfg.arch not in _REGISTRY:
         raise ValueError(f"unknown arch '{model_cfg.arch}'; choose one of {', '.join(backbone_names())}")
-    vit = _REGISTRY[model_cfg.arch](
-        pretrained=False, num_classes=0, img_size=img_size, patch_size=model_cfg.patch_size,
+    width, depth, heads = model_cfg.size
+    vit = timm.create_model(
+        _REGISTRY[model_cfg.arch], pretrained=False, num_classes=0, img_size=img_size,
+        patch_size=model_cfg.patch_size, embed_dim=width, depth=depth, num_heads=heads,
         drop_path_rate=model_cfg.drop_path if drop_path is None else drop_path, dynamic_img_size=True)
     return MaskedViT(vit)
