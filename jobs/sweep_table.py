@@ -1,7 +1,8 @@
 """The `table:` block of a sweep file: the appendix table the sweep fills, typed, and whether it fits the sweep.
 
-`read_table` turns the block into a `TableSpec` (which sweep cell and which metric fill each cell, and the
-paper's numbers); `fit_table` checks it against a sweep's cells and stages. `load_sweep` calls both, so
+`read_table` decodes the block straight into a `TableSpec` through the shared codec (which sweep cell and which
+metric fill each cell, and the paper's numbers): the classes below are the format, their field readers take the
+written shorthands and `TableSpec.__post_init__` the checks across rows; `fit_table` checks it against a sweep's cells and stages. `load_sweep` calls both, so
 `mst-sweep submit` refuses a bad table in one line before anything is submitted; the report (analysis/) reads
 the same spec. Torch-free and pandas-free. A block:
 
@@ -26,12 +27,13 @@ per column. Paper values are the appendix's DeiT-S ImageNet top-1 accuracies; ou
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from jobs.sweep_file import cell_key, cell_label, drop_blank
+from jobs.sweep_file import cell_key, cell_label
 from mst.config import codec
-from mst.config.codec import DecodeError
+from mst.config.codec import DecodeError, WrittenError, written
 from mst.stages import get_stage
 
 
@@ -49,31 +51,107 @@ class Rank:
     """0 = the smallest value of the axis."""
 
 
+# ------------------------------------------------------------------------- readers of the written forms
+
+
+def _texts(value: Any) -> Any:
+    """A text or a non-empty list of texts, as a list."""
+    value = [value] if isinstance(value, str) else value
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise WrittenError(f'must be a text or a list of texts, got {value!r}; quote numbers, e.g. "0.2"')
+    return value
+
+
+def _sources(value: Any, at: str = "") -> Any:
+    """`[stage/metric, ...]` (non-empty) as [[stage, metric], ...]."""
+    if not isinstance(value, list):
+        return value  # the codec names the type
+    if not value:
+        raise WrittenError("must be a non-empty list of stage/metric, got []; e.g. [linear_cls/top1_best]", at)
+    for item in value:
+        if not isinstance(item, str) or item.count("/") != 1 or not all(item.split("/")):
+            raise WrittenError(f"source {item!r} is not stage/metric; e.g. knn/top1@10", at)
+    return [item.split("/") for item in value]
+
+
+def _row_sources(value: Any) -> Any:
+    """Column key -> `[stage/metric, ...]`, each list read by `_sources` (blank: none of its own)."""
+    if not isinstance(value, dict):
+        return {} if value is None else value
+    return {key: _sources(v, str(key)) for key, v in value.items()}
+
+
+def _blank_empty(value: Any) -> Any:
+    """A mapping left blank (`paper:` with nothing under it is YAML null) as an empty one."""
+    return {} if value is None else value
+
+
+def _rank(value: Any, at: str) -> Any:
+    if isinstance(value, dict):
+        if list(value) != ["rank"]:
+            raise WrittenError(f"a mapping value must be {{rank: i}}, got {value!r}; e.g. {{rank: 0}} (the axis' "
+                               "smallest)", at)
+        rank = value["rank"]
+        if isinstance(rank, bool) or not isinstance(rank, int) or rank < 0:
+            raise WrittenError(f"rank must be an integer >= 0, got {rank!r}; 0 is the axis' smallest value", at)
+        return Rank(rank)
+    if isinstance(value, list):
+        return [_rank(v, at) for v in value]
+    return value
+
+
+def _cell(value: Any) -> Any:
+    """Swept key -> value, a `{rank: i}` value as Rank(i)."""
+    if not isinstance(value, dict):
+        return {} if value is None else value
+    return {k: _rank(v, str(k)) for k, v in value.items()}
+
+
+def _columns(value: Any) -> Any:
+    """`{key: {label, sources}}` as a list of columns that carry their key."""
+    if not isinstance(value, dict) or not value:
+        raise WrittenError("must be a mapping key -> {label, sources}; e.g. columns: {top1: {label: ...}}")
+    for key, column in value.items():
+        if isinstance(column, dict) and "key" in column:
+            raise WrittenError(f"a column names its key by where it stands, not by 'key: {column['key']}'; "
+                               "remove that line", str(key))
+    return [{"key": str(key), **column} if isinstance(column, dict) else column for key, column in value.items()]
+
+
+# ------------------------------------------------------------------------- the table (decoded as written)
+
+
 @dataclass(frozen=True)
 class Column:
-    """A value column of the table (rendered as ours, paper, delta)."""
+    """A value column of the table (rendered as ours, paper, delta), written as `columns.<key>`."""
 
     key: str
-    """Identifier used in Row.sources and Row.paper."""
+    """Identifier used in Row.sources and Row.paper (the key it is written under)."""
     label: str
     """Header text, e.g. 'Linear (%)'."""
+    sources: tuple[tuple[str, str], ...] = field(metadata=written(_sources))
+    """(stage, metric) alternatives, written `[stage/metric, ...]`: the first whose stage the sweep runs is
+    used, by every row that gives none of its own."""
 
 
 @dataclass(frozen=True)
 class Row:
     """One row: which cell of the sweep, and which (stage, metric) fills each column."""
 
-    label: tuple[str, ...]
-    """One text per row-header column; '{dotted.key}' is replaced by the cell's value."""
-    cell: dict[str, Any]
-    """Axis values selecting the sweep cell (the whole cell: every swept key); Rank(i) by position."""
-    sources: dict[str, tuple[tuple[str, str], ...]]
-    """Column key -> (stage, metric) alternatives; the first whose stage the sweep runs is used."""
-    paper: dict[str, float] = field(default_factory=dict)
+    label: tuple[str, ...] = field(metadata=written(_texts))
+    """One text per row-header column (a single text for one header); '{dotted.key}' is replaced by the cell's
+    value."""
+    cell: dict[str, Any] = field(default_factory=dict, metadata=written(_cell))
+    """Axis values selecting the sweep cell (the whole cell: every swept key); Rank(i) by position, written
+    `{rank: i}`."""
+    sources: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict, metadata=written(_row_sources))
+    """Column key -> (stage, metric) alternatives, written `[stage/metric, ...]`; the first whose stage the sweep
+    runs is used. In a TableSpec every column has an entry (the column's own sources where the row gives none)."""
+    paper: dict[str, float] = field(default_factory=dict, metadata=written(_blank_empty))
     """Column key -> the paper's value (percent)."""
     ref: int | None = None
     """Index of the row this one is tested against (None: this row is a reference)."""
-    paper_se: dict[str, float] = field(default_factory=dict)
+    paper_se: dict[str, float] = field(default_factory=dict, metadata=written(_blank_empty))
     """Column key -> the appendix's standard error of the paper's value (percent), where it gives one."""
     note: str | None = None
     """A footnote on this row's paper value (e.g. reached only after re-tuning), marked beside the value."""
@@ -81,18 +159,18 @@ class Row:
 
 @dataclass(frozen=True)
 class TableSpec:
-    """An appendix table."""
+    """An appendix table: the `table:` block of a sweep file, decoded by the codec (see `read_table`)."""
 
     id: str
     """Table id (A1, A2, ...); a sweep file may name another file's table by it (`table: A10`)."""
     title: str
     """Caption (the appendix's wording)."""
-    row_header: tuple[str, ...]
-    """Headers of the row-label columns."""
-    columns: tuple[Column, ...]
-    """Value columns."""
+    row_header: tuple[str, ...] = field(metadata=written(_texts))
+    """Headers of the row-label columns (a single text for one)."""
+    columns: tuple[Column, ...] = field(metadata=written(_columns))
+    """Value columns, written as a mapping key -> {label, sources} in the table's order."""
     rows: tuple[Row, ...]
-    """Rows in the appendix's order."""
+    """Rows in the appendix's order (at least one)."""
     x_axis: str | None = None
     """Plots: the axis whose numeric value is the x coordinate (None: rows are categories)."""
     pairwise: bool = False
@@ -101,146 +179,57 @@ class TableSpec:
     """The paper's setting of these numbers (e.g. 'DeiT-S, ImageNet, 100 epochs'): the title names it only over
     runs at that setting, and the run's own budget otherwise."""
 
-
-# ------------------------------------------------------------------------- the block as written (codec)
-
-
-@dataclass(frozen=True)
-class ColumnBlock:
-    """A column as written under `columns.<key>`."""
-
-    label: str
-    """Header text."""
-    sources: tuple[str, ...]
-    """Metric sources, `stage/metric`, in order of preference."""
-
-
-@dataclass(frozen=True)
-class RowBlock:
-    """A row as written under `rows`."""
-
-    label: Any
-    """A text, or one text per row header."""
-    cell: dict[str, Any] = field(default_factory=dict)
-    """Swept key -> value, or {rank: i}."""
-    paper: dict[str, float] = field(default_factory=dict)
-    """Column key -> the paper's value (percent)."""
-    ref: int | None = None
-    """Index of the row it is tested against."""
-    paper_se: dict[str, float] = field(default_factory=dict)
-    """Column key -> the appendix's standard error of the paper's value (percent)."""
-    note: str | None = None
-    """A footnote on the row's paper value."""
-    sources: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    """Column key -> this row's own metric sources."""
+    def __post_init__(self) -> None:
+        for key in ("id", "title"):
+            if not getattr(self, key):
+                raise WrittenError(f"'{key}' must be a text; quote it, e.g. {key}: \"...\"")
+        if not self.rows:
+            raise WrittenError("'rows' must be a non-empty list; list the rows in the table's order")
+        defaults = {column.key: column.sources for column in self.columns}
+        for i, row in enumerate(self.rows):
+            _check_row(self, i, row, defaults)
+        # a row reads its columns' sources where it gives none of its own
+        object.__setattr__(self, "rows", tuple(
+            dataclasses.replace(row, sources={key: row.sources.get(key, own) for key, own in defaults.items()})
+            for row in self.rows))
 
 
-@dataclass(frozen=True)
-class TableBlock:
-    """The `table:` block as written."""
-
-    id: str
-    """Table id."""
-    title: str
-    """Caption."""
-    row_header: Any
-    """A text, or a list of texts."""
-    columns: dict[str, ColumnBlock]
-    """Column key -> label and sources."""
-    rows: list[Any]
-    """The rows (each decoded as a RowBlock, named by its index)."""
-    x_axis: str | None = None
-    """Plots: the numeric x axis."""
-    pairwise: bool = False
-    """With --test, test every pair of rows."""
-    paper_scale: str = ""
-    """The paper's setting of its numbers (named in the title at paper scale only)."""
+def _check_row(spec: TableSpec, i: int, row: Row, defaults: dict[str, Any]) -> None:
+    """Raise WrittenError (at rows[i]) unless `row` fits the table: its headers, columns and reference row."""
+    at = f"rows[{i}]"
+    if len(row.label) != len(spec.row_header):
+        raise WrittenError(f"label has {len(row.label)} texts for {len(spec.row_header)} row headers; give one text "
+                           "per header", at)
+    for name in ("sources", "paper", "paper_se"):
+        for key in getattr(row, name):
+            if key not in defaults:
+                raise WrittenError(f"{name} names column '{key}', which the table lacks; use one of "
+                                   f"{', '.join(defaults)}", at)
+    for key, se in row.paper_se.items():
+        if key not in row.paper:
+            raise WrittenError(f"paper_se names column '{key}', which has no paper value in this row; give the "
+                               "paper's value under paper: too, or drop the s.e.", at)
+        if not se > 0:
+            raise WrittenError(f"must be a positive number, got {se!r}; e.g. 0.2236 (appendix §1)",
+                               f"{at}.paper_se.{key}")
+    if row.ref is not None and not (0 <= row.ref < len(spec.rows) and row.ref != i):
+        raise WrittenError(f"ref {row.ref!r} is not another row's index; give 0 .. {len(spec.rows) - 1} (0 is the "
+                           "first row)", at)
 
 
 WORDING = {
     "unknown": "{where}: unknown key '{key}'; {dotted_hint}valid keys: {valid}",
     "missing": "{where}: '{key}' is missing; add {name}: (see docs/ARCHITECTURE.md, Sweeps and tables)",
+    "written": "{where}.{key}: {problem}",  # as the file's own path reads: table.rows[0].label
 }
-
-
-def _bad(where: str, what: str, fix: str) -> None:
-    raise TableError(f"{where}: {what}; {fix}")
-
-
-def _decode(cls: type, data: Any, where: str) -> Any:
-    try:
-        return codec.decode(cls, drop_blank(data, ("cell", "paper", "paper_se", "sources")), where, WORDING)
-    except DecodeError as err:
-        raise TableError(str(err)) from None
-
-
-def _texts(where: str, value: Any) -> tuple[str, ...]:
-    value = [value] if isinstance(value, str) else value
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        _bad(where, f"must be a text or a list of texts, got {value!r}", 'quote numbers, e.g. "0.2"')
-    return tuple(value)
-
-
-def _sources(where: str, value: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
-    if not value:
-        _bad(where, "must be a non-empty list of stage/metric, got []", "e.g. [linear_cls/top1_best]")
-    for item in value:
-        if item.count("/") != 1 or not all(item.split("/")):
-            _bad(where, f"source {item!r} is not stage/metric", "e.g. knn/top1@10")
-    return tuple(tuple(item.split("/")) for item in value)
-
-
-def _cell_value(where: str, value: Any) -> Any:
-    if isinstance(value, dict):
-        if list(value) != ["rank"]:
-            _bad(where, f"a mapping value must be {{rank: i}}, got {value!r}", "e.g. {rank: 0} (the axis' smallest)")
-        rank = value["rank"]
-        if isinstance(rank, bool) or not isinstance(rank, int) or rank < 0:
-            _bad(where, f"rank must be an integer >= 0, got {rank!r}", "0 is the axis' smallest value")
-        return Rank(rank)
-    if isinstance(value, list):
-        return [_cell_value(where, v) for v in value]
-    return value
 
 
 def read_table(data: Any, where: str) -> TableSpec:
     """The TableSpec of a sweep file's `table:` block; a malformed block is one TableError line at `where`."""
-    block = _decode(TableBlock, data, where)
-    for key in ("id", "title"):
-        if not getattr(block, key):
-            _bad(where, f"'{key}' must be a text", f'quote it, e.g. {key}: "..."')
-    header = _texts(f"{where}.row_header", block.row_header)
-    if not block.columns:
-        _bad(where, "'columns' must be a mapping key -> {label, sources}", "e.g. columns: {top1: {label: ...}}")
-    columns = tuple(Column(key, col.label) for key, col in block.columns.items())
-    defaults = {key: _sources(f"{where}.columns.{key}.sources", col.sources) for key, col in block.columns.items()}
-    if not block.rows:
-        _bad(where, "'rows' must be a non-empty list", "list the rows in the table's order")
-    rows = []
-    for i, data_row in enumerate(block.rows):
-        at = f"{where}.rows[{i}]"
-        row = _decode(RowBlock, data_row, at)
-        label = _texts(f"{at}.label", row.label)
-        if len(label) != len(header):
-            _bad(at, f"label has {len(label)} texts for {len(header)} row headers", "give one text per header")
-        for name, given in (("sources", row.sources), ("paper", row.paper), ("paper_se", row.paper_se)):
-            for key in given:
-                if key not in defaults:
-                    _bad(at, f"{name} names column '{key}', which the table lacks", f"use one of {', '.join(defaults)}")
-        for key, se in row.paper_se.items():
-            if key not in row.paper:
-                _bad(at, f"paper_se names column '{key}', which has no paper value in this row",
-                     "give the paper's value under paper: too, or drop the s.e.")
-            if isinstance(se, bool) or not isinstance(se, (int, float)) or not se > 0:
-                _bad(f"{at}.paper_se.{key}", f"must be a positive number, got {se!r}", "e.g. 0.2236 (appendix §1)")
-        if row.ref is not None and not (0 <= row.ref < len(block.rows) and row.ref != i):
-            _bad(at, f"ref {row.ref!r} is not another row's index", f"give 0 .. {len(block.rows) - 1} (0 is the first row)")
-        sources = {key: _sources(f"{at}.sources.{key}", row.sources[key]) if key in row.sources else defaults[key]
-                   for key in defaults}
-        rows.append(Row(label, {k: _cell_value(f"{at}.cell.{k}", v) for k, v in row.cell.items()}, sources,
-                        dict(row.paper), row.ref, dict(row.paper_se), row.note))
-    return TableSpec(block.id, block.title, header, columns, tuple(rows), block.x_axis, block.pairwise,
-                     block.paper_scale)
+    try:
+        return codec.decode(TableSpec, data, where, WORDING)
+    except DecodeError as err:
+        raise TableError(str(err)) from None
 
 
 # ------------------------------------------------------------------------- the table against its sweep

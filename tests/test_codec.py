@@ -8,7 +8,7 @@ from typing import Any, Literal
 import pytest
 
 from mst.config import ConfigError, ModelConfig, apply_overrides, config_from_dict, config_to_dict
-from mst.config.codec import DecodeError, decode, dotted_keys, encode
+from mst.config.codec import DecodeError, WrittenError, decode, dotted_keys, encode, written
 
 
 @dataclass(frozen=True)
@@ -131,3 +131,37 @@ def test_values_typed_any_pass_through_for_a_later_check():
         decode(Table, {"name": "t", "grid": {"mask.prob": 0.5}}, "t.yaml")
     with pytest.raises(DecodeError, match="'notes' must be a mapping of strings to values, got"):
         decode(Table, {"name": "t", "notes": {1: 2}}, "t.yaml")
+
+
+def _one_or_many(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+        raise WrittenError(f"must be >= 0, got {value}; give a count")
+    return [value] if isinstance(value, int) else value
+
+
+@dataclass(frozen=True)
+class Leg:
+    counts: tuple[int, ...] = field(metadata=written(_one_or_many))
+    """A count, or a list of counts."""
+
+    def __post_init__(self) -> None:
+        if sum(self.counts) > 10:
+            raise WrittenError(f"counts add up to {sum(self.counts)}; keep them to 10", "counts")
+
+
+@dataclass(frozen=True)
+class Trip:
+    legs: tuple[Leg, ...]
+    """Legs in order."""
+
+
+def test_a_written_field_reads_its_looser_form_and_items_are_named_by_index():
+    assert decode(Trip, {"legs": [{"counts": 3}, {"counts": [1, 2]}]}, "trip.yaml") == Trip((Leg((3,)), Leg((1, 2))))
+    with pytest.raises(DecodeError, match=r"^trip.yaml: 'legs\[1\].counts': must be >= 0, got -1; give a count$"):
+        decode(Trip, {"legs": [{"counts": 3}, {"counts": -1}]}, "trip.yaml")
+    with pytest.raises(DecodeError, match=r"^trip.yaml: 'legs\[0\].counts': counts add up to 11; keep them to 10$"):
+        decode(Trip, {"legs": [{"counts": [5, 6]}]}, "trip.yaml")
+    with pytest.raises(DecodeError, match=r"^trip.yaml: 'legs\[0\].counts' must be a list of integers, got 'x'"):
+        decode(Trip, {"legs": [{"counts": "x"}]}, "trip.yaml")
+    with pytest.raises(DecodeError, match=r"^trip.yaml: unknown key 'legs\[0\].count'; did you mean 'counts'"):
+        decode(Trip, {"legs": [{"count": 1}]}, "trip.yaml")

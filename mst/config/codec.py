@@ -3,7 +3,10 @@
 `decode(cls, data, where)` builds `cls` from plain data (parsed YAML or JSON) and checks every value against its
 field's type; `encode(obj)` turns a tree back into plain data; `dotted_keys(cls)` lists every leaf key. A bad key
 or value is one `DecodeError` line naming where it is, the key, what is wrong and how to fix it. Option lists
-come from the `Literal` types, so a new option is added in one place.
+come from the `Literal` types, so a new option is added in one place. A field declared with `metadata=written(reader)`
+accepts a looser written form (a text for a one-item list, say) that `reader` turns into its type's form; a
+reader or a `__post_init__` raises `WrittenError` for a value the types alone cannot refuse, and it is worded
+at its key like every other problem.
 
 The config front end (`config_from_dict`, `apply_overrides`, `config_hash`, ...) sits on top and keeps the
 wording its users know. This module imports no torch, no YAML and nothing from jobs/ or analysis/.
@@ -13,13 +16,14 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import hashlib
 import json
 import math
 import reprlib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cache, lru_cache
 from typing import Any, Literal, TypeVar
 
@@ -41,12 +45,36 @@ class DecodeError(ConfigError):
         """The dotted key at fault ('' for the top level)."""
 
 
+class WrittenError(ValueError):
+    """A written value that its field cannot take, raised by a field's reader or a dataclass's __post_init__.
+
+    `decode` words it as one DecodeError line at the field's key (with `at` appended); raised outside `decode`
+    it is a plain one-line ValueError."""
+
+    def __init__(self, problem: str, at: str = ""):
+        super().__init__(problem)
+        self.at = at
+        """The key below the field (a reader's) or the dataclass (a __post_init__'s), e.g. 'rows[0]'; '' for
+        the field or dataclass itself."""
+
+
+WRITTEN = "written"
+"""The field-metadata entry holding a field's reader (see `written`)."""
+
+
+def written(reader: Callable[[Any], Any]) -> dict[str, Any]:
+    """The metadata of a dataclass field whose written value `reader` turns into plain data of the field's type
+    before it is decoded (e.g. a single text into a one-item list): `field(metadata=written(reader))`."""
+    return {WRITTEN: reader}
+
+
 # How errors read, per kind of problem; a front end may replace any entry (see CONFIG_WORDING). Fields:
 # where, key, value, type (of the value), expected (the field type in words), size and got (list lengths),
 # name (last part of the key), section (the key's parent), names / sorted_names (the keys at this level),
 # valid (every dotted key below this level), hint ('did you mean ...? ' or ''), tail ('; did you mean ...?'
 # or ''), fix (the hint, else 'fix that value'), dotted_hint (the hint with the near key dotted from the top:
-# "did you mean 'shape.nodes'? " or ''). An entry '<kind>_top' words a problem at the top level.
+# "did you mean 'shape.nodes'? " or ''), problem (a WrittenError's text). An entry '<kind>_top' words a problem
+# at the top level.
 WORDING: Mapping[str, str] = {
     "type": "{where}: '{key}' must be {expected}, got {value!r}; fix that value",
     "option": "{where}: '{key}' must be {expected}, got {value!r}; {fix}",
@@ -57,6 +85,8 @@ WORDING: Mapping[str, str] = {
     "unknown": "{where}: unknown key '{key}'; {hint}valid keys: {valid}",
     "mapping": "{where}: '{key}' must be a mapping, got {value!r}; valid keys: {valid}",
     "mapping_top": "{where}: the top level must be a mapping, got {type}; valid keys: {valid}",
+    "written": "{where}: '{key}': {problem}",
+    "written_top": "{where}: {problem}",
 }
 
 # The method's configs word problems by config key, as `--set` users know them (and tests pin them).
@@ -176,8 +206,22 @@ class _Decoder:
             required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
             if required and f.name not in data:
                 self.fail("missing", dot + f.name, key, cls)
-        hints = _hints(cls)
-        return cls(**{name: self.value(dot + name, value, hints[name]) for name, value in data.items()})
+        hints, fields = _hints(cls), {f.name: f for f in dataclasses.fields(cls)}
+        built = {}
+        for name, value in data.items():
+            reader = fields[name].metadata.get(WRITTEN)
+            if reader is not None:
+                value = self.written(dot + name, functools.partial(reader, value))
+            built[name] = self.value(dot + name, value, hints[name])
+        return self.written(key, functools.partial(cls, **built))
+
+    def written(self, key: str, make: Callable[[], Any]) -> Any:
+        """`make()`, its WrittenError worded as a DecodeError at `key` (plus the error's own `at`)."""
+        try:
+            return make()
+        except WrittenError as err:
+            at = ".".join(k for k in (key, err.at) if k).replace(".[", "[")
+            self.fail("written" if at else "written_top", at, problem=str(err))
 
     def value(self, key: str, value: Any, tp: Any) -> Any:
         """`value` checked against the field type `tp`, in canonical form (tuples, floats, nested dataclasses)."""
@@ -204,7 +248,9 @@ class _Decoder:
                 if len(value) != len(args):
                     self.fail("length", key, value=value, expected=describe(tp), size=len(args), got=len(value))
                 return tuple(self.value(key, v, t) for v, t in zip(value, args))
-            items = [self.value(key, v, args[0]) for v in value]
+            # an item that is a mapping of its own is named by its index (rows[2].label)
+            items = [self.value(f"{key}[{i}]" if dataclasses.is_dataclass(args[0]) else key, v, args[0])
+                     for i, v in enumerate(value)]
             return tuple(items) if origin is tuple else items
         if origin is dict:
             if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
