@@ -32,7 +32,11 @@ class SweepError(ValueError):
 
 @dataclass(frozen=True)
 class Budget:
-    """A named scale: what changes when a sweep runs at it. Unset fields keep the sweep's own value."""
+    """A named scale: what changes when a sweep runs at it. Unset fields keep the sweep's own value.
+
+    Each field is the SweepFile field of its name (same type, or None for unset), so `with_budget` layers the two
+    in one loop over these fields; they are written out rather than derived from SweepFile because their
+    defaults and meanings differ (unset here, the paper's value there)."""
 
     description: str | None = None
     """Printed under the table after the sweep's own description (the per-sweep one replaces the global one)."""

@@ -416,3 +416,17 @@ def test_a_sweep_is_its_decoded_file_plus_name_path_and_budget():
     smoke = load_sweep("mask_prob", budget="smoke")
     assert (smoke.name, smoke.budget, smoke.budgets) == ("mask_prob_smoke", "smoke", written.budgets)
     assert smoke.preset != written.preset or smoke.repeats != written.repeats
+
+
+def test_a_budgets_fields_are_sweep_file_fields_of_the_same_type():
+    """with_budget layers a budget over a sweep field by field, so each Budget field must be the SweepFile field
+    of its name (its type, or that type left unset as None)."""
+    import dataclasses
+    import typing
+
+    from jobs.sweep_file import Budget, SweepFile
+
+    sweep_types, budget_types = typing.get_type_hints(SweepFile), typing.get_type_hints(Budget)
+    for f in dataclasses.fields(Budget):
+        assert f.name in sweep_types, f.name
+        assert budget_types[f.name] in (sweep_types[f.name], sweep_types[f.name] | None), f.name
