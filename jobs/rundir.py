@@ -34,7 +34,7 @@ from typing import Any
 
 from jobs.runstate import FINAL, RECORD_STATUSES
 from mst.atomic import atomic_write_text, read_json
-from mst.inputs import InputError, NotJSON, parse_json, read_regular
+from mst.inputs import InputError, read_jsonl_lines
 
 FINAL_STATES = FINAL  # record statuses that end a stage (jobs.runstate)
 # a folder name: letters, digits, '.', '_', '-'; starts with a letter or digit (so never '.', '..' or hidden)
@@ -43,7 +43,6 @@ MANIFEST_KEYS = ("run_id", "stage", "job_id")  # required; cluster and time are 
 LOCK_NAME = ".submit.lock"
 POOL = "pretrain"  # the pool's folder under a runs root: a name no sweep may take
 TIME_STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
-MAX_JSONL_BYTES = 256 << 20  # a manifest line is about 150 bytes: a million submissions
 
 
 class RunFolderError(ValueError):
@@ -150,30 +149,6 @@ def append_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
         os.close(fd)
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The records of a JSON-lines file; a torn last line (a writer killed mid-write) is skipped."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    return [record for _, record in _numbered_jsonl(path)]
-
-
-def _numbered_jsonl(path: Path) -> list[tuple[int, Any]]:
-    """(line number, record) of every line that parses; bytes that are not UTF-8 make their line unparsable.
-    A line that parses but passes a bound (an integer beyond 64 bits, nesting too deep) comes as its
-    InputError, for the reader to name; a FIFO, device or folder is one InputError, before it is opened."""
-    out: list[tuple[int, Any]] = []
-    text = read_regular(path, "manifest", MAX_JSONL_BYTES).decode("utf-8", errors="replace")
-    for number, line in enumerate(text.splitlines(), 1):
-        try:
-            out.append((number, parse_json(line, "line", number)))
-        except NotJSON:
-            continue
-        except InputError as err:
-            out.append((number, InputError(err.reason)))
-    return out
-
-
 def manifest_path(runs_root: str | Path, sweep: str) -> Path:
     return sweep_dir(runs_root, sweep) / "manifest.jsonl"
 
@@ -218,7 +193,7 @@ def read_manifest(runs_root: str | Path, sweep: str) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     records = []
-    for number, record in _numbered_jsonl(path):
+    for number, record in read_jsonl_lines(path, "manifest"):
         problem = _manifest_problem(record)
         if problem:
             raise RunFolderError(f"{path} line {number} {problem}; restore that line (run_id, stage, job_id, "

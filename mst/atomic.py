@@ -1,4 +1,5 @@
-"""Atomic file writes (temp file, fsync, rename) and tolerant JSON reads; no torch, usable by every layer."""
+"""Atomic file writes (temp file, fsync, rename), JSON-lines appends and tolerant JSON reads (through the bounded
+readers of mst.inputs); no torch, usable by every layer."""
 
 from __future__ import annotations
 
@@ -74,23 +75,6 @@ def remove_stale_temps(folder: str | Path) -> list[Path]:
     return stale
 
 
-def read_jsonl(path: str | Path) -> list[dict]:
-    """The JSON objects of a log, one a line; a line that does not parse (a torn append: a crash, a full disk
-    or a network filesystem cut it short) is skipped, as are blank lines and anything that is not an object."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            record = json.loads(line) if line.strip() else None
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            out.append(record)
-    return out
-
-
 def append_jsonl(path: str | Path, record: dict) -> None:
     """Append one line; a torn last line left by an earlier writer is ended first, so it stays alone."""
     path = Path(path)
@@ -104,8 +88,11 @@ def append_jsonl(path: str | Path, record: dict) -> None:
 
 def truncate_jsonl(path: str | Path, keep: Callable[[dict], bool]) -> None:
     """Keep only the lines for which `keep(record)` holds: a log resumed from a checkpoint then reads like an
-    uninterrupted one (lines written after the checkpoint are dropped). Torn lines are dropped too."""
+    uninterrupted one (lines written after the checkpoint are dropped). Torn lines are dropped too; a log past
+    mst.inputs' bound is one InputError line."""
+    from .inputs import read_jsonl
+
     path = Path(path)
     if path.is_file():
-        kept = [json.dumps(r) for r in read_jsonl(path) if keep(r)]
+        kept = [json.dumps(r) for r in read_jsonl(path, "metrics log") if keep(r)]
         atomic_write_text(path, "\n".join(kept) + "\n" if kept else "")

@@ -19,6 +19,7 @@ from conftest import MST_SWEEP, _cli, _fake_slurm, _one_error_line, _profile, _s
 
 from jobs import rundir
 from jobs.profiles import load_profile
+from mst.inputs import read_jsonl
 
 PLAIN_LOCAL = Path(__file__).resolve().parent / "fixtures" / "local_plain.yaml"
 
@@ -151,7 +152,7 @@ def test_concurrent_submissions_never_submit_a_run_twice(tmp_path):
     procs = [subprocess.Popen(cmd, cwd=tmp_path, env=fake["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
-    manifest = [(r["run_id"], r["stage"]) for r in rundir.read_jsonl(runs / "race" / "manifest.jsonl")]
+    manifest = [(r["run_id"], r["stage"]) for r in read_jsonl(runs / "race" / "manifest.jsonl")]
     assert len(manifest) == 4 and len(set(manifest)) == 4, manifest
     for proc, (_, err) in zip(procs, outs):
         if proc.returncode != 0:

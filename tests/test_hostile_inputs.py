@@ -25,7 +25,7 @@ from helpers.hostile import report as _report
 from jobs.yaml_read import load_yaml
 from mst.boundary import console_script
 from mst.echo import shown
-from mst.inputs import InputError, parse_json, read_json_file, read_regular
+from mst.inputs import InputError, parse_json, read_json_file, read_jsonl, read_jsonl_lines, read_regular
 
 
 @pytest.fixture()
@@ -95,6 +95,20 @@ def test_readers_bound_size_depth_and_integer_width(tmp_path):
         parse_json('{"seed": ' + "9" * 5000 + "}", "record", "r.json")
     # brackets inside strings are not nesting; 19-digit integers are fine
     assert parse_json(json.dumps({"s": "[" * 200, "n": 2**63 - 1}), "record", "r.json")["n"] == 2**63 - 1
+
+
+def test_one_jsonl_reader_skips_torn_lines_and_bounds_the_rest(tmp_path):
+    """Metrics logs and manifests are read by one bounded reader: torn, blank and non-object lines are skipped,
+    a line past a bound is skipped (or comes numbered, for the manifest's own wording), the file is bounded."""
+    log = tmp_path / "metrics.jsonl"
+    assert read_jsonl(log) == []
+    log.write_bytes(b'{"step": 1}\n\n[1, 2]\n{"step": 2, "n": ' + b"9" * 40 + b'}\n{"step": 3}\n{"ste\xff')
+    assert read_jsonl(log, "metrics log") == [{"step": 1}, {"step": 3}]
+    numbered = read_jsonl_lines(log, "metrics log")
+    assert [n for n, _ in numbered] == [1, 3, 4, 5] and numbered[1][1] == [1, 2]
+    assert isinstance(numbered[2][1], InputError) and "integer of 40 digits" in str(numbered[2][1])
+    with pytest.raises(InputError, match=r"metrics log .* more than the 20 a metrics log may hold"):
+        read_jsonl(log, "metrics log", limit=20)
 
 
 # ------------------------------------------------------------------ class 1: YAML through the command lines

@@ -21,6 +21,7 @@ from conftest import sacct_records, wait_for
 
 from jobs import rundir
 from jobs.launcher import status, submit
+from mst.inputs import read_jsonl
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -111,7 +112,7 @@ def _log_text(runs: Path, sweep: str, run_id: str, job_id: str) -> str:
 
 def _last_step(runs: Path, sweep: str, run_id: str) -> int:
     path = rundir.stage_dir(runs, sweep, run_id, "pretrain") / "metrics.jsonl"
-    steps = [r.get("step", 0) for r in rundir.read_jsonl(path)]
+    steps = [r.get("step", 0) for r in read_jsonl(path)]
     return max(steps, default=0)
 
 

@@ -34,6 +34,7 @@ from conftest import wait_for
 from helpers.site_env import make_site_env
 
 from jobs import rundir
+from mst.inputs import read_jsonl
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -152,7 +153,7 @@ def test_the_user_path_from_a_login_node(site_env, user_home):
     stage = rundir.stage_dir(runs, "userpath", pre["run_id"], "pretrain")
 
     def last_step() -> int:
-        return max((r.get("step", 0) for r in rundir.read_jsonl(stage / "metrics.jsonl")), default=0)
+        return max((r.get("step", 0) for r in read_jsonl(stage / "metrics.jsonl")), default=0)
 
     def log() -> str:
         logs = sorted((stage / "slurm" / pre["job_id"]).glob("*_0_log.out")) if (stage / "slurm").exists() else []
