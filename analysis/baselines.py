@@ -12,10 +12,13 @@ import math
 from collections import defaultdict
 from typing import Any
 
+from mst.eval.baselines_cache import LABELS
+
 from .stats import summarize
 
-BASELINES = ("random init", "raw pixels")
-"""Row labels, in the order shown; Δ init is taken against the first."""
+BASELINES = LABELS
+"""Row labels, in the order shown (the cache entry's, mst/eval/baselines_cache.py); Δ init is taken against the
+first."""
 NOTE = ("random init: the same architecture at its random initialisation, evaluated by the same stage on the "
         "same data (computed once per data budget and seed); raw pixels: the same evaluation on the images' "
         "pixels, no network. Both: mean \u00b1 s.e. over the seeds of the sweep's runs, {sources}. "

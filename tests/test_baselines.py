@@ -206,3 +206,27 @@ def test_tools_read_the_runs_root_cache(pretrained, tmp_path, monkeypatch):
     assert bl.baselines_for("knn", cfg, tmp_path) == record["baselines"]  # benchmarks/method_context.py
     with pytest.raises(ValueError, match="has no baselines"):
         bl.baselines_for("attention", cfg, tmp_path)
+
+
+def test_the_typed_entry_reads_what_main_wrote_and_writes_the_same_bytes(tmp_path):
+    """Entries written before the entry was typed (a hand-built dict, schema 1) read as they are, and the typed
+    writer gives the same bytes; best_epoch stays an integer."""
+    from mst.eval.baselines_cache import BaselinesEntry, write_entry
+
+    metrics = {"top1_best": 12.5, "top5_best": 30.0, "top1_last": 12.0, "top5_last": 29.5, "best_epoch": 3}
+    written = {"version": 1, "key": "k", "inputs": {"stage": "linear_cls", "eval": {"knn_ks": [10, 20]}},
+               "baselines": {"random init": metrics, "raw pixels": {**metrics, "best_epoch": 1}},
+               "wall_time_s": 1.25, "computed_at": "2026-01-31T12:00:00Z"}
+    old = tmp_path / "old" / bl.CACHE_NAME
+    old.parent.mkdir()
+    old.write_text(json.dumps(written, indent=2, default=str) + "\n")  # main's atomic_write_json of the dict
+    names = bl.expected_metrics("linear_cls", (10, 20))
+    found, problem = bl.read_entry(old, "k", names)
+    assert problem is None and found == written["baselines"] and type(found["raw pixels"]["best_epoch"]) is int
+    new = tmp_path / "new" / bl.CACHE_NAME
+    write_entry(new, BaselinesEntry(**written))
+    assert new.read_bytes() == old.read_bytes()
+    old.write_text(json.dumps({**written, "version": 2}))
+    assert bl.read_entry(old, "k", names) == (None, "version 2 / key 'k', expected 1 / k")
+    old.write_text(json.dumps({**written, "baselines": {"random init": metrics}}))
+    assert "must hold exactly random init, raw pixels" in bl.read_entry(old, "k", names)[1]

@@ -165,3 +165,16 @@ def test_a_written_field_reads_its_looser_form_and_items_are_named_by_index():
         decode(Trip, {"legs": [{"counts": "x"}]}, "trip.yaml")
     with pytest.raises(DecodeError, match=r"^trip.yaml: unknown key 'legs\[0\].count'; did you mean 'counts'"):
         decode(Trip, {"legs": [{"count": 1}]}, "trip.yaml")
+
+
+@dataclass(frozen=True)
+class Score:
+    value: int | float = 0
+    """A count or a fraction."""
+
+
+def test_a_union_of_scalars_takes_the_first_type_that_fits():
+    assert [type(decode(Score, {"value": v}, "s").value) for v in (3, 2.5)] == [int, float]
+    for bad, text in ((True, "must be an integer or a number, got True"), (float("nan"), "finite number")):
+        with pytest.raises(DecodeError, match=text):
+            decode(Score, {"value": bad}, "s")

@@ -238,9 +238,17 @@ class _Decoder:
             return value
         if origin in (typing.Union, types.UnionType):
             inner = [a for a in args if a is not type(None)]
+            if value is None and len(inner) < len(args):
+                return None
+            if len(inner) > 1 and all(a in (bool, int, float, str) for a in inner):  # int | float: the first that fits
+                fits = [a for a in inner if scalar_matches(value, a)]
+                if not fits:
+                    self.fail("type", key, value=value, expected=describe(tp))
+                return self.value(key, value, fits[0])
             if len(inner) != 1:
-                raise TypeError(f"unsupported field type {tp} for {key}: only Optional unions decode")
-            return None if value is None else self.value(key, value, inner[0])
+                raise TypeError(f"unsupported field type {tp} for {key}: only Optional unions and unions of "
+                                "scalars decode")
+            return self.value(key, value, inner[0])
         if origin in (tuple, list):
             if not isinstance(value, (list, tuple)):
                 self.fail("type", key, value=value, expected=describe(tp))

@@ -11,9 +11,9 @@ Stages: knn, linear_cls and linear_dino (attention and supervised have no such b
 stage's own names. Values depend only on the stage, the backbone's shape, the images, the stage's evaluation
 settings and the seed, never on the pre-training's method settings; so they are computed once per key and
 cached as JSON in `<runs root>/.baselines/<key>/baselines.json`, shared by every cell of a sweep (repeat r of
-every cell has the same seed) and by every sweep under the root with the same budget. The entry is written
-atomically under the key folder's lock, read back validated, never unpickled; an unusable entry is recomputed
-with one warning line.
+every cell has the same seed) and by every sweep under the root with the same budget. The entry
+(mst/eval/baselines_cache.py, typed) is written atomically under the key folder's lock, read back decoded and
+validated, never unpickled; an unusable entry is recomputed with one warning line.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import tempfile
 import time
 from pathlib import Path
@@ -31,12 +30,21 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..atomic import atomic_write_json, read_json
 from ..models import build_backbone
 from ..run.folder import locked_stage_folder
 from ..run.record import versions
-from ..stages import STAGES as REGISTRY
-from ..stages import get_stage
+from .baselines_cache import (
+    CACHE_FOLDER,
+    CACHE_NAME,
+    LABELS,
+    SCHEMA_VERSION,
+    STAGES,
+    BaselinesEntry,
+    check_entry,  # noqa: F401  (the entry check, named here by its tests)
+    expected_metrics,
+    read_entry,
+    write_entry,
+)
 from .epochs import summarise
 from .knn_probe import knn_eval
 from .linear_probe import train_probe
@@ -44,11 +52,6 @@ from .stage import Stage
 
 log = logging.getLogger(__name__)
 
-STAGES = tuple(name for name, spec in REGISTRY.items() if spec.frozen_probe)  # knn, linear_cls, linear_dino
-LABELS = ("random init", "raw pixels")
-CACHE_FOLDER = ".baselines"   # hidden: the report and status never take it for a sweep
-CACHE_NAME = "baselines.json"
-CACHE_VERSION = 1
 LOCK_WAIT_S = 24 * 3600.0     # a stage waits while another computes the same entry (its job limit ends it)
 KNN_FIELDS = ("knn_ks", "knn_temperature", "feature_batch_size")
 LINEAR_FIELDS = ("linear_recipe", "linear_lr", "linear_batch_size", "linear_epochs", "linear_momentum",
@@ -129,40 +132,6 @@ def cache_folder(root: Path, key: str) -> Path:
     return folder
 
 
-# ------------------------------------------------------------------------------------------------ read and write
-def expected_metrics(stage: str, cfg) -> set[str]:
-    """The metric names the stage reports (mst.stages), which its cached baselines must hold."""
-    return set(get_stage(stage).metric_names(cfg.eval.knn_ks))
-
-
-def check_entry(data: Any, key: str, names: set[str]) -> str | None:
-    """Why `data` is not a usable cache entry for `key` with metrics `names`, or None when it is."""
-    if not isinstance(data, dict):
-        return "not a JSON object"
-    if data.get("version") != CACHE_VERSION or data.get("key") != key:
-        return f"version {data.get('version')!r} / key {data.get('key')!r}, expected {CACHE_VERSION} / {key}"
-    values = data.get("baselines")
-    if not isinstance(values, dict) or set(values) != set(LABELS):
-        return f"'baselines' must hold exactly {', '.join(LABELS)}"
-    for label, metrics in values.items():
-        if not isinstance(metrics, dict) or set(metrics) != names:
-            return f"'{label}' does not hold the metrics {', '.join(sorted(names))}"
-        for name, value in metrics.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                return f"'{label}' metric '{name}' is not a finite number ({value!r})"
-    return None
-
-
-def read_entry(path: Path, key: str, names: set[str]) -> tuple[dict | None, str | None]:
-    """(the cached baselines, None) when usable; (None, why not) when the file is there but unusable;
-    (None, None) when there is no file."""
-    if not path.is_file():
-        return None, None
-    data = read_json(path)
-    problem = "not a JSON object (or not a regular file)" if data is None else check_entry(data, key, names)
-    return (None, problem) if problem else (data["baselines"], None)
-
-
 # ------------------------------------------------------------------------------------------------ evaluation
 def probe_metrics(stage: Stage, backbone: nn.Module, probe: str, cached: bool, tag: str) -> dict[str, float]:
     """The linear stage's own training (mst/eval/linear_probe.py `train_probe`: same layer, lr schedule,
@@ -176,7 +145,7 @@ def probe_metrics(stage: Stage, backbone: nn.Module, probe: str, cached: bool, t
 def compute(stage: Stage, mode: str) -> dict[str, dict[str, float]]:
     """{"random init": metrics, "raw pixels": metrics} of `stage`, evaluated as the stage evaluates."""
     cfg = stage.cfg
-    backbones = {"random init": initial_backbone(cfg), "raw pixels": PixelFeatures(cfg.augment.eval_crop)}
+    backbones = dict(zip(LABELS, (initial_backbone(cfg), PixelFeatures(cfg.augment.eval_crop)), strict=True))
     found = {}
     for label, backbone in backbones.items():
         backbone = backbone.to(stage.device)
@@ -228,7 +197,7 @@ def cached_baselines(stage: Stage, mode: str | None, root: Path) -> dict[str, di
     inputs = key_inputs(stage.name, cfg, mode, stage.device.type, stage.precision)
     key = cache_key(inputs)
     folder = cache_folder(root, key)
-    path, names = folder / CACHE_NAME, expected_metrics(stage.name, cfg)
+    path, names = folder / CACHE_NAME, expected_metrics(stage.name, cfg.eval.knn_ks)
     found, _ = read_entry(path, key, names)
     if found is not None:
         return found
@@ -240,7 +209,7 @@ def cached_baselines(stage: Stage, mode: str | None, root: Path) -> dict[str, di
             log.warning("baselines cache %s is unusable (%s); recomputing it", path, problem)
         t0 = time.time()
         found = compute(stage, mode)
-        atomic_write_json(path, {"version": CACHE_VERSION, "key": key, "inputs": inputs, "baselines": found,
-                                 "wall_time_s": round(time.time() - t0, 3),
-                                 "computed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        write_entry(path, BaselinesEntry(version=SCHEMA_VERSION, key=key, inputs=inputs, baselines=found,
+                                         wall_time_s=round(time.time() - t0, 3),
+                                         computed_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
     return found
