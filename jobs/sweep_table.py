@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from jobs.sweep_file import cell_key, cell_label
 from mst.config import codec
@@ -125,6 +125,7 @@ def _columns(value: Any) -> Any:
 class Column:
     """A value column of the table (rendered as ours, paper, delta), written as `columns.<key>`."""
 
+    NAMED_BY: ClassVar[str] = "key"  # errors name a column columns.<key>, as written, not by its position
     key: str
     """Identifier used in Row.sources and Row.paper (the key it is written under)."""
     label: str

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import pytest
 
@@ -178,3 +178,25 @@ def test_a_union_of_scalars_takes_the_first_type_that_fits():
     for bad, text in ((True, "must be an integer or a number, got True"), (float("nan"), "finite number")):
         with pytest.raises(DecodeError, match=text):
             decode(Score, {"value": bad}, "s")
+
+
+@dataclass(frozen=True)
+class Named:
+    NAMED_BY: ClassVar[str] = "key"
+    key: str
+    """Its name in the written mapping."""
+    size: int = 0
+    """A count."""
+
+
+@dataclass(frozen=True)
+class Catalog:
+    items: tuple[Named, ...]
+    """Written as a list of mappings that carry their key."""
+
+
+def test_items_whose_dataclass_names_them_are_named_by_key_in_errors():
+    with pytest.raises(DecodeError, match=r"^c: 'items.big.size' must be an integer, got 'x'"):
+        decode(Catalog, {"items": [{"key": "big", "size": "x"}]}, "c")
+    with pytest.raises(DecodeError, match=r"^c: 'items\[0\].key' must be a string"):  # no named key: its index
+        decode(Catalog, {"items": [{"key": 3}]}, "c")

@@ -223,6 +223,17 @@ class _Decoder:
             at = ".".join(k for k in (key, err.at) if k).replace(".[", "[")
             self.fail("written" if at else "written_top", at, problem=str(err))
 
+    @staticmethod
+    def item_key(key: str, index: int, item: Any, tp: Any) -> str:
+        """The key of a list's item in errors: a mapping of its own by its index (rows[2]), or by its name where
+        its dataclass sets NAMED_BY (columns.top1: a reader made the list from a mapping keyed by that field)."""
+        if not dataclasses.is_dataclass(tp):
+            return key
+        named_by = getattr(tp, "NAMED_BY", None)
+        if named_by and isinstance(item, dict) and isinstance(item.get(named_by), str):
+            return f"{key}.{item[named_by]}"
+        return f"{key}[{index}]"
+
     def value(self, key: str, value: Any, tp: Any) -> Any:
         """`value` checked against the field type `tp`, in canonical form (tuples, floats, nested dataclasses)."""
         if tp is Any:  # checked where it acts (a sweep's override values become config values)
@@ -256,9 +267,7 @@ class _Decoder:
                 if len(value) != len(args):
                     self.fail("length", key, value=value, expected=describe(tp), size=len(args), got=len(value))
                 return tuple(self.value(key, v, t) for v, t in zip(value, args))
-            # an item that is a mapping of its own is named by its index (rows[2].label)
-            items = [self.value(f"{key}[{i}]" if dataclasses.is_dataclass(args[0]) else key, v, args[0])
-                     for i, v in enumerate(value)]
+            items = [self.value(self.item_key(key, i, v, args[0]), v, args[0]) for i, v in enumerate(value)]
             return tuple(items) if origin is tuple else items
         if origin is dict:
             if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
