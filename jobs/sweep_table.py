@@ -112,10 +112,12 @@ def _columns(value: Any) -> Any:
     if not isinstance(value, dict) or not value:
         raise WrittenError("must be a mapping key -> {label, sources}; e.g. columns: {top1: {label: ...}}")
     for key, column in value.items():
+        if not isinstance(key, str):
+            raise WrittenError(f"a column key must be a text, got {key!r}; quote it, e.g. \"top1\"")
         if isinstance(column, dict) and "key" in column:
             raise WrittenError(f"a column names its key by where it stands, not by 'key: {column['key']}'; "
-                               "remove that line", str(key))
-    return [{"key": str(key), **column} if isinstance(column, dict) else column for key, column in value.items()]
+                               "remove that line", key)
+    return [{"key": key, **column} if isinstance(column, dict) else column for key, column in value.items()]
 
 
 # ------------------------------------------------------------------------- the table (decoded as written)
