@@ -139,7 +139,7 @@ def test_a_planted_link_cannot_take_writes_outside_the_runs_root(tmp_path):
     (runs / "contain").mkdir(parents=True)
     (runs / "contain" / resolved[0].run_id).symlink_to(outside)
     with pytest.raises((ValueError, RuntimeError), match="outside the runs root"):  # RunFolderError, LaunchError
-        write_run_configs(resolved, runs, "local")
+        write_run_configs(resolved, rundir.SweepFolder(runs, "contain"), "local")
     assert list(outside.iterdir()) == []
 
 
@@ -169,11 +169,12 @@ def test_a_malformed_manifest_is_one_line_for_both_status_commands_and_is_kept(t
 
 
 def test_a_torn_manifest_line_does_not_swallow_the_next_submission(tmp_path):
-    rundir.append_manifest(tmp_path, "s", [{"run_id": "a", "stage": "pretrain", "job_id": "1_0"}])
-    with open(rundir.manifest_path(tmp_path, "s"), "a") as f:
+    folder = rundir.SweepFolder(tmp_path, "s")
+    rundir.append_manifest(folder, [{"run_id": "a", "stage": "pretrain", "job_id": "1_0"}])
+    with open(folder.manifest, "a") as f:
         f.write('{"run_id": "b", "sta')  # a writer killed mid-line
-    rundir.append_manifest(tmp_path, "s", [{"run_id": "c", "stage": "pretrain", "job_id": "3_0"}])
-    assert set(rundir.latest_submissions(tmp_path, "s")) == {("a", "pretrain"), ("c", "pretrain")}
+    rundir.append_manifest(folder, [{"run_id": "c", "stage": "pretrain", "job_id": "3_0"}])
+    assert set(rundir.latest_submissions(folder)) == {("a", "pretrain"), ("c", "pretrain")}
 
 
 def test_a_malformed_config_yaml_is_one_line_and_kept(tmp_path):
