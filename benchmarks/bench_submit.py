@@ -40,7 +40,8 @@ grid: {{}}
 def cancel_all(runs: Path, name: str, env: dict[str, str]) -> None:
     from jobs import rundir
 
-    ids = sorted({str(r["job_id"]).split("_")[0] for r in rundir.read_jsonl(rundir.SweepFolder(runs, name).manifest)})
+    manifest = rundir.SweepFolder(runs, name).manifest
+    ids = sorted({str(r["job_id"]).split("_")[0] for r in rundir.read_jsonl(manifest)})
     if ids:
         subprocess.run(["scancel", *ids], env=env, check=False, capture_output=True, timeout=60)
 

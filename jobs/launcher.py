@@ -13,7 +13,6 @@ words of jobs.runstate, which `mst-report status` prints too.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 import uuid
@@ -32,7 +31,6 @@ from jobs.plan import (
     dry_run_dependency,
     local_order,
     plan_arrays,
-    pooled_runs,
     resolve_runs,
     run_config_texts,
     stage_job,
@@ -64,11 +62,11 @@ class LocalFailures(LaunchError):
 def write_run_configs(runs: list[Run], folder: rundir.SweepFolder, cluster: str) -> None:
     """config.yaml of every run (and of its pool entry), and the link from each run folder to its pooled
     pre-training; a run folder holding another config stops this before anything is written."""
-    pooled = pooled_runs(runs, folder)
-    for path, text in run_config_texts(runs, folder, cluster, frozenset(r.run_id for r in pooled)).items():
+    pooled = folder.pooled(run.run_id for run in runs if "pretrain" in run.spec.stages)
+    for path, text in run_config_texts(runs, folder, cluster, frozenset(pooled)).items():
         rundir.write_config(folder.root, path, text)
-    for run in pooled:
-        rundir.link_pretrain(folder, run.run_id)
+    for run_id in sorted(pooled):
+        rundir.link_pretrain(folder, run_id)
 
 
 # ------------------------------------------------------------------------------------------- state
@@ -171,12 +169,13 @@ def submit(sweep_name: str, cluster: str, runs_root: str | None = None, dry_run:
                           "pre-trainings; rename the sweep file")
     root = Path(runs_root or profile.storage.run_root)
     folder = rundir.SweepFolder(root, sweep.name)
+    pooled = folder.pooled(run.run_id for run in runs if "pretrain" in run.spec.stages)
     if profile.scheduler == "local":
-        pooled = {run.run_id for run in pooled_runs(runs, folder)}
         own = sum("pretrain" in run.spec.stages for run in runs) - len(pooled)
         if pooled or own:
             states = sweep_states(runs, ("pretrain",), profile, folder, ask_scheduler=False)
-            out(f"{sweep.name}: " + pool.share_line(sorted(pooled), {s.run.run_id: s.state for s in states}, own=own))
+            pre_states = {s.run.run_id: s.state for s in states}
+            out(f"{sweep.name}: " + pool.share_line(sorted(pooled), pre_states, own=own))
         if dry_run:
             for run in runs:
                 out(f"would run {', '.join(sweep.stages)} of {run.run_id} ({describe(run)}) in this process")
@@ -187,25 +186,18 @@ def submit(sweep_name: str, cluster: str, runs_root: str | None = None, dry_run:
     if dry_run:
         if resubmit:  # why a stage is resubmitted is the scheduler's answer (cancelled, failed, lost)
             check_cluster(profile)
-        return _submit_slurm(sweep, profile, runs, folder, True, resubmit, out, planned)
+        return _submit_slurm(sweep, profile, runs, folder, pooled, True, resubmit, out, planned)
     check_cluster(profile)
-    with rundir.submission_lock(folder):
-        return _submit_slurm(sweep, profile, runs, folder, False, resubmit, out)
+    # the pool entries' locks: held from reading their states until their jobs are in the pool's manifest
+    with rundir.submission_lock(folder), pool.entry_locks(root, pooled):
+        return _submit_slurm(sweep, profile, runs, folder, pooled, False, resubmit, out)
 
 
 def _submit_slurm(sweep: Any, profile: ClusterProfile, runs: list[Run], folder: rundir.SweepFolder,
-                  dry_run: bool, resubmit: bool, out: Callable[[str], None], planned: dict[str, str] | None = None
-                  ) -> list[dict[str, Any]]:
-    """Plan and submit, holding the lock of every pool entry the sweep needs (none on a dry run) from reading
-    their states until their jobs are in the pool's manifest."""
-    pooled = {run.run_id for run in pooled_runs(runs, folder)}
-    with contextlib.nullcontext() if dry_run else pool.entry_locks(folder.root, pooled):
-        return _plan_and_submit(sweep, profile, runs, folder, dry_run, resubmit, out, pooled, planned)
-
-
-def _plan_and_submit(sweep: Any, profile: ClusterProfile, runs: list[Run], folder: rundir.SweepFolder,
-                     dry_run: bool, resubmit: bool, out: Callable[[str], None], pooled: set[str],
-                     planned: dict[str, str] | None) -> list[dict[str, Any]]:
+                  pooled: set[str], dry_run: bool, resubmit: bool, out: Callable[[str], None],
+                  planned: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Plan the arrays of what is not done nor in flight, then print them (dry run) or submit them; `pooled`:
+    the run ids whose pre-training is the pool's."""
     states = sweep_states(runs, sweep.stages, profile, folder, force=True, ask_scheduler=resubmit or not dry_run)
     todo, skipped, live = todo_from_states(states)
     if dry_run and resubmit:

@@ -140,12 +140,6 @@ def stage_job(run: Run, stage: str, profile: ClusterProfile, runs_root: Path) ->
                     node_dirs=profile.environment.node_dirs, device_kind=profile.accelerators.kind)
 
 
-def pooled_runs(runs: list[Run], folder: rundir.SweepFolder) -> list[Run]:
-    """The runs whose pre-training lives in the runs root's pool (jobs.rundir): every run with a pretrain
-    stage, except those whose sweep already holds its own pretrain folder (made before the pool)."""
-    return [run for run in runs if "pretrain" in run.spec.stages and not folder.owns_pretrain(run.run_id)]
-
-
 def run_config_texts(runs: list[Run], folder: rundir.SweepFolder, cluster: str,
                      pooled: frozenset[str] = frozenset()) -> dict[Path, str]:
     """config.yaml path -> text of every run, and of the pool entry of each run id in `pooled` (libyaml's

@@ -28,7 +28,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,6 +113,11 @@ class SweepFolder:
         """The sweep's `<run_id>/pretrain` is a real folder (a root made before the pool): it stays the sweep's."""
         path = self.stage(run_id, "pretrain")
         return path.is_dir() and not path.is_symlink()
+
+    def pooled(self, run_ids: Iterable[str]) -> set[str]:
+        """Those of `run_ids` (runs with a pretrain stage) whose pre-training lives in the pool: all but the
+        ones the sweep holds as its own."""
+        return {run_id for run_id in run_ids if not self.owns_pretrain(run_id)}
 
     def links_pretrain(self, run_id: str) -> bool:
         """The sweep's `<run_id>/pretrain` is a link into the pool."""
@@ -264,8 +269,8 @@ def submission_lock(folder: SweepFolder) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            raise RunFolderError(f"another submission of sweep {folder.name} is running (pid {holder}); wait for it "
-                                 "to end, then run the command again") from None
+            raise RunFolderError(f"another submission of sweep {folder.name} is running (pid {holder}); wait for "
+                                 "it to end, then run the command again") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield

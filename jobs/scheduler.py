@@ -157,7 +157,8 @@ def cached_poll(profile: ClusterProfile, folder: rundir.SweepFolder, array_ids: 
     wanted = tuple(sorted(set(array_ids)))
     if not force:
         try:  # the cache is this module's own: one it cannot read is replaced by the fresh answer
-            cache = decode(SchedulerCache, read_json(path), str(path))  # read_json: None for a FIFO or foreign file
+            # read_json: None for a missing, foreign or irregular file (a FIFO never blocks), which decode refuses
+            cache = decode(SchedulerCache, read_json(path), str(path))
         except DecodeError:
             cache = None
         if (cache and 0 <= time.time() - cache.time < STATUS_CACHE_S and cache.cluster == profile.name

@@ -245,7 +245,8 @@ def test_status_counts_every_state(tmp_path, demo):
     write_record(tmp_path, record(runs[1], "pretrain", "running"))
     write_record(tmp_path, record(runs[2], "pretrain", "preempted"))
     write_record(tmp_path, record(runs[3], "pretrain", "failed", error="ValueError: nan loss"))
-    append_manifest(SweepFolder(tmp_path, DEMO), [{"run_id": runs[4].run_id, "stage": "pretrain", "job_id": "7_4"}])
+    pretrain = {"run_id": runs[4].run_id, "stage": "pretrain", "job_id": "7_4"}
+    append_manifest(SweepFolder(tmp_path, DEMO), [pretrain])
     status = sweep_status(sweep, collect(tmp_path), tmp_path)
     assert status.counts["pretrain"] == {"done": 1, "running": 1, "failed": 1, "preempted": 1, "queued": 1,
                                          "missing": 3}

@@ -218,11 +218,11 @@ def test_a_run_folder_of_another_config_stops_the_submission(tmp_path):
     from jobs.sweep import load_sweep
 
     sweep = load_sweep("loss_weight_smoke")
-    write_run_configs(resolve_runs(sweep, load_profile("local")), rundir.SweepFolder(tmp_path, sweep.name), "local")
+    folder = rundir.SweepFolder(tmp_path, sweep.name)
+    write_run_configs(resolve_runs(sweep, load_profile("local")), folder, "local")
     before = {p: p.read_text() for p in tmp_path.glob("*/*/config.yaml")}
     with pytest.raises(LaunchError, match="holds another config than cluster 'dcu128'"):
-        write_run_configs(resolve_runs(sweep, load_profile("dcu128")), rundir.SweepFolder(tmp_path, sweep.name),
-                          "dcu128")  # fp16 != fp32
+        write_run_configs(resolve_runs(sweep, load_profile("dcu128")), folder, "dcu128")  # fp16 != fp32
     assert {p: p.read_text() for p in tmp_path.glob("*/*/config.yaml")} == before
 
 

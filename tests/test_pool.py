@@ -154,9 +154,10 @@ def test_a_deleted_pool_entry_is_made_again_under_the_link(tmp_path):
     """Deleting a pooled pre-training (to train it again) leaves the sweeps' links; the next submission makes
     the entry again, so the job's writes through the link have a folder."""
     root = tmp_path / "runs"
-    rundir.link_pretrain(rundir.SweepFolder(root, "s"), "abc-r0")
-    assert rundir.SweepFolder(root, "s").links_pretrain("abc-r0") and rundir.pool_stage_dir(root, "abc-r0").is_dir()
+    folder = rundir.SweepFolder(root, "s")
+    rundir.link_pretrain(folder, "abc-r0")
+    assert folder.links_pretrain("abc-r0") and rundir.pool_stage_dir(root, "abc-r0").is_dir()
     rundir.pool_stage_dir(root, "abc-r0").rmdir()
-    rundir.link_pretrain(rundir.SweepFolder(root, "s"), "abc-r0")
+    rundir.link_pretrain(folder, "abc-r0")
     assert rundir.stage_dir(root, "s", "abc-r0", "pretrain").resolve() == rundir.pool_stage_dir(root, "abc-r0").resolve()
     assert rundir.stage_dir(root, "s", "abc-r0", "pretrain").is_dir()

@@ -48,8 +48,8 @@ def _done(runs: Path, sweep: str, run_id: str, stage: str) -> bool:
 
 def _pretrain_jobs(runs: Path, *sweeps: str) -> list[str]:
     """Every pre-training job any of these sweeps (or the pool) recorded."""
-    return sorted({str(r["job_id"]) for s in (*sweeps, rundir.POOL) for r in rundir.read_manifest(rundir.SweepFolder(runs, s))
-                   if r["stage"] == "pretrain"})
+    return sorted({str(r["job_id"]) for s in (*sweeps, rundir.POOL)
+                   for r in rundir.read_manifest(rundir.SweepFolder(runs, s)) if r["stage"] == "pretrain"})
 
 
 def test_a_second_sweep_shares_the_pretraining_and_its_table_fills(tmp_path, slurm_sweep):
@@ -64,7 +64,7 @@ def test_a_second_sweep_shares_the_pretraining_and_its_table_fills(tmp_path, slu
     second = submit(str(b), "local-slurm", str(runs), out=lines.append)  # while the pre-training is queued or running
     assert [(r["stage"], r["dependency"]) for r in second] == [("knn", f"afterok:{job}")]
     assert "pb: 1 pooled pre-trainings, 0 new, 1 shared (0 done, 1 queued or running)" in lines, lines
-    assert rundir.SweepFolder(runs, "pa").links_pretrain(run_id) and rundir.SweepFolder(runs, "pb").links_pretrain(run_id)
+    assert all(rundir.SweepFolder(runs, s).links_pretrain(run_id) for s in ("pa", "pb"))
 
     wait_for(lambda: _done(runs, "pa", run_id, "knn") and _done(runs, "pb", run_id, "knn"), 900,
              "both sweeps' k-NN on the shared pre-training", poll_s=3)
