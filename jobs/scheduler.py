@@ -203,7 +203,6 @@ def scancel(profile: ClusterProfile, job_ids: list[str]) -> None:
 # ------------------------------------------------------------------------------------------- sbatch
 
 
-
 def submitit_command(python: str, folder: Path) -> str:
     """The command submitit puts in every sbatch script (as SlurmExecutor builds it)."""
     return " ".join([python, "-u -m submitit.core._submit", shlex.quote(str(folder))])
@@ -214,11 +213,11 @@ def render_sbatch(profile: ClusterProfile, stage: str, job_name: str, folder: Pa
     """The sbatch script submitit writes for this array (submitit's own renderer, no submission)."""
     from submitit.slurm.slurm import _make_sbatch_string
 
+    command = submitit_command(python_word(profile), folder)
     params = slurm_parameters(profile, stage, job_name)
     if dependency:
         params["dependency"] = dependency
-    return _make_sbatch_string(command=submitit_command(python_word(profile), folder), folder=folder,
-                               map_count=n_tasks if n_tasks > 1 else None, **params)
+    return _make_sbatch_string(command=command, folder=folder, map_count=n_tasks if n_tasks > 1 else None, **params)
 
 
 def python_word(profile: ClusterProfile) -> str:

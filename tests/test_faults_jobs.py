@@ -15,6 +15,7 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -193,9 +194,12 @@ def test_a_malformed_config_yaml_is_one_line_and_kept(tmp_path):
 
 
 @pytest.mark.parametrize("cache", ["[]", '{"time": "soon", "cluster": "fake", "arrays": [], "states": {}}',
-                                   '{"time": 1e18, "cluster": "fake", "arrays": ["77"], "states": [1]}'])
+                                   '{"time": 1e18, "cluster": "fake", "arrays": ["77"], "states": [1]}',
+                                   ('{"version": 2, "time": NOW, "cluster": "fake", "arrays": ["77"], '
+                                    '"states": {"77_0": "PENDING"}}')])
 def test_a_malformed_scheduler_cache_is_replaced_by_a_fresh_answer(tmp_path, cache):
-    """The cache is the launcher's own disposable file: one it cannot read is never trusted, never fatal."""
+    """The cache is the launcher's own disposable file: one it cannot read (or of another schema version, fresh
+    as it is) is never trusted, never fatal."""
     fake = _fake_slurm(tmp_path)
     sweep_path, runs, profile = _sweep(tmp_path, "cache", stages="[pretrain]"), tmp_path / "runs", _profile(tmp_path)
     from jobs.plan import resolve_runs
@@ -204,7 +208,7 @@ def test_a_malformed_scheduler_cache_is_replaced_by_a_fresh_answer(tmp_path, cac
     run_id = resolve_runs(load_sweep(str(sweep_path)), load_profile(str(profile)))[0].run_id
     _seed_manifest(runs, "cache", [{"run_id": run_id, "stage": "pretrain", "job_id": "77_0", "cluster": "fake"}])
     (fake["state"] / "sacct.txt").write_text("77_0|RUNNING\n")
-    (runs / "cache" / ".scheduler_cache.json").write_text(cache)
+    (runs / "cache" / ".scheduler_cache.json").write_text(cache.replace("NOW", str(time.time())))
     proc = _cli(["status", str(sweep_path), "--runs", str(runs), "--cluster", str(profile)], env=fake["env"],
                 cwd=tmp_path)
     assert "Traceback" not in proc.stderr and proc.returncode == 1, proc.stderr
