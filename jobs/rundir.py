@@ -5,6 +5,9 @@
     <runs_root>/<sweep>/<run_id>/config.yaml    the resolved config (profile overrides included)
     <runs_root>/<sweep>/<run_id>/<stage>/       checkpoint.pt, metrics.jsonl, result.json, slurm/ (log links)
 
+These paths are joined in one place, `SweepFolder`, built once per sweep (its name checked then) and passed
+around instead of (runs root, sweep name).
+
 The pool: a pre-training is keyed by its run id and trained once per runs root, whichever sweeps ask for it.
 
     <runs_root>/pretrain/manifest.jsonl                   every submission of a pooled pre-training (+ its sweep)

@@ -148,11 +148,15 @@ class SchedulerCache:
     states: dict[str, str]
     """Job or array task id ('123_4') -> the scheduler's state word."""
 
+    def answers(self, cluster: str, wanted: tuple[str, ...]) -> bool:
+        """Younger than STATUS_CACHE_S, from `cluster`, and about every array of `wanted`."""
+        fresh = 0 <= time.time() - self.time < STATUS_CACHE_S
+        return fresh and self.cluster == cluster and set(wanted) <= set(self.arrays)
+
 
 def cached_poll(profile: ClusterProfile, folder: rundir.SweepFolder, array_ids: list[str], force: bool = False,
                 counter: Callable[[], None] | None = None, since: float | None = None) -> dict[str, str]:
-    """poll_scheduler, reusing the sweep's cached answer when it is younger than a minute, from this cluster and
-    about these arrays."""
+    """poll_scheduler, reusing the sweep's cached answer when it is younger than a minute."""
     path = folder.path / CACHE_NAME
     wanted = tuple(sorted(set(array_ids)))
     if not force:
@@ -161,13 +165,12 @@ def cached_poll(profile: ClusterProfile, folder: rundir.SweepFolder, array_ids: 
             cache = decode(SchedulerCache, read_json(path), str(path))
         except DecodeError:
             cache = None
-        if (cache and 0 <= time.time() - cache.time < STATUS_CACHE_S and cache.cluster == profile.name
-                and set(wanted) <= set(cache.arrays)):
+        if cache is not None and cache.answers(profile.name, wanted):
             return cache.states
     states = poll_scheduler(profile, list(wanted), since)
     if counter:
         counter()
-    fresh = SchedulerCache(1, time.time(), profile.name, wanted, states)
+    fresh = SchedulerCache(version=1, time=time.time(), cluster=profile.name, arrays=wanted, states=states)
     atomic_write_json(rundir.contained(folder.root, path), encode(fresh))
     return states
 
