@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobs.rundir import latest_submissions
+from jobs.rundir import SweepFolder, latest_submissions
 from jobs.runstate import WITHOUT_SCHEDULER, count_by_stage, from_record, is_local_job
 from jobs.sweep import RunSpec, Sweep
 
@@ -37,7 +37,7 @@ def sweep_status(sweep: Sweep, records: Records, runs_root: Path, specs: list[Ru
     frame = frame[frame["sweep"] == sweep.name]
     state = {(r, s): (st, err) for r, s, st, err in
              frame[["run_id", "stage", "status", "error"]].itertuples(index=False, name=None)}
-    submitted = latest_submissions(runs_root, sweep.name)
+    submitted = latest_submissions(SweepFolder(Path(runs_root), sweep.name))
     pairs = []
     failures = []
     for run in specs:

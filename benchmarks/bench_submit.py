@@ -41,7 +41,8 @@ def cancel_all(runs: Path, name: str, env: dict[str, str]) -> None:
     from jobs import rundir
     from mst.inputs import read_jsonl
 
-    ids = sorted({str(r["job_id"]).split("_")[0] for r in read_jsonl(rundir.manifest_path(runs, name))})
+    manifest = rundir.SweepFolder(runs, name).manifest
+    ids = sorted({str(r["job_id"]).split("_")[0] for r in read_jsonl(manifest)})
     if ids:
         subprocess.run(["scancel", *ids], env=env, check=False, capture_output=True, timeout=60)
 

@@ -13,7 +13,6 @@ words of jobs.runstate, which `mst-report status` prints too.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 import uuid
@@ -30,10 +29,8 @@ from jobs.plan import (
     dependency,
     describe,
     dry_run_dependency,
-    job_name,
     local_order,
     plan_arrays,
-    pooled_runs,
     resolve_runs,
     run_config_texts,
     stage_job,
@@ -62,14 +59,14 @@ class LocalFailures(LaunchError):
     """Some stages of a local sweep failed; the others ran. The message is the one-line summary."""
 
 
-def write_run_configs(runs: list[Run], runs_root: Path, cluster: str) -> None:
+def write_run_configs(runs: list[Run], folder: rundir.SweepFolder, cluster: str) -> None:
     """config.yaml of every run (and of its pool entry), and the link from each run folder to its pooled
     pre-training; a run folder holding another config stops this before anything is written."""
-    pooled = pooled_runs(runs, runs_root)
-    for path, text in run_config_texts(runs, runs_root, cluster, frozenset(r.run_id for r in pooled)).items():
-        rundir.write_config(runs_root, path, text)
-    for run in pooled:
-        rundir.link_pretrain(runs_root, run.spec.sweep, run.run_id)
+    pooled = folder.pooled(run.run_id for run in runs if "pretrain" in run.spec.stages)
+    for path, text in run_config_texts(runs, folder, cluster, frozenset(pooled)).items():
+        rundir.write_config(folder.root, path, text)
+    for run_id in sorted(pooled):
+        rundir.link_pretrain(folder, run_id)
 
 
 # ------------------------------------------------------------------------------------------- state
@@ -91,18 +88,20 @@ def _age_s(stamp: str) -> float:
     return time.time() - calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ"))
 
 
-def _states(keys: list[tuple[str, str]], profile: ClusterProfile, runs_root: Path, sweep: str,
+def _states(keys: list[tuple[str, str]], profile: ClusterProfile, folder: rundir.SweepFolder,
             force: bool = False, counter: Callable[[], None] | None = None, ask_scheduler: bool = True
             ) -> dict[tuple[str, str], tuple[str, str, str | None]]:
     """(run_id, stage) -> (state, detail, job id): markers first, then one (cached) scheduler poll."""
-    latest = rundir.latest_submissions(runs_root, sweep)
-    pool = rundir.latest_submissions(runs_root, rundir.POOL) if "pretrain" in {s for _, s in keys} else {}
+    latest = rundir.latest_submissions(folder)
+    pool = (rundir.latest_submissions(rundir.SweepFolder(folder.root, rundir.POOL))
+            if "pretrain" in {s for _, s in keys} else {})
     pending = []
     for run_id, stage in keys:
         # a pooled pre-training: its record and its latest job are the pool's, whichever sweep submitted it
-        owner = rundir.pretrain_owner(runs_root, sweep, run_id) if stage == "pretrain" else sweep
-        marker = rundir.result_status(rundir.stage_dir(runs_root, owner, run_id, stage))
-        rec = pool.get((run_id, stage)) if owner == rundir.POOL else None
+        pooled = stage == "pretrain" and not folder.owns_pretrain(run_id)
+        marker = rundir.result_status(rundir.pool_stage_dir(folder.root, run_id) if pooled
+                                      else folder.stage(run_id, stage))
+        rec = pool.get((run_id, stage)) if pooled else None
         rec = rec or latest.get((run_id, stage))
         job_id = str(rec["job_id"]) if rec else None
         pending.append((run_id, stage, marker, job_id, _age_s(rec["time"]) if rec and "time" in rec else 1e9))
@@ -111,7 +110,7 @@ def _states(keys: list[tuple[str, str]], profile: ClusterProfile, runs_root: Pat
     states: dict[str, str] = {}
     if arrays and ask_scheduler and profile.scheduler == "slurm":
         since = time.time() - max(p[4] for p in unresolved)
-        states = cached_poll(profile, rundir.sweep_dir(runs_root, sweep), arrays, force, counter, since)
+        states = cached_poll(profile, folder, arrays, force, counter, since)
     out = {}
     for run_id, stage, marker, job_id, age in pending:
         sched = task_state(states, job_id) if job_id else None
@@ -120,12 +119,12 @@ def _states(keys: list[tuple[str, str]], profile: ClusterProfile, runs_root: Pat
     return out
 
 
-def sweep_states(runs: list[Run], stages: tuple[str, ...], profile: ClusterProfile, runs_root: Path,
-                 sweep: str, force: bool = False, counter: Callable[[], None] | None = None,
-                 ask_scheduler: bool = True) -> list[StageState]:
+def sweep_states(runs: list[Run], stages: tuple[str, ...], profile: ClusterProfile, folder: rundir.SweepFolder,
+                 force: bool = False, counter: Callable[[], None] | None = None, ask_scheduler: bool = True
+                 ) -> list[StageState]:
     """The state of every (run, stage) of the sweep as expanded now."""
     keys = [(run.run_id, stage) for run in runs for stage in stages]
-    found = _states(keys, profile, runs_root, sweep, force, counter, ask_scheduler)
+    found = _states(keys, profile, folder, force, counter, ask_scheduler)
     by_id = {run.run_id: run for run in runs}
     out = []
     for run_id, stage in keys:
@@ -169,42 +168,37 @@ def submit(sweep_name: str, cluster: str, runs_root: str | None = None, dry_run:
         raise LaunchError(f"a sweep may not be named '{rundir.POOL}': that folder of a runs root holds the pooled "
                           "pre-trainings; rename the sweep file")
     root = Path(runs_root or profile.storage.run_root)
+    folder = rundir.SweepFolder(root, sweep.name)
+    pooled = folder.pooled(run.run_id for run in runs if "pretrain" in run.spec.stages)
     if profile.scheduler == "local":
-        pooled = {run.run_id for run in pooled_runs(runs, root)}
         own = sum("pretrain" in run.spec.stages for run in runs) - len(pooled)
         if pooled or own:
-            states = sweep_states(runs, ("pretrain",), profile, root, sweep.name, ask_scheduler=False)
-            out(pool.share_line(sweep.name, sorted(pooled), {s.run.run_id: s.state for s in states}, own=own))
+            states = sweep_states(runs, ("pretrain",), profile, folder, ask_scheduler=False)
+            pre_states = {s.run.run_id: s.state for s in states}
+            out(f"{sweep.name}: " + pool.share_line(sorted(pooled), pre_states, own=own))
         if dry_run:
             for run in runs:
                 out(f"would run {', '.join(sweep.stages)} of {run.run_id} ({describe(run)}) in this process")
             return []
-        with rundir.submission_lock(root, sweep.name):
-            return run_local(sweep, profile, runs, root, out)
+        with rundir.submission_lock(folder):
+            return run_local(sweep, profile, runs, folder, out)
     _check_runs_root(root, profile)
     if dry_run:
         if resubmit:  # why a stage is resubmitted is the scheduler's answer (cancelled, failed, lost)
             check_cluster(profile)
-        return _submit_slurm(sweep, profile, runs, root, True, resubmit, out, planned)
+        return _submit_slurm(sweep, profile, runs, folder, pooled, True, resubmit, out, planned)
     check_cluster(profile)
-    with rundir.submission_lock(root, sweep.name):
-        return _submit_slurm(sweep, profile, runs, root, False, resubmit, out)
+    # the pool entries' locks: held from reading their states until their jobs are in the pool's manifest
+    with rundir.submission_lock(folder), pool.entry_locks(root, pooled):
+        return _submit_slurm(sweep, profile, runs, folder, pooled, False, resubmit, out)
 
 
-def _submit_slurm(sweep: Any, profile: ClusterProfile, runs: list[Run], root: Path, dry_run: bool,
-                  resubmit: bool, out: Callable[[str], None], planned: dict[str, str] | None = None
-                  ) -> list[dict[str, Any]]:
-    """Plan and submit, holding the lock of every pool entry the sweep needs (none on a dry run)."""
-    pooled = {run.run_id for run in pooled_runs(runs, root)}
-    with contextlib.nullcontext() if dry_run else pool.entry_locks(root, pooled):
-        return _plan_and_submit(sweep, profile, runs, root, dry_run, resubmit, out, pooled, planned)
-
-
-def _plan_and_submit(sweep: Any, profile: ClusterProfile, runs: list[Run], root: Path, dry_run: bool,
-                     resubmit: bool, out: Callable[[str], None], pooled: set[str],
-                     planned: dict[str, str] | None) -> list[dict[str, Any]]:
-    states = sweep_states(runs, sweep.stages, profile, root, sweep.name, force=True,
-                          ask_scheduler=resubmit or not dry_run)
+def _submit_slurm(sweep: Any, profile: ClusterProfile, runs: list[Run], folder: rundir.SweepFolder,
+                  pooled: set[str], dry_run: bool, resubmit: bool, out: Callable[[str], None],
+                  planned: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Plan the arrays of what is not done nor in flight, then print them (dry run) or submit them; `pooled`:
+    the run ids whose pre-training is the pool's."""
+    states = sweep_states(runs, sweep.stages, profile, folder, force=True, ask_scheduler=resubmit or not dry_run)
     todo, skipped, live = todo_from_states(states)
     if dry_run and resubmit:
         for s in states:
@@ -218,7 +212,7 @@ def _plan_and_submit(sweep: Any, profile: ClusterProfile, runs: list[Run], root:
     own = sum("pretrain" in run.spec.stages for run in runs) - len(pooled)
     if pooled or own:
         pre_states = {s.run.run_id: s.state for s in states if s.stage == "pretrain"}
-        out(pool.share_line(sweep.name, sorted(pooled), pre_states, planned, own))
+        out(f"{sweep.name}: " + pool.share_line(sorted(pooled), pre_states, planned, own))
     if planned is not None:
         planned.update({r.run_id: f"<pre-training planned by {sweep.name}>" for r in todo.get("pretrain", [])
                         if r.run_id in pooled})
@@ -230,7 +224,8 @@ def _plan_and_submit(sweep: Any, profile: ClusterProfile, runs: list[Run], root:
         out(f"{sweep.name}: nothing to {'resubmit' if resubmit else 'submit'} on {profile.name}")
         return []
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
-    folder = rundir.submitit_dir(root, sweep.name).resolve() / f"{profile.name}-{stamp}" / "%j"
+    logs = folder.submitit.resolve() / f"{profile.name}-{stamp}" / "%j"
+    job_names = {stage: f"mst-{sweep.name}-{stage}" for stage in sweep.stages}  # what squeue shows
     if dry_run:
         if resubmit:
             out(f"{sweep.name}: dry run, nothing resubmitted; {len(arrays)} array(s) would be")
@@ -242,27 +237,26 @@ def _plan_and_submit(sweep: Any, profile: ClusterProfile, runs: list[Run], root:
                 + (f", waits for its pre-training job {array.waits_for}" if array.waits_for else ""))
             for t, run in enumerate(array.runs):
                 out(f"#   task {t}: {run.run_id} ({describe(run)})")
-            out(render_sbatch(profile, array.stage, job_name(sweep.name, array.stage), folder,
-                              len(array.runs), dep))
+            out(render_sbatch(profile, array.stage, job_names[array.stage], logs, len(array.runs), dep))
         return []
 
-    rundir.contained(root, folder.parent)
-    write_run_configs(runs, root, profile.name)
+    rundir.contained(folder.root, logs.parent)
+    write_run_configs(runs, folder, profile.name)
     records: list[dict[str, Any]] = []
     submitted: list[list[str]] = []
     with slurm_conf_of(profile):
         for array in arrays:
             dep = dependency(submitted, array)
-            fns = [stage_job(run, array.stage, profile, root) for run in array.runs]
-            ids = submit_array(profile, folder, array.stage, job_name(sweep.name, array.stage), dep, fns)
+            fns = [stage_job(run, array.stage, profile, folder.root) for run in array.runs]
+            ids = submit_array(profile, logs, array.stage, job_names[array.stage], dep, fns)
             submitted.append(ids)
             batch = [ManifestEntry.of(run, array.stage, jid, profile.name, dep).encode()
                      for run, jid in zip(array.runs, ids)]
-            rundir.append_manifest(root, sweep.name, batch)  # recorded at once: a dropped session loses nothing
+            rundir.append_manifest(folder, batch)  # recorded at once: a dropped session loses nothing
             shared = [{**r, "sweep": sweep.name} for r in batch
                       if r["stage"] == "pretrain" and r["run_id"] in pooled]
             if shared:  # the pool's own list: the next sweep that needs these finds their jobs there
-                rundir.append_manifest(root, rundir.POOL, shared)
+                rundir.append_manifest(rundir.SweepFolder(folder.root, rundir.POOL), shared)
             records += batch
             out(f"submitted {array.stage} x {len(ids)} as {ids[0].split('_')[0]}"
                 + (f" ({dep})" if dep else "") + f" on {profile.name}")
@@ -271,14 +265,14 @@ def _plan_and_submit(sweep: Any, profile: ClusterProfile, runs: list[Run], root:
 
 def manifest_cluster(runs_root: Path, sweep: str) -> str | None:
     """The cluster the sweep was last submitted to, by its manifest (RunFolderError when malformed)."""
-    records = [r for r in rundir.read_manifest(runs_root, sweep) if "cluster" in r]
+    records = [r for r in rundir.read_manifest(rundir.SweepFolder(runs_root, sweep)) if "cluster" in r]
     return records[-1]["cluster"] if records else None
 
 
 def status(sweep_name: str, cluster: str, runs_root: Path, counter: Callable[[], None] | None = None
            ) -> list[StageState]:
     sweep, profile, runs = load_for_cluster(sweep_name, cluster)
-    return sweep_states(runs, sweep.stages, profile, runs_root, sweep.name, counter=counter)
+    return sweep_states(runs, sweep.stages, profile, rundir.SweepFolder(runs_root, sweep.name), counter=counter)
 
 
 def cancel(sweep_name: str, cluster: str, runs_root: Path, out: Callable[[str], None] = print) -> list[str]:
@@ -290,20 +284,21 @@ def cancel(sweep_name: str, cluster: str, runs_root: Path, out: Callable[[str], 
     from jobs.sweep import load_sweep
 
     profile = load_profile(cluster)
-    name = load_sweep(sweep_name).name
+    folder = rundir.SweepFolder(runs_root, load_sweep(sweep_name).name)
+    name = folder.name
     if profile.scheduler != "slurm":
         out(f"{name}: cluster {profile.name} has no scheduler; nothing to cancel")
         return []
     check_cluster(profile)
-    keys = list(rundir.latest_submissions(runs_root, name))
-    found = _states(keys, profile, runs_root, name, force=True)
+    keys = list(rundir.latest_submissions(folder))
+    found = _states(keys, profile, folder, force=True)
     live = {key: job for key, (state, _, job) in found.items() if state in IN_FLIGHT and job}
     # a pooled pre-training another sweep still waits on stays; this sweep's own stages of that run go
     shared = [run_id for run_id, stage in live
-              if stage == "pretrain" and rundir.is_linked(runs_root, name, run_id)]
+              if stage == "pretrain" and folder.links_pretrain(run_id)]
 
     def states_of(other: str, other_keys: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
-        return {k: v[0] for k, v in _states(other_keys, profile, runs_root, other).items()}
+        return {k: v[0] for k, v in _states(other_keys, profile, rundir.SweepFolder(runs_root, other)).items()}
 
     waiting = pool.still_waited_on(runs_root, name, shared, states_of)
     ids = sorted({job for (run_id, stage), job in live.items() if not (stage == "pretrain" and run_id in waiting)})
@@ -313,12 +308,12 @@ def cancel(sweep_name: str, cluster: str, runs_root: Path, out: Callable[[str], 
         out(f"{name}: no queued or running jobs" + kept)
         return []
     scancel(profile, ids)
-    clear_cache(rundir.sweep_dir(runs_root, name))
+    clear_cache(folder)
     out(f"{name}: cancelled {len(ids)} jobs" + kept)
     return ids
 
 
-def run_local(sweep: Any, profile: ClusterProfile, runs: list[Run], root: Path,
+def run_local(sweep: Any, profile: ClusterProfile, runs: list[Run], folder: rundir.SweepFolder,
               out: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Cluster `local`: every stage of every run in this process, one after another, with progress bars.
 
@@ -332,15 +327,14 @@ def run_local(sweep: Any, profile: ClusterProfile, runs: list[Run], root: Path,
     from mst.train import Interrupted
 
     console = Console(stderr=True)
-    write_run_configs(runs, root, profile.name)
-    tasks = [(run, stage) for run in local_order(runs, sweep.stages, root, sweep.name) for stage in sweep.stages]
+    write_run_configs(runs, folder, profile.name)
+    tasks = [(run, stage) for run in local_order(runs, sweep.stages, folder) for stage in sweep.stages]
     records = []
     done = failed = skipped = 0
     failures: list[str] = []
     broken: set[str] = set()  # runs whose pre-training failed in this pass
     for i, (run, stage) in enumerate(tasks, 1):
-        folder = rundir.stage_dir(root, sweep.name, run.run_id, stage)
-        if is_done(folder) is not None:
+        if is_done(folder.stage(run.run_id, stage)) is not None:
             out(f"[{i}/{len(tasks)}] {stage} {run.run_id} ({describe(run)}): done already")
             done += 1
             continue
@@ -350,9 +344,9 @@ def run_local(sweep: Any, profile: ClusterProfile, runs: list[Run], root: Path,
             continue
         console.rule(f"[{i}/{len(tasks)}] {stage} {run.run_id} ({describe(run)})")
         record = ManifestEntry.of(run, stage, f"{LOCAL_JOB}-{os.getpid()}", profile.name, None).encode()
-        rundir.append_manifest(root, sweep.name, [record])
+        rundir.append_manifest(folder, [record])
         records.append(record)
-        job = stage_job(run, stage, profile, root)
+        job = stage_job(run, stage, profile, folder.root)
         job.show_progress = True
         try:
             result = job()

@@ -140,15 +140,8 @@ def stage_job(run: Run, stage: str, profile: ClusterProfile, runs_root: Path) ->
                     node_dirs=profile.environment.node_dirs, device_kind=profile.accelerators.kind)
 
 
-def pooled_runs(runs: list[Run], runs_root: Path) -> list[Run]:
-    """The runs whose pre-training lives in the runs root's pool (jobs.rundir): every run with a pretrain
-    stage, except those whose sweep already holds its own pretrain folder (made before the pool)."""
-    return [run for run in runs if "pretrain" in run.spec.stages
-            and not rundir.is_legacy(runs_root, run.spec.sweep, run.run_id)]
-
-
-def run_config_texts(runs: list[Run], runs_root: Path, cluster: str, pooled: frozenset[str] = frozenset()
-                     ) -> dict[Path, str]:
+def run_config_texts(runs: list[Run], folder: rundir.SweepFolder, cluster: str,
+                     pooled: frozenset[str] = frozenset()) -> dict[Path, str]:
     """config.yaml path -> text of every run, and of the pool entry of each run id in `pooled` (libyaml's
     emitter when present: the pure-Python one dominates big sweeps).
 
@@ -162,9 +155,10 @@ def run_config_texts(runs: list[Run], runs_root: Path, cluster: str, pooled: fro
 
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
     texts = {}
-    todo = [(run, run.spec.sweep) for run in runs] + [(run, rundir.POOL) for run in runs if run.run_id in pooled]
-    for run, folder in todo:
-        path = rundir.contained(runs_root, rundir.run_dir(runs_root, folder, run.run_id) / "config.yaml")
+    pool = rundir.SweepFolder(folder.root, rundir.POOL)
+    todo = [(run, folder) for run in runs] + [(run, pool) for run in runs if run.run_id in pooled]
+    for run, home in todo:
+        path = rundir.contained(folder.root, home.run(run.run_id) / "config.yaml")
         texts[path] = yaml.dump(run.config_dict, Dumper=dumper, sort_keys=False)
         if path.is_file() and path.read_bytes() != texts[path].encode():
             try:
@@ -253,14 +247,10 @@ def dry_run_dependency(array: Array) -> str | None:
     return None if array.after is None else f"aftercorr:<job id of array {array.after + 1}>"
 
 
-def job_name(sweep: str, stage: str) -> str:
-    return f"mst-{sweep}-{stage}"
-
-
-def local_order(runs: list[Run], stages: tuple[str, ...], root: Path, sweep: str) -> list[Run]:
+def local_order(runs: list[Run], stages: tuple[str, ...], folder: rundir.SweepFolder) -> list[Run]:
     """Runs in sweep order, those with a failed stage record last: a known-bad cell never delays the rest."""
     def failed_before(run: Run) -> bool:
-        return any(rundir.result_status(rundir.stage_dir(root, sweep, run.run_id, s)) == "failed" for s in stages)
+        return any(rundir.result_status(folder.stage(run.run_id, s)) == "failed" for s in stages)
 
     return sorted(runs, key=failed_before)  # stable: sweep order within each group
 

@@ -28,9 +28,10 @@ def entry_locks(runs_root: str | Path, run_ids: Iterable[str]) -> Iterator[None]
     submissions never wait on each other crosswise). A submission that shares an entry with a running one waits
     for it, then sees its job. The kernel drops the locks when the holder dies."""
     fds: list[int] = []
+    pool = rundir.SweepFolder(Path(runs_root), rundir.POOL)
     try:
         for run_id in sorted(set(run_ids)):
-            path = rundir.contained(runs_root, rundir.run_dir(runs_root, rundir.POOL, run_id) / LOCK_NAME)
+            path = rundir.contained(runs_root, pool.run(run_id) / LOCK_NAME)
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
             fds.append(fd)
@@ -41,9 +42,9 @@ def entry_locks(runs_root: str | Path, run_ids: Iterable[str]) -> Iterator[None]
             os.close(fd)
 
 
-def share_line(sweep: str, pooled: list[str], states: dict[str, str], planned: Iterable[str] | None = None,
-               own: int = 0) -> str:
-    """'loss_weight: 20 pooled pre-trainings, 12 new, 8 shared (...)': how many of the sweep's pooled
+def share_line(pooled: list[str], states: dict[str, str], planned: Iterable[str] | None = None, own: int = 0
+               ) -> str:
+    """'20 pooled pre-trainings, 12 new, 8 shared (...)': how many of the sweep's pooled
     pre-trainings this submission adds to the pool and how many it takes from it. `states`: run id -> its
     pre-training's state; `planned`: run ids an earlier sweep of the same submission plans (None: no such);
     `own`: how many the sweep holds in its own folders (a root made before the pool)."""
@@ -55,7 +56,7 @@ def share_line(sweep: str, pooled: list[str], states: dict[str, str], planned: I
     shared = done + live + early
     parts = [f"{done} done", f"{live} queued or running"]
     parts += [f"{early} planned by an earlier sweep"] if listed else []
-    line = (f"{sweep}: {len(pooled)} pooled pre-trainings, {len(pooled) - shared} new, {shared} shared "
+    line = (f"{len(pooled)} pooled pre-trainings, {len(pooled) - shared} new, {shared} shared "
             f"({', '.join(parts)})")
     return line + (f"; {own} in the sweep's own folders (a root made before the pool: `mst-sweep pool` moves "
                    "them into it)" if own else "")
@@ -68,7 +69,7 @@ def users(runs_root: str | Path, run_id: str, but: str) -> list[str]:
     with os.scandir(root) as entries:
         for entry in sorted(entries, key=lambda e: e.name):
             if (entry.is_dir() and entry.name not in (rundir.POOL, but) and rundir.SAFE_NAME.fullmatch(entry.name)
-                    and rundir.is_linked(root, entry.name, run_id)):
+                    and rundir.SweepFolder(root, entry.name).links_pretrain(run_id)):
                 found.append(entry.name)
     return found
 
@@ -82,7 +83,8 @@ def still_waited_on(runs_root: str | Path, sweep: str, run_ids: Iterable[str],
     waiting: dict[str, list[str]] = {}
     for run_id in run_ids:
         for other in users(runs_root, run_id, but=sweep):
-            keys = [k for k in rundir.latest_submissions(runs_root, other) if k[0] == run_id]
+            keys = [k for k in rundir.latest_submissions(rundir.SweepFolder(Path(runs_root), other))
+                    if k[0] == run_id]
             downstream = [k for k in keys if k[1] != "pretrain"]
             states = states_of(other, downstream) if downstream else {}
             if any(states.get(k) in IN_FLIGHT for k in downstream) or (keys and not downstream):
@@ -101,19 +103,20 @@ def adopt(runs_root: str | Path, out: Callable[[str], None] = print) -> int:
     """
     root = Path(runs_root)
     moved = kept = 0
-    for sweep in _folders(root):
-        if sweep == rundir.POOL:
+    for name in _folders(root):
+        if name == rundir.POOL:
             continue
-        for run in _folders(root / sweep):
-            if not rundir.is_legacy(root, sweep, run):
+        sweep = rundir.SweepFolder(root, name)
+        for run in _folders(sweep.path):
+            if not sweep.owns_pretrain(run):
                 continue
-            folder = rundir.stage_dir(root, sweep, run, "pretrain")
+            folder = sweep.stage(run, "pretrain")
             target = rundir.pool_stage_dir(root, run)
             with entry_locks(root, [run]):
                 if rundir.result_status(folder) not in rundir.FINAL_STATES or _has_content(target):
                     kept += 1
                     continue
-                _move(root, sweep, run, folder, target)
+                _move(sweep, run, folder, target)
             moved += 1
     out(f"{root}: moved {moved} pre-trainings into the pool ({root / rundir.POOL}), left {kept} where they are "
         "(already pooled under that run id, or not finished)")
@@ -129,15 +132,16 @@ def _has_content(path: Path) -> bool:
     return path.is_dir() and any(path.iterdir())
 
 
-def _move(root: Path, sweep: str, run_id: str, folder: Path, target: Path) -> None:
-    records = [r for r in rundir.read_manifest(root, sweep) if r["run_id"] == run_id and r["stage"] == "pretrain"]
-    config = rundir.run_dir(root, sweep, run_id) / "config.yaml"
+def _move(sweep: rundir.SweepFolder, run_id: str, folder: Path, target: Path) -> None:
+    records = [r for r in rundir.read_manifest(sweep) if r["run_id"] == run_id and r["stage"] == "pretrain"]
+    pool = rundir.SweepFolder(sweep.root, rundir.POOL)
+    config = sweep.run(run_id) / "config.yaml"
     if config.is_file():
-        rundir.write_config(root, rundir.run_dir(root, rundir.POOL, run_id) / "config.yaml", config.read_text())
+        rundir.write_config(sweep.root, pool.run(run_id) / "config.yaml", config.read_text())
     if target.is_dir():
         target.rmdir()  # an empty entry (a link made, nothing run)
     target.parent.mkdir(parents=True, exist_ok=True)
     os.rename(folder, target)
-    rundir.link_pretrain(root, sweep, run_id)
+    rundir.link_pretrain(sweep, run_id)
     if records:
-        rundir.append_jsonl(rundir.manifest_path(root, rundir.POOL), [{**r, "sweep": sweep} for r in records])
+        rundir.append_jsonl(pool.manifest, [{**r, "sweep": sweep.name} for r in records])

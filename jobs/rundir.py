@@ -5,6 +5,9 @@
     <runs_root>/<sweep>/<run_id>/config.yaml    the resolved config (profile overrides included)
     <runs_root>/<sweep>/<run_id>/<stage>/       checkpoint.pt, metrics.jsonl, result.json, slurm/ (log links)
 
+These paths are joined in one place, `SweepFolder`, built once per sweep (its name checked then) and passed
+around instead of (runs root, sweep name).
+
 The pool: a pre-training is keyed by its run id and trained once per runs root, whichever sweeps ask for it.
 
     <runs_root>/pretrain/manifest.jsonl                   every submission of a pooled pre-training (+ its sweep)
@@ -28,7 +31,8 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -66,56 +70,73 @@ def contained(runs_root: str | Path, path: str | Path) -> Path:
     return Path(path)
 
 
-def sweep_dir(runs_root: str | Path, sweep: str) -> Path:
-    return Path(runs_root) / check_name("sweep name", sweep)
-
-
-def submitit_dir(runs_root: str | Path, sweep: str) -> Path:
-    """Where submitit keeps scripts, pickles and logs; a dot folder, so it is never taken for a run."""
-    return sweep_dir(runs_root, sweep) / ".submitit"
-
-
-def run_dir(runs_root: str | Path, sweep: str, run_id: str) -> Path:
-    return sweep_dir(runs_root, sweep) / check_name("run id", run_id)
-
-
 def stage_dir(runs_root: str | Path, sweep: str, run_id: str, stage: str) -> Path:
-    return run_dir(runs_root, sweep, run_id) / check_name("stage", stage)
+    """A stage folder by names (a job, a test): `SweepFolder(runs_root, sweep).stage(run_id, stage)`."""
+    return SweepFolder(Path(runs_root), sweep).stage(run_id, stage)
 
 
 def pool_stage_dir(runs_root: str | Path, run_id: str) -> Path:
     """The pooled pre-training of `run_id`: `<runs_root>/pretrain/<run_id>/pretrain/`."""
-    return stage_dir(runs_root, POOL, run_id, "pretrain")
+    return SweepFolder(Path(runs_root), POOL).stage(run_id, "pretrain")
 
 
-def is_legacy(runs_root: str | Path, sweep: str, run_id: str) -> bool:
-    """The sweep's `<run_id>/pretrain` is a real folder (a root made before the pool): it stays the sweep's."""
-    path = stage_dir(runs_root, sweep, run_id, "pretrain")
-    return path.is_dir() and not path.is_symlink()
+@dataclass(frozen=True)
+class SweepFolder:
+    """A sweep's folder under a runs root (or the pool's, named POOL), its name checked once when built: the
+    one place a sweep's paths are joined, handed around instead of (runs root, sweep name)."""
+
+    root: Path
+    """The runs root."""
+    name: str
+    """The sweep's name, a path-safe folder name (RunFolderError otherwise); POOL for the pool."""
+    path: Path = field(init=False)
+    """`<root>/<name>`."""
+    manifest: Path = field(init=False)
+    """`<root>/<name>/manifest.jsonl`: one line per submitted (run, stage)."""
+    submitit: Path = field(init=False)
+    """`<root>/<name>/.submitit`: submitit's scripts, pickles and logs; a dot folder, never taken for a run."""
+
+    def __post_init__(self) -> None:
+        path = Path(self.root) / check_name("sweep name", self.name)
+        # frozen: the derived paths are set here, once
+        for key, value in (("root", Path(self.root)), ("path", path), ("manifest", path / "manifest.jsonl"),
+                           ("submitit", path / ".submitit")):
+            object.__setattr__(self, key, value)
+
+    def run(self, run_id: str) -> Path:
+        """`<root>/<name>/<run_id>`: the run's folder (its config.yaml)."""
+        return self.path / check_name("run id", run_id)
+
+    def stage(self, run_id: str, stage: str) -> Path:
+        """`<root>/<name>/<run_id>/<stage>`: checkpoint.pt, metrics.jsonl, result.json, slurm/."""
+        return self.path / check_name("run id", run_id) / check_name("stage", stage)
+
+    def owns_pretrain(self, run_id: str) -> bool:
+        """The sweep's `<run_id>/pretrain` is a real folder (a root made before the pool): it stays the sweep's."""
+        path = self.stage(run_id, "pretrain")
+        return path.is_dir() and not path.is_symlink()
+
+    def pooled(self, run_ids: Iterable[str]) -> set[str]:
+        """Those of `run_ids` (runs with a pretrain stage) whose pre-training lives in the pool: all but the
+        ones the sweep holds as its own."""
+        return {run_id for run_id in run_ids if not self.owns_pretrain(run_id)}
+
+    def links_pretrain(self, run_id: str) -> bool:
+        """The sweep's `<run_id>/pretrain` is a link into the pool."""
+        return self.stage(run_id, "pretrain").is_symlink()
 
 
-def is_linked(runs_root: str | Path, sweep: str, run_id: str) -> bool:
-    """The sweep's `<run_id>/pretrain` is a link into the pool."""
-    return stage_dir(runs_root, sweep, run_id, "pretrain").is_symlink()
-
-
-def pretrain_owner(runs_root: str | Path, sweep: str, run_id: str) -> str:
-    """The folder under the root whose `<run_id>/pretrain` holds the run's pre-training: the sweep's own
-    (old layout) or the pool."""
-    return sweep if is_legacy(runs_root, sweep, run_id) else POOL
-
-
-def link_pretrain(runs_root: str | Path, sweep: str, run_id: str) -> None:
+def link_pretrain(folder: SweepFolder, run_id: str) -> None:
     """Make the sweep's `<run_id>/pretrain` a relative link to the pooled stage folder, created empty when
     absent (new, or deleted to train it again), so the link never dangles; a real folder is left as it is."""
-    link = stage_dir(runs_root, sweep, run_id, "pretrain")
-    if is_legacy(runs_root, sweep, run_id):
+    if folder.owns_pretrain(run_id):
         return
-    target = contained(runs_root, pool_stage_dir(runs_root, run_id))
+    link = folder.stage(run_id, "pretrain")
+    target = contained(folder.root, pool_stage_dir(folder.root, run_id))
     target.mkdir(parents=True, exist_ok=True)
     if link.is_symlink():
         return
-    contained(runs_root, link.parent).mkdir(parents=True, exist_ok=True)
+    contained(folder.root, link.parent).mkdir(parents=True, exist_ok=True)
     try:
         link.symlink_to(Path("..") / ".." / POOL / run_id / "pretrain", target_is_directory=True)
     except FileExistsError:
@@ -149,13 +170,9 @@ def append_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
         os.close(fd)
 
 
-def manifest_path(runs_root: str | Path, sweep: str) -> Path:
-    return sweep_dir(runs_root, sweep) / "manifest.jsonl"
-
-
-def append_manifest(runs_root: str | Path, sweep: str, records: list[dict[str, Any]]) -> None:
+def append_manifest(folder: SweepFolder, records: list[dict[str, Any]]) -> None:
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    append_jsonl(contained(runs_root, manifest_path(runs_root, sweep)), [{"time": stamp, **r} for r in records])
+    append_jsonl(contained(folder.root, folder.manifest), [{"time": stamp, **r} for r in records])
 
 
 def _is_date(stamp: str) -> bool:
@@ -186,10 +203,10 @@ def _manifest_problem(record: Any) -> str | None:
     return None
 
 
-def read_manifest(runs_root: str | Path, sweep: str) -> list[dict[str, Any]]:
+def read_manifest(folder: SweepFolder) -> list[dict[str, Any]]:
     """The submission records of a sweep; a torn last line is skipped, a malformed record is one
     RunFolderError line (nothing is rewritten: the file is the only list of what was submitted)."""
-    path = manifest_path(runs_root, sweep)
+    path = folder.manifest
     if not path.is_file():
         return []
     records = []
@@ -202,27 +219,27 @@ def read_manifest(runs_root: str | Path, sweep: str) -> list[dict[str, Any]]:
     return records
 
 
-def latest_submissions(runs_root: str | Path, sweep: str) -> dict[tuple[str, str], dict[str, Any]]:
+def latest_submissions(folder: SweepFolder) -> dict[tuple[str, str], dict[str, Any]]:
     """The last manifest record of every (run_id, stage); for a run whose pre-training is pooled, the pool's
     last submission of it (another sweep may have submitted or resubmitted it since)."""
-    latest = {(r["run_id"], r["stage"]): r for r in read_manifest(runs_root, sweep)}
-    if sweep == POOL:
+    latest = {(r["run_id"], r["stage"]): r for r in read_manifest(folder)}
+    if folder.name == POOL:
         return latest
     pool: dict[tuple[str, str], dict[str, Any]] | None = None
     for run_id in sorted({run_id for run_id, _ in latest}):
-        if is_linked(runs_root, sweep, run_id):
-            pool = latest_submissions(runs_root, POOL) if pool is None else pool
+        if folder.links_pretrain(run_id):
+            pool = latest_submissions(SweepFolder(folder.root, POOL)) if pool is None else pool
             if (run_id, "pretrain") in pool:
                 latest[(run_id, "pretrain")] = pool[(run_id, "pretrain")]
     return latest
 
 
 @contextlib.contextmanager
-def submission_lock(runs_root: str | Path, sweep: str) -> Iterator[None]:
+def submission_lock(folder: SweepFolder) -> Iterator[None]:
     """Hold `<sweep>/.submit.lock` (flock, non-blocking) while submitting; a second submission of the same
     sweep fails at once with one line naming the holder's pid. The kernel drops the lock when its holder
     dies, so a killed submission never leaves the sweep locked."""
-    path = contained(runs_root, sweep_dir(runs_root, sweep) / LOCK_NAME)
+    path = contained(folder.root, folder.path / LOCK_NAME)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
@@ -230,8 +247,8 @@ def submission_lock(runs_root: str | Path, sweep: str) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            raise RunFolderError(f"another submission of sweep {sweep} is running (pid {holder}); wait for it "
-                                 "to end, then run the command again") from None
+            raise RunFolderError(f"another submission of sweep {folder.name} is running (pid {holder}); wait for "
+                                 "it to end, then run the command again") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield

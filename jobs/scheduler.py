@@ -20,13 +20,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from jobs import rundir
 from jobs.errors import LaunchError
 from jobs.profiles import ClusterProfile, slurm_parameters
 from mst.atomic import atomic_write_json, read_json
+from mst.config.codec import DecodeError, decode, encode
 
 STATUS_CACHE_S = 60.0
 # how often a transient sbatch failure (slurmctld busy) is retried, and the first back-off
@@ -131,37 +133,46 @@ def poll_scheduler(profile: ClusterProfile, array_ids: list[str], since: float |
     return {job: (fields.get("State") or "UNKNOWN").split()[0] for job, fields in info.items()}
 
 
-def cached_poll(profile: ClusterProfile, sweep_path: Path, array_ids: list[str], force: bool = False,
+@dataclass(frozen=True)
+class SchedulerCache:
+    """A sweep's last scheduler answer, `<sweep>/.scheduler_cache.json` (launcher-owned, disposable)."""
+
+    version: Literal[1]
+    """The file's schema: one of another version is not read, and the fresh answer replaces it."""
+    time: float
+    """When the scheduler answered (epoch seconds)."""
+    cluster: str
+    """The cluster profile that was asked."""
+    arrays: tuple[str, ...]
+    """The array ids asked about, sorted."""
+    states: dict[str, str]
+    """Job or array task id ('123_4') -> the scheduler's state word."""
+
+    def answers(self, cluster: str, wanted: tuple[str, ...]) -> bool:
+        """Younger than STATUS_CACHE_S, from `cluster`, and about every array of `wanted`."""
+        fresh = 0 <= time.time() - self.time < STATUS_CACHE_S
+        return fresh and self.cluster == cluster and set(wanted) <= set(self.arrays)
+
+
+def cached_poll(profile: ClusterProfile, folder: rundir.SweepFolder, array_ids: list[str], force: bool = False,
                 counter: Callable[[], None] | None = None, since: float | None = None) -> dict[str, str]:
     """poll_scheduler, reusing the sweep's cached answer when it is younger than a minute."""
-    cache = sweep_path / CACHE_NAME
-    wanted = sorted(set(array_ids))
+    path = folder.path / CACHE_NAME
+    wanted = tuple(sorted(set(array_ids)))
     if not force:
-        hit = _cached_states(cache, profile.name, wanted)
-        if hit is not None:
-            return hit
-    states = poll_scheduler(profile, wanted, since)
+        try:  # the cache is this module's own: one it cannot read is replaced by the fresh answer
+            # read_json: None for a missing, foreign or irregular file (a FIFO never blocks), which decode refuses
+            cache = decode(SchedulerCache, read_json(path), str(path))
+        except DecodeError:
+            cache = None
+        if cache is not None and cache.answers(profile.name, wanted):
+            return cache.states
+    states = poll_scheduler(profile, list(wanted), since)
     if counter:
         counter()
-    # the cache is this module's own, disposable data: one it cannot read is replaced by the fresh answer
-    atomic_write_json(rundir.contained(sweep_path.parent, cache),
-                      {"time": time.time(), "cluster": profile.name, "arrays": wanted, "states": states})
+    fresh = SchedulerCache(version=1, time=time.time(), cluster=profile.name, arrays=wanted, states=states)
+    atomic_write_json(rundir.contained(folder.root, path), encode(fresh))
     return states
-
-
-def _cached_states(cache: Path, cluster: str, wanted: list[str]) -> dict[str, str] | None:
-    """The cached answer when it is fresh, for this cluster and these arrays, and well-formed; else None."""
-    data = read_json(cache)  # None for a missing, foreign or irregular file (a FIFO never blocks)
-    if not isinstance(data, dict):
-        return None
-    stamp, arrays, states = data.get("time"), data.get("arrays"), data.get("states")
-    if (not isinstance(stamp, (int, float)) or isinstance(stamp, bool) or not isinstance(arrays, list)
-            or not isinstance(states, dict) or not all(isinstance(a, str) for a in arrays)
-            or not all(isinstance(k, str) and isinstance(v, str) for k, v in states.items())):
-        return None
-    if 0 <= time.time() - stamp < STATUS_CACHE_S and data.get("cluster") == cluster and set(wanted) <= set(arrays):
-        return states
-    return None
 
 
 def task_state(states: dict[str, str], job_id: str) -> str | None:
@@ -175,9 +186,9 @@ def task_state(states: dict[str, str], job_id: str) -> str | None:
     return states.get(job_id.split("_")[0]) if "_" in job_id else None
 
 
-def clear_cache(sweep_path: Path) -> None:
+def clear_cache(folder: rundir.SweepFolder) -> None:
     """Forget the cached scheduler answer (after a change the cache cannot know of, e.g. scancel)."""
-    (sweep_path / CACHE_NAME).unlink(missing_ok=True)
+    (folder.path / CACHE_NAME).unlink(missing_ok=True)
 
 
 def scancel(profile: ClusterProfile, job_ids: list[str]) -> None:
@@ -195,7 +206,6 @@ def scancel(profile: ClusterProfile, job_ids: list[str]) -> None:
 # ------------------------------------------------------------------------------------------- sbatch
 
 
-
 def submitit_command(python: str, folder: Path) -> str:
     """The command submitit puts in every sbatch script (as SlurmExecutor builds it)."""
     return " ".join([python, "-u -m submitit.core._submit", shlex.quote(str(folder))])
@@ -206,11 +216,11 @@ def render_sbatch(profile: ClusterProfile, stage: str, job_name: str, folder: Pa
     """The sbatch script submitit writes for this array (submitit's own renderer, no submission)."""
     from submitit.slurm.slurm import _make_sbatch_string
 
+    command = submitit_command(python_word(profile), folder)
     params = slurm_parameters(profile, stage, job_name)
     if dependency:
         params["dependency"] = dependency
-    return _make_sbatch_string(command=submitit_command(python_word(profile), folder), folder=folder,
-                               map_count=n_tasks if n_tasks > 1 else None, **params)
+    return _make_sbatch_string(command=command, folder=folder, map_count=n_tasks if n_tasks > 1 else None, **params)
 
 
 def python_word(profile: ClusterProfile) -> str:

@@ -208,4 +208,4 @@ def _one_error_line(proc: subprocess.CompletedProcess) -> str:
 
 
 def _seed_manifest(runs: Path, sweep: str, records: list[dict]) -> None:
-    rundir.append_manifest(runs, sweep, records)
+    rundir.append_manifest(rundir.SweepFolder(runs, sweep), records)

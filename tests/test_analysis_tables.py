@@ -15,7 +15,7 @@ from analysis.render import to_csv, to_latex, to_markdown, to_text
 from analysis.status import sweep_status
 from analysis.synthetic import METRICS, baseline_field, record, records_of, write_record, write_sweep_records
 from analysis.tables import read_table, spec_of, table_specs
-from jobs.rundir import append_manifest
+from jobs.rundir import SweepFolder, append_manifest
 from jobs.sweep import cell_label, load_sweep, sweep_names
 
 DEMO = "loss_weight_smoke"
@@ -245,7 +245,8 @@ def test_status_counts_every_state(tmp_path, demo):
     write_record(tmp_path, record(runs[1], "pretrain", "running"))
     write_record(tmp_path, record(runs[2], "pretrain", "preempted"))
     write_record(tmp_path, record(runs[3], "pretrain", "failed", error="ValueError: nan loss"))
-    append_manifest(tmp_path, DEMO, [{"run_id": runs[4].run_id, "stage": "pretrain", "job_id": "7_4"}])
+    pretrain = {"run_id": runs[4].run_id, "stage": "pretrain", "job_id": "7_4"}
+    append_manifest(SweepFolder(tmp_path, DEMO), [pretrain])
     status = sweep_status(sweep, collect(tmp_path), tmp_path)
     assert status.counts["pretrain"] == {"done": 1, "running": 1, "failed": 1, "preempted": 1, "queued": 1,
                                          "missing": 3}

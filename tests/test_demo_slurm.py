@@ -32,7 +32,7 @@ def test_make_sweep_loss_weight_smoke_on_local_slurm(tmp_path, slurm_clusters, s
                            f"RUNS={runs}", f"MST_PY={sys.executable}"], env=env, capture_output=True, text=True, timeout=300, check=False)
     assert make.returncode == 0, make.stdout[-2000:] + make.stderr[-2000:]
 
-    manifest = read_jsonl(rundir.manifest_path(runs, "loss_weight_smoke"))
+    manifest = read_jsonl(rundir.SweepFolder(runs, "loss_weight_smoke").manifest)
     assert {m["stage"] for m in manifest} == {"pretrain", "knn"} and len(manifest) == 16   # 4 weights x 2 seeds
 
     def knn_done() -> bool:

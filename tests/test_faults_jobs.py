@@ -15,6 +15,7 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -139,7 +140,7 @@ def test_a_planted_link_cannot_take_writes_outside_the_runs_root(tmp_path):
     (runs / "contain").mkdir(parents=True)
     (runs / "contain" / resolved[0].run_id).symlink_to(outside)
     with pytest.raises((ValueError, RuntimeError), match="outside the runs root"):  # RunFolderError, LaunchError
-        write_run_configs(resolved, runs, "local")
+        write_run_configs(resolved, rundir.SweepFolder(runs, "contain"), "local")
     assert list(outside.iterdir()) == []
 
 
@@ -169,11 +170,12 @@ def test_a_malformed_manifest_is_one_line_for_both_status_commands_and_is_kept(t
 
 
 def test_a_torn_manifest_line_does_not_swallow_the_next_submission(tmp_path):
-    rundir.append_manifest(tmp_path, "s", [{"run_id": "a", "stage": "pretrain", "job_id": "1_0"}])
-    with open(rundir.manifest_path(tmp_path, "s"), "a") as f:
+    folder = rundir.SweepFolder(tmp_path, "s")
+    rundir.append_manifest(folder, [{"run_id": "a", "stage": "pretrain", "job_id": "1_0"}])
+    with open(folder.manifest, "a") as f:
         f.write('{"run_id": "b", "sta')  # a writer killed mid-line
-    rundir.append_manifest(tmp_path, "s", [{"run_id": "c", "stage": "pretrain", "job_id": "3_0"}])
-    assert set(rundir.latest_submissions(tmp_path, "s")) == {("a", "pretrain"), ("c", "pretrain")}
+    rundir.append_manifest(folder, [{"run_id": "c", "stage": "pretrain", "job_id": "3_0"}])
+    assert set(rundir.latest_submissions(folder)) == {("a", "pretrain"), ("c", "pretrain")}
 
 
 def test_a_malformed_config_yaml_is_one_line_and_kept(tmp_path):
@@ -192,9 +194,12 @@ def test_a_malformed_config_yaml_is_one_line_and_kept(tmp_path):
 
 
 @pytest.mark.parametrize("cache", ["[]", '{"time": "soon", "cluster": "fake", "arrays": [], "states": {}}',
-                                   '{"time": 1e18, "cluster": "fake", "arrays": ["77"], "states": [1]}'])
+                                   '{"time": 1e18, "cluster": "fake", "arrays": ["77"], "states": [1]}',
+                                   ('{"version": 2, "time": NOW, "cluster": "fake", "arrays": ["77"], '
+                                    '"states": {"77_0": "PENDING"}}')])
 def test_a_malformed_scheduler_cache_is_replaced_by_a_fresh_answer(tmp_path, cache):
-    """The cache is the launcher's own disposable file: one it cannot read is never trusted, never fatal."""
+    """The cache is the launcher's own disposable file: one it cannot read (or of another schema version, fresh
+    as it is) is never trusted, never fatal."""
     fake = _fake_slurm(tmp_path)
     sweep_path, runs, profile = _sweep(tmp_path, "cache", stages="[pretrain]"), tmp_path / "runs", _profile(tmp_path)
     from jobs.plan import resolve_runs
@@ -203,7 +208,7 @@ def test_a_malformed_scheduler_cache_is_replaced_by_a_fresh_answer(tmp_path, cac
     run_id = resolve_runs(load_sweep(str(sweep_path)), load_profile(str(profile)))[0].run_id
     _seed_manifest(runs, "cache", [{"run_id": run_id, "stage": "pretrain", "job_id": "77_0", "cluster": "fake"}])
     (fake["state"] / "sacct.txt").write_text("77_0|RUNNING\n")
-    (runs / "cache" / ".scheduler_cache.json").write_text(cache)
+    (runs / "cache" / ".scheduler_cache.json").write_text(cache.replace("NOW", str(time.time())))
     proc = _cli(["status", str(sweep_path), "--runs", str(runs), "--cluster", str(profile)], env=fake["env"],
                 cwd=tmp_path)
     assert "Traceback" not in proc.stderr and proc.returncode == 1, proc.stderr

@@ -52,7 +52,7 @@ def test_previously_failed_cells_run_last(tmp_path):
     bad = rundir.stage_dir(tmp_path, "order", runs[0].run_id, "pretrain")
     bad.mkdir(parents=True)
     (bad / "result.json").write_text(json.dumps({"status": "failed"}))
-    assert [r.run_id for r in local_order(runs, sweep.stages, tmp_path, "order")] == \
+    assert [r.run_id for r in local_order(runs, sweep.stages, rundir.SweepFolder(tmp_path, "order"))] == \
         [runs[1].run_id, runs[2].run_id, runs[0].run_id]
 
 

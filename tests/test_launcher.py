@@ -163,11 +163,12 @@ def test_a_task_of_an_array_cancelled_before_it_split_takes_the_array_state():
 
 
 def test_manifest_append_and_torn_line(tmp_path):
-    rundir.append_manifest(tmp_path, "s", [{"run_id": "a", "stage": "pretrain", "job_id": "1_0"}])
-    rundir.append_manifest(tmp_path, "s", [{"run_id": "a", "stage": "pretrain", "job_id": "2_0"}])
-    with open(rundir.manifest_path(tmp_path, "s"), "a") as f:
+    folder = rundir.SweepFolder(tmp_path, "s")
+    rundir.append_manifest(folder, [{"run_id": "a", "stage": "pretrain", "job_id": "1_0"}])
+    rundir.append_manifest(folder, [{"run_id": "a", "stage": "pretrain", "job_id": "2_0"}])
+    with open(folder.manifest, "a") as f:
         f.write('{"run_id": "b", "sta')  # a writer killed mid-line
-    latest = rundir.latest_submissions(tmp_path, "s")
+    latest = rundir.latest_submissions(folder)
     assert list(latest) == [("a", "pretrain")] and latest[("a", "pretrain")]["job_id"] == "2_0"
 
 
@@ -205,8 +206,9 @@ def test_a_manifest_entry_is_typed_once_and_reads_back(tmp_path):
     entry = ManifestEntry.of(run, "knn", "41_1", "dcu128", "aftercorr:40").encode()
     assert list(entry) == ["run_id", "stage", "job_id", "cluster", "dependency", "repeat", "cell"]
     assert entry["cell"] == run.spec.cell and entry["repeat"] == run.spec.repeat
-    rundir.append_manifest(tmp_path, "s", [entry])
-    (line,) = rundir.read_manifest(tmp_path, "s")
+    folder = rundir.SweepFolder(tmp_path, "s")
+    rundir.append_manifest(folder, [entry])
+    (line,) = rundir.read_manifest(folder)
     assert "time" in line and {k: v for k, v in line.items() if k != "time"} == entry
 
 
@@ -216,10 +218,11 @@ def test_a_run_folder_of_another_config_stops_the_submission(tmp_path):
     from jobs.sweep import load_sweep
 
     sweep = load_sweep("loss_weight_smoke")
-    write_run_configs(resolve_runs(sweep, load_profile("local")), tmp_path, "local")
+    folder = rundir.SweepFolder(tmp_path, sweep.name)
+    write_run_configs(resolve_runs(sweep, load_profile("local")), folder, "local")
     before = {p: p.read_text() for p in tmp_path.glob("*/*/config.yaml")}
     with pytest.raises(LaunchError, match="holds another config than cluster 'dcu128'"):
-        write_run_configs(resolve_runs(sweep, load_profile("dcu128")), tmp_path, "dcu128")  # fp16 != fp32
+        write_run_configs(resolve_runs(sweep, load_profile("dcu128")), folder, "dcu128")  # fp16 != fp32
     assert {p: p.read_text() for p in tmp_path.glob("*/*/config.yaml")} == before
 
 

@@ -107,7 +107,7 @@ def test_a_root_made_before_the_pool_keeps_its_results_status_and_tables(tmp_pat
     assert "done" in before[0] and all(s[2] == "done" for view in before[2] for s in view)
 
     # found and used where it is: a sweep's own pre-training folder stays its own, nothing is submitted again
-    assert all(rundir.pretrain_owner(root, n, s.run_id) == n for n in OLD for s in load_sweep(n).expand())
+    assert all(rundir.SweepFolder(root, n).owns_pretrain(s.run_id) for n in OLD for s in load_sweep(n).expand())
     for name in OLD:
         lines: list[str] = []
         submit(name, "local-slurm", str(root), dry_run=True, out=lines.append)
@@ -122,11 +122,11 @@ def test_a_root_made_before_the_pool_keeps_its_results_status_and_tables(tmp_pat
     shared = {s.run_id for s in load_sweep(OLD[0]).expand()} & {s.run_id for s in load_sweep(OLD[1]).expand()}
     assert f"moved {len(shared)} pre-trainings into the pool" in out.stdout, out.stdout
     for run_id in shared:
-        homes = [rundir.pretrain_owner(root, n, run_id) for n in OLD]
-        assert sorted(homes) == sorted([rundir.POOL, OLD[1]])  # the first sweep's copy moved, the second's stayed
+        owned = [rundir.SweepFolder(root, n).owns_pretrain(run_id) for n in OLD]
+        assert owned == [False, True]  # the first sweep's copy moved, the second's stayed
         assert (rundir.pool_stage_dir(root, run_id) / "checkpoint.pt").read_bytes() == b"weights of " + OLD[0].encode()
     assert not files - _contents(root)  # every file is still there (moved, not dropped; config.yaml also copied)
-    pool_jobs = {(r["run_id"], r["job_id"]) for r in rundir.read_manifest(root, rundir.POOL)}
+    pool_jobs = {(r["run_id"], r["job_id"]) for r in rundir.read_manifest(rundir.SweepFolder(root, rundir.POOL))}
     assert len(pool_jobs) == len(shared)  # the moved pre-trainings' jobs, so status still names them
     assert _views(root) == before
     lines = []
@@ -154,9 +154,10 @@ def test_a_deleted_pool_entry_is_made_again_under_the_link(tmp_path):
     """Deleting a pooled pre-training (to train it again) leaves the sweeps' links; the next submission makes
     the entry again, so the job's writes through the link have a folder."""
     root = tmp_path / "runs"
-    rundir.link_pretrain(root, "s", "abc-r0")
-    assert rundir.is_linked(root, "s", "abc-r0") and rundir.pool_stage_dir(root, "abc-r0").is_dir()
+    folder = rundir.SweepFolder(root, "s")
+    rundir.link_pretrain(folder, "abc-r0")
+    assert folder.links_pretrain("abc-r0") and rundir.pool_stage_dir(root, "abc-r0").is_dir()
     rundir.pool_stage_dir(root, "abc-r0").rmdir()
-    rundir.link_pretrain(root, "s", "abc-r0")
+    rundir.link_pretrain(folder, "abc-r0")
     assert rundir.stage_dir(root, "s", "abc-r0", "pretrain").resolve() == rundir.pool_stage_dir(root, "abc-r0").resolve()
     assert rundir.stage_dir(root, "s", "abc-r0", "pretrain").is_dir()

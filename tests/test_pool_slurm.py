@@ -48,8 +48,8 @@ def _done(runs: Path, sweep: str, run_id: str, stage: str) -> bool:
 
 def _pretrain_jobs(runs: Path, *sweeps: str) -> list[str]:
     """Every pre-training job any of these sweeps (or the pool) recorded."""
-    return sorted({str(r["job_id"]) for s in (*sweeps, rundir.POOL) for r in rundir.read_manifest(runs, s)
-                   if r["stage"] == "pretrain"})
+    return sorted({str(r["job_id"]) for s in (*sweeps, rundir.POOL)
+                   for r in rundir.read_manifest(rundir.SweepFolder(runs, s)) if r["stage"] == "pretrain"})
 
 
 def test_a_second_sweep_shares_the_pretraining_and_its_table_fills(tmp_path, slurm_sweep):
@@ -64,7 +64,7 @@ def test_a_second_sweep_shares_the_pretraining_and_its_table_fills(tmp_path, slu
     second = submit(str(b), "local-slurm", str(runs), out=lines.append)  # while the pre-training is queued or running
     assert [(r["stage"], r["dependency"]) for r in second] == [("knn", f"afterok:{job}")]
     assert "pb: 1 pooled pre-trainings, 0 new, 1 shared (0 done, 1 queued or running)" in lines, lines
-    assert rundir.is_linked(runs, "pa", run_id) and rundir.is_linked(runs, "pb", run_id)
+    assert all(rundir.SweepFolder(runs, s).links_pretrain(run_id) for s in ("pa", "pb"))
 
     wait_for(lambda: _done(runs, "pa", run_id, "knn") and _done(runs, "pb", run_id, "knn"), 900,
              "both sweeps' k-NN on the shared pre-training", poll_s=3)
@@ -107,7 +107,7 @@ def test_concurrent_submissions_and_cancel_keep_one_shared_pretraining(tmp_path,
         assert proc.returncode == 0, err
     jobs = _pretrain_jobs(runs, "ca", "cb")
     assert len(jobs) == 1  # the pool entry's lock: one of them submitted it, the other attached to it
-    (run_id, _), = rundir.latest_submissions(runs, rundir.POOL)
+    (run_id, _), = rundir.latest_submissions(rundir.SweepFolder(runs, rundir.POOL))
 
     def states(sweep: Path) -> dict[str, str]:
         (runs / sweep.stem / ".scheduler_cache.json").unlink(missing_ok=True)
@@ -129,7 +129,7 @@ def test_concurrent_submissions_and_cancel_keep_one_shared_pretraining(tmp_path,
     assert "cancelled 2 jobs" in out.stdout and "left" not in out.stdout, out.stdout  # no sweep waits on it now
     wait_for(lambda: states(b) == {"pretrain": "cancelled", "knn": "cancelled"}, 60, "cb's jobs to be cancelled",
              poll_s=2)
-    assert rundir.is_linked(runs, "ca", run_id)
+    assert rundir.SweepFolder(runs, "ca").links_pretrain(run_id)
 
     # a cancelled pre-training is submitted again, once: by the first sweep that asks, the next one attaches
     again = submit(str(a), "local-slurm", str(runs), resubmit=True, out=lambda _: None)

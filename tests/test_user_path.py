@@ -142,8 +142,8 @@ def test_the_user_path_from_a_login_node(site_env, user_home):
     out = _ok(run("make", "--no-print-directory", "sweep", f"SWEEP={sweep}", f"CLUSTER={profile}", no_data))
     assert "submitted pretrain x 1" in out and "submitted knn x 1" in out, out
     assert "'python3' -m jobs.cli.sweep submit" in out and ".venv" not in out  # python3 on PATH: the active env's
-    (pre,) = [r for r in rundir.read_manifest(runs, "userpath") if r["stage"] == "pretrain"]
-    (knn,) = [r for r in rundir.read_manifest(runs, "userpath") if r["stage"] == "knn"]
+    (pre,) = [r for r in rundir.read_manifest(rundir.SweepFolder(runs, "userpath")) if r["stage"] == "pretrain"]
+    (knn,) = [r for r in rundir.read_manifest(rundir.SweepFolder(runs, "userpath")) if r["stage"] == "knn"]
     assert pre["cluster"] == "user-v100"
 
     out = _ok(run("make", "--no-print-directory", "status", f"SWEEP={sweep}", f"CLUSTER={profile}", no_data))
@@ -207,7 +207,7 @@ def test_the_user_path_from_a_login_node(site_env, user_home):
     out = _ok(run("make", "--no-print-directory", "sweep", f"SWEEP={second}", f"CLUSTER={profile}", no_data))
     assert "1 pooled pre-trainings, 0 new, 1 shared" in out and "submitted pretrain" not in out, out
     assert "submitted knn x 1" in out, out
-    assert not [r for r in rundir.read_manifest(runs, "userpath2") if r["stage"] == "pretrain"]
+    assert not [r for r in rundir.read_manifest(rundir.SweepFolder(runs, "userpath2")) if r["stage"] == "pretrain"]
 
     def second_done() -> bool:
         result = rundir.read_result(rundir.stage_dir(runs, "userpath2", pre["run_id"], "knn"))
