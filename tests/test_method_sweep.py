@@ -1,4 +1,4 @@
-"""The method comparison (sweeps/method.yaml, issue 21): four arms, 10 paired seeds of the whole smoke preset at
+"""The method comparison (sweeps/method.yaml, issue 21): four arms, 10 paired seeds of the fast smoke recipe at
 budget smoke, and its table's paired tests between every pair of arms."""
 
 import statistics
@@ -12,17 +12,17 @@ from analysis.synthetic import write_sweep_records
 from analysis.tables import spec_of
 from jobs.sweep import load_sweep
 
-# method at budget smoke is no longer the former file's experiment: four arms, 10 paired seeds, the whole smoke
-# preset (issue 21); its former file still expands to its own pinned ids
+# method at budget smoke is no longer the former file's experiment: four arms, 10 paired seeds of the fast smoke
+# recipe (patch 4, width 64, 312 steps; issue 21); its former file still expands to its own pinned ids
 METHOD_SMOKE_RUN_IDS = [
-    "fce182df5b87-r0", "c75a7c24fdc7-r1", "0a07def5b7be-r2", "2f6c43598ba6-r3", "ed4d1d68d83a-r4",
-    "758780176722-r5", "d99833484551-r6", "75632bfecac6-r7", "d7e79eea17e4-r8", "a932b26a3b9d-r9",
-    "090b5b4b620c-r0", "73a83cacdc02-r1", "8c9aba83b831-r2", "05269d1e9a88-r3", "193c4492a920-r4",
-    "b5257d3d281a-r5", "24fe59413b78-r6", "7962d0570b41-r7", "866ddc6f6d71-r8", "1b0aa37fda09-r9",
-    "3163e27f0903-r0", "70d91c843f69-r1", "c492667767eb-r2", "b5586a520fa0-r3", "5fc381b53d3f-r4",
-    "1d62e720b59e-r5", "27e52a7e56ef-r6", "1296ff0e6d75-r7", "f2a9f644a425-r8", "59305b5fb13d-r9",
-    "6fbe198e8f4f-r0", "661ab10794e5-r1", "fb9c853f9eb9-r2", "d586e0f59100-r3", "03cb4e39fcf8-r4",
-    "88d9201c1054-r5", "3154164bfc41-r6", "bda5c8996f41-r7", "f917a68ad4a0-r8", "78ff453d60fc-r9",
+    "0be945a00b7c-r0", "149450879a4c-r1", "0c5ca71c7a51-r2", "303130b1e87e-r3", "6548ee6162ff-r4",
+    "d951868638fb-r5", "64353ee65ef4-r6", "06f0ed02e563-r7", "15d42299b837-r8", "09ac571dc1b5-r9",
+    "b1f344248ddc-r0", "ebb167e64a4f-r1", "7794d060b4a4-r2", "75c7cb0af361-r3", "60df720ab433-r4",
+    "6c3da0d6f9e5-r5", "3f36f462f4ee-r6", "06d3740f8376-r7", "7941caa72f9e-r8", "ae170c37dfd2-r9",
+    "10d4ab0e13d0-r0", "70cdaf9efdf0-r1", "c8fe1ca7c013-r2", "37fc8e146243-r3", "51e44e58b084-r4",
+    "733795fdfc3d-r5", "c27a7c8e33ab-r6", "45a3b2650043-r7", "797e5d84e8af-r8", "2e2502322416-r9",
+    "27d1aa83f5c6-r0", "7f2bc75b207e-r1", "d5919892aee8-r2", "c0fa5d0461ef-r3", "5cee66ceb35b-r4",
+    "993107912978-r5", "bc61665d0103-r6", "cc95d2087d54-r7", "1e0a3381de5b-r8", "e785cd882c57-r9",
 ]
 
 
@@ -38,7 +38,9 @@ def test_the_method_comparison_at_budget_smoke_is_four_arms_and_ten_paired_seeds
     seeds = {arm: [r.seed for r in runs if r.cell["mask.strategy"] == arm[0]
                    and r.cell["loss.restore_weight"] == arm[1]] for arm in arms}
     assert all(len(s) == 10 and s == seeds[("none", 0.0, 0.0)] for s in seeds.values())   # paired
-    assert {r.config.train.epochs * (r.config.data.train_subset // 64) for r in runs} == {624}
+    assert {r.config.train.epochs * (r.config.data.train_subset // 64) for r in runs} == {312}
+    assert {(r.config.model.patch_size, r.config.model.size) for r in runs} == {(4, (64, 4, 2))}
+    assert {r.stages for r in runs} == {("pretrain", "knn", "linear_cls")}
     assert {r.config.data.test_subset for r in runs} == {0}   # the whole 10k test split
 
 
@@ -57,7 +59,8 @@ def test_method_table_tests_every_pair_of_arms(tmp_path):
     write_sweep_records(tmp_path, runs, lambda run: 70.0 + run.repeat + shift[arm(run)](run.repeat))
     table = build_table(spec_of(sweep), sweep, collect(tmp_path), test=True)
     notes = [n for n in table.footnotes if "paired t(9)" in n]
-    assert len(notes) == 6   # every pair of the four arms
+    # every pair of the four arms, in each column: the linear probe and k-NN (the primary test's metric)
+    assert len(notes) == 12 and sum(n.startswith("k-NN (%): ") for n in notes) == 6
     # by hand: differences 1, 2, 3, 1, 2, 3, 1, 2, 3, 1 -> mean 1.9, s.e. s / sqrt(10), t = mean / s.e.
     diffs = [1.0 + r % 3 for r in range(10)]
     se = statistics.stdev(diffs) / 10 ** 0.5
@@ -68,7 +71,7 @@ def test_method_table_tests_every_pair_of_arms(tmp_path):
     assert any(random_vs_dino in n for n in notes)
     # the primary test's pair: attention-guided MST - DINO, differences shifted by 0.5 -> mean 2.4
     t_attn = 2.4 / se
-    assert any(f"MST, attention-guided mask \u2212 DINO (no mask, no restoration) = +2.40 \u00b1 {se:.2f} points "
+    assert any(n.startswith("k-NN (%): ") and f"MST, attention-guided mask \u2212 DINO (no mask, no restoration) = +2.40 \u00b1 {se:.2f} points "
                f"over 10 paired seeds; paired t(9) = {t_attn:.2f}, p < 0.001." in n
                for n in notes)
     # constant shifts -> no spread, p = 0, printed as a bound

@@ -287,9 +287,10 @@ def test_budget_refinements_of_the_sweep_files():
     assert longer.grid == {"train.epochs": [2, 6]} and "train.epochs" not in longer.overrides
     assert load_sweep("longer_training").grid == {"train.epochs": [100, 300]}
     method = load_sweep("method", budget="smoke")
-    assert method.repeats == 10 and method.stages == ("pretrain", "knn")
-    assert method.overrides == {"train.epochs": 4, "data.train_subset": 10000, "data.test_subset": 0,
-                                "train.threads": 1, "eval.curve_steps": [0, 78, 156, 234, 312, 390, 468, 546, 624]}
+    assert method.repeats == 10 and method.stages == ("pretrain", "knn", "linear_cls")
+    assert method.overrides == {"model.patch_size": 4, "model.embed_dim": 64, "model.num_heads": 2,
+                                "train.epochs": 2, "data.train_subset": 10000, "data.test_subset": 0,
+                                "train.threads": 1, "eval.curve_steps": [0, 78, 156, 234, 312]}
     bert = load_sweep("bert", budget="smoke")  # the global budget alone: its overrides win over the sweep's
     assert bert.overrides == {"train.epochs": 2, "data.train_subset": 2000, "data.test_subset": 1000}
     assert bert.stages == load_sweep("bert").stages and bert.repeats == 2
