@@ -47,6 +47,14 @@ def _epochs(values: list[int]) -> str:
         (" epoch" if values == [1] else " epochs")
 
 
+def _model(m: Any) -> str:
+    """The backbone in words: its arch, and its width, depth and patch where the config resizes it."""
+    if not (m.embed_dim or m.depth or m.num_heads):
+        return m.arch
+    width, depth, _ = m.size
+    return f"{m.arch} at width {width}, depth {depth}, patch {m.patch_size}"
+
+
 def sweep_scale(sweep: Any, configs: list[Any], paper_scale: str) -> Scale:
     """The scale of `sweep` (a jobs.sweep.Sweep) from its runs' configs; `paper_scale` is the table's words
     for the paper's setting (TableSpec.paper_scale), used when the runs are at that setting."""
@@ -54,12 +62,13 @@ def sweep_scale(sweep: Any, configs: list[Any], paper_scale: str) -> Scale:
     first = configs[0]
     setting = (first.data.name, first.data.root, first.model.arch)
     comparable = sweep.budget is None and sweep.preset == "paper" and all(
-        (c.data.name, c.data.root, c.model.arch) == setting for c in configs) and setting == _paper_setting()
+        (c.data.name, c.data.root, c.model.arch) == setting and not (c.model.embed_dim or c.model.depth)
+        for c in configs) and setting == _paper_setting()
     if comparable and paper_scale:
         return Scale(True, budget, paper_scale)
     data = DATASETS.get(first.data.name, first.data.name)
     size = f" {first.augment.global_size} px" if first.data.name == "fashion_mnist" else ""
     subset = f" on {_count(first.data.train_subset)} images" if first.data.train_subset else ""
-    words = (f"{data}{size}, {first.model.arch}, {_epochs([c.train.epochs for c in configs])}{subset}, "
+    words = (f"{data}{size}, {_model(first.model)}, {_epochs([c.train.epochs for c in configs])}{subset}, "
              f"budget {budget}")
     return Scale(comparable, budget, words)

@@ -4,6 +4,7 @@ the number it corresponds to, and a CSV holding the table's own values."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import itertools
 
@@ -12,6 +13,7 @@ import pytest
 
 from analysis.assemble import build_table
 from analysis.render import to_csv, to_latex, to_markdown
+from analysis.scale import sweep_scale
 from analysis.synthetic import METRICS, baseline_field, record, records_of
 from analysis.tables import spec_of
 from jobs.sweep import load_sweep
@@ -50,11 +52,26 @@ def test_a_smoke_table_shows_the_paper_for_reference_without_delta_and_names_its
     md = to_markdown(build_table(spec_of(sweep), sweep, eval_records(sweep, baselines=True)))
     title, table = md.split("\n")[0], md.split("\n\n")[1]
     assert "DeiT-S" not in title and "100 epochs" not in title
-    assert "Fashion-MNIST 32 px, vit_smoke, 2 epochs on 2,000 images, budget smoke" in title
+    # the demo's fast recipe resizes the backbone, and its title says so
+    assert "Fashion-MNIST 32 px, vit_smoke at width 64, depth 4, patch 4, 10 epochs on 2,000 images, budget smoke" \
+        in title
     assert "| paper (ImageNet, not comparable) |" in table and "| Δ |" not in table
     assert "| 0.2 | 60.50 ± 0.50 (n=2) | 73.7 ± 0.22 | -1.90 |" in table  # the last column is Δ init
     assert "−" not in table.replace("| Δ init |", "")  # no signed gap to an ImageNet number anywhere
     assert "no Δ against the paper is taken" in md
+
+
+def test_a_backbone_resized_by_its_fields_is_named_and_never_at_the_papers_scale():
+    sweep = load_sweep("k_sweep", budget="smoke")   # the smoke preset's own backbone: its arch alone
+    assert sweep_scale(sweep, [r.config for r in sweep.expand()], "").words.startswith("Fashion-MNIST 32 px, "
+                                                                                        "vit_smoke, 2 epochs")
+    paper = load_sweep("loss_weight")
+    configs = [r.config for r in paper.expand()]
+    assert sweep_scale(paper, configs, "DeiT-S").comparable
+    wider = [dataclasses.replace(c, model=dataclasses.replace(c.model, embed_dim=768, num_heads=12))
+             for c in configs]
+    resized = sweep_scale(paper, wider, "DeiT-S")
+    assert not resized.comparable and "deit_small at width 768, depth 12, patch 16" in resized.words
 
 
 def test_a_paper_scale_table_takes_delta_and_names_the_papers_setting():
