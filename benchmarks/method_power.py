@@ -30,7 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mst.atomic import atomic_write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
-PAIRED = re.compile(r": (?P<pair>.+?) = (?P<mean>[+-]?[\d.]+) \u00b1 (?P<se>[\d.]+) points over (?P<n>\d+) paired seeds")
+# a paired footnote, "- [column: ]pair = mean ± s.e. points over n paired seeds; ..." (a table of one column names
+# none)
+PAIRED = re.compile(r"^- (?:(?P<column>[^:]+): )?(?P<pair>[^:]+?) = (?P<mean>[+-]?[\d.]+) \u00b1 (?P<se>[\d.]+) "
+                    r"points over (?P<n>\d+) paired seeds")
 PRIMARY = ("MST, attention-guided mask", "DINO (no mask, no restoration)")
 PAPER_GAP = 2.3   # MST 73.9 - DINO 71.6, DeiT-S linear top-1 (appendix Table 4 and §8)
 
@@ -43,12 +46,13 @@ class Difference:
     n: int
 
 
-def read_differences(path: Path) -> list[Difference]:
-    """Every paired footnote of a rendered table: the pair, the mean difference, its s.d. (s.e. x sqrt(n)), n."""
+def read_differences(path: Path, column: str) -> list[Difference]:
+    """Every paired footnote of a rendered table in `column` (its label starts so; a one-column table names
+    none): the pair, the mean difference, its s.d. (s.e. x sqrt(n)), n."""
     found = []
     for line in path.read_text().splitlines():
         m = PAIRED.search(line)
-        if m:
+        if m and (m["column"] or column).startswith(column):
             n = int(m["n"])
             found.append(Difference(m["pair"], float(m["mean"]), float(m["se"]) * math.sqrt(n), n))
     return found
@@ -81,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--table", type=Path, default=RESULTS / "method_smoke.md",
                    help="a `mst-report tables --test --format md` file with paired footnotes")
+    p.add_argument("--column", default="k-NN (%)",
+                   help="the table column whose paired tests to read (default: k-NN (%%), the primary test's)")
     p.add_argument("--seeds", type=int, nargs="+", default=[3, 5, 10, 15, 20, 30], help="seed counts to tabulate")
     p.add_argument("--power", type=float, default=0.8, help="target power (default 0.8)")
     p.add_argument("--alpha", type=float, default=0.05, help="two-sided level (default 0.05)")
@@ -94,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --seeds must be >= 2 and --power, --alpha in (0, 1); e.g. --seeds 5 10 --power 0.8",
               file=sys.stderr)
         return 2
-    diffs = read_differences(args.table)
+    diffs = read_differences(args.table, args.column)
     if not diffs:
         print(f"error: {args.table} holds no paired footnotes; render it with mst-report tables --test",
               file=sys.stderr)
@@ -104,8 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "# Minimum detectable effect of the method comparison (paired t-test, two-sided)",
         "",
-        (f"alpha = {args.alpha:g}, power = {args.power:g}; s.d. of the paired differences (k-NN top-1 @10 "
-         f"points) as measured in `{args.table.name}` (s = s.e. x sqrt(n)); noncentral t (scipy.stats.nct). "
+        (f"alpha = {args.alpha:g}, power = {args.power:g}; s.d. of the paired differences (column "
+         f"{args.column}, points) as measured in `{args.table.name}` (s = s.e. x sqrt(n)); noncentral t "
+         f"(scipy.stats.nct). "
          f"The paper's MST - DINO gap: {PAPER_GAP} points."),
         "",
         "| pair | measured mean ± s.d. (n) | " + " | ".join(f"MDE, {n} seeds" for n in seeds)
