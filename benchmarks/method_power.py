@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scipy.optimize import brentq
-from scipy.stats import nct
+from scipy.stats import nct, norm
 from scipy.stats import t as student_t
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -62,7 +62,10 @@ def power(effect: float, sd: float, n: int, alpha: float) -> float:
     """Power of the two-sided paired t-test with n seeds when the true mean difference is `effect`."""
     df, nc = n - 1, effect * math.sqrt(n) / sd
     crit = student_t.ppf(1 - alpha / 2, df)
-    return float(nct.sf(crit, df, nc) + nct.cdf(-crit, df, nc))
+    value = float(nct.sf(crit, df, nc) + nct.cdf(-crit, df, nc))
+    # scipy's noncentral t gives nan far in its tail (noncentrality above about 10); the normal limit is exact
+    # to the digits printed there
+    return value if math.isfinite(value) else float(norm.sf(crit - nc) + norm.cdf(-crit - nc))
 
 
 def minimum_detectable_effect(sd: float, n: int, alpha: float, target: float) -> float:
