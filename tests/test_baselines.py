@@ -10,6 +10,7 @@ import torch
 from analysis.collect import check_record, collect
 from jobs.config_io import load_config
 from mst.eval import baselines as bl
+from mst.eval.baselines_cache import BaselinesEntry, decode_entry
 from mst.eval.epochs import fresh_counters, summarise
 from mst.eval.features import eval_dataset
 from mst.eval.knn import weighted_knn
@@ -181,11 +182,11 @@ def test_cache_root_and_entry_checks(tmp_path):
     with pytest.raises(ValueError, match="outside"):
         bl.cache_folder(tmp_path / "runs", "k")
     good = {"version": 1, "key": "k", "baselines": {"random init": {"top1@10": 50.0}, "raw pixels": {"top1@10": 70}}}
-    assert bl.check_entry(good, "k", {"top1@10"}) is None
-    assert "key" in bl.check_entry(good, "other", {"top1@10"})
-    assert "metrics" in bl.check_entry(good, "k", {"top1@10", "top1@20"})
+    assert isinstance(decode_entry(good, "k", {"top1@10"}), BaselinesEntry)
+    assert "key" in decode_entry(good, "other", {"top1@10"})
+    assert "metrics" in decode_entry(good, "k", {"top1@10", "top1@20"})
     nan = {**good, "baselines": {"random init": {"top1@10": float("nan")}, "raw pixels": {"top1@10": 1.0}}}
-    assert "finite" in bl.check_entry(nan, "k", {"top1@10"})
+    assert "finite" in decode_entry(nan, "k", {"top1@10"})
 
 
 def test_a_record_with_a_malformed_baselines_field_is_skipped_and_named(pretrained, tmp_path):

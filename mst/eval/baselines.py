@@ -40,7 +40,6 @@ from .baselines_cache import (
     SCHEMA_VERSION,
     STAGES,
     BaselinesEntry,
-    check_entry,  # noqa: F401  (the entry check, named here by its tests)
     expected_metrics,
     read_entry,
     write_entry,

@@ -75,12 +75,6 @@ def decode_entry(data: Any, key: str, names: set[str]) -> BaselinesEntry | str:
     return entry
 
 
-def check_entry(data: Any, key: str, names: set[str]) -> str | None:
-    """Why `data` is not a usable cache entry for `key` with metrics `names`, or None when it is."""
-    found = decode_entry(data, key, names)
-    return found if isinstance(found, str) else None
-
-
 def read_entry(path: Path, key: str, names: set[str]) -> tuple[dict | None, str | None]:
     """(the cached baselines, None) when usable; (None, why not) when the file is there but unusable;
     (None, None) when there is no file."""
