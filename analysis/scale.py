@@ -47,9 +47,14 @@ def _epochs(values: list[int]) -> str:
         (" epoch" if values == [1] else " epochs")
 
 
+def _resized(m: Any) -> bool:
+    """The config sets the backbone's width, depth or heads instead of its arch's own."""
+    return bool(m.embed_dim or m.depth or m.num_heads)
+
+
 def _model(m: Any) -> str:
     """The backbone in words: its arch, and its width, depth and patch where the config resizes it."""
-    if not (m.embed_dim or m.depth or m.num_heads):
+    if not _resized(m):
         return m.arch
     width, depth, _ = m.size
     return f"{m.arch} at width {width}, depth {depth}, patch {m.patch_size}"
@@ -62,7 +67,7 @@ def sweep_scale(sweep: Any, configs: list[Any], paper_scale: str) -> Scale:
     first = configs[0]
     setting = (first.data.name, first.data.root, first.model.arch)
     comparable = sweep.budget is None and sweep.preset == "paper" and all(
-        (c.data.name, c.data.root, c.model.arch) == setting and not (c.model.embed_dim or c.model.depth)
+        (c.data.name, c.data.root, c.model.arch) == setting and not _resized(c.model)
         for c in configs) and setting == _paper_setting()
     if comparable and paper_scale:
         return Scale(True, budget, paper_scale)
