@@ -8,7 +8,7 @@ import torch
 
 from jobs.config_io import load_config
 from mst.checkpoint import load_checkpoint
-from mst.config import ModelConfig
+from mst.config import ConfigError, ModelConfig
 from mst.eval.epochs import epoch_batches, summarise
 from mst.eval.features import embed, feature_dim
 from mst.eval.linear import run_linear
@@ -67,11 +67,27 @@ def test_schedule_and_order_helpers():
                                "best_epoch": 2}
 
 
-# (poll that says stop, where it stops: samples extracted, then optimiser steps done)
-@pytest.mark.parametrize("probe,cached,polls", [("dino", False, ((2, 32), (9, 5))),
-                                                ("cls", True, ((3, 64), (16, 5)))])
-def test_resume_is_bitwise_identical(pretrained, tmp_path, probe, cached, polls):
-    cfg = load_config("tiny", PROBE_SETS)
+def test_batchnorm_probe_sees_standardised_features():
+    # a shared offset and per-feature scales (what a class token carries) do not reach the linear layer
+    torch.manual_seed(0)
+    x = torch.randn(64, 8)
+    shifted = x * torch.linspace(0.1, 10.0, 8) + 100.0
+    plain, normed = make_probe(8, 3, seed=0), make_probe(8, 3, seed=0, norm="batchnorm")
+    assert torch.allclose(normed(x), normed(shifted), atol=1e-3)
+    assert not torch.allclose(plain(x), plain(shifted), atol=1e-3)
+    assert torch.equal(normed[1].weight, plain.weight)  # the same layer behind the norm
+    with pytest.raises(ConfigError, match="eval.linear_norm"):
+        load_config("tiny", ["eval.linear_norm=layernorm"])
+
+
+# (poll that says stop, where it stops: samples extracted, then optimiser steps done; extra overrides)
+@pytest.mark.parametrize("probe,cached,polls,sets", [
+    ("dino", False, ((2, 32), (9, 5)), ()),
+    ("cls", True, ((3, 64), (16, 5)), ()),
+    ("cls", True, ((3, 64), (16, 5)), ("eval.linear_norm=batchnorm",)),
+])
+def test_resume_is_bitwise_identical(pretrained, tmp_path, probe, cached, polls, sets):
+    cfg = load_config("tiny", PROBE_SETS + list(sets))
     whole = run_linear(cfg, pretrained, tmp_path / "whole", probe=probe, cached_features=cached,
                        show_progress=False)
     assert whole["status"] == "done"
@@ -94,6 +110,7 @@ def test_resume_is_bitwise_identical(pretrained, tmp_path, probe, cached, polls)
     a = load_checkpoint(tmp_path / "whole" / "checkpoint.pt")["linear"]
     b = load_checkpoint(parts / "checkpoint.pt")["linear"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+    assert ("0.running_mean" in a) == bool(sets)  # the norm's statistics are saved and resumed too
     lines = [json.loads(ln) for ln in (parts / "metrics.jsonl").read_text().splitlines()]
     assert [ln["epoch"] for ln in lines] == [1, 2]
     assert not (parts / "features").exists()  # the feature cache is dropped once done

@@ -42,13 +42,16 @@ PROBES = ("cls", "dino")
 PROBE_NON_FINITE = ("probe loss", "Lower eval.linear_lr or check the pre-training's losses")  # (what, fix)
 
 
-def make_probe(dim: int, num_classes: int, seed: int) -> nn.Linear:
-    """DINO's linear layer: weights N(0, 0.01), bias 0, drawn from a generator of its own."""
+def make_probe(dim: int, num_classes: int, seed: int, norm: str = "none") -> nn.Module:
+    """DINO's linear layer: weights N(0, 0.01), bias 0, drawn from a generator of its own; under
+    norm="batchnorm" behind a BatchNorm without affine parameters (eval.linear_norm)."""
     layer = nn.Linear(dim, num_classes)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         layer.weight.copy_(torch.randn(layer.weight.shape, generator=g) * 0.01)
         layer.bias.zero_()
+    if norm == "batchnorm":
+        return nn.Sequential(nn.BatchNorm1d(dim, affine=False, eps=1e-6), layer)
     return layer
 
 
@@ -109,7 +112,7 @@ def train_probe(stage: Stage, backbone: nn.Module, probe: str, cached: bool, st:
         train_aug = AugmentedDataset(build_dataset(cfg.data, "train"), probe_train_transform(cfg.augment), seed)
         n_train = len(train_aug)
 
-    layer = make_probe(feature_dim(backbone, probe), class_count(test_set), seed).to(dev)
+    layer = make_probe(feature_dim(backbone, probe), class_count(test_set), seed, e.linear_norm).to(dev)
     base_lr = linear_probe_lr(e)
     opt = torch.optim.SGD(layer.parameters(), lr=base_lr, momentum=e.linear_momentum,
                           weight_decay=e.linear_weight_decay)
