@@ -30,19 +30,13 @@ class Run:
     """A run of the sweep as this cluster will run it (profile precision and data root applied)."""
 
     run_id: str
-    """The sweep's run id (config_hash of the sweep's resolved config + '-r<repeat>'): names the folder."""
+    """The sweep's run id (`spec.config_hash` + '-r<repeat>'): names the folder."""
     spec: Any
-    """The jobs.sweep.RunSpec it comes from."""
+    """The jobs.sweep.RunSpec it comes from; its config_hash is the run's one identity on every cluster."""
     config: Any
     """The resolved mst.config.Config."""
     config_dict: dict | None = None
     """config_to_dict(config), computed once (it feeds config.yaml and the job's pickle)."""
-
-    @property
-    def config_hash(self) -> str:
-        """The run's one identity: the hash its run id carries (of the sweep's config, before the profile's
-        precision and data root), which its result.json names as `config_hash` too."""
-        return self.run_id.rsplit("-r", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -97,7 +91,7 @@ def resolve_runs(sweep: Any, profile: ClusterProfile) -> list[Run]:
 
     The run id stays the sweep's (jobs.sweep.RunSpec.run_id), so `mst-report` finds the runs of every
     cluster; config.yaml and result.json hold the config that really ran, and result.json's config_hash is
-    the hash the run id carries (`Run.config_hash`): a run has one identity.
+    the hash the run id carries (`RunSpec.config_hash`): a run has one identity.
     Runs of one cell differ only in their seed, so the overrides are applied and the config dict built once
     per cell (that is what makes a 100-run sweep slow to submit) and the seed is set per run.
     """
@@ -132,7 +126,7 @@ def stage_job(run: Run, stage: str, profile: ClusterProfile, runs_root: Path) ->
     spec = run.spec
     # config_hash: the record names the run by the hash its run id carries (one identity per run on every
     # cluster); its `config` is the one that ran, with the profile's precision and data root
-    extra = {"run_id": run.run_id, "config_hash": run.config_hash, "sweep": spec.sweep, "cell": spec.cell,
+    extra = {"run_id": run.run_id, "config_hash": spec.config_hash, "sweep": spec.sweep, "cell": spec.cell,
              "repeat": spec.repeat, "seed": spec.seed, "cluster": profile.name}
     return StageJob(stage, runs_root=str(runs_root), sweep=spec.sweep, run_id=run.run_id,
                     config=run.config_dict or config_to_dict(run.config), validated=run.config, extra=extra,

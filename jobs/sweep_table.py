@@ -31,7 +31,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from jobs.sweep_file import cell_key, cell_label
+from jobs.sweep_file import BLANK, cell_key, cell_label
 from mst.config import codec
 from mst.config.codec import DecodeError, WrittenError, written
 from mst.stages import get_stage
@@ -79,11 +79,6 @@ def _row_sources(value: Any) -> Any:
     if not isinstance(value, dict):
         return {} if value is None else value
     return {key: _sources(v, str(key)) for key, v in value.items()}
-
-
-def _blank_empty(value: Any) -> Any:
-    """A mapping left blank (`paper:` with nothing under it is YAML null) as an empty one."""
-    return {} if value is None else value
 
 
 def _rank(value: Any, at: str) -> Any:
@@ -150,11 +145,11 @@ class Row:
     sources: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict, metadata=written(_row_sources))
     """Column key -> (stage, metric) alternatives, written `[stage/metric, ...]`; the first whose stage the sweep
     runs is used. In a TableSpec every column has an entry (the column's own sources where the row gives none)."""
-    paper: dict[str, float] = field(default_factory=dict, metadata=written(_blank_empty))
+    paper: dict[str, float] = field(default_factory=dict, metadata=BLANK)
     """Column key -> the paper's value (percent)."""
     ref: int | None = None
     """Index of the row this one is tested against (None: this row is a reference)."""
-    paper_se: dict[str, float] = field(default_factory=dict, metadata=written(_blank_empty))
+    paper_se: dict[str, float] = field(default_factory=dict, metadata=BLANK)
     """Column key -> the appendix's standard error of the paper's value (percent), where it gives one."""
     note: str | None = None
     """A footnote on this row's paper value (e.g. reached only after re-tuning), marked beside the value."""
