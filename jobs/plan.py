@@ -99,21 +99,21 @@ def resolve_runs(sweep: Any, profile: ClusterProfile) -> list[Run]:
     from mst.config import apply_overrides, config_to_dict
 
     runs = []
-    per_cell: dict[str, tuple[Any, dict]] = {}
+    per_cell: dict[str, tuple[Any, dict]] = {}  # cell key -> (its config on this cluster or None: the sweep's, dict)
     for spec in sweep.expand():
         key = cell_key(spec.cell)
         if key not in per_cell:
             # only what the profile changes is applied: a cell whose precision and data root already agree
-            # keeps the config the sweep validated (no second build)
+            # keeps the configs the sweep validated (no second build)
             changes = {k: v for k, v in config_overrides(profile, spec.config.data.name).items()
                        if attrgetter(k)(spec.config) != v}
-            cell_cfg = apply_overrides(spec.config, changes) if changes else spec.config
-            per_cell[key] = (cell_cfg, config_to_dict(cell_cfg))
+            cell_cfg = apply_overrides(spec.config, changes) if changes else None
+            per_cell[key] = (cell_cfg, config_to_dict(cell_cfg or spec.config))
         cell_cfg, cell_dict = per_cell[key]
-        seed = spec.config.train.seed
-        cfg = dataclasses.replace(cell_cfg, train=dataclasses.replace(cell_cfg.train, seed=seed))
+        cfg = spec.config if cell_cfg is None else dataclasses.replace(
+            cell_cfg, train=dataclasses.replace(cell_cfg.train, seed=spec.seed))
         data = copy.deepcopy(cell_dict)
-        data["train"]["seed"] = seed
+        data["train"]["seed"] = spec.seed
         runs.append(Run(spec.run_id, spec, cfg, data))
     return runs
 
