@@ -36,7 +36,7 @@ class Run:
     config: Any
     """The resolved mst.config.Config."""
     config_dict: dict | None = None
-    """config_to_dict(config), computed once (it feeds config.yaml and the job's pickle)."""
+    """config_to_dict(config), computed once by resolve_runs (it feeds config.yaml and the job's pickle)."""
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,6 @@ def resolve_runs(sweep: Any, profile: ClusterProfile) -> list[Run]:
 def stage_job(run: Run, stage: str, profile: ClusterProfile, runs_root: Path) -> Any:
     """The job callable of one stage of one run (jobs.stage_job.StageJob), with the record fields it adds."""
     from jobs.stage_job import StageJob
-    from mst.config import config_to_dict
 
     spec = run.spec
     # config_hash: the record names the run by the hash its run id carries (one identity per run on every
@@ -129,7 +128,7 @@ def stage_job(run: Run, stage: str, profile: ClusterProfile, runs_root: Path) ->
     extra = {"run_id": run.run_id, "config_hash": spec.config_hash, "sweep": spec.sweep, "cell": spec.cell,
              "repeat": spec.repeat, "seed": spec.seed, "cluster": profile.name}
     return StageJob(stage, runs_root=str(runs_root), sweep=spec.sweep, run_id=run.run_id,
-                    config=run.config_dict or config_to_dict(run.config), validated=run.config, extra=extra,
+                    config=run.config_dict, validated=run.config, extra=extra,
                     preempt_signal=profile.preemption.signal, visible_devices=profile.environment.visible_devices,
                     node_dirs=profile.environment.node_dirs, device_kind=profile.accelerators.kind)
 

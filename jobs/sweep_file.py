@@ -100,7 +100,7 @@ class SweepFile:
 
     def __post_init__(self) -> None:
         # what the types cannot say, of the file and of each of its budget blocks; the codec words a
-        # WrittenError raised here as one line at the file (a sweep built from checked parts passes again)
+        # WrittenError raised here as one line at the file (a Sweep checks its meaning in its own instead)
         check_block("", self)
         for name, budget in self.budgets.items():
             check_block(f"budgets.{name}.", budget)
@@ -174,6 +174,8 @@ def fail(path: Path | str, what: str, fix: str) -> None:
 
 
 def global_budgets(folder: Path) -> dict[str, Budget]:
+    """The budgets of `folder`'s budgets.yaml, each decoded and checked as a sweep's own block is ({} without
+    that file)."""
     path = folder / BUDGETS_FILE
     if not path.is_file():
         return {}
