@@ -182,14 +182,12 @@ def global_budgets(folder: Path) -> dict[str, Budget]:
     budgets = {}
     try:
         for name, entry in read_yaml(path, "budgets").items():
-            where = f"{path}: budget '{name}'"
-            budgets[str(name)] = codec.decode(Budget, entry, where, WORDING)
-            try:
-                check_block("", budgets[str(name)])
-            except WrittenError as err:
-                raise SweepError(f"{where}: {err}") from None
+            budgets[str(name)] = codec.decode(Budget, entry, f"{path}: budget '{name}'", WORDING)
+            check_block("", budgets[str(name)])
     except ConfigError as err:
         raise SweepError(str(err)) from None
+    except WrittenError as err:  # at the budget, as the codec words a problem inside it
+        raise SweepError(f"{path}: budget '{name}': {err}") from None
     for name, budget in budgets.items():
         if budget.grid or budget.zip:
             fail(path, f"budget '{name}' gives axis values", "axes belong to a sweep: give them in the sweep "
