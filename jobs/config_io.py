@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from jobs.yaml_read import load_yaml, read_yaml_file
+from jobs.yaml_read import load_yaml, read_yaml  # read_yaml: profiles and run configs import it from here
 from mst.config import Config, ConfigError, apply_overrides, config_from_dict, config_to_dict
 from mst.inputs import InputError
 
@@ -34,27 +34,6 @@ def resolve_named_yaml(name_or_path: str | Path, folder: Path, kind: str) -> Pat
         hint = f"did you mean {', '.join(near)}?" if near else f"choose one of {', '.join(names)} or give a .yaml path"
         raise ConfigError(f"unknown {kind} '{name_or_path}'; {hint}")
     return path
-
-
-def read_yaml(path: Path, what: str) -> dict:
-    """A YAML mapping from the regular file `path`, bounded in size, depth and alias expansion
-    (jobs.yaml_read); a parse error, a bound passed or an unreadable file is one ConfigError line."""
-    try:
-        data = read_yaml_file(path, what)  # bytes: a file that is not UTF-8 is a YAMLError too
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{what} {path}{where} is not valid YAML; fix its syntax") from None
-    except InputError as err:
-        raise ConfigError(str(err)) from None
-    except OSError as err:
-        raise ConfigError(f"cannot read {what} {path}: {err.strerror or err}; make it readable or give "
-                          "another file") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{what} {path} must be a mapping of keys, got {type(data).__name__}")
-    return data
 
 
 def parse_set(item: str) -> tuple[str, object]:

@@ -30,19 +30,13 @@ class Run:
     """A run of the sweep as this cluster will run it (profile precision and data root applied)."""
 
     run_id: str
-    """The sweep's run id (config_hash of the sweep's resolved config + '-r<repeat>'): names the folder."""
+    """The sweep's run id (`spec.config_hash` + '-r<repeat>'): names the folder."""
     spec: Any
-    """The jobs.sweep.RunSpec it comes from."""
+    """The jobs.sweep.RunSpec it comes from; its config_hash is the run's one identity on every cluster."""
     config: Any
     """The resolved mst.config.Config."""
     config_dict: dict | None = None
-    """config_to_dict(config), computed once (it feeds config.yaml and the job's pickle)."""
-
-    @property
-    def config_hash(self) -> str:
-        """The run's one identity: the hash its run id carries (of the sweep's config, before the profile's
-        precision and data root), which its result.json names as `config_hash` too."""
-        return self.run_id.rsplit("-r", 1)[0]
+    """config_to_dict(config), computed once by resolve_runs (it feeds config.yaml and the job's pickle)."""
 
 
 @dataclass(frozen=True)
@@ -97,7 +91,7 @@ def resolve_runs(sweep: Any, profile: ClusterProfile) -> list[Run]:
 
     The run id stays the sweep's (jobs.sweep.RunSpec.run_id), so `mst-report` finds the runs of every
     cluster; config.yaml and result.json hold the config that really ran, and result.json's config_hash is
-    the hash the run id carries (`Run.config_hash`): a run has one identity.
+    the hash the run id carries (`RunSpec.config_hash`): a run has one identity.
     Runs of one cell differ only in their seed, so the overrides are applied and the config dict built once
     per cell (that is what makes a 100-run sweep slow to submit) and the seed is set per run.
     """
@@ -105,21 +99,21 @@ def resolve_runs(sweep: Any, profile: ClusterProfile) -> list[Run]:
     from mst.config import apply_overrides, config_to_dict
 
     runs = []
-    per_cell: dict[str, tuple[Any, dict]] = {}
+    per_cell: dict[str, tuple[Any, dict]] = {}  # cell key -> (its config on this cluster or None: the sweep's, dict)
     for spec in sweep.expand():
         key = cell_key(spec.cell)
         if key not in per_cell:
             # only what the profile changes is applied: a cell whose precision and data root already agree
-            # keeps the config the sweep validated (no second build)
+            # keeps the configs the sweep validated (no second build)
             changes = {k: v for k, v in config_overrides(profile, spec.config.data.name).items()
                        if attrgetter(k)(spec.config) != v}
-            cell_cfg = apply_overrides(spec.config, changes) if changes else spec.config
-            per_cell[key] = (cell_cfg, config_to_dict(cell_cfg))
+            cell_cfg = apply_overrides(spec.config, changes) if changes else None
+            per_cell[key] = (cell_cfg, config_to_dict(cell_cfg or spec.config))
         cell_cfg, cell_dict = per_cell[key]
-        seed = spec.config.train.seed
-        cfg = dataclasses.replace(cell_cfg, train=dataclasses.replace(cell_cfg.train, seed=seed))
+        cfg = spec.config if cell_cfg is None else dataclasses.replace(
+            cell_cfg, train=dataclasses.replace(cell_cfg.train, seed=spec.seed))
         data = copy.deepcopy(cell_dict)
-        data["train"]["seed"] = seed
+        data["train"]["seed"] = spec.seed
         runs.append(Run(spec.run_id, spec, cfg, data))
     return runs
 
@@ -127,15 +121,14 @@ def resolve_runs(sweep: Any, profile: ClusterProfile) -> list[Run]:
 def stage_job(run: Run, stage: str, profile: ClusterProfile, runs_root: Path) -> Any:
     """The job callable of one stage of one run (jobs.stage_job.StageJob), with the record fields it adds."""
     from jobs.stage_job import StageJob
-    from mst.config import config_to_dict
 
     spec = run.spec
     # config_hash: the record names the run by the hash its run id carries (one identity per run on every
     # cluster); its `config` is the one that ran, with the profile's precision and data root
-    extra = {"run_id": run.run_id, "config_hash": run.config_hash, "sweep": spec.sweep, "cell": spec.cell,
+    extra = {"run_id": run.run_id, "config_hash": spec.config_hash, "sweep": spec.sweep, "cell": spec.cell,
              "repeat": spec.repeat, "seed": spec.seed, "cluster": profile.name}
     return StageJob(stage, runs_root=str(runs_root), sweep=spec.sweep, run_id=run.run_id,
-                    config=run.config_dict or config_to_dict(run.config), validated=run.config, extra=extra,
+                    config=run.config_dict, validated=run.config, extra=extra,
                     preempt_signal=profile.preemption.signal, visible_devices=profile.environment.visible_devices,
                     node_dirs=profile.environment.node_dirs, device_kind=profile.accelerators.kind)
 

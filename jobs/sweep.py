@@ -22,30 +22,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jobs.config_io import load_config, read_yaml
+from jobs.config_io import load_config
 from jobs.rundir import SAFE_NAME
 from jobs.sweep_file import (  # noqa: F401  (re-exported: the names callers import from jobs.sweep)
     SWEEP_DIR,
+    WORDING,
     SweepError,
     SweepFile,
+    at_budget,
     budget_names,
     budgeted,
     cell_key,
     cell_label,
-    decode,
     fail,
     global_budgets,
-    merge_budget,
     resolve,
     sweep_names,
-    with_budget,
 )
 from jobs.sweep_table import TableError, fit_table, read_table
+from jobs.yaml_read import read_yaml
 from mst import stages as stage_registry
 from mst.config import (
     Config,
     ConfigError,
     apply_overrides,
+    codec,
     config_hash,
     config_to_dict,
     dict_hash,
@@ -62,7 +63,7 @@ class RunSpec:
     """One run of a sweep: a resolved config for one cell and one repeat."""
 
     run_id: str
-    """`<config_hash of the resolved config, seed included>-r<repeat>`: names the run folder."""
+    """`<config_hash>-r<repeat>`: names the run folder."""
     sweep: str
     """Name of the sweep."""
     cell: dict[str, Any]
@@ -75,12 +76,14 @@ class RunSpec:
     """The resolved config: preset + fixed overrides + cell + seed."""
     stages: tuple[str, ...]
     """Stages to run, in order (pretrain first)."""
+    config_hash: str
+    """config_hash(config), seed included: the run's one identity on every cluster (its records name it)."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class Sweep(SweepFile):
     """A validated sweep at one budget (or at paper scale): the decoded file, its budget applied (stages in run
-    order), plus the name it was asked by, its path and its budget."""
+    order), plus the name it was asked by, its path and its budget. Building one checks its meaning."""
 
     name: str
     """The name it was asked by (`loss_weight`, `loss_weight_smoke`, an old name): its runs folder."""
@@ -90,6 +93,44 @@ class Sweep(SweepFile):
     """The budget it runs at (None: the file as written, paper scale)."""
     configs: dict[str, Config] = field(repr=False, compare=False, default_factory=dict)
     """Each cell's config (no repeat seed) by `cell_key`, built and validated once by load_sweep."""
+
+    def __post_init__(self) -> None:
+        """Every check on the meaning of the sweep at its budget (the codec checked the types); then the
+        stages in run order (pretrain first)."""
+        path = self.path
+        if self.table is None:
+            fail(path, "'table' is missing", "lay out the table it fills (see docs), or name one, e.g. table: A10")
+        stages = list(self.stages)
+        for stage in stages:
+            if stage not in STAGES:
+                fail(path, f"unknown stage '{stage}'", f"choose from {', '.join(STAGES)}")
+        if len(set(stages)) != len(stages):
+            fail(path, f"stages {stages} repeat a stage", "list each stage once")
+        if any(s in NEEDS_PRETRAIN for s in stages) and "pretrain" not in stages:
+            fail(path, f"stages {stages} evaluate pre-trained weights but omit pretrain", "add pretrain to stages")
+        keys = set(valid_keys())
+        blocks = {"overrides": self.overrides, "grid": self.grid, "zip": self.zip}
+        for where, block in blocks.items():
+            for key in block:
+                if key not in keys:
+                    near = difflib.get_close_matches(key, sorted(keys), n=3)
+                    section = key.split(".", 1)[0]
+                    same_section = sorted(k for k in keys if k.startswith(section + "."))
+                    fail(path, f"unknown override key '{key}' in {where}",
+                         f"did you mean {', '.join(near)}?" if near else
+                         f"valid keys in '{section}': {', '.join(same_section)}" if same_section else
+                         f"valid sections: {', '.join(sorted({k.split('.', 1)[0] for k in keys}))}")
+                if key == SEED_KEY:
+                    fail(path, f"'{SEED_KEY}' is set in {where}", "seeds come from base_seed and repeats; set base_seed")
+        for a, b in itertools.combinations(blocks, 2):
+            both = sorted(set(blocks[a]) & set(blocks[b]))
+            if both:
+                fail(path, f"key '{both[0]}' appears in both {a} and {b}", "keep each key in one place")
+        lengths = {k: len(v) for k, v in self.zip.items()}
+        if len(set(lengths.values())) > 1:
+            fail(path, f"zip axes have unequal lengths ({', '.join(f'{k}: {n}' for k, n in lengths.items())})",
+                 "give every zip axis the same number of values")
+        object.__setattr__(self, "stages", tuple(sorted(stages, key=STAGES.index)))
 
     def cells(self) -> list[dict[str, Any]]:
         """The cells in a stable order: grid product (file order), each crossed with the zip rows."""
@@ -108,69 +149,29 @@ class Sweep(SweepFile):
                              f"choose one of {'; '.join(cell_label(c) for c in self.cells())}") from None
 
     def expand(self) -> list[RunSpec]:
-        """Every run: cells x repeats, in cell order then repeat order."""
+        """Every run: cells x repeats, in cell order then repeat order, each carrying its config and hash."""
         from mst.seeding import derive_seed  # deferred: keeps `import jobs.sweep` light
 
         specs = []
         for cell in self.cells():
             cell_cfg = self.configs[cell_key(cell)]  # built and validated by load_sweep
-            cell_hash = config_hash(cell_cfg) if self.decorrelate_seeds else None
             # the cell's dict is built once; per repeat only the seed changes (config_hash per run is slow)
             data = config_to_dict(cell_cfg)
+            cell_hash = dict_hash(data) if self.decorrelate_seeds else None
             for repeat in range(self.repeats):
                 seed = derive_seed(self.base_seed, repeat, "pretrain", cell_hash)
                 data["train"]["seed"] = seed
+                digest = dict_hash(data)
                 # replace() re-runs the dataclass checks; apply_overrides would rebuild the whole config per run
                 cfg = dataclasses.replace(cell_cfg, train=dataclasses.replace(cell_cfg.train, seed=seed))
-                specs.append(RunSpec(f"{dict_hash(data)}-r{repeat}", self.name, dict(cell), repeat, seed, cfg,
-                                     self.stages))
+                specs.append(RunSpec(f"{digest}-r{repeat}", self.name, dict(cell), repeat, seed, cfg, self.stages,
+                                     digest))
         return specs
 
 
-def _check_key(path: Path, key: str, where: str, keys: set[str]) -> None:
-    if key in keys:
-        return
-    near = difflib.get_close_matches(key, sorted(keys), n=3)
-    section = key.split(".", 1)[0]
-    same_section = sorted(k for k in keys if k.startswith(section + "."))
-    hint = (f"did you mean {', '.join(near)}?" if near else
-            f"valid keys in '{section}': {', '.join(same_section)}" if same_section else
-            f"valid sections: {', '.join(sorted({k.split('.', 1)[0] for k in keys}))}")
-    fail(path, f"unknown override key '{key}' in {where}", hint)
-
-
-def _validate(path: Path, sweep: SweepFile) -> None:
-    """Every check on the meaning of a sweep at its budget (types are checked by decode)."""
-    if sweep.table is None:
-        fail(path, "'table' is missing", "lay out the table it fills (see docs), or name one, e.g. table: A10")
-    stages = list(sweep.stages)
-    for stage in stages:
-        if stage not in STAGES:
-            fail(path, f"unknown stage '{stage}'", f"choose from {', '.join(STAGES)}")
-    if len(set(stages)) != len(stages):
-        fail(path, f"stages {stages} repeat a stage", "list each stage once")
-    if any(s in NEEDS_PRETRAIN for s in stages) and "pretrain" not in stages:
-        fail(path, f"stages {stages} evaluate pre-trained weights but omit pretrain", "add pretrain to stages")
-    keys = set(valid_keys())
-    blocks = {"overrides": sweep.overrides, "grid": sweep.grid, "zip": sweep.zip}
-    for where, block in blocks.items():
-        for key in block:
-            _check_key(path, key, where, keys)
-            if key == SEED_KEY:
-                fail(path, f"'{SEED_KEY}' is set in {where}", "seeds come from base_seed and repeats; set base_seed")
-    for a, b in itertools.combinations(blocks, 2):
-        both = sorted(set(blocks[a]) & set(blocks[b]))
-        if both:
-            fail(path, f"key '{both[0]}' appears in both {a} and {b}", "keep each key in one place")
-    lengths = {k: len(v) for k, v in sweep.zip.items()}
-    if len(set(lengths.values())) > 1:
-        fail(path, f"zip axes have unequal lengths ({', '.join(f'{k}: {n}' for k, n in lengths.items())})",
-             "give every zip axis the same number of values")
-
-
 def load_sweep(name_or_path: str | Path, budget: str | None = None) -> Sweep:
-    """Read and validate a sweep, at `budget` when given (or when the name is `<name>_<budget>`); every
-    cell's config is built so impossible values fail here."""
+    """Read, decode and validate a sweep, at `budget` when given (or when the name is `<name>_<budget>`); every
+    cell's config is built here, once, so impossible values fail here, and the sweep carries it."""
     try:
         path, alias_budget, name = resolve(name_or_path)
         data = read_yaml(path, "sweep")
@@ -181,46 +182,46 @@ def load_sweep(name_or_path: str | Path, budget: str | None = None) -> Sweep:
             raise SweepError(f"sweep '{name}' already runs at budget '{alias_budget}'; drop --budget "
                              f"or name the sweep without '_{alias_budget}'")
         alias_budget, name = budget, f"{name}_{budget}"
-    sweep = decode(SweepFile, data, str(path))
-    if sweep.name is not None and sweep.name != path.stem:
-        fail(path, f"name '{sweep.name}' differs from the file name '{path.stem}'", f"set name: {path.stem}")
+    try:
+        written = codec.decode(SweepFile, data, str(path), WORDING)
+    except ConfigError as err:
+        raise SweepError(str(err)) from None
+    if written.name is not None and written.name != path.stem:
+        fail(path, f"name '{written.name}' differs from the file name '{path.stem}'", f"set name: {path.stem}")
     if not SAFE_NAME.fullmatch(name):
         # the name is a folder under the runs root and part of every job name: '..' would write outside it
         fail(path, f"sweep name {name!r} is not a path-safe name",
              "rename the file with letters, digits, '.', '_' and '-' only, starting with a letter or digit")
     budgets = global_budgets(path.parent) or global_budgets(SWEEP_DIR)
-    for own in sweep.budgets:  # the file's own budget blocks are checked whichever budget it runs at
+    fields = {**{f.name: getattr(written, f.name) for f in dataclasses.fields(SweepFile)}, "name": name}
+    for own in written.budgets:  # the file's own budget blocks are checked whichever budget it runs at
         if own != alias_budget:
-            _validate(path, with_budget(path, sweep, own, merge_budget(path, sweep, own, budgets)))
-    if alias_budget is not None:
-        sweep = with_budget(path, sweep, alias_budget, merge_budget(path, sweep, alias_budget, budgets))
-    _validate(path, sweep)
+            Sweep(**{**fields, **at_budget(path, written, own, budgets)}, path=path, budget=own)
+    scaled = at_budget(path, written, alias_budget, budgets) if alias_budget is not None else {}
+    sweep = Sweep(**{**fields, **scaled}, path=path, budget=alias_budget)
     try:
         base = apply_overrides(load_config(sweep.preset), sweep.overrides)
     except ConfigError as err:
         raise SweepError(f"{path}: preset/overrides: {err}") from None
-    stages = tuple(sorted(sweep.stages, key=STAGES.index))  # pretrain always runs first
-    decoded = {f.name: getattr(sweep, f.name) for f in dataclasses.fields(SweepFile)}
-    out = Sweep(**{**decoded, "name": name, "stages": stages}, path=path, budget=alias_budget)
     seen: dict[str, dict] = {}
-    for cell in out.cells():  # the one place a cell's config is built and checked; the sweep carries it
+    for cell in sweep.cells():  # the one place a cell's config is built and checked; the sweep carries it
         try:
             cfg = apply_overrides(base, cell)
         except ConfigError as err:
             raise SweepError(f"{path}: cell {cell_label(cell)}: {err}") from None
-        out.configs[cell_key(cell)] = cfg
+        sweep.configs[cell_key(cell)] = cfg
         digest = config_hash(cfg)
         if digest in seen:
             fail(path, f"cells {cell_label(seen[digest])} and {cell_label(cell)} give the same config",
                  "remove the duplicate value")
         seen[digest] = cell
-    if isinstance(out.table, dict):  # a named table (`table: A10`) is laid out, and checked, in its own file
+    if isinstance(sweep.table, dict):  # a named table (`table: A10`) is laid out, and checked, in its own file
         try:
-            spec = read_table(out.table, f"{path}: table")
+            spec = read_table(sweep.table, f"{path}: table")
         except TableError as err:
             raise SweepError(str(err)) from None
         try:
-            fit_table(spec, out)
+            fit_table(spec, sweep)
         except TableError as err:
             raise SweepError(f"{path}: {err}") from None
-    return out
+    return sweep

@@ -1,9 +1,10 @@
 """The sweep file's format: its top level, its named budgets, and how a name finds a file.
 
 `SweepFile` is a sweep file as written; `Budget` a named scale (sweeps/budgets.yaml, refined per sweep under
-`budgets:`). `decode` builds them through the shared typed codec (mst.config.codec, as configs and cluster
-profiles are built), then checks what the types cannot say; the checks on meaning are jobs.sweep's `_validate`,
-those of the `table:` block jobs/sweep_table.py's.
+`budgets:`). The shared typed codec (mst.config.codec, as configs and cluster profiles are built) decodes them
+with `WORDING`, and `SweepFile.__post_init__` checks what the types cannot say; the checks on meaning are
+jobs.sweep's `Sweep.__post_init__`, those of the `table:` block jobs/sweep_table.py's. `at_budget` layers a
+budget over the file, one loop over the budget's fields.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jobs.config_io import read_yaml, yaml_names
+from jobs.config_io import yaml_names
+from jobs.yaml_read import read_yaml
 from mst.config import ConfigError, codec
-from mst.config.codec import DecodeError
+from mst.config.codec import WrittenError, written
 
 SWEEP_DIR = Path(__file__).resolve().parent.parent / "sweeps"
 BUDGETS_FILE = "budgets.yaml"
@@ -30,11 +32,20 @@ class SweepError(ValueError):
     """A bad sweep file; the message is one line: what is wrong and how to fix it."""
 
 
+def blank_empty(value: Any) -> Any:
+    """A mapping left blank (`grid:` with nothing under it is YAML null) as an empty one: it takes its default."""
+    return {} if value is None else value
+
+
+BLANK = written(blank_empty)
+"""Field metadata of a mapping that may be written blank."""
+
+
 @dataclass(frozen=True)
 class Budget:
     """A named scale: what changes when a sweep runs at it. Unset fields keep the sweep's own value.
 
-    Each field is the SweepFile field of its name (same type, or None for unset), so `with_budget` layers the two
+    Each field is the SweepFile field of its name (same type, or None for unset), so `at_budget` layers the two
     in one loop over these fields; they are written out rather than derived from SweepFile because their
     defaults and meanings differ (unset here, the paper's value there)."""
 
@@ -46,12 +57,12 @@ class Budget:
     """Seeded repeats per cell at this budget."""
     stages: tuple[str, ...] | None = None
     """Stages at this budget (e.g. k-NN in place of the linear probe)."""
-    overrides: dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict, metadata=BLANK)
     """Dotted overrides; they win over the sweep's fixed overrides and must not name a swept key."""
-    grid: dict[str, Any] = field(default_factory=dict)
+    grid: dict[str, Any] = field(default_factory=dict, metadata=BLANK)
     """New values (a non-empty list) for grid axes the sweep already has (per sweep only), e.g. the epoch axis
     scaled down."""
-    zip: dict[str, Any] = field(default_factory=dict)
+    zip: dict[str, Any] = field(default_factory=dict, metadata=BLANK)
     """New values (a non-empty list) for zip axes the sweep already has (per sweep only), same length as the
     sweep's."""
 
@@ -66,7 +77,7 @@ class SweepFile:
     name: str | None = None
     """Sweep name; equals the file name without `.yaml` (may be omitted)."""
     description: str = ""
-    """Free text shown under the table."""
+    """Free text shown under the table (surrounding blank lines dropped)."""
     preset: str = "paper"
     """Base preset name (jobs/presets) or path."""
     repeats: int = 5
@@ -77,15 +88,46 @@ class SweepFile:
     """Give every cell its own seeds (cells are then unpaired; the report uses Welch's test)."""
     stages: tuple[str, ...] = ("pretrain",)
     """Stages to run for every run."""
-    overrides: dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict, metadata=BLANK)
     """Fixed dotted overrides applied to every cell."""
-    grid: dict[str, Any] = field(default_factory=dict)
+    grid: dict[str, Any] = field(default_factory=dict, metadata=BLANK)
     """Axes whose cartesian product forms the cells: dotted key -> a non-empty list of values (each checked
     as a config value when the cells are built)."""
-    zip: dict[str, Any] = field(default_factory=dict)
+    zip: dict[str, Any] = field(default_factory=dict, metadata=BLANK)
     """Axes varied together (equal lengths), crossed with the grid."""
-    budgets: dict[str, Budget] = field(default_factory=dict)
+    budgets: dict[str, Budget] = field(default_factory=dict, metadata=BLANK)
     """Per-sweep refinements of named budgets, merged over sweeps/budgets.yaml's."""
+
+    def __post_init__(self) -> None:
+        # what the types cannot say, of the file and of each of its budget blocks; the codec words a
+        # WrittenError raised here as one line at the file (a Sweep checks its meaning in its own instead)
+        check_block("", self)
+        for name, budget in self.budgets.items():
+            check_block(f"budgets.{name}.", budget)
+        object.__setattr__(self, "description", self.description.strip())
+
+
+def check_block(at: str, block: SweepFile | Budget) -> None:
+    """Raise WrittenError unless `block` (written at `at`) has a minimum where it needs one, non-empty lists of
+    stages and axis values, and a table that is a layout or an id."""
+    if block.repeats is not None and block.repeats < 1:
+        raise WrittenError(f"'{at}repeats' must be an integer >= 1, got {block.repeats}; e.g. {at}repeats: 5")
+    if getattr(block, "base_seed", 0) < 0:
+        raise WrittenError(f"'base_seed' must be an integer >= 0, got {block.base_seed}; e.g. base_seed: 0")
+    if block.stages is not None and not block.stages:
+        raise WrittenError(f"'{at}stages' must be a non-empty list; e.g. {at}stages: [pretrain, knn]")
+    for axes in ("grid", "zip"):
+        for name, values in getattr(block, axes).items():
+            if not isinstance(values, list) or not values:
+                raise WrittenError(f"{at}{axes} axis '{name}' must be a non-empty list, got {values!r}; "
+                                   f"write e.g. {name}: [value1, value2]")
+    table = getattr(block, "table", None)
+    if table is not None and (not isinstance(table, (dict, str)) or not table):
+        raise WrittenError("'table' must be the table's layout or the id of a table; e.g. table: {id: A10, ...}")
+
+
+# sweep files name a near-miss from the top (budgets.smoke.repeats), then list the valid keys
+WORDING = {"unknown": "{where}: unknown key '{key}'; {dotted_hint}valid keys: {valid}"}
 
 
 def cell_label(cell: dict[str, Any]) -> str:
@@ -131,63 +173,21 @@ def fail(path: Path | str, what: str, fix: str) -> None:
     raise SweepError(f"{path}: {what}; {fix}")
 
 
-# sweep files name a near-miss from the top (budgets.smoke.repeats), then list the valid keys
-WORDING = {"unknown": "{where}: unknown key '{key}'; {dotted_hint}valid keys: {valid}"}
-_MAPPINGS = ("overrides", "grid", "zip", "budgets")
-
-
-def drop_blank(data: Any, keys: tuple[str, ...]) -> Any:
-    """`data` without the `keys` left blank (`grid:` with nothing under it is YAML null): they take their
-    default, an empty mapping."""
-    if not isinstance(data, dict):
-        return data
-    return {k: v for k, v in data.items() if not (v is None and k in keys)}
-
-
-def decode(cls: type, data: Any, where: str) -> Any:
-    """`data` as `cls` (SweepFile or Budget) through the shared codec (mst.config.codec), then the checks its
-    types cannot say (a minimum, a non-empty list); every problem is one SweepError line starting at `where`."""
-    data = drop_blank(data, _MAPPINGS)
-    if isinstance(data, dict) and isinstance(data.get("budgets"), dict):  # the same inside each budget block
-        data = {**data, "budgets": {k: drop_blank(v, _MAPPINGS) for k, v in data["budgets"].items()}}
-    try:
-        decoded = codec.decode(cls, data, where, WORDING)
-    except DecodeError as err:
-        raise SweepError(str(err)) from None
-    blocks = [("", decoded)] + [(f"budgets.{name}.", b) for name, b in getattr(decoded, "budgets", {}).items()]
-    for at, block in blocks:
-        _check(where, at, block)
-    if cls is SweepFile:
-        decoded = dataclasses.replace(decoded, description=decoded.description.strip())
-    return decoded
-
-
-def _check(where: str, at: str, block: SweepFile | Budget) -> None:
-    if block.repeats is not None and block.repeats < 1:
-        fail(where, f"'{at}repeats' must be an integer >= 1, got {block.repeats}", f"e.g. {at}repeats: 5")
-    if getattr(block, "base_seed", 0) < 0:
-        fail(where, f"'base_seed' must be an integer >= 0, got {block.base_seed}", "e.g. base_seed: 0")
-    if block.stages is not None and not block.stages:
-        fail(where, f"'{at}stages' must be a non-empty list", f"e.g. {at}stages: [pretrain, knn]")
-    for axes in ("grid", "zip"):
-        for name, values in getattr(block, axes).items():
-            if not isinstance(values, list) or not values:
-                fail(where, f"{at}{axes} axis '{name}' must be a non-empty list, got {values!r}",
-                     f"write e.g. {name}: [value1, value2]")
-    table = getattr(block, "table", None)
-    if table is not None and (not isinstance(table, (dict, str)) or not table):
-        fail(where, "'table' must be the table's layout or the id of a table", "e.g. table: {id: A10, ...}")
-
-
 def global_budgets(folder: Path) -> dict[str, Budget]:
+    """The budgets of `folder`'s budgets.yaml, each decoded and checked as a sweep's own block is ({} without
+    that file)."""
     path = folder / BUDGETS_FILE
     if not path.is_file():
         return {}
+    budgets = {}
     try:
-        data = read_yaml(path, "budgets")
+        for name, entry in read_yaml(path, "budgets").items():
+            budgets[str(name)] = codec.decode(Budget, entry, f"{path}: budget '{name}'", WORDING)
+            check_block("", budgets[str(name)])
     except ConfigError as err:
         raise SweepError(str(err)) from None
-    budgets = {str(name): decode(Budget, entry, f"{path}: budget '{name}'") for name, entry in data.items()}
+    except WrittenError as err:  # at the budget, as the codec words a problem inside it
+        raise SweepError(f"{path}: budget '{name}': {err}") from None
     for name, budget in budgets.items():
         if budget.grid or budget.zip:
             fail(path, f"budget '{name}' gives axis values", "axes belong to a sweep: give them in the sweep "
@@ -195,46 +195,40 @@ def global_budgets(folder: Path) -> dict[str, Budget]:
     return budgets
 
 
-def with_budget(path: Path, sweep: SweepFile, name: str, budget: Budget) -> SweepFile:
-    """The sweep at `budget` (the global budget already merged with the sweep's refinement)."""
-    for block in ("grid", "zip"):
-        for key in getattr(budget, block):
-            if key not in getattr(sweep, block):
-                fail(path, f"budget '{name}' gives values for {block} axis '{key}', which the sweep's {block} lacks",
-                     f"add '{key}' to the sweep's {block}, or remove it from budgets.{name}.{block}")
-    axes = {**sweep.grid, **sweep.zip}
-    for key in budget.overrides:
-        if key in axes:
-            fail(path, f"budget '{name}' overrides '{key}', which the sweep sweeps",
-                 f"give the axis its values at this budget under budgets: {{{name}: {{grid: {{{key}: [...]}}}}}}")
-    layered = {}
-    for f in dataclasses.fields(Budget):  # a field the budget leaves unset keeps the sweep's value
-        own, scaled = getattr(sweep, f.name), getattr(budget, f.name)
-        if f.name == "description":
-            layered[f.name] = " ".join(t for t in (own, (scaled or "").strip()) if t)
-        elif f.name == "overrides":  # the budget's first, then the sweep's fixed ones it leaves alone
-            layered[f.name] = {**scaled, **{k: v for k, v in own.items() if k not in scaled}}
-        elif f.name in ("grid", "zip"):  # new values for the sweep's own axes, in the sweep's order
-            layered[f.name] = {k: scaled.get(k, v) for k, v in own.items()}
-        else:
-            layered[f.name] = scaled or own
-    return dataclasses.replace(sweep, **layered)
-
-
-def merge_budget(path: Path, sweep: SweepFile, name: str, budgets: dict[str, Budget]) -> Budget:
-    """The global budget `name` refined by the sweep's own `budgets.<name>`."""
+def at_budget(path: Path, sweep: SweepFile, name: str, budgets: dict[str, Budget]) -> dict[str, Any]:
+    """The fields of `sweep` that budget `name` changes, at that budget: the global budget (`budgets`) refined
+    by the sweep's own `budgets.<name>`, layered over the sweep's values, one loop over the budget's fields."""
     if name not in budgets and name not in sweep.budgets:
         known = sorted(set(budgets) | set(sweep.budgets))
         fail(path, f"unknown budget '{name}'", f"choose one of {', '.join(known) or '(none defined)'} "
              f"({BUDGETS_FILE} or the sweep's budgets)")
     base, own = budgets.get(name, Budget()), sweep.budgets.get(name, Budget())
+    for block in ("grid", "zip"):
+        for key in getattr(own, block):
+            if key not in getattr(sweep, block):
+                fail(path, f"budget '{name}' gives values for {block} axis '{key}', which the sweep's {block} lacks",
+                     f"add '{key}' to the sweep's {block}, or remove it from budgets.{name}.{block}")
     # a global override of a key that this sweep's budget re-scales as an axis gives way to the axis
     rescaled = set(own.grid) | set(own.zip)
-    merged = {**{k: v for k, v in base.overrides.items() if k not in rescaled}, **own.overrides}
-    # the sweep's own block wins field by field; axes are the sweep's alone
-    return dataclasses.replace(own, overrides=merged, **{f.name: getattr(own, f.name) or getattr(base, f.name)
-                                                         for f in dataclasses.fields(Budget)
-                                                         if f.name not in ("overrides", "grid", "zip")})
+    scaled_overrides = {**{k: v for k, v in base.overrides.items() if k not in rescaled}, **own.overrides}
+    axes = {**sweep.grid, **sweep.zip}
+    for key in scaled_overrides:
+        if key in axes:
+            fail(path, f"budget '{name}' overrides '{key}', which the sweep sweeps",
+                 f"give the axis its values at this budget under budgets: {{{name}: {{grid: {{{key}: [...]}}}}}}")
+    layered = {}
+    for f in dataclasses.fields(Budget):  # a field the budget leaves unset keeps the sweep's value
+        mine = getattr(sweep, f.name)
+        scaled = getattr(own, f.name) or getattr(base, f.name)  # the sweep's own block wins field by field
+        if f.name == "description":
+            layered[f.name] = " ".join(t for t in (mine, (scaled or "").strip()) if t)
+        elif f.name == "overrides":  # the budget's first, then the sweep's fixed ones it leaves alone
+            layered[f.name] = {**scaled_overrides, **{k: v for k, v in mine.items() if k not in scaled_overrides}}
+        elif f.name in ("grid", "zip"):  # new values for the sweep's own axes (its own block's alone), in its order
+            layered[f.name] = {k: getattr(own, f.name).get(k, v) for k, v in mine.items()}
+        else:
+            layered[f.name] = scaled or mine
+    return layered
 
 
 def resolve(name_or_path: str | Path) -> tuple[Path, str | None, str]:
@@ -244,22 +238,24 @@ def resolve(name_or_path: str | Path) -> tuple[Path, str | None, str]:
     is_path = path.suffix in (".yaml", ".yml")
     folder, name = (path.parent, path.stem) if is_path else (SWEEP_DIR, str(name_or_path))
     names = sweep_names(folder)
-
-    def file_of(base: str) -> Path | None:
-        base = base if is_path else RENAMED.get(base, base)
-        return folder / f"{base}{path.suffix if is_path else '.yaml'}" if base in names else None
-
-    if file_of(name) is not None:
-        return file_of(name), None, name
+    files = {n: folder / f"{n}{path.suffix if is_path else '.yaml'}" for n in names}
+    if not is_path:  # an old name finds the file it was renamed to
+        files.update({old: files[new] for old, new in RENAMED.items() if new in files})
+    if name in files:
+        return files[name], None, name
     budgets = set(global_budgets(SWEEP_DIR)) | (set(global_budgets(folder)) if is_path else set())
     unknown = None  # (sweep, budget) of a `<sweep>_<word>` whose word is no budget
     for i in range(len(name) - 1, 0, -1):  # `<base>_<budget>`, the budget after the last matching '_'
-        if name[i] != "_" or file_of(name[:i]) is None:
+        if name[i] != "_" or name[:i] not in files:
             continue
-        own = read_yaml(file_of(name[:i]), "sweep").get("budgets") or {}
-        if name[i + 1:] in budgets or (isinstance(own, dict) and name[i + 1:] in own):
-            return file_of(name[:i]), name[i + 1:], name
-        unknown = unknown or (name[:i], name[i + 1:], sorted(budgets | set(own if isinstance(own, dict) else ())))
+        base, word = files[name[:i]], name[i + 1:]
+        if word in budgets:
+            return base, word, name
+        own = read_yaml(base, "sweep").get("budgets")  # read here only for a budget of its own
+        own = own if isinstance(own, dict) else {}
+        if word in own:
+            return base, word, name
+        unknown = unknown or (name[:i], word, sorted(budgets | set(own)))
     if unknown is not None:
         raise SweepError(f"sweep '{unknown[0]}' has no budget '{unknown[1]}'; choose one of "
                          f"{', '.join(unknown[2]) or '(none defined)'} ({BUDGETS_FILE} or the sweep's budgets)")

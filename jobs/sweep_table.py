@@ -31,7 +31,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from jobs.sweep_file import cell_key, cell_label
+from jobs.sweep_file import BLANK, cell_key, cell_label
 from mst.config import codec
 from mst.config.codec import DecodeError, WrittenError, written
 from mst.stages import get_stage
@@ -79,11 +79,6 @@ def _row_sources(value: Any) -> Any:
     if not isinstance(value, dict):
         return {} if value is None else value
     return {key: _sources(v, str(key)) for key, v in value.items()}
-
-
-def _blank_empty(value: Any) -> Any:
-    """A mapping left blank (`paper:` with nothing under it is YAML null) as an empty one."""
-    return {} if value is None else value
 
 
 def _rank(value: Any, at: str) -> Any:
@@ -150,11 +145,11 @@ class Row:
     sources: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict, metadata=written(_row_sources))
     """Column key -> (stage, metric) alternatives, written `[stage/metric, ...]`; the first whose stage the sweep
     runs is used. In a TableSpec every column has an entry (the column's own sources where the row gives none)."""
-    paper: dict[str, float] = field(default_factory=dict, metadata=written(_blank_empty))
+    paper: dict[str, float] = field(default_factory=dict, metadata=BLANK)
     """Column key -> the paper's value (percent)."""
     ref: int | None = None
     """Index of the row this one is tested against (None: this row is a reference)."""
-    paper_se: dict[str, float] = field(default_factory=dict, metadata=written(_blank_empty))
+    paper_se: dict[str, float] = field(default_factory=dict, metadata=BLANK)
     """Column key -> the appendix's standard error of the paper's value (percent), where it gives one."""
     note: str | None = None
     """A footnote on this row's paper value (e.g. reached only after re-tuning), marked beside the value."""
@@ -189,35 +184,30 @@ class TableSpec:
         if not self.rows:
             raise WrittenError("'rows' must be a non-empty list; list the rows in the table's order")
         defaults = {column.key: column.sources for column in self.columns}
-        for i, row in enumerate(self.rows):
-            _check_row(self, i, row, defaults)
+        for i, row in enumerate(self.rows):  # each row fits the table: its headers, columns and reference row
+            at = f"rows[{i}]"
+            if len(row.label) != len(self.row_header):
+                raise WrittenError(f"label has {len(row.label)} texts for {len(self.row_header)} row headers; give "
+                                   "one text per header", at)
+            for name in ("sources", "paper", "paper_se"):
+                for key in getattr(row, name):
+                    if key not in defaults:
+                        raise WrittenError(f"{name} names column '{key}', which the table lacks; use one of "
+                                           f"{', '.join(defaults)}", at)
+            for key, se in row.paper_se.items():
+                if key not in row.paper:
+                    raise WrittenError(f"paper_se names column '{key}', which has no paper value in this row; give "
+                                       "the paper's value under paper: too, or drop the s.e.", at)
+                if not se > 0:
+                    raise WrittenError(f"must be a positive number, got {se!r}; e.g. 0.2236 (appendix §1)",
+                                       f"{at}.paper_se.{key}")
+            if row.ref is not None and not (0 <= row.ref < len(self.rows) and row.ref != i):
+                raise WrittenError(f"ref {row.ref!r} is not another row's index; give 0 .. {len(self.rows) - 1} (0 "
+                                   "is the first row)", at)
         # a row reads its columns' sources where it gives none of its own
         object.__setattr__(self, "rows", tuple(
             dataclasses.replace(row, sources={key: row.sources.get(key, own) for key, own in defaults.items()})
             for row in self.rows))
-
-
-def _check_row(spec: TableSpec, i: int, row: Row, defaults: dict[str, Any]) -> None:
-    """Raise WrittenError (at rows[i]) unless `row` fits the table: its headers, columns and reference row."""
-    at = f"rows[{i}]"
-    if len(row.label) != len(spec.row_header):
-        raise WrittenError(f"label has {len(row.label)} texts for {len(spec.row_header)} row headers; give one text "
-                           "per header", at)
-    for name in ("sources", "paper", "paper_se"):
-        for key in getattr(row, name):
-            if key not in defaults:
-                raise WrittenError(f"{name} names column '{key}', which the table lacks; use one of "
-                                   f"{', '.join(defaults)}", at)
-    for key, se in row.paper_se.items():
-        if key not in row.paper:
-            raise WrittenError(f"paper_se names column '{key}', which has no paper value in this row; give the "
-                               "paper's value under paper: too, or drop the s.e.", at)
-        if not se > 0:
-            raise WrittenError(f"must be a positive number, got {se!r}; e.g. 0.2236 (appendix §1)",
-                               f"{at}.paper_se.{key}")
-    if row.ref is not None and not (0 <= row.ref < len(spec.rows) and row.ref != i):
-        raise WrittenError(f"ref {row.ref!r} is not another row's index; give 0 .. {len(spec.rows) - 1} (0 is the "
-                           "first row)", at)
 
 
 WORDING = {
@@ -238,20 +228,6 @@ def read_table(data: Any, where: str) -> TableSpec:
 # ------------------------------------------------------------------------- the table against its sweep
 
 
-def resolve_cell(row: Row, cells: list[dict[str, Any]]) -> dict[str, Any]:
-    """Replace Rank(i) by the i-th smallest value of that axis among the sweep's cells."""
-    resolved = {}
-    for key, value in row.cell.items():
-        if isinstance(value, Rank):
-            levels = sorted({c[key] for c in cells if key in c})
-            if value.index >= len(levels):
-                raise TableError(f"row {' '.join(row.label)}: the sweep has {len(levels)} values of '{key}', "
-                                 f"the table needs {value.index + 1}; add values to the sweep's axis")
-            value = levels[value.index]
-        resolved[key] = value
-    return resolved
-
-
 def match_rows(spec: TableSpec, sweep: Any) -> list[dict[str, Any]]:
     """The cell of `sweep` (a jobs.sweep.Sweep) of every row (raises TableError when a row has none, or cells
     stay unused)."""
@@ -259,7 +235,14 @@ def match_rows(spec: TableSpec, sweep: Any) -> list[dict[str, Any]]:
     by_key = {cell_key(c): c for c in cells}
     matched = []
     for row in spec.rows:
-        want = resolve_cell(row, cells)
+        want = dict(row.cell)
+        for key, value in row.cell.items():  # Rank(i): the i-th smallest value of that axis among the sweep's cells
+            if isinstance(value, Rank):
+                levels = sorted({c[key] for c in cells if key in c})
+                if value.index >= len(levels):
+                    raise TableError(f"row {' '.join(row.label)}: the sweep has {len(levels)} values of '{key}', "
+                                     f"the table needs {value.index + 1}; add values to the sweep's axis")
+                want[key] = levels[value.index]
         cell = by_key.get(cell_key(want))
         if cell is None:
             raise TableError(f"table {spec.id} row '{' '.join(row.label)}' needs cell {cell_label(want)}, which "

@@ -5,6 +5,7 @@ parses in microseconds into a graph that expands to 10^9 nodes the moment anythi
 hash, an error message). The composer here counts aliases and depth while it builds the node graph, and the
 graph's expanded size is counted (each shared node once per reference, memoised) before anything is built
 from it. Nesting thousands of levels deep is refused at `MAX_DEPTH`, before Python's recursion limit.
+`read_yaml` reads a file's mapping this way and words every problem as one ConfigError line.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from mst.config import ConfigError
 from mst.inputs import InputError, read_regular
 
 MAX_YAML_BYTES = 1 << 20
@@ -97,3 +99,25 @@ def load_yaml(text: str | bytes, what: str) -> Any:
 def read_yaml_file(path: str | Path, what: str) -> Any:
     """load_yaml of the regular file `path`, at most MAX_YAML_BYTES (mst.inputs.read_regular's checks)."""
     return load_yaml(read_regular(path, what, MAX_YAML_BYTES), f"{what} {path}")
+
+
+def read_yaml(path: Path, what: str) -> dict:
+    """The YAML mapping in the regular file `path` (a preset, profile, sweep or budgets file), bounded as above;
+    a parse error, a bound passed, an unreadable file or a document that is no mapping is one ConfigError line."""
+    try:
+        # bytes: a file that is not UTF-8 is a YAMLError too
+        data = load_yaml(read_regular(path, what, MAX_YAML_BYTES), f"{what} {path}")
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{what} {path}{where} is not valid YAML; fix its syntax") from None
+    except InputError as err:
+        raise ConfigError(str(err)) from None
+    except OSError as err:
+        raise ConfigError(f"cannot read {what} {path}: {err.strerror or err}; make it readable or give "
+                          "another file") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} {path} must be a mapping of keys, got {type(data).__name__}")
+    return data

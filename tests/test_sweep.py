@@ -419,7 +419,8 @@ def test_a_sweep_is_its_decoded_file_plus_name_path_and_budget():
     import dataclasses
 
     from jobs.config_io import read_yaml
-    from jobs.sweep import SweepFile, decode, resolve
+    from jobs.sweep import SweepFile, resolve
+    from mst.config.codec import decode
 
     path = resolve("mask_prob")[0]
     written = decode(SweepFile, read_yaml(path, "sweep"), str(path))
@@ -435,7 +436,7 @@ def test_a_sweep_is_its_decoded_file_plus_name_path_and_budget():
 
 
 def test_a_budgets_fields_are_sweep_file_fields_of_the_same_type():
-    """with_budget layers a budget over a sweep field by field, so each Budget field must be the SweepFile field
+    """at_budget layers a budget over a sweep field by field, so each Budget field must be the SweepFile field
     of its name (its type, or that type left unset as None)."""
     import dataclasses
     import typing
