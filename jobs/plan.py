@@ -21,7 +21,6 @@ from typing import Any
 from jobs import rundir
 from jobs.errors import LaunchError
 from jobs.profiles import ClusterProfile, config_overrides
-from jobs.runstate import IN_FLIGHT
 from mst.stages import NEEDS_PRETRAIN
 
 
@@ -175,76 +174,45 @@ def run_config_texts(runs: list[Run], folder: rundir.SweepFolder, cluster: str,
 # ------------------------------------------------------------------------------------------- arrays
 
 
-def todo_from_states(states: list[Any]) -> tuple[dict[str, list[Run]], dict[str, int], dict[str, str]]:
-    """From the state of every (run, stage): (stage -> runs to submit, state -> pairs skipped, run id -> job
-    id of its live pre-training). Done and in-flight pairs are skipped."""
-    todo: dict[str, list[Run]] = {}
-    skipped: dict[str, int] = {}
-    live: dict[str, str] = {}
-    for s in states:
-        if s.state == "done" or s.state in IN_FLIGHT:
-            skipped[s.state] = skipped.get(s.state, 0) + 1
-            if s.stage == "pretrain" and s.state in IN_FLIGHT and s.job_id:
-                live[s.run.run_id] = s.job_id
-            continue
-        todo.setdefault(s.stage, []).append(s.run)
-    return todo, skipped, live
-
-
 def plan_arrays(todo: dict[str, list[Run]], stages: tuple[str, ...], array_size: int,
                 live: dict[str, str] | None = None) -> list[Array]:
-    """Job arrays for the (stage -> runs) still to do; downstream arrays aligned with pre-training chunks.
+    """Job arrays for the (stage -> runs) still to do, in submission order: the pre-training arrays first,
+    split at `array_size`, then each stage's.
 
-    `live` maps run id -> job id of a pre-training still in the scheduler (queued, running or preempted): a
-    downstream stage of such a run is a one-run job that waits for that job, never an unguarded one. A
-    downstream run whose pre-training is neither resubmitted now nor live must have finished it.
+    A downstream stage reruns for every run whose pre-training is submitted now, in arrays aligned task-for-task
+    with the pre-training arrays. `live` maps run id -> job id of a pre-training still in the scheduler
+    (queued, running or preempted): a downstream stage of such a run is a one-run job that waits for that job,
+    never an unguarded one. The remaining runs must have finished their pre-training: no dependency.
     """
     live = live or {}
-
-    def chunks(runs: list[Run]) -> list[tuple[Run, ...]]:
-        return [tuple(runs[i:i + array_size]) for i in range(0, len(runs), array_size)]
-
-    arrays: list[Array] = []
     pre = todo.get("pretrain", [])
     pre_ids = {r.run_id for r in pre}
-    pre_chunks = chunks(pre)
-    for chunk in pre_chunks:
-        arrays.append(Array("pretrain", chunk))
+    pre_chunks = [tuple(pre[i:i + array_size]) for i in range(0, len(pre), array_size)]
+    arrays = [Array("pretrain", chunk) for chunk in pre_chunks]
     for stage in stages:
-        if stage == "pretrain" or not todo.get(stage):
-            continue
-        rest = todo[stage]
-        if stage in NEEDS_PRETRAIN:
-            # every run whose pre-training is resubmitted now reruns this stage too, aligned task-for-task
-            for i, chunk in enumerate(pre_chunks):
-                arrays.append(Array(stage, chunk, after=i))
+        rest = todo.get(stage, []) if stage != "pretrain" else []
+        if rest and stage in NEEDS_PRETRAIN:
+            arrays += [Array(stage, chunk, after=i) for i, chunk in enumerate(pre_chunks)]
             rest = [r for r in rest if r.run_id not in pre_ids]
-            for run in rest:
-                if run.run_id in live:
-                    arrays.append(Array(stage, (run,), waits_for=live[run.run_id]))
+            arrays += [Array(stage, (r,), waits_for=live[r.run_id]) for r in rest if r.run_id in live]
             rest = [r for r in rest if r.run_id not in live]
-        for chunk in chunks(rest):
-            arrays.append(Array(stage, chunk))
+        arrays += [Array(stage, tuple(rest[i:i + array_size])) for i in range(0, len(rest), array_size)]
     return arrays
 
 
-def dependency(submitted: list[list[str]], array: Array) -> str | None:
-    """The --dependency of `array`, given the job ids of the arrays submitted before it (plan order)."""
+def dependency(submitted: list[list[str]] | None, array: Array) -> str | None:
+    """The --dependency of `array`, given the job ids of the arrays submitted before it (plan order); on a dry
+    run (`submitted` None: no job id exists yet) the aligned array's number stands in for its id."""
     if array.waits_for is not None:
         return f"afterok:{array.waits_for}"  # a job id or an array task id ('123_4'): Slurm takes both
     if array.after is None:
         return None
+    if submitted is None:
+        return f"aftercorr:<job id of array {array.after + 1}>"
     ids = submitted[array.after]
     if len(ids) == 1 and "_" not in ids[0]:
         return f"afterok:{ids[0]}"  # a single run is a plain job, not an array
     return f"aftercorr:{ids[0].split('_')[0]}"
-
-
-def dry_run_dependency(array: Array) -> str | None:
-    """The dependency `dependency` will give, before any job id exists (for --dry-run)."""
-    if array.waits_for:
-        return f"afterok:{array.waits_for}"
-    return None if array.after is None else f"aftercorr:<job id of array {array.after + 1}>"
 
 
 def local_order(runs: list[Run], stages: tuple[str, ...], folder: rundir.SweepFolder) -> list[Run]:
