@@ -32,11 +32,10 @@ from jobs.plan import (
     local_order,
     plan_arrays,
     resolve_runs,
-    run_config_texts,
     stage_job,
 )
 from jobs.profiles import ClusterProfile, check_shell_path, load_profile
-from jobs.runstate import IN_FLIGHT, LOCAL_JOB, is_local_job, sweep_view
+from jobs.runstate import FINAL, IN_FLIGHT, LOCAL_JOB, is_local_job, sweep_view
 from jobs.scheduler import (
     cached_poll,
     check_cluster,
@@ -60,9 +59,33 @@ class LocalFailures(LaunchError):
 
 def write_run_configs(runs: list[Run], folder: rundir.SweepFolder, cluster: str) -> None:
     """config.yaml of every run (and of its pool entry), and the link from each run folder to its pooled
-    pre-training; a run folder holding another config stops this before anything is written."""
+    pre-training (libyaml's emitter when present: the pure-Python one dominates big sweeps).
+
+    A run folder (or pool entry) that already holds another config (the sweep ran on a cluster with another
+    precision or data root under this runs root) raises LaunchError, before anything is written or submitted.
+    """
+    import yaml
+
+    from jobs.yaml_read import read_yaml_file
+    from mst.inputs import InputError
+
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
     pooled = folder.pooled(run.run_id for run in runs if "pretrain" in run.spec.stages)
-    for path, text in run_config_texts(runs, folder, cluster, frozenset(pooled)).items():
+    entries = rundir.SweepFolder(folder.root, rundir.POOL)
+    texts = {}
+    for run, home in [(run, folder) for run in runs] + [(run, entries) for run in runs if run.run_id in pooled]:
+        path = rundir.contained(folder.root, home.run(run.run_id) / "config.yaml")
+        texts[path] = yaml.dump(run.config_dict, Dumper=dumper, sort_keys=False)
+        if path.is_file() and path.read_bytes() != texts[path].encode():
+            try:
+                found = read_yaml_file(path, "run config")
+            except (yaml.YAMLError, UnicodeDecodeError, InputError, OSError):
+                raise LaunchError(f"{path} is not valid YAML (it was not written by mst-sweep, or was edited); "
+                                  "it is left as it is: move it aside, or submit with another --runs root") from None
+            if found != run.config_dict:
+                raise LaunchError(f"run folder {path.parent} holds another config than cluster '{cluster}' would "
+                                  "run (another precision or data root); submit with another --runs root")
+    for path, text in texts.items():
         rundir.write_config(folder.root, path, text)
     for run_id in sorted(pooled):
         rundir.link_pretrain(folder, run_id)
@@ -109,7 +132,7 @@ def stage_states(folder: rundir.SweepFolder, keys: list[tuple[str, str]], profil
         if record and "time" in record:
             age = time.time() - calendar.timegm(time.strptime(record["time"], "%Y-%m-%dT%H:%M:%SZ"))
         found.append(((run_id, stage), marker, str(record["job_id"]) if record else None, age))
-    unresolved = [f for f in found if f[1] not in rundir.FINAL_STATES and f[2] is not None]
+    unresolved = [f for f in found if f[1] not in FINAL and f[2] is not None]
     arrays = sorted({job.split("_")[0] for _, _, job, _ in unresolved if not is_local_job(job)})
     answer: dict[str, str] = {}
     if arrays and ask_scheduler and profile.scheduler == "slurm":

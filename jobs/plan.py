@@ -1,5 +1,5 @@
 """Planning a submission, without a scheduler: the runs a cluster will run, the job arrays, their order and
-dependencies, and the run configs to write. Nothing here submits, polls or writes.
+dependencies. Nothing here submits, polls or writes.
 
 Dependencies: a downstream stage (k-NN, probes, attention) is a *dependent array aligned task-for-task* with
 its pre-training array: task i of both arrays is the same run, and `--dependency=aftercorr:<pretrain array>`
@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from jobs import rundir
-from jobs.errors import LaunchError
 from jobs.profiles import ClusterProfile, config_overrides
 from mst.stages import NEEDS_PRETRAIN
 
@@ -137,38 +136,6 @@ def stage_job(run: Run, stage: str, profile: ClusterProfile, runs_root: Path) ->
                     config=run.config_dict or config_to_dict(run.config), validated=run.config, extra=extra,
                     preempt_signal=profile.preemption.signal, visible_devices=profile.environment.visible_devices,
                     node_dirs=profile.environment.node_dirs, device_kind=profile.accelerators.kind)
-
-
-def run_config_texts(runs: list[Run], folder: rundir.SweepFolder, cluster: str,
-                     pooled: frozenset[str] = frozenset()) -> dict[Path, str]:
-    """config.yaml path -> text of every run, and of the pool entry of each run id in `pooled` (libyaml's
-    emitter when present: the pure-Python one dominates big sweeps).
-
-    A run folder (or pool entry) that already holds another config (the sweep ran on a cluster with another
-    precision or data root under this runs root) raises LaunchError, before anything is written or submitted.
-    """
-    import yaml
-
-    from jobs.yaml_read import read_yaml_file
-    from mst.inputs import InputError
-
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    texts = {}
-    pool = rundir.SweepFolder(folder.root, rundir.POOL)
-    todo = [(run, folder) for run in runs] + [(run, pool) for run in runs if run.run_id in pooled]
-    for run, home in todo:
-        path = rundir.contained(folder.root, home.run(run.run_id) / "config.yaml")
-        texts[path] = yaml.dump(run.config_dict, Dumper=dumper, sort_keys=False)
-        if path.is_file() and path.read_bytes() != texts[path].encode():
-            try:
-                found = read_yaml_file(path, "run config")
-            except (yaml.YAMLError, UnicodeDecodeError, InputError, OSError):
-                raise LaunchError(f"{path} is not valid YAML (it was not written by mst-sweep, or was edited); "
-                                  "it is left as it is: move it aside, or submit with another --runs root") from None
-            if found != run.config_dict:
-                raise LaunchError(f"run folder {path.parent} holds another config than cluster '{cluster}' would "
-                                  "run (another precision or data root); submit with another --runs root")
-    return texts
 
 
 # ------------------------------------------------------------------------------------------- arrays

@@ -17,9 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from jobs import rundir
-from jobs.runstate import IN_FLIGHT
-
-LOCK_NAME = ".submit.lock"
+from jobs.runstate import FINAL, IN_FLIGHT
 
 
 @contextlib.contextmanager
@@ -31,7 +29,7 @@ def entry_locks(runs_root: str | Path, run_ids: Iterable[str]) -> Iterator[None]
     pool = rundir.SweepFolder(Path(runs_root), rundir.POOL)
     try:
         for run_id in sorted(set(run_ids)):
-            path = rundir.contained(runs_root, pool.run(run_id) / LOCK_NAME)
+            path = rundir.contained(runs_root, pool.run(run_id) / rundir.LOCK_NAME)
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
             fds.append(fd)
@@ -113,7 +111,7 @@ def adopt(runs_root: str | Path, out: Callable[[str], None] = print) -> int:
             folder = sweep.stage(run, "pretrain")
             target = rundir.pool_stage_dir(root, run)
             with entry_locks(root, [run]):
-                if rundir.result_status(folder) not in rundir.FINAL_STATES or _has_content(target):
+                if rundir.result_status(folder) not in FINAL or (target.is_dir() and any(target.iterdir())):
                     kept += 1
                     continue
                 _move(sweep, run, folder, target)
@@ -126,10 +124,6 @@ def adopt(runs_root: str | Path, out: Callable[[str], None] = print) -> int:
 def _folders(path: Path) -> list[str]:
     """The path-safe (so never hidden) sub-folders of `path`, sorted."""
     return sorted(e.name for e in os.scandir(path) if e.is_dir() and rundir.SAFE_NAME.fullmatch(e.name))
-
-
-def _has_content(path: Path) -> bool:
-    return path.is_dir() and any(path.iterdir())
 
 
 def _move(sweep: rundir.SweepFolder, run_id: str, folder: Path, target: Path) -> None:

@@ -36,11 +36,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jobs.runstate import FINAL, RECORD_STATUSES
+from jobs.runstate import RECORD_STATUSES
 from mst.atomic import atomic_write_text, read_json
 from mst.inputs import InputError, read_jsonl_lines
 
-FINAL_STATES = FINAL  # record statuses that end a stage (jobs.runstate)
 # a folder name: letters, digits, '.', '_', '-'; starts with a letter or digit (so never '.', '..' or hidden)
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 MANIFEST_KEYS = ("run_id", "stage", "job_id")  # required; cluster and time are checked when present
