@@ -132,11 +132,12 @@ def stage_states(folder: rundir.SweepFolder, keys: list[tuple[str, str]], profil
         if record and "time" in record:
             age = time.time() - calendar.timegm(time.strptime(record["time"], "%Y-%m-%dT%H:%M:%SZ"))
         found.append(((run_id, stage), marker, str(record["job_id"]) if record else None, age))
-    unresolved = [f for f in found if f[1] not in FINAL and f[2] is not None]
-    arrays = sorted({job.split("_")[0] for _, _, job, _ in unresolved if not is_local_job(job)})
+    # the scheduler is asked only about the latest jobs of stages without a final record
+    unresolved = [(job, age) for _, marker, job, age in found if marker not in FINAL and job is not None]
+    arrays = sorted({job.split("_")[0] for job, _ in unresolved if not is_local_job(job)})
     answer: dict[str, str] = {}
     if arrays and ask_scheduler and profile.scheduler == "slurm":
-        since = time.time() - max(age for *_, age in unresolved)
+        since = time.time() - max(age for _, age in unresolved)
         answer = cached_poll(profile, folder, arrays, force, counter, since)
     out = []
     for (run_id, stage), marker, job_id, age in found:

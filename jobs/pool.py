@@ -63,13 +63,8 @@ def share_line(pooled: list[str], states: dict[str, str], planned: Iterable[str]
 def users(runs_root: str | Path, run_id: str, but: str) -> list[str]:
     """The other sweeps under the root whose `<run_id>/pretrain` links to the pool entry."""
     root = Path(runs_root)
-    found = []
-    with os.scandir(root) as entries:
-        for entry in sorted(entries, key=lambda e: e.name):
-            if (entry.is_dir() and entry.name not in (rundir.POOL, but) and rundir.SAFE_NAME.fullmatch(entry.name)
-                    and rundir.SweepFolder(root, entry.name).links_pretrain(run_id)):
-                found.append(entry.name)
-    return found
+    return [name for name in _folders(root)
+            if name not in (rundir.POOL, but) and rundir.SweepFolder(root, name).links_pretrain(run_id)]
 
 
 def still_waited_on(runs_root: str | Path, sweep: str, run_ids: Iterable[str],
