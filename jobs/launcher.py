@@ -301,7 +301,9 @@ def status(sweep_name: str, cluster: str, runs_root: Path, counter: Callable[[],
 
 
 def cancel(sweep_name: str, cluster: str, runs_root: Path, out: Callable[[str], None] = print) -> list[str]:
-    """scancel every queued or running job the sweep's manifest names (one poll, one scancel).
+    """scancel every queued or running job the sweep's manifest names (one poll, one scancel), but a pooled
+    pre-training another sweep still waits on: one of its downstream stages of that run is queued, running or
+    preempted, or it submitted the pre-training alone (a sweep of pre-trainings only).
 
     The manifest, not the sweep's current expansion, says what was submitted: run ids change when the code's
     config schema changes, and the jobs submitted before must still be reachable.
@@ -317,15 +319,15 @@ def cancel(sweep_name: str, cluster: str, runs_root: Path, out: Callable[[str], 
     check_cluster(profile)
     found = stage_states(folder, list(rundir.latest_submissions(folder)), profile, force=True)
     live = {(s.run_id, s.stage): s.job_id for s in found if s.state in IN_FLIGHT and s.job_id}
-    # a pooled pre-training another sweep still waits on stays; this sweep's own stages of that run go
-    shared = [run_id for run_id, stage in live
-              if stage == "pretrain" and folder.links_pretrain(run_id)]
-
-    def states_of(other: str, other_keys: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
-        found = stage_states(rundir.SweepFolder(runs_root, other), other_keys, profile)
-        return {(s.run_id, s.stage): s.state for s in found}
-
-    waiting = pool.still_waited_on(runs_root, name, shared, states_of)
+    waiting: dict[str, list[str]] = {}  # run id -> the other sweeps still waiting on its pooled pre-training
+    for run_id in [r for r, stage in live if stage == "pretrain" and folder.links_pretrain(r)]:
+        for other in pool.users(runs_root, run_id, but=name):
+            other_folder = rundir.SweepFolder(runs_root, other)
+            keys = [k for k in rundir.latest_submissions(other_folder) if k[0] == run_id]
+            downstream = [k for k in keys if k[1] != "pretrain"]
+            if (keys and not downstream) or (downstream and any(
+                    s.state in IN_FLIGHT for s in stage_states(other_folder, downstream, profile))):
+                waiting.setdefault(run_id, []).append(other)
     ids = sorted({job for (run_id, stage), job in live.items() if not (stage == "pretrain" and run_id in waiting)})
     kept = "" if not waiting else (f"; left {len(waiting)} shared pre-trainings that "
                                   f"{', '.join(sorted({s for v in waiting.values() for s in v}))} still wait on")

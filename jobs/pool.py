@@ -67,24 +67,6 @@ def users(runs_root: str | Path, run_id: str, but: str) -> list[str]:
             if name not in (rundir.POOL, but) and rundir.SweepFolder(root, name).links_pretrain(run_id)]
 
 
-def still_waited_on(runs_root: str | Path, sweep: str, run_ids: Iterable[str],
-                    states_of: Callable[[str, list[tuple[str, str]]], dict[tuple[str, str], str]]
-                    ) -> dict[str, list[str]]:
-    """Run id -> the other sweeps that still wait on its pooled pre-training: a sweep waits while one of its
-    downstream stages of that run is queued, running or preempted, or when it submitted the pre-training alone
-    (a sweep of pre-trainings only). `states_of(sweep, keys)` gives (run id, stage) -> state."""
-    waiting: dict[str, list[str]] = {}
-    for run_id in run_ids:
-        for other in users(runs_root, run_id, but=sweep):
-            keys = [k for k in rundir.latest_submissions(rundir.SweepFolder(Path(runs_root), other))
-                    if k[0] == run_id]
-            downstream = [k for k in keys if k[1] != "pretrain"]
-            states = states_of(other, downstream) if downstream else {}
-            if any(states.get(k) in IN_FLIGHT for k in downstream) or (keys and not downstream):
-                waiting.setdefault(run_id, []).append(other)
-    return waiting
-
-
 def adopt(runs_root: str | Path, out: Callable[[str], None] = print) -> int:
     """Move every pre-training folder a sweep holds as its own (a root made before the pool) into the pool,
     leaving the link in its place; returns how many moved.
