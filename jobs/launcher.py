@@ -357,19 +357,21 @@ def run_local(sweep: Any, profile: ClusterProfile, runs: list[Run], folder: rund
     write_run_configs(runs, folder, profile.name)
     tasks = [(run, stage) for run in local_order(runs, sweep.stages, folder) for stage in sweep.stages]
     records = []
-    done = failed = skipped = 0
+    done = skipped = 0
     failures: list[str] = []
     broken: set[str] = set()  # runs whose pre-training failed in this pass
     for i, (run, stage) in enumerate(tasks, 1):
+        head = f"[{i}/{len(tasks)}] {stage} {run.run_id}"
+        # asked here, not planned ahead: another local sweep sharing a pooled pre-training may have finished it
         if is_done(folder.stage(run.run_id, stage)) is not None:
-            out(f"[{i}/{len(tasks)}] {stage} {run.run_id} ({describe(run)}): done already")
+            out(f"{head} ({describe(run)}): done already")
             done += 1
             continue
         if stage in NEEDS_PRETRAIN and run.run_id in broken:
-            out(f"[{i}/{len(tasks)}] {stage} {run.run_id}: skipped (its pretrain failed)")
+            out(f"{head}: skipped (its pretrain failed)")
             skipped += 1
             continue
-        console.rule(f"[{i}/{len(tasks)}] {stage} {run.run_id} ({describe(run)})")
+        console.rule(f"{head} ({describe(run)})")
         record = ManifestEntry.of(run, stage, f"{LOCAL_JOB}-{os.getpid()}", profile.name, None).encode()
         rundir.append_manifest(folder, [record])
         records.append(record)
@@ -383,18 +385,17 @@ def run_local(sweep: Any, profile: ClusterProfile, runs: list[Run], folder: rund
             result = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
         if result.get("status") != "done":
             why = str(result.get("error") or "no error message").splitlines()[0][:200]
-            out(f"[{i}/{len(tasks)}] {stage} {run.run_id} ({describe(run)}): failed: {why}")
+            out(f"{head} ({describe(run)}): failed: {why}")
             failures.append(f"{stage} {run.run_id}: {why}")
-            failed += 1
             if stage == "pretrain":
                 broken.add(run.run_id)
             continue
         done += 1
         metrics = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                             for k, v in (result.get("metrics") or {}).items())
-        out(f"[{i}/{len(tasks)}] {stage} {run.run_id}: {result.get('status')} {metrics}")
-    summary = f"sweep {sweep.name}: {done} of {len(tasks)} stages done, {failed} failed, {skipped} skipped"
-    if failed:
+        out(f"{head}: {result.get('status')} {metrics}")
+    summary = f"sweep {sweep.name}: {done} of {len(tasks)} stages done, {len(failures)} failed, {skipped} skipped"
+    if failures:
         raise LocalFailures(f"{summary} (first: {failures[0]}); each failed stage's result.json says why; fix "
                             "it and run the same command again (done stages are kept)")
     out(summary)
