@@ -175,10 +175,12 @@ def submit(sweep_name: str, cluster: str, runs_root: str | None = None, dry_run:
     root = Path(runs_root or profile.storage.run_root)
     folder = rundir.SweepFolder(root, sweep.name)
     pooled = folder.pooled(run.run_id for run in runs if "pretrain" in run.spec.stages)
+    own = sum("pretrain" in run.spec.stages for run in runs) - len(pooled)  # a root made before the pool
     if profile.scheduler == "local":
-        keys = [(run.run_id, "pretrain") for run in runs if "pretrain" in run.spec.stages]
-        if keys:
-            _say_shared(out, sweep.name, runs, pooled, stage_states(folder, keys, profile, pooled, ask_scheduler=False))
+        if pooled or own:
+            keys = [(run_id, "pretrain") for run_id in sorted(pooled)]
+            pre = stage_states(folder, keys, profile, pooled, ask_scheduler=False)
+            out(f"{sweep.name}: " + pool.share_line(sorted(pooled), {s.run_id: s.state for s in pre}, own=own))
         if dry_run:
             for run in runs:
                 out(f"would run {', '.join(sweep.stages)} of {run.run_id} ({describe(run)}) in this process")
@@ -194,27 +196,18 @@ def submit(sweep_name: str, cluster: str, runs_root: str | None = None, dry_run:
     if dry_run:
         if resubmit:  # why a stage is resubmitted is the scheduler's answer (cancelled, failed, lost)
             check_cluster(profile)
-        return _submit_slurm(sweep, profile, runs, folder, pooled, True, resubmit, out, planned)
+        return _submit_slurm(sweep, profile, runs, folder, pooled, own, True, resubmit, out, planned)
     check_cluster(profile)
     # the pool entries' locks: held from reading their states until their jobs are in the pool's manifest
     with rundir.submission_lock(folder), pool.entry_locks(root, pooled):
-        return _submit_slurm(sweep, profile, runs, folder, pooled, False, resubmit, out)
-
-
-def _say_shared(out: Callable[[str], None], sweep: str, runs: list[Run], pooled: set[str],
-                states: list[StageState], planned: dict[str, str] | None = None) -> None:
-    """The pool's line (jobs.pool.share_line) for a sweep with pre-trainings: how many are new, how many shared."""
-    own = sum("pretrain" in run.spec.stages for run in runs) - len(pooled)
-    if pooled or own:
-        pre_states = {s.run_id: s.state for s in states if s.stage == "pretrain"}
-        out(f"{sweep}: " + pool.share_line(sorted(pooled), pre_states, planned, own))
+        return _submit_slurm(sweep, profile, runs, folder, pooled, own, False, resubmit, out)
 
 
 def _submit_slurm(sweep: Any, profile: ClusterProfile, runs: list[Run], folder: rundir.SweepFolder,
-                  pooled: set[str], dry_run: bool, resubmit: bool, out: Callable[[str], None],
+                  pooled: set[str], own: int, dry_run: bool, resubmit: bool, out: Callable[[str], None],
                   planned: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Plan the arrays of what is not done nor in flight, then print them (dry run) or submit them; `pooled`:
-    the run ids whose pre-training is the pool's."""
+    the run ids whose pre-training is the pool's, `own`: how many the sweep holds in its own folders."""
     keys = [(run.run_id, stage) for run in runs for stage in sweep.stages]
     states = stage_states(folder, keys, profile, pooled, force=True, ask_scheduler=resubmit or not dry_run)
     by_id = {run.run_id: run for run in runs}
@@ -235,7 +228,9 @@ def _submit_slurm(sweep: Any, profile: ClusterProfile, runs: list[Run], folder: 
         for run in [r for r in todo.get("pretrain", []) if r.run_id in planned and r.run_id in pooled]:
             todo["pretrain"].remove(run)
             live[run.run_id] = planned[run.run_id]
-    _say_shared(out, sweep.name, runs, pooled, states, planned)
+    if pooled or own:
+        pre_states = {s.run_id: s.state for s in states if s.stage == "pretrain"}
+        out(f"{sweep.name}: " + pool.share_line(sorted(pooled), pre_states, planned, own))
     if planned is not None:
         planned.update({r.run_id: f"<pre-training planned by {sweep.name}>" for r in todo.get("pretrain", [])
                         if r.run_id in pooled})

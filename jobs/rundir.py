@@ -170,6 +170,7 @@ def append_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
 
 
 def append_manifest(folder: SweepFolder, records: list[dict[str, Any]]) -> None:
+    """Append submission records to the sweep's manifest, each led by the time (UTC) it was appended."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     append_jsonl(contained(folder.root, folder.manifest), [{"time": stamp, **r} for r in records])
 
