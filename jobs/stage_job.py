@@ -101,7 +101,7 @@ class StageJob(submitit.helpers.Checkpointable):
                     self._after_interrupt(flag, usr, started)  # exits
                 raise
             except Exception as err:
-                self._mark_failed(err, extra)
+                self._mark_failed(err, extra, cfg)
                 raise
 
     def run(self, cfg: Any, should_stop: Any, extra: dict[str, Any]) -> dict[str, Any]:
@@ -168,7 +168,7 @@ class StageJob(submitit.helpers.Checkpointable):
                             "updated_at": utc_now()})
         atomic_write_json(self.out_dir / "result.json", encode_record(record))
 
-    def _mark_failed(self, err: Exception, extra: dict[str, Any]) -> None:
+    def _mark_failed(self, err: Exception, extra: dict[str, Any], cfg: Any) -> None:
         """A failed result.json when the method left none, so `status` needs no scheduler call for it.
         A folder that another live process holds is left alone: its record is that process's to write."""
         from mst.run.folder import StageFolderBusy
@@ -177,12 +177,9 @@ class StageJob(submitit.helpers.Checkpointable):
             return
         if os.environ.get("RANK", "0") != "0":
             return
-        from mst.config import config_from_dict
         from mst.run.record import write_failed_record
 
-        cfg = self.validated if self.validated is not None else config_from_dict(self.config)
-        write_failed_record(self.out_dir, self.stage, cfg, err, wall_time_s=None,
-                            extra=extra)
+        write_failed_record(self.out_dir, self.stage, cfg, err, wall_time_s=None, extra=extra)
 
 
 def _provenance(under_slurm: bool, world: int, device: DeviceChoice, device_kind: str, ran_under: list[str]
