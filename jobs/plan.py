@@ -157,8 +157,8 @@ def plan_arrays(todo: dict[str, list[Run]], stages: tuple[str, ...], array_size:
     pre_chunks = [tuple(pre[i:i + array_size]) for i in range(0, len(pre), array_size)]
     arrays = [Array("pretrain", chunk) for chunk in pre_chunks]
     for stage in stages:
-        rest = todo.get(stage, []) if stage != "pretrain" else []
-        if rest and stage in NEEDS_PRETRAIN:
+        rest = [] if stage == "pretrain" else todo.get(stage, [])  # the pre-training arrays are planned above
+        if rest and stage in NEEDS_PRETRAIN:  # aligned with every pre-training submitted now
             arrays += [Array(stage, chunk, after=i) for i, chunk in enumerate(pre_chunks)]
             rest = [r for r in rest if r.run_id not in pre_ids]
             arrays += [Array(stage, (r,), waits_for=live[r.run_id]) for r in rest if r.run_id in live]
