@@ -13,6 +13,7 @@ words of jobs.runstate, which `mst-report status` prints too.
 
 from __future__ import annotations
 
+import calendar
 import os
 import time
 import uuid
@@ -28,16 +29,13 @@ from jobs.plan import (
     Run,
     dependency,
     describe,
-    dry_run_dependency,
     local_order,
     plan_arrays,
     resolve_runs,
-    run_config_texts,
     stage_job,
-    todo_from_states,
 )
 from jobs.profiles import ClusterProfile, check_shell_path, load_profile
-from jobs.runstate import IN_FLIGHT, LOCAL_JOB, is_local_job, sweep_view
+from jobs.runstate import FINAL, IN_FLIGHT, LOCAL_JOB, is_local_job, sweep_view
 from jobs.scheduler import (
     cached_poll,
     check_cluster,
@@ -52,7 +50,7 @@ from mst.run.record import is_done
 from mst.stages import NEEDS_PRETRAIN
 
 __all__ = ["LaunchError", "LocalFailures", "StageState", "cancel", "check_cluster", "manifest_cluster",
-           "run_local", "status", "submit", "sweep_states", "write_run_configs"]
+           "run_local", "stage_states", "status", "submit", "write_run_configs"]
 
 
 class LocalFailures(LaunchError):
@@ -61,9 +59,33 @@ class LocalFailures(LaunchError):
 
 def write_run_configs(runs: list[Run], folder: rundir.SweepFolder, cluster: str) -> None:
     """config.yaml of every run (and of its pool entry), and the link from each run folder to its pooled
-    pre-training; a run folder holding another config stops this before anything is written."""
+    pre-training (libyaml's emitter when present: the pure-Python one dominates big sweeps).
+
+    A run folder (or pool entry) that already holds another config (the sweep ran on a cluster with another
+    precision or data root under this runs root) raises LaunchError, before anything is written or submitted.
+    """
+    import yaml
+
+    from jobs.yaml_read import read_yaml_file
+    from mst.inputs import InputError
+
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
     pooled = folder.pooled(run.run_id for run in runs if "pretrain" in run.spec.stages)
-    for path, text in run_config_texts(runs, folder, cluster, frozenset(pooled)).items():
+    entries = rundir.SweepFolder(folder.root, rundir.POOL)
+    texts = {}
+    for run, home in [(run, folder) for run in runs] + [(run, entries) for run in runs if run.run_id in pooled]:
+        path = rundir.contained(folder.root, home.run(run.run_id) / "config.yaml")
+        texts[path] = yaml.dump(run.config_dict, Dumper=dumper, sort_keys=False)
+        if path.is_file() and path.read_bytes() != texts[path].encode():
+            try:
+                found = read_yaml_file(path, "run config")
+            except (yaml.YAMLError, UnicodeDecodeError, InputError, OSError):
+                raise LaunchError(f"{path} is not valid YAML (it was not written by mst-sweep, or was edited); "
+                                  "it is left as it is: move it aside, or submit with another --runs root") from None
+            if found != run.config_dict:
+                raise LaunchError(f"run folder {path.parent} holds another config than cluster '{cluster}' would "
+                                  "run (another precision or data root); submit with another --runs root")
+    for path, text in texts.items():
         rundir.write_config(folder.root, path, text)
     for run_id in sorted(pooled):
         rundir.link_pretrain(folder, run_id)
@@ -74,62 +96,54 @@ def write_run_configs(runs: list[Run], folder: rundir.SweepFolder, cluster: str)
 
 @dataclass(frozen=True)
 class StageState:
-    run: Run
+    """Where one (run, stage) of a sweep stands, as `mst-sweep status` lists it."""
+
+    run_id: str
+    """The run's id, its folder's name."""
     stage: str
+    """The stage."""
     state: str
     """A word of jobs.runstate.STATES."""
     job_id: str | None
+    """The job of its latest submission (the pool's, for a pooled pre-training); None when never submitted."""
     detail: str = ""
+    """Why it is in that state: the scheduler's word, or what the record or the manifest says."""
 
 
-def _age_s(stamp: str) -> float:
-    import calendar
+def stage_states(folder: rundir.SweepFolder, keys: list[tuple[str, str]], profile: ClusterProfile,
+                 pooled: set[str] | None = None, force: bool = False, counter: Callable[[], None] | None = None,
+                 ask_scheduler: bool = True) -> list[StageState]:
+    """The state of every (run_id, stage) of `keys`, in their order: its record (result.json) and its latest
+    submission (the manifest), then for the ones neither finished nor run here one (cached) scheduler poll.
 
-    return time.time() - calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ"))
-
-
-def _states(keys: list[tuple[str, str]], profile: ClusterProfile, folder: rundir.SweepFolder,
-            force: bool = False, counter: Callable[[], None] | None = None, ask_scheduler: bool = True
-            ) -> dict[tuple[str, str], tuple[str, str, str | None]]:
-    """(run_id, stage) -> (state, detail, job id): markers first, then one (cached) scheduler poll."""
-    latest = rundir.latest_submissions(folder)
-    pool = (rundir.latest_submissions(rundir.SweepFolder(folder.root, rundir.POOL))
-            if "pretrain" in {s for _, s in keys} else {})
-    pending = []
+    `pooled`: the run ids whose pre-training is the pool's (default: all the sweep does not hold as its own);
+    their record and latest job are the pool's, whichever sweep submitted it.
+    """
+    if pooled is None:
+        pooled = folder.pooled(run_id for run_id, stage in keys if stage == "pretrain")
+    latest = rundir.latest_submissions(folder, pooled)
+    found = []  # (key, record status, job id, seconds since its submission)
     for run_id, stage in keys:
-        # a pooled pre-training: its record and its latest job are the pool's, whichever sweep submitted it
-        pooled = stage == "pretrain" and not folder.owns_pretrain(run_id)
-        marker = rundir.result_status(rundir.pool_stage_dir(folder.root, run_id) if pooled
+        shared = stage == "pretrain" and run_id in pooled
+        marker = rundir.result_status(rundir.pool_stage_dir(folder.root, run_id) if shared
                                       else folder.stage(run_id, stage))
-        rec = pool.get((run_id, stage)) if pooled else None
-        rec = rec or latest.get((run_id, stage))
-        job_id = str(rec["job_id"]) if rec else None
-        pending.append((run_id, stage, marker, job_id, _age_s(rec["time"]) if rec and "time" in rec else 1e9))
-    unresolved = [p for p in pending if p[2] not in rundir.FINAL_STATES and p[3] is not None]
-    arrays = sorted({p[3].split("_")[0] for p in unresolved if not is_local_job(p[3])})
-    states: dict[str, str] = {}
+        record = latest.get((run_id, stage))
+        age = 1e9
+        if record and "time" in record:
+            age = time.time() - calendar.timegm(time.strptime(record["time"], "%Y-%m-%dT%H:%M:%SZ"))
+        found.append(((run_id, stage), marker, str(record["job_id"]) if record else None, age))
+    # the scheduler is asked only about the latest jobs of stages without a final record
+    unresolved = [(job, age) for _, marker, job, age in found if marker not in FINAL and job is not None]
+    arrays = sorted({job.split("_")[0] for job, _ in unresolved if not is_local_job(job)})
+    answer: dict[str, str] = {}
     if arrays and ask_scheduler and profile.scheduler == "slurm":
-        since = time.time() - max(p[4] for p in unresolved)
-        states = cached_poll(profile, folder, arrays, force, counter, since)
-    out = {}
-    for run_id, stage, marker, job_id, age in pending:
-        sched = task_state(states, job_id) if job_id else None
-        state, detail = sweep_view(marker, job_id, sched, age, asked=ask_scheduler)
-        out[(run_id, stage)] = (state, detail, job_id)
-    return out
-
-
-def sweep_states(runs: list[Run], stages: tuple[str, ...], profile: ClusterProfile, folder: rundir.SweepFolder,
-                 force: bool = False, counter: Callable[[], None] | None = None, ask_scheduler: bool = True
-                 ) -> list[StageState]:
-    """The state of every (run, stage) of the sweep as expanded now."""
-    keys = [(run.run_id, stage) for run in runs for stage in stages]
-    found = _states(keys, profile, folder, force, counter, ask_scheduler)
-    by_id = {run.run_id: run for run in runs}
+        since = time.time() - max(age for _, age in unresolved)
+        answer = cached_poll(profile, folder, arrays, force, counter, since)
     out = []
-    for run_id, stage in keys:
-        state, detail, job_id = found[(run_id, stage)]
-        out.append(StageState(by_id[run_id], stage, state, job_id, detail))
+    for (run_id, stage), marker, job_id, age in found:
+        sched = task_state(answer, job_id) if job_id else None
+        state, detail = sweep_view(marker, job_id, sched, age, asked=ask_scheduler)
+        out.append(StageState(run_id, stage, state, job_id, detail))
     return out
 
 
@@ -142,15 +156,6 @@ def load_for_cluster(sweep_name: str, cluster: str) -> tuple[Any, ClusterProfile
     profile = load_profile(cluster)
     sweep = load_sweep(sweep_name)
     return sweep, profile, resolve_runs(sweep, profile)
-
-
-def _check_runs_root(root: Path, profile: ClusterProfile) -> None:
-    """The runs root reaches #SBATCH lines and srun's command line: refuse what cannot travel there safely."""
-    try:
-        check_shell_path(str(root.resolve()))
-    except ValueError as err:
-        raise LaunchError(f"runs root {str(root)!r} {err}; Slurm scripts on cluster '{profile.name}' cannot "
-                          "carry it safely: use --runs with a plain path (letters, digits and ./_-+@,:=~)") from None
 
 
 def submit(sweep_name: str, cluster: str, runs_root: str | None = None, dry_run: bool = False,
@@ -170,48 +175,61 @@ def submit(sweep_name: str, cluster: str, runs_root: str | None = None, dry_run:
     root = Path(runs_root or profile.storage.run_root)
     folder = rundir.SweepFolder(root, sweep.name)
     pooled = folder.pooled(run.run_id for run in runs if "pretrain" in run.spec.stages)
+    own = sum("pretrain" in run.spec.stages for run in runs) - len(pooled)  # a root made before the pool
     if profile.scheduler == "local":
-        own = sum("pretrain" in run.spec.stages for run in runs) - len(pooled)
         if pooled or own:
-            states = sweep_states(runs, ("pretrain",), profile, folder, ask_scheduler=False)
-            pre_states = {s.run.run_id: s.state for s in states}
-            out(f"{sweep.name}: " + pool.share_line(sorted(pooled), pre_states, own=own))
+            keys = [(run_id, "pretrain") for run_id in sorted(pooled)]
+            pre = stage_states(folder, keys, profile, pooled, ask_scheduler=False)
+            out(f"{sweep.name}: " + pool.share_line(sorted(pooled), {s.run_id: s.state for s in pre}, own=own))
         if dry_run:
             for run in runs:
                 out(f"would run {', '.join(sweep.stages)} of {run.run_id} ({describe(run)}) in this process")
             return []
         with rundir.submission_lock(folder):
             return run_local(sweep, profile, runs, folder, out)
-    _check_runs_root(root, profile)
+    # the runs root reaches #SBATCH lines and srun's command line: refuse what cannot travel there safely
+    try:
+        check_shell_path(str(root.resolve()))
+    except ValueError as err:
+        raise LaunchError(f"runs root {str(root)!r} {err}; Slurm scripts on cluster '{profile.name}' cannot "
+                          "carry it safely: use --runs with a plain path (letters, digits and ./_-+@,:=~)") from None
     if dry_run:
         if resubmit:  # why a stage is resubmitted is the scheduler's answer (cancelled, failed, lost)
             check_cluster(profile)
-        return _submit_slurm(sweep, profile, runs, folder, pooled, True, resubmit, out, planned)
+        return _submit_slurm(sweep, profile, runs, folder, pooled, own, True, resubmit, out, planned)
     check_cluster(profile)
     # the pool entries' locks: held from reading their states until their jobs are in the pool's manifest
     with rundir.submission_lock(folder), pool.entry_locks(root, pooled):
-        return _submit_slurm(sweep, profile, runs, folder, pooled, False, resubmit, out)
+        return _submit_slurm(sweep, profile, runs, folder, pooled, own, False, resubmit, out)
 
 
 def _submit_slurm(sweep: Any, profile: ClusterProfile, runs: list[Run], folder: rundir.SweepFolder,
-                  pooled: set[str], dry_run: bool, resubmit: bool, out: Callable[[str], None],
+                  pooled: set[str], own: int, dry_run: bool, resubmit: bool, out: Callable[[str], None],
                   planned: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Plan the arrays of what is not done nor in flight, then print them (dry run) or submit them; `pooled`:
-    the run ids whose pre-training is the pool's."""
-    states = sweep_states(runs, sweep.stages, profile, folder, force=True, ask_scheduler=resubmit or not dry_run)
-    todo, skipped, live = todo_from_states(states)
-    if dry_run and resubmit:
-        for s in states:
-            if s.stage in todo and s.run in todo[s.stage]:
-                out(f"would resubmit {s.stage} {s.run.run_id} ({describe(s.run)}): {s.state}"
-                    + (f", {s.detail}" if s.detail else "") + (f" (job {s.job_id})" if s.job_id else ""))
+    the run ids whose pre-training is the pool's, `own`: how many the sweep holds in its own folders."""
+    keys = [(run.run_id, stage) for run in runs for stage in sweep.stages]
+    states = stage_states(folder, keys, profile, pooled, force=True, ask_scheduler=resubmit or not dry_run)
+    by_id = {run.run_id: run for run in runs}
+    todo: dict[str, list[Run]] = {}  # stage -> the runs to submit it for
+    skipped: dict[str, int] = {}  # state -> how many (run, stage) pairs are left alone in it
+    live: dict[str, str] = {}  # run id -> the job of its pre-training still in the scheduler
+    for s in states:
+        if s.state == "done" or s.state in IN_FLIGHT:
+            skipped[s.state] = skipped.get(s.state, 0) + 1
+            if s.stage == "pretrain" and s.state in IN_FLIGHT and s.job_id:
+                live[s.run_id] = s.job_id
+            continue
+        todo.setdefault(s.stage, []).append(by_id[s.run_id])
+        if dry_run and resubmit:
+            out(f"would resubmit {s.stage} {s.run_id} ({describe(by_id[s.run_id])}): {s.state}"
+                + (f", {s.detail}" if s.detail else "") + (f" (job {s.job_id})" if s.job_id else ""))
     if planned is not None:  # a dry run of several sweeps in sequence: an earlier one's new pre-training is shared
         for run in [r for r in todo.get("pretrain", []) if r.run_id in planned and r.run_id in pooled]:
             todo["pretrain"].remove(run)
             live[run.run_id] = planned[run.run_id]
-    own = sum("pretrain" in run.spec.stages for run in runs) - len(pooled)
     if pooled or own:
-        pre_states = {s.run.run_id: s.state for s in states if s.stage == "pretrain"}
+        pre_states = {s.run_id: s.state for s in states if s.stage == "pretrain"}
         out(f"{sweep.name}: " + pool.share_line(sorted(pooled), pre_states, planned, own))
     if planned is not None:
         planned.update({r.run_id: f"<pre-training planned by {sweep.name}>" for r in todo.get("pretrain", [])
@@ -231,13 +249,13 @@ def _submit_slurm(sweep: Any, profile: ClusterProfile, runs: list[Run], folder: 
             out(f"{sweep.name}: dry run, nothing resubmitted; {len(arrays)} array(s) would be")
             return []
         for i, array in enumerate(arrays):
-            dep = dry_run_dependency(array)
             out(f"# --- array {i + 1}/{len(arrays)}: {array.stage} x {len(array.runs)} on {profile.name}"
                 + (f", task i waits for task i of array {array.after + 1}" if array.after is not None else "")
                 + (f", waits for its pre-training job {array.waits_for}" if array.waits_for else ""))
             for t, run in enumerate(array.runs):
                 out(f"#   task {t}: {run.run_id} ({describe(run)})")
-            out(render_sbatch(profile, array.stage, job_names[array.stage], logs, len(array.runs), dep))
+            out(render_sbatch(profile, array.stage, job_names[array.stage], logs, len(array.runs),
+                              dependency(None, array)))
         return []
 
     rundir.contained(folder.root, logs.parent)
@@ -271,12 +289,16 @@ def manifest_cluster(runs_root: Path, sweep: str) -> str | None:
 
 def status(sweep_name: str, cluster: str, runs_root: Path, counter: Callable[[], None] | None = None
            ) -> list[StageState]:
+    """The state of every (run, stage) of the sweep as expanded now."""
     sweep, profile, runs = load_for_cluster(sweep_name, cluster)
-    return sweep_states(runs, sweep.stages, profile, rundir.SweepFolder(runs_root, sweep.name), counter=counter)
+    keys = [(run.run_id, stage) for run in runs for stage in sweep.stages]
+    return stage_states(rundir.SweepFolder(runs_root, sweep.name), keys, profile, counter=counter)
 
 
 def cancel(sweep_name: str, cluster: str, runs_root: Path, out: Callable[[str], None] = print) -> list[str]:
-    """scancel every queued or running job the sweep's manifest names (one poll, one scancel).
+    """scancel every queued or running job the sweep's manifest names (one poll, one scancel), but a pooled
+    pre-training another sweep still waits on: one of its downstream stages of that run is queued, running or
+    preempted, or it submitted the pre-training alone (a sweep of pre-trainings only).
 
     The manifest, not the sweep's current expansion, says what was submitted: run ids change when the code's
     config schema changes, and the jobs submitted before must still be reachable.
@@ -290,17 +312,17 @@ def cancel(sweep_name: str, cluster: str, runs_root: Path, out: Callable[[str], 
         out(f"{name}: cluster {profile.name} has no scheduler; nothing to cancel")
         return []
     check_cluster(profile)
-    keys = list(rundir.latest_submissions(folder))
-    found = _states(keys, profile, folder, force=True)
-    live = {key: job for key, (state, _, job) in found.items() if state in IN_FLIGHT and job}
-    # a pooled pre-training another sweep still waits on stays; this sweep's own stages of that run go
-    shared = [run_id for run_id, stage in live
-              if stage == "pretrain" and folder.links_pretrain(run_id)]
-
-    def states_of(other: str, other_keys: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
-        return {k: v[0] for k, v in _states(other_keys, profile, rundir.SweepFolder(runs_root, other)).items()}
-
-    waiting = pool.still_waited_on(runs_root, name, shared, states_of)
+    found = stage_states(folder, list(rundir.latest_submissions(folder)), profile, force=True)
+    live = {(s.run_id, s.stage): s.job_id for s in found if s.state in IN_FLIGHT and s.job_id}
+    waiting: dict[str, list[str]] = {}  # run id -> the other sweeps still waiting on its pooled pre-training
+    for run_id in [r for r, stage in live if stage == "pretrain" and folder.links_pretrain(r)]:
+        for other in pool.users(runs_root, run_id, but=name):
+            other_folder = rundir.SweepFolder(runs_root, other)
+            keys = [k for k in rundir.latest_submissions(other_folder) if k[0] == run_id]
+            downstream = [k for k in keys if k[1] != "pretrain"]
+            if (keys and not downstream) or (downstream and any(
+                    s.state in IN_FLIGHT for s in stage_states(other_folder, downstream, profile))):
+                waiting.setdefault(run_id, []).append(other)
     ids = sorted({job for (run_id, stage), job in live.items() if not (stage == "pretrain" and run_id in waiting)})
     kept = "" if not waiting else (f"; left {len(waiting)} shared pre-trainings that "
                                   f"{', '.join(sorted({s for v in waiting.values() for s in v}))} still wait on")
@@ -330,19 +352,21 @@ def run_local(sweep: Any, profile: ClusterProfile, runs: list[Run], folder: rund
     write_run_configs(runs, folder, profile.name)
     tasks = [(run, stage) for run in local_order(runs, sweep.stages, folder) for stage in sweep.stages]
     records = []
-    done = failed = skipped = 0
+    done = skipped = 0
     failures: list[str] = []
     broken: set[str] = set()  # runs whose pre-training failed in this pass
     for i, (run, stage) in enumerate(tasks, 1):
+        head = f"[{i}/{len(tasks)}] {stage} {run.run_id}"
+        # asked here, not planned ahead: another local sweep sharing a pooled pre-training may have finished it
         if is_done(folder.stage(run.run_id, stage)) is not None:
-            out(f"[{i}/{len(tasks)}] {stage} {run.run_id} ({describe(run)}): done already")
+            out(f"{head} ({describe(run)}): done already")
             done += 1
             continue
         if stage in NEEDS_PRETRAIN and run.run_id in broken:
-            out(f"[{i}/{len(tasks)}] {stage} {run.run_id}: skipped (its pretrain failed)")
+            out(f"{head}: skipped (its pretrain failed)")
             skipped += 1
             continue
-        console.rule(f"[{i}/{len(tasks)}] {stage} {run.run_id} ({describe(run)})")
+        console.rule(f"{head} ({describe(run)})")
         record = ManifestEntry.of(run, stage, f"{LOCAL_JOB}-{os.getpid()}", profile.name, None).encode()
         rundir.append_manifest(folder, [record])
         records.append(record)
@@ -356,18 +380,17 @@ def run_local(sweep: Any, profile: ClusterProfile, runs: list[Run], folder: rund
             result = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
         if result.get("status") != "done":
             why = str(result.get("error") or "no error message").splitlines()[0][:200]
-            out(f"[{i}/{len(tasks)}] {stage} {run.run_id} ({describe(run)}): failed: {why}")
+            out(f"{head} ({describe(run)}): failed: {why}")
             failures.append(f"{stage} {run.run_id}: {why}")
-            failed += 1
             if stage == "pretrain":
                 broken.add(run.run_id)
             continue
         done += 1
         metrics = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                             for k, v in (result.get("metrics") or {}).items())
-        out(f"[{i}/{len(tasks)}] {stage} {run.run_id}: {result.get('status')} {metrics}")
-    summary = f"sweep {sweep.name}: {done} of {len(tasks)} stages done, {failed} failed, {skipped} skipped"
-    if failed:
+        out(f"{head}: {result.get('status')} {metrics}")
+    summary = f"sweep {sweep.name}: {done} of {len(tasks)} stages done, {len(failures)} failed, {skipped} skipped"
+    if failures:
         raise LocalFailures(f"{summary} (first: {failures[0]}); each failed stage's result.json says why; fix "
                             "it and run the same command again (done stages are kept)")
     out(summary)

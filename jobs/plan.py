@@ -1,5 +1,5 @@
 """Planning a submission, without a scheduler: the runs a cluster will run, the job arrays, their order and
-dependencies, and the run configs to write. Nothing here submits, polls or writes.
+dependencies. Nothing here submits, polls or writes.
 
 Dependencies: a downstream stage (k-NN, probes, attention) is a *dependent array aligned task-for-task* with
 its pre-training array: task i of both arrays is the same run, and `--dependency=aftercorr:<pretrain array>`
@@ -19,9 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs import rundir
-from jobs.errors import LaunchError
 from jobs.profiles import ClusterProfile, config_overrides
-from jobs.runstate import IN_FLIGHT
 from mst.stages import NEEDS_PRETRAIN
 
 
@@ -133,111 +131,48 @@ def stage_job(run: Run, stage: str, profile: ClusterProfile, runs_root: Path) ->
                     node_dirs=profile.environment.node_dirs, device_kind=profile.accelerators.kind)
 
 
-def run_config_texts(runs: list[Run], folder: rundir.SweepFolder, cluster: str,
-                     pooled: frozenset[str] = frozenset()) -> dict[Path, str]:
-    """config.yaml path -> text of every run, and of the pool entry of each run id in `pooled` (libyaml's
-    emitter when present: the pure-Python one dominates big sweeps).
-
-    A run folder (or pool entry) that already holds another config (the sweep ran on a cluster with another
-    precision or data root under this runs root) raises LaunchError, before anything is written or submitted.
-    """
-    import yaml
-
-    from jobs.yaml_read import read_yaml_file
-    from mst.inputs import InputError
-
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    texts = {}
-    pool = rundir.SweepFolder(folder.root, rundir.POOL)
-    todo = [(run, folder) for run in runs] + [(run, pool) for run in runs if run.run_id in pooled]
-    for run, home in todo:
-        path = rundir.contained(folder.root, home.run(run.run_id) / "config.yaml")
-        texts[path] = yaml.dump(run.config_dict, Dumper=dumper, sort_keys=False)
-        if path.is_file() and path.read_bytes() != texts[path].encode():
-            try:
-                found = read_yaml_file(path, "run config")
-            except (yaml.YAMLError, UnicodeDecodeError, InputError, OSError):
-                raise LaunchError(f"{path} is not valid YAML (it was not written by mst-sweep, or was edited); "
-                                  "it is left as it is: move it aside, or submit with another --runs root") from None
-            if found != run.config_dict:
-                raise LaunchError(f"run folder {path.parent} holds another config than cluster '{cluster}' would "
-                                  "run (another precision or data root); submit with another --runs root")
-    return texts
-
-
 # ------------------------------------------------------------------------------------------- arrays
-
-
-def todo_from_states(states: list[Any]) -> tuple[dict[str, list[Run]], dict[str, int], dict[str, str]]:
-    """From the state of every (run, stage): (stage -> runs to submit, state -> pairs skipped, run id -> job
-    id of its live pre-training). Done and in-flight pairs are skipped."""
-    todo: dict[str, list[Run]] = {}
-    skipped: dict[str, int] = {}
-    live: dict[str, str] = {}
-    for s in states:
-        if s.state == "done" or s.state in IN_FLIGHT:
-            skipped[s.state] = skipped.get(s.state, 0) + 1
-            if s.stage == "pretrain" and s.state in IN_FLIGHT and s.job_id:
-                live[s.run.run_id] = s.job_id
-            continue
-        todo.setdefault(s.stage, []).append(s.run)
-    return todo, skipped, live
 
 
 def plan_arrays(todo: dict[str, list[Run]], stages: tuple[str, ...], array_size: int,
                 live: dict[str, str] | None = None) -> list[Array]:
-    """Job arrays for the (stage -> runs) still to do; downstream arrays aligned with pre-training chunks.
+    """Job arrays for the (stage -> runs) still to do, in submission order: the pre-training arrays first,
+    split at `array_size`, then each stage's.
 
-    `live` maps run id -> job id of a pre-training still in the scheduler (queued, running or preempted): a
-    downstream stage of such a run is a one-run job that waits for that job, never an unguarded one. A
-    downstream run whose pre-training is neither resubmitted now nor live must have finished it.
+    A downstream stage reruns for every run whose pre-training is submitted now, in arrays aligned task-for-task
+    with the pre-training arrays. `live` maps run id -> job id of a pre-training still in the scheduler
+    (queued, running or preempted): a downstream stage of such a run is a one-run job that waits for that job,
+    never an unguarded one. The remaining runs must have finished their pre-training: no dependency.
     """
     live = live or {}
-
-    def chunks(runs: list[Run]) -> list[tuple[Run, ...]]:
-        return [tuple(runs[i:i + array_size]) for i in range(0, len(runs), array_size)]
-
-    arrays: list[Array] = []
     pre = todo.get("pretrain", [])
     pre_ids = {r.run_id for r in pre}
-    pre_chunks = chunks(pre)
-    for chunk in pre_chunks:
-        arrays.append(Array("pretrain", chunk))
+    pre_chunks = [tuple(pre[i:i + array_size]) for i in range(0, len(pre), array_size)]
+    arrays = [Array("pretrain", chunk) for chunk in pre_chunks]
     for stage in stages:
-        if stage == "pretrain" or not todo.get(stage):
-            continue
-        rest = todo[stage]
-        if stage in NEEDS_PRETRAIN:
-            # every run whose pre-training is resubmitted now reruns this stage too, aligned task-for-task
-            for i, chunk in enumerate(pre_chunks):
-                arrays.append(Array(stage, chunk, after=i))
+        rest = [] if stage == "pretrain" else todo.get(stage, [])  # the pre-training arrays are planned above
+        if rest and stage in NEEDS_PRETRAIN:  # aligned with every pre-training submitted now
+            arrays += [Array(stage, chunk, after=i) for i, chunk in enumerate(pre_chunks)]
             rest = [r for r in rest if r.run_id not in pre_ids]
-            for run in rest:
-                if run.run_id in live:
-                    arrays.append(Array(stage, (run,), waits_for=live[run.run_id]))
+            arrays += [Array(stage, (r,), waits_for=live[r.run_id]) for r in rest if r.run_id in live]
             rest = [r for r in rest if r.run_id not in live]
-        for chunk in chunks(rest):
-            arrays.append(Array(stage, chunk))
+        arrays += [Array(stage, tuple(rest[i:i + array_size])) for i in range(0, len(rest), array_size)]
     return arrays
 
 
-def dependency(submitted: list[list[str]], array: Array) -> str | None:
-    """The --dependency of `array`, given the job ids of the arrays submitted before it (plan order)."""
+def dependency(submitted: list[list[str]] | None, array: Array) -> str | None:
+    """The --dependency of `array`, given the job ids of the arrays submitted before it (plan order); on a dry
+    run (`submitted` None: no job id exists yet) the aligned array's number stands in for its id."""
     if array.waits_for is not None:
         return f"afterok:{array.waits_for}"  # a job id or an array task id ('123_4'): Slurm takes both
     if array.after is None:
         return None
+    if submitted is None:
+        return f"aftercorr:<job id of array {array.after + 1}>"
     ids = submitted[array.after]
     if len(ids) == 1 and "_" not in ids[0]:
         return f"afterok:{ids[0]}"  # a single run is a plain job, not an array
     return f"aftercorr:{ids[0].split('_')[0]}"
-
-
-def dry_run_dependency(array: Array) -> str | None:
-    """The dependency `dependency` will give, before any job id exists (for --dry-run)."""
-    if array.waits_for:
-        return f"afterok:{array.waits_for}"
-    return None if array.after is None else f"aftercorr:<job id of array {array.after + 1}>"
 
 
 def local_order(runs: list[Run], stages: tuple[str, ...], folder: rundir.SweepFolder) -> list[Run]:

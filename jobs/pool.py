@@ -17,9 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from jobs import rundir
-from jobs.runstate import IN_FLIGHT
-
-LOCK_NAME = ".submit.lock"
+from jobs.runstate import FINAL, IN_FLIGHT
 
 
 @contextlib.contextmanager
@@ -31,7 +29,7 @@ def entry_locks(runs_root: str | Path, run_ids: Iterable[str]) -> Iterator[None]
     pool = rundir.SweepFolder(Path(runs_root), rundir.POOL)
     try:
         for run_id in sorted(set(run_ids)):
-            path = rundir.contained(runs_root, pool.run(run_id) / LOCK_NAME)
+            path = rundir.contained(runs_root, pool.run(run_id) / rundir.LOCK_NAME)
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
             fds.append(fd)
@@ -65,31 +63,8 @@ def share_line(pooled: list[str], states: dict[str, str], planned: Iterable[str]
 def users(runs_root: str | Path, run_id: str, but: str) -> list[str]:
     """The other sweeps under the root whose `<run_id>/pretrain` links to the pool entry."""
     root = Path(runs_root)
-    found = []
-    with os.scandir(root) as entries:
-        for entry in sorted(entries, key=lambda e: e.name):
-            if (entry.is_dir() and entry.name not in (rundir.POOL, but) and rundir.SAFE_NAME.fullmatch(entry.name)
-                    and rundir.SweepFolder(root, entry.name).links_pretrain(run_id)):
-                found.append(entry.name)
-    return found
-
-
-def still_waited_on(runs_root: str | Path, sweep: str, run_ids: Iterable[str],
-                    states_of: Callable[[str, list[tuple[str, str]]], dict[tuple[str, str], str]]
-                    ) -> dict[str, list[str]]:
-    """Run id -> the other sweeps that still wait on its pooled pre-training: a sweep waits while one of its
-    downstream stages of that run is queued, running or preempted, or when it submitted the pre-training alone
-    (a sweep of pre-trainings only). `states_of(sweep, keys)` gives (run id, stage) -> state."""
-    waiting: dict[str, list[str]] = {}
-    for run_id in run_ids:
-        for other in users(runs_root, run_id, but=sweep):
-            keys = [k for k in rundir.latest_submissions(rundir.SweepFolder(Path(runs_root), other))
-                    if k[0] == run_id]
-            downstream = [k for k in keys if k[1] != "pretrain"]
-            states = states_of(other, downstream) if downstream else {}
-            if any(states.get(k) in IN_FLIGHT for k in downstream) or (keys and not downstream):
-                waiting.setdefault(run_id, []).append(other)
-    return waiting
+    return [name for name in _folders(root)
+            if name not in (rundir.POOL, but) and rundir.SweepFolder(root, name).links_pretrain(run_id)]
 
 
 def adopt(runs_root: str | Path, out: Callable[[str], None] = print) -> int:
@@ -113,7 +88,7 @@ def adopt(runs_root: str | Path, out: Callable[[str], None] = print) -> int:
             folder = sweep.stage(run, "pretrain")
             target = rundir.pool_stage_dir(root, run)
             with entry_locks(root, [run]):
-                if rundir.result_status(folder) not in rundir.FINAL_STATES or _has_content(target):
+                if rundir.result_status(folder) not in FINAL or (target.is_dir() and any(target.iterdir())):
                     kept += 1
                     continue
                 _move(sweep, run, folder, target)
@@ -126,10 +101,6 @@ def adopt(runs_root: str | Path, out: Callable[[str], None] = print) -> int:
 def _folders(path: Path) -> list[str]:
     """The path-safe (so never hidden) sub-folders of `path`, sorted."""
     return sorted(e.name for e in os.scandir(path) if e.is_dir() and rundir.SAFE_NAME.fullmatch(e.name))
-
-
-def _has_content(path: Path) -> bool:
-    return path.is_dir() and any(path.iterdir())
 
 
 def _move(sweep: rundir.SweepFolder, run_id: str, folder: Path, target: Path) -> None:

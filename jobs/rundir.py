@@ -36,11 +36,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jobs.runstate import FINAL, RECORD_STATUSES
+from jobs.runstate import RECORD_STATUSES
 from mst.atomic import atomic_write_text, read_json
 from mst.inputs import InputError, read_jsonl_lines
 
-FINAL_STATES = FINAL  # record statuses that end a stage (jobs.runstate)
 # a folder name: letters, digits, '.', '_', '-'; starts with a letter or digit (so never '.', '..' or hidden)
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 MANIFEST_KEYS = ("run_id", "stage", "job_id")  # required; cluster and time are checked when present
@@ -171,6 +170,7 @@ def append_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
 
 
 def append_manifest(folder: SweepFolder, records: list[dict[str, Any]]) -> None:
+    """Append submission records to the sweep's manifest, each led by the time (UTC) it was appended."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     append_jsonl(contained(folder.root, folder.manifest), [{"time": stamp, **r} for r in records])
 
@@ -219,18 +219,21 @@ def read_manifest(folder: SweepFolder) -> list[dict[str, Any]]:
     return records
 
 
-def latest_submissions(folder: SweepFolder) -> dict[tuple[str, str], dict[str, Any]]:
-    """The last manifest record of every (run_id, stage); for a run whose pre-training is pooled, the pool's
-    last submission of it (another sweep may have submitted or resubmitted it since)."""
+def latest_submissions(folder: SweepFolder, pooled: Iterable[str] | None = None
+                       ) -> dict[tuple[str, str], dict[str, Any]]:
+    """The last manifest record of every (run_id, stage); the pre-training of a run in `pooled` (by default:
+    the runs whose `<run_id>/pretrain` links to the pool) is the pool's last submission of it, when the pool
+    has one (another sweep may have submitted or resubmitted it since)."""
     latest = {(r["run_id"], r["stage"]): r for r in read_manifest(folder)}
     if folder.name == POOL:
         return latest
-    pool: dict[tuple[str, str], dict[str, Any]] | None = None
-    for run_id in sorted({run_id for run_id, _ in latest}):
-        if folder.links_pretrain(run_id):
-            pool = latest_submissions(SweepFolder(folder.root, POOL)) if pool is None else pool
-            if (run_id, "pretrain") in pool:
-                latest[(run_id, "pretrain")] = pool[(run_id, "pretrain")]
+    if pooled is None:
+        pooled = [run_id for run_id in {run_id for run_id, _ in latest} if folder.links_pretrain(run_id)]
+    pooled = sorted(set(pooled))
+    if pooled:  # the pool's manifest is read only when a run shares its pre-training
+        pool = latest_submissions(SweepFolder(folder.root, POOL))
+        latest.update({(run_id, "pretrain"): pool[(run_id, "pretrain")] for run_id in pooled
+                       if (run_id, "pretrain") in pool})
     return latest
 
 
@@ -263,6 +266,6 @@ def read_result(path: Path) -> dict[str, Any] | None:
 
 def result_status(path: Path) -> str | None:
     """'done' | 'failed' | 'running' | 'preempted' from a stage folder's result.json, None without one."""
-    result = read_result(path)
+    result = read_json(Path(path) / "result.json")
     status = result.get("status") if isinstance(result, dict) else None
     return status if status in RECORD_STATUSES else None

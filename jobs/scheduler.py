@@ -124,9 +124,10 @@ def poll_scheduler(profile: ClusterProfile, array_ids: list[str], since: float |
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # submitit warns about job ids it cannot read; those are reported below
         info = SlurmInfoWatcher().read_info(text)
-    bad = [ln for ln in lines[1:] if ln.strip() and "|" not in ln]
-    if bad or (len(lines) > 1 and not info and any(ln.strip() for ln in lines[1:])):
-        first = (bad or [ln for ln in lines[1:] if ln.strip()])[0]
+    body = [ln for ln in lines[1:] if ln.strip()]
+    bad = [ln for ln in body if "|" not in ln]
+    if bad or (body and not info):
+        first = (bad or body)[0]
         raise LaunchError(f"cannot read {cmd[0]}'s answer from cluster '{profile.name}' (line {first[:60]!r}); "
                           f"check that `{cmd[0]}` works on this machine, then retry")
     # "CANCELLED by 0" -> "CANCELLED"

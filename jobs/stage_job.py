@@ -29,6 +29,7 @@ import submitit
 
 from jobs import rundir
 from jobs.devices import DeviceChoice, node_devices, select_device
+from jobs.runstate import FINAL
 from jobs.stop_flag import StopFlag
 from mst.atomic import atomic_write_json
 from mst.stages import get_stage
@@ -79,7 +80,9 @@ class StageJob(submitit.helpers.Checkpointable):
         watched = [usr, signal.SIGTERM] + ([] if under_slurm else [signal.SIGINT])  # Ctrl-C in-process too
         # in-process the caller gets its handlers back; a Slurm job's process ends with the job
         with StopFlag(watched, restore=not under_slurm) as flag:
-            extra = self._record_extra(under_slurm, world, device)
+            # a requeued job's record lists the jobs it ran under before
+            ran_under = (rundir.read_result(self.out_dir) or {}).get("job_ids") or []
+            extra = {**self.extra, **_provenance(under_slurm, world, device, self.device_kind, ran_under)}
             if under_slurm:
                 self._link_logs()
 
@@ -98,7 +101,7 @@ class StageJob(submitit.helpers.Checkpointable):
                     self._after_interrupt(flag, usr, started)  # exits
                 raise
             except Exception as err:
-                self._mark_failed(err, extra)
+                self._mark_failed(err, extra, cfg)
                 raise
 
     def run(self, cfg: Any, should_stop: Any, extra: dict[str, Any]) -> dict[str, Any]:
@@ -117,30 +120,6 @@ class StageJob(submitit.helpers.Checkpointable):
                  + (", written by the job)" if device.written_by_job else ", set by Slurm or the site)")
                  if device.variable else "none (no visible-device mask)"), flush=True)
         return dist.world_size, device
-
-    def _record_extra(self, under_slurm: bool, world: int, device: DeviceChoice) -> dict[str, Any]:
-        extra = dict(self.extra)
-        previous = rundir.read_result(self.out_dir) or {}
-        job_ids = list(previous.get("job_ids") or [])
-        if under_slurm:
-            job_id = submitit.JobEnvironment().job_id
-            if job_id not in job_ids:
-                job_ids.append(job_id)
-            extra["nodes"] = os.environ.get("SLURM_JOB_NODELIST", socket.gethostname())
-        else:
-            extra["nodes"] = socket.gethostname()
-        extra["job_ids"] = job_ids
-        # device-hours = wall time x devices; on cpu profiles a task counts as one device
-        extra["devices"] = world
-        extra["device_kind"] = self.device_kind
-        # what the launcher left visible to this task (provenance for device-mapping problems)
-        extra["visible_devices"] = {k: os.environ[k] for k in
-                                    ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES")
-                                    if k in os.environ}
-        # the device each rank used: this rank's choice, and every rank of this node (global rank -> device)
-        extra["device_mask"] = device.as_dict()
-        extra["rank_devices"] = node_devices(device) if under_slurm else {"0": device.physical}
-        return extra
 
     def _link_logs(self) -> None:
         """<stage>/slurm/<job id> -> the submitit folder holding this job's script, pickle and log."""
@@ -189,19 +168,42 @@ class StageJob(submitit.helpers.Checkpointable):
                             "updated_at": utc_now()})
         atomic_write_json(self.out_dir / "result.json", encode_record(record))
 
-    def _mark_failed(self, err: Exception, extra: dict[str, Any]) -> None:
+    def _mark_failed(self, err: Exception, extra: dict[str, Any], cfg: Any) -> None:
         """A failed result.json when the method left none, so `status` needs no scheduler call for it.
         A folder that another live process holds is left alone: its record is that process's to write."""
         from mst.run.folder import StageFolderBusy
 
-        if isinstance(err, StageFolderBusy) or rundir.result_status(self.out_dir) in rundir.FINAL_STATES:
+        if isinstance(err, StageFolderBusy) or rundir.result_status(self.out_dir) in FINAL:
             return
         if os.environ.get("RANK", "0") != "0":
             return
-        from mst.config import config_from_dict
         from mst.run.record import write_failed_record
 
-        cfg = self.validated if self.validated is not None else config_from_dict(self.config)
-        write_failed_record(self.out_dir, self.stage, cfg, err, wall_time_s=None,
-                            extra=extra)
+        write_failed_record(self.out_dir, self.stage, cfg, err, wall_time_s=None, extra=extra)
 
+
+def _provenance(under_slurm: bool, world: int, device: DeviceChoice, device_kind: str, ran_under: list[str]
+                ) -> dict[str, Any]:
+    """Where and on what the job runs, for its record: nodes, every job id it ran under (`ran_under` before
+    this one), the devices it counts and the ones the launcher left visible."""
+    job_ids = list(ran_under)
+    if under_slurm:
+        job_id = submitit.JobEnvironment().job_id
+        if job_id not in job_ids:
+            job_ids.append(job_id)
+        nodes = os.environ.get("SLURM_JOB_NODELIST", socket.gethostname())
+    else:
+        nodes = socket.gethostname()
+    return {
+        "nodes": nodes,
+        "job_ids": job_ids,
+        # device-hours = wall time x devices; on cpu profiles a task counts as one device
+        "devices": world,
+        "device_kind": device_kind,
+        # what the launcher left visible to this task (provenance for device-mapping problems)
+        "visible_devices": {k: os.environ[k] for k in ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES",
+                                                        "ROCR_VISIBLE_DEVICES") if k in os.environ},
+        # the device each rank used: this rank's choice, and every rank of this node (global rank -> device)
+        "device_mask": device.as_dict(),
+        "rank_devices": node_devices(device) if under_slurm else {"0": device.physical},
+    }

@@ -90,7 +90,7 @@ def _report(*args: str) -> str:
 
 def _views(root: Path) -> tuple:
     """What a user sees of the root: mst-report status and tables, and mst-sweep status of every sweep."""
-    states = [[(s.run.run_id, s.stage, s.state, s.job_id) for s in status(n, "local-slurm", root)] for n in OLD]
+    states = [[(s.run_id, s.stage, s.state, s.job_id) for s in status(n, "local-slurm", root)] for n in OLD]
     return (_report("status", "--runs", str(root)), _report("tables", "--runs", str(root), "--format", "csv"), states)
 
 

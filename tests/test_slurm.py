@@ -179,7 +179,7 @@ def test_status_cancel_resubmit(tmp_path, slurm_sweep):
     def all_cancelled():
         got = status(str(sweep), "local-slurm", runs)
         (runs / "cr" / ".scheduler_cache.json").unlink(missing_ok=True)
-        seen[:] = [f"{s.run.run_id}/{s.stage}={s.state} ({s.detail})" for s in got]
+        seen[:] = [f"{s.run_id}/{s.stage}={s.state} ({s.detail})" for s in got]
         return all(s.state == "cancelled" for s in got)
 
     wait_for(all_cancelled, 60, lambda: "the jobs to show as cancelled; last seen: " + "; ".join(seen), poll_s=2)

@@ -128,7 +128,7 @@ def _print_status(states: list, show_all: bool) -> int:
         print(f"{stage:12s} " + "  ".join(f"{k} {n}" for k, n in counts.items() if n))
     for s in states:
         if show_all or s.state != "done":
-            print(f"  {s.run.run_id}  {s.stage:12s} {s.state:9s} job {s.job_id or '-':14s} {shown(s.detail)}")
+            print(f"  {s.run_id}  {s.stage:12s} {s.state:9s} job {s.job_id or '-':14s} {shown(s.detail)}")
     return 0 if all(s.state == "done" for s in states) else 1
 
 
