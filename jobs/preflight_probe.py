@@ -17,7 +17,12 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from jobs.devices import existing_masks, select_device
+
+if TYPE_CHECKING:
+    from jobs.profiles import ClusterProfile
 
 # Fashion-MNIST's four IDX files (mst.data.fashion_mnist.FILES), checked without importing the data package
 FASHION_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
@@ -27,28 +32,19 @@ GIB = 1024 ** 3
 
 @dataclass(frozen=True)
 class ProbeSpec:
-    """What the profile expects; plain values so that the job pickles small."""
+    """What a rank probes: the profile itself, and what the login side resolved for this job."""
 
-    profile: str
-    """Profile name (for messages)."""
-    kind: str
-    """accelerators.kind: dcu, cuda or cpu."""
-    per_node: int
-    """accelerators.per_node."""
-    visible_devices: str
-    """environment.visible_devices: cuda_per_task, hip_per_node or none."""
-    precision: str
-    """environment.precision: fp32, bf16 or fp16."""
+    profile: ClusterProfile
+    """The profile whose nodes are checked (devices, precision, storage)."""
     run_root: str
     """Absolute runs root (resolved where the check was started)."""
-    scratch: str
-    """storage.scratch."""
-    data_roots: tuple[tuple[str, str], ...]
-    """storage.data_roots as (name, path) pairs."""
     under_slurm: bool
     """Whether ranks come from Slurm (submitit) or this is the single in-process rank."""
-    shape: str = "pretrain"
-    """The job shape probed: pretrain (the profile's resources) or downstream (one device, shared node)."""
+
+
+def _finding(err: Exception) -> str:
+    """An exception as a report holds it: its type and the first line of its message."""
+    return f"{type(err).__name__}: {err}".splitlines()[0]
 
 
 def _versions() -> dict[str, str | None]:
@@ -72,18 +68,17 @@ def _versions() -> dict[str, str | None]:
 def _ranks(spec: ProbeSpec) -> dict[str, Any]:
     """Rank layout as the training job exports it (RANK, LOCAL_RANK, WORLD_SIZE), the masks Slurm or the site
     set before the job's own code ran, and the device the rank takes (jobs.devices, as StageJob does)."""
-    from jobs.devices import existing_masks, select_device
-
     before = existing_masks()
-    if not spec.under_slurm:
-        return {"rank": 0, "local_rank": 0, "world_size": 1, "local_world_size": 1, "masks_before": before,
-                "choice": select_device("none", 0, 1).as_dict()}
-    import submitit
+    layout = {"rank": 0, "local_rank": 0, "world_size": 1, "local_world_size": 1}  # the single in-process rank
+    policy = "none"
+    if spec.under_slurm:
+        import submitit
 
-    env = submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
-    choice = select_device(spec.visible_devices, env.local_rank, env.local_world_size)
-    return {"rank": env.rank, "local_rank": env.local_rank, "world_size": env.world_size,
-            "local_world_size": env.local_world_size, "masks_before": before, "choice": choice.as_dict()}
+        env = submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
+        layout = {key: getattr(env, key) for key in layout}
+        policy = spec.profile.environment.visible_devices
+    choice = select_device(policy, layout["local_rank"], layout["local_world_size"])
+    return {**layout, "masks_before": before, "choice": choice.as_dict()}
 
 
 def _devices() -> dict[str, Any]:
@@ -97,7 +92,7 @@ def _devices() -> dict[str, Any]:
             out["count"] = torch.cuda.device_count()
             out["names"] = [torch.cuda.get_device_name(i) for i in range(out["count"])]
     except Exception as err:  # noqa: BLE001 - a broken driver raises anything: that is the finding
-        out["error"] = f"{type(err).__name__}: {err}".splitlines()[0]
+        out["error"] = _finding(err)
     return out
 
 
@@ -129,7 +124,7 @@ def _step(precision: str, device_index: int | None) -> dict[str, Any]:
                 "error": None if finite else "non-finite loss or gradients"}
     except Exception as err:  # noqa: BLE001 - a failing step is a finding, reported, not raised
         return {"device": str(device), "precision": used, "ok": False, "loss": None, "ms": None,
-                "error": f"{type(err).__name__}: {err}".splitlines()[0][:300]}
+                "error": _finding(err)[:300]}
 
 
 def _all_reduce(spec: ProbeSpec, ranks: dict[str, int], device_index: int | None) -> dict[str, Any]:
@@ -137,7 +132,7 @@ def _all_reduce(spec: ProbeSpec, ranks: dict[str, int], device_index: int | None
     import torch
     import torch.distributed as dist
 
-    wanted = "gloo" if spec.kind == "cpu" else "nccl"  # RCCL answers to nccl on ROCm/DTK builds
+    wanted = "gloo" if spec.profile.accelerators.kind == "cpu" else "nccl"  # RCCL answers to nccl on ROCm/DTK builds
     backend = wanted if (wanted == "gloo" or device_index is not None) else "gloo"
     world = ranks["world_size"]
     out: dict[str, Any] = {"backend": backend, "wanted": wanted, "world_size": world, "ok": False,
@@ -155,7 +150,7 @@ def _all_reduce(spec: ProbeSpec, ranks: dict[str, int], device_index: int | None
         out["ok"] = out["value"] == out["expected"]
         dist.destroy_process_group()
     except Exception as err:  # noqa: BLE001 - a failing collective is a finding, reported, not raised
-        out["error"] = f"{type(err).__name__}: {err}".splitlines()[0][:300]
+        out["error"] = _finding(err)[:300]
     return out
 
 
@@ -210,28 +205,17 @@ def _writable(path: str) -> dict[str, Any]:
 
 
 def probe(spec: ProbeSpec) -> dict[str, Any]:
-    """The report of this rank (a plain dict)."""
+    """The report of this rank (a plain dict); the preflight job submits this function itself."""
     ranks = _ranks(spec)
     devices = _devices()
     index = ranks["local_rank"] % devices["count"] if devices["count"] else None
-    report: dict[str, Any] = {
+    storage = spec.profile.storage
+    return {
         "host": socket.gethostname(), **ranks, "versions": _versions(), "devices": devices,
-        "visible": {k: os.environ[k] for k in ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES",
-                                               "ROCR_VISIBLE_DEVICES") if k in os.environ},
+        "visible": existing_masks(),
+        "step": _step(spec.profile.environment.precision, index),
+        "all_reduce": _all_reduce(spec, ranks, index),
+        "data_roots": [_data_root(name, path) for name, path in storage.data_roots.items()],
+        "run_root": _writable(spec.run_root),
+        "scratch": _writable(os.path.expandvars(storage.scratch)),
     }
-    report["step"] = _step(spec.precision, index)
-    report["all_reduce"] = _all_reduce(spec, ranks, index)
-    report["data_roots"] = [_data_root(name, path) for name, path in spec.data_roots]
-    report["run_root"] = _writable(spec.run_root)
-    report["scratch"] = _writable(os.path.expandvars(spec.scratch))
-    return report
-
-
-class PreflightJob:
-    """The submitted callable: every task of the job runs it and returns its rank's report."""
-
-    def __init__(self, spec: ProbeSpec) -> None:
-        self.spec = spec
-
-    def __call__(self) -> dict[str, Any]:
-        return probe(self.spec)
