@@ -22,7 +22,7 @@ from typing import Any
 
 from jobs.errors import LaunchError
 from jobs.devices import mask_entries
-from jobs.preflight_probe import ProbeSpec, probe
+from jobs.preflight_probe import probe
 from jobs.profiles import ClusterProfile, slurm_parameters
 from jobs.scheduler import check_cluster, slurm_conf_of, slurm_env
 from mst.compat import TORCH_FLOOR, TORCHVISION_FLOOR, version_tuple
@@ -257,7 +257,7 @@ def _submit(profile: ClusterProfile, runs_root: Path, folder: Path, shape: str, 
     params = preflight_parameters(profile, shape)
     executor.update_parameters(**params)
     try:
-        job = executor.submit(probe, ProbeSpec(profile, str(runs_root.absolute()), under_slurm=True))
+        job = executor.submit(probe, profile, str(runs_root.absolute()), under_slurm=True)
     except Exception as err:  # noqa: BLE001 - submitit's FailedJobError carries sbatch's own words
         lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
         why = next((ln for ln in reversed(lines) if "error" in ln.lower()), lines[-1] if lines else "")
@@ -304,7 +304,7 @@ def run_check(profile: ClusterProfile, runs_root: Path, wait_s: float = DEFAULT_
               out: Callable[[str], None] = print) -> list[str]:
     """Probe the profile's nodes, print the table, and return the problem lines (empty: all good)."""
     if profile.scheduler == "local":
-        reports = [probe(ProbeSpec(profile, str(runs_root.absolute()), under_slurm=False))]
+        reports = [probe(profile, str(runs_root.absolute()), under_slurm=False)]
         tasks = 1
         downstream: list[dict[str, Any]] = []
     else:

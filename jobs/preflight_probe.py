@@ -14,7 +14,6 @@ import shutil
 import socket
 import tempfile
 import time
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,18 +27,6 @@ if TYPE_CHECKING:
 FASHION_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                  "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 GIB = 1024 ** 3
-
-
-@dataclass(frozen=True)
-class ProbeSpec:
-    """What a rank probes: the profile itself, and what the login side resolved for this job."""
-
-    profile: ClusterProfile
-    """The profile whose nodes are checked (devices, precision, storage)."""
-    run_root: str
-    """Absolute runs root (resolved where the check was started)."""
-    under_slurm: bool
-    """Whether ranks come from Slurm (submitit) or this is the single in-process rank."""
 
 
 def _finding(err: Exception) -> str:
@@ -65,18 +52,18 @@ def _versions() -> dict[str, str | None]:
     return found
 
 
-def _ranks(spec: ProbeSpec) -> dict[str, Any]:
+def _ranks(profile: ClusterProfile, under_slurm: bool) -> dict[str, Any]:
     """Rank layout as the training job exports it (RANK, LOCAL_RANK, WORLD_SIZE), the masks Slurm or the site
     set before the job's own code ran, and the device the rank takes (jobs.devices, as StageJob does)."""
     before = existing_masks()
     layout = {"rank": 0, "local_rank": 0, "world_size": 1, "local_world_size": 1}  # the single in-process rank
     policy = "none"
-    if spec.under_slurm:
+    if under_slurm:
         import submitit
 
         env = submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
         layout = {key: getattr(env, key) for key in layout}
-        policy = spec.profile.environment.visible_devices
+        policy = profile.environment.visible_devices
     choice = select_device(policy, layout["local_rank"], layout["local_world_size"])
     return {**layout, "masks_before": before, "choice": choice.as_dict()}
 
@@ -127,18 +114,18 @@ def _step(precision: str, device_index: int | None) -> dict[str, Any]:
                 "error": _finding(err)[:300]}
 
 
-def _all_reduce(spec: ProbeSpec, ranks: dict[str, int], device_index: int | None) -> dict[str, Any]:
+def _all_reduce(kind: str, under_slurm: bool, ranks: dict[str, int], device_index: int | None) -> dict[str, Any]:
     """Sum of (rank + 1) over every rank: world * (world + 1) / 2 when the collective works."""
     import torch
     import torch.distributed as dist
 
-    wanted = "gloo" if spec.profile.accelerators.kind == "cpu" else "nccl"  # RCCL answers to nccl on ROCm/DTK builds
+    wanted = "gloo" if kind == "cpu" else "nccl"  # RCCL answers to nccl on ROCm/DTK builds
     backend = wanted if (wanted == "gloo" or device_index is not None) else "gloo"
     world = ranks["world_size"]
     out: dict[str, Any] = {"backend": backend, "wanted": wanted, "world_size": world, "ok": False,
                            "value": None, "expected": world * (world + 1) / 2, "error": None}
     try:
-        if spec.under_slurm:
+        if under_slurm:
             dist.init_process_group(backend, timeout=timedelta(seconds=120))
         else:  # the single in-process rank: a group of one over the same backend
             dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1,
@@ -204,18 +191,20 @@ def _writable(path: str) -> dict[str, Any]:
     return out
 
 
-def probe(spec: ProbeSpec) -> dict[str, Any]:
-    """The report of this rank (a plain dict); the preflight job submits this function itself."""
-    ranks = _ranks(spec)
+def probe(profile: ClusterProfile, run_root: str, under_slurm: bool) -> dict[str, Any]:
+    """The report of this rank (a plain dict) on `profile`'s node; `run_root` is absolute (resolved where the
+    check started); `under_slurm`: ranks come from Slurm, else this is the single in-process rank. The preflight
+    job submits this function itself."""
+    ranks = _ranks(profile, under_slurm)
     devices = _devices()
     index = ranks["local_rank"] % devices["count"] if devices["count"] else None
-    storage = spec.profile.storage
+    storage = profile.storage
     return {
         "host": socket.gethostname(), **ranks, "versions": _versions(), "devices": devices,
         "visible": existing_masks(),
-        "step": _step(spec.profile.environment.precision, index),
-        "all_reduce": _all_reduce(spec, ranks, index),
+        "step": _step(profile.environment.precision, index),
+        "all_reduce": _all_reduce(profile.accelerators.kind, under_slurm, ranks, index),
         "data_roots": [_data_root(name, path) for name, path in storage.data_roots.items()],
-        "run_root": _writable(spec.run_root),
+        "run_root": _writable(run_root),
         "scratch": _writable(os.path.expandvars(storage.scratch)),
     }
