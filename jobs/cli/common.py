@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import NoReturn, TypeVar
 
 from jobs.stop_flag import StopFlag
@@ -59,10 +60,15 @@ def check_out_folder(out: str) -> None:
 
 
 def os_error_line(err: OSError, out: str) -> str:
-    """One line for a file-system failure (full disk, read-only folder, permissions)."""
-    where = err.filename or out
-    return (f"cannot write {where}: {err.strerror or err}; free space or make the folder writable, then rerun "
-            "(the last checkpoint is kept)")
+    """One line for a file-system failure (full disk, read-only folder, permissions) while writing `out`."""
+    return (f"cannot write {err.filename or out}: {err.strerror or err}; free space or make the folder writable, "
+            "then rerun")
+
+
+def print_summary(record: dict, keys: Iterable[str]) -> NoReturn:
+    """Print a stage's record as one JSON line (its `keys`, then its metrics) and exit: 0 when it is done."""
+    print(json.dumps({**{k: record[k] for k in keys}, **record["metrics"]}))
+    sys.exit(0 if record["status"] == "done" else 1)
 
 
 def run_stage_command(run: Callable[[StopFlag], T], out: str, what: str) -> T:
@@ -91,4 +97,4 @@ def run_stage_command(run: Callable[[StopFlag], T], out: str, what: str) -> T:
         fail("stopped at once by a second Ctrl-C; rerun the same command to resume from the last checkpoint",
              code=130)
     except OSError as err:
-        fail(os_error_line(err, out), code=1)
+        fail(os_error_line(err, out) + " (the last checkpoint is kept)", code=1)

@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .common import fail
+from .common import fail, os_error_line
 
 FORMATS = ("timm", "dino")  # mst.weights.NAMINGS, without importing torch for --help
 
@@ -67,8 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     except (CheckpointError, PretrainUnfinished) as err:
         fail(str(err))
     except OSError as err:
-        fail(f"cannot write {err.filename or args.out}: {err.strerror or err}; free space or make the folder "
-             "writable, then rerun", code=1)
+        fail(os_error_line(err, args.out), code=1)
     summary = {k: card[k] for k in ("file_sha256", "naming", "container", "arch", "timm_model")}
     print(json.dumps({"out": args.out, "card": str(card_path(args.out)), **summary}))
 

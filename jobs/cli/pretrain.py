@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 
 from mst.boundary import console_script
 
-from .common import add_config_args, check_out_folder, fail, run_stage_command, setup_logging
+from .common import add_config_args, check_out_folder, fail, print_summary, run_stage_command, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,9 +46,7 @@ def main(argv: list[str] | None = None) -> None:
         lambda stop: run_pretrain(cfg, args.out, should_stop=stop, show_progress=not args.quiet), args.out, "run")
     if done is not None:
         print(f"{args.out} is already done (weights_sha256 {record['weights_sha256'][:16]}); not re-run")
-    summary = {k: record[k] for k in ("status", "weights_sha256", "wall_time_s")}
-    print(json.dumps({**summary, **record["metrics"]}))
-    sys.exit(0 if record["status"] == "done" else 1)
+    print_summary(record, ("status", "weights_sha256", "wall_time_s"))
 
 
 if __name__ == "__main__":
