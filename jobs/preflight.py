@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import shlex
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -20,11 +18,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from jobs.errors import LaunchError
 from jobs.devices import mask_entries
+from jobs.errors import LaunchError
 from jobs.preflight_probe import probe
 from jobs.profiles import ClusterProfile, slurm_parameters
-from jobs.scheduler import check_cluster, slurm_conf_of, slurm_env
+from jobs.scheduler import check_cluster, python_word, slurm_conf_of, slurm_env
 from mst.compat import TORCH_FLOOR, TORCHVISION_FLOOR, version_tuple
 
 PREFLIGHT_NODES = 2       # enough for the collective to cross nodes
@@ -39,10 +37,16 @@ FALLBACK_RANGES = {"python": ">=3.10", "torch": ">={}.{}".format(*TORCH_FLOOR),
 
 @dataclasses.dataclass(frozen=True)
 class Row:
+    """One line of the printed table."""
+
     check: str
+    """What was checked, e.g. 'torch version' or 'all-reduce'."""
     where: str
+    """The node it was checked on (or the ranks and nodes of the all-reduce)."""
     found: str
+    """What the check found, in words."""
     ok: bool
+    """Whether that holds for the profile (the table prints BAD otherwise)."""
 
 
 # ------------------------------------------------------------------------------------------ ranges
@@ -252,8 +256,7 @@ def preflight_parameters(profile: ClusterProfile, shape: str = "pretrain") -> di
 def _submit(profile: ClusterProfile, runs_root: Path, folder: Path, shape: str, out: Callable[[str], None]) -> Any:
     import submitit
 
-    python = profile.environment.python or shlex.quote(sys.executable)
-    executor = submitit.SlurmExecutor(folder=folder, python=python, max_num_timeout=0)
+    executor = submitit.SlurmExecutor(folder=folder, python=python_word(profile), max_num_timeout=0)
     params = preflight_parameters(profile, shape)
     executor.update_parameters(**params)
     try:
