@@ -13,6 +13,8 @@ from typing import NoReturn, TypeVar
 from jobs.stop_flag import StopFlag
 
 T = TypeVar("T")
+CHECKPOINT_HELP = "pre-training stage folder (holding checkpoint.pt) or the run folder above it"
+"""--checkpoint of mst-eval and mst-export: what evaluate.find_pretrain_dir accepts."""
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

@@ -10,7 +10,7 @@ from pathlib import Path
 from mst.boundary import console_script
 from mst.stages import eval_commands
 
-from .common import check_out_folder, fail, print_summary, run_stage_command, setup_logging
+from .common import CHECKPOINT_HELP, check_out_folder, fail, print_summary, run_stage_command, setup_logging
 from .weights_source import add_weights_options, weights_config
 
 STAGES_OF = eval_commands()
@@ -50,13 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mst-eval", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True, metavar="{" + ",".join(COMMANDS) + "}")
 
-    def command(name: str, text: str) -> argparse.ArgumentParser:
+    for name, specs in STAGES_OF.items():
+        text = COMMAND_HELP.get(name) or specs[0].description
+        if not specs[0].needs_pretrain:
+            text += "; --checkpoint only supplies the config"
         # a command whose stages read pre-trained weights needs them; the others may take a config from them
-        checkpoint_required = any(spec.needs_pretrain for spec in STAGES_OF[name])
+        checkpoint_required = any(spec.needs_pretrain for spec in specs)
         c = sub.add_parser(name, help=text, description=text)
         source = c.add_mutually_exclusive_group(required=checkpoint_required)
-        source.add_argument("--checkpoint", metavar="RUN_DIR",
-                            help="pre-training stage folder (holding checkpoint.pt) or the run folder above it")
+        source.add_argument("--checkpoint", metavar="RUN_DIR", help=CHECKPOINT_HELP)
         if checkpoint_required:
             add_weights_options(source, c)
         c.add_argument("--out", required=True, help="stage folder (checkpoint.pt, metrics.jsonl, result.json)")
@@ -70,13 +72,6 @@ def build_parser() -> argparse.ArgumentParser:
             c.add_argument("--allow-partial", action="store_true",
                            help="evaluate a pre-training that has not finished (interrupted or failed); the "
                                 "record is labelled partial: true")
-        return c
-
-    for name, specs in STAGES_OF.items():
-        text = COMMAND_HELP.get(name) or specs[0].description
-        if not specs[0].needs_pretrain:
-            text += "; --checkpoint only supplies the config"
-        c = command(name, text)
         if name in OPTIONS:
             OPTIONS[name](c)
     return p

@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .common import fail, os_error_line
+from .common import CHECKPOINT_HELP, fail, os_error_line
 
 FORMATS = ("timm", "dino")  # mst.weights.NAMINGS, without importing torch for --help
 
@@ -20,8 +20,7 @@ FORMATS = ("timm", "dino")  # mst.weights.NAMINGS, without importing torch for -
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mst-export", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, metavar="RUN_DIR",
-                   help="pre-training stage folder (holding checkpoint.pt) or the run folder above it")
+    p.add_argument("--checkpoint", required=True, metavar="RUN_DIR", help=CHECKPOINT_HELP)
     p.add_argument("--format", required=True, choices=FORMATS,
                    help="key names: timm's VisionTransformer, or DINO's vision_transformer.py")
     p.add_argument("--which", choices=("teacher", "student"), default="teacher",
