@@ -18,7 +18,7 @@ from typing import Any, Literal
 from jobs.config_io import read_yaml, resolve_named_yaml, yaml_names
 from jobs.rundir import SAFE_NAME
 from jobs.shellsafe import ENV_NAME, check_shell_path, control_character, shell_value  # noqa: F401 (launcher: paths)
-from mst.config.codec import DecodeError, decode, dotted_keys
+from mst.config.codec import decode, dotted_keys
 from mst.config.errors import ConfigError
 from mst.echo import brief
 from mst.stages import stages_with_shape
@@ -305,18 +305,15 @@ def profile_names() -> list[str]:
 
 def load_profile(name_or_path: str) -> ClusterProfile:
     """The profile `clusters/<name>.yaml`, or a YAML file path; raises ProfileError (one line) when bad."""
-    try:
+    try:  # the file's problems (no such profile, bad YAML, wrong keys or types) worded by config_io and the codec
         path = resolve_named_yaml(name_or_path, CLUSTERS_DIR, "cluster")
         data = read_yaml(path, "profile")
+        if isinstance(data, dict) and "name" not in data:  # the codec's fix would not say which name
+            raise ProfileError(f"profile {path}: 'name' is missing; add name: {path.stem}")
+        profile = decode(ClusterProfile, data, f"profile {path}", WORDING)
     except ConfigError as err:
         raise ProfileError(str(err)) from None
     where = str(path)
-    if isinstance(data, dict) and "name" not in data:
-        raise ProfileError(f"profile {where}: 'name' is missing; add name: {path.stem}")
-    try:
-        profile = decode(ClusterProfile, data, f"profile {where}", WORDING)
-    except DecodeError as err:
-        raise ProfileError(str(err)) from None
     if profile.name != path.stem:
         raise ProfileError(f"profile {where}: name '{profile.name}' differs from the file name; "
                            f"set name: {path.stem}")
