@@ -89,16 +89,6 @@ def in_range(version: str, spec: str) -> bool:
 # ------------------------------------------------------------------------------------------ evaluation
 
 
-def expected_visible(profile: ClusterProfile, tasks_per_node: int) -> int:
-    """Devices one rank should see after the job layer's masks."""
-    policy = profile.environment.visible_devices
-    if policy == "cuda_per_task":
-        return 1
-    if policy == "hip_per_node":
-        return tasks_per_node
-    return profile.accelerators.per_node
-
-
 def _once(lines: list[str]) -> list[str]:
     """`lines` in order, each said once: a problem every rank of a node shares is one line."""
     return list(dict.fromkeys(lines))
@@ -111,7 +101,8 @@ def evaluate(profile: ClusterProfile, reports: list[dict[str, Any]], tasks_per_n
     problems: list[str] = []
     problem = problems.append  # a line every rank of a node shares is said once, at the end (_once)
     acc = profile.accelerators
-    want = expected_visible(profile, tasks_per_node)
+    # the devices one rank should see after the job layer's masks (jobs.devices.select_device)
+    want = {"cuda_per_task": 1, "hip_per_node": tasks_per_node}.get(profile.environment.visible_devices, acc.per_node)
     ranges = supported_ranges()
     by_host: dict[str, list[dict[str, Any]]] = {}
     for r in sorted(reports, key=lambda r: r["rank"]):
