@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
     record = run(args)
     if done_before:
         print(f"{args.out} is already done; not re-run")
-    # a stage's record holds the keys that apply to it (mode: linear probes only)
+    # not every stage records every key (mode: the linear probes and baselines)
     print_summary(record, [k for k in ("stage", "status", "mode", "weights_sha256", "wall_time_s")
                            if record.get(k) is not None])
 
