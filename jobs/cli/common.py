@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -42,13 +41,6 @@ class _ShownFormatter(logging.Formatter):
 
         record.message = shown(record.message)
         return super().formatMessage(record)
-
-
-def add_config_args(parser: argparse.ArgumentParser, default_preset: str = "smoke") -> None:
-    parser.add_argument("--preset", default=default_preset,
-                        help=f"preset name (paper, smoke, tiny) or a YAML file (default: {default_preset})")
-    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                        help="dotted override, repeatable, e.g. --set optim.lr=1e-3")
 
 
 def check_out_folder(out: str) -> None:
