@@ -43,7 +43,7 @@ class DeviceChoice:
 
 
 def mask_entries(mask: str | None) -> list[str]:
-    """The devices a visible-device mask names, e.g. ['5'] of '5' or ['0', '1'] of '0,1' ([] for an empty one)."""
+    """The devices a visible-device mask names: ['0', '1'] of '0,1', [] of an empty or missing mask."""
     return [e.strip() for e in (mask or "").split(",") if e.strip()]
 
 

@@ -102,7 +102,8 @@ def evaluate(profile: ClusterProfile, reports: list[dict[str, Any]], tasks_per_n
     problem = problems.append  # a line every rank of a node shares is said once, at the end (_once)
     acc = profile.accelerators
     # the devices one rank should see after the job layer's masks (jobs.devices.select_device)
-    want = {"cuda_per_task": 1, "hip_per_node": tasks_per_node}.get(profile.environment.visible_devices, acc.per_node)
+    want = {"cuda_per_task": 1, "hip_per_node": tasks_per_node}.get(profile.environment.visible_devices,
+                                                                    acc.per_node)
     ranges = supported_ranges()
     by_host: dict[str, list[dict[str, Any]]] = {}
     for r in sorted(reports, key=lambda r: r["rank"]):

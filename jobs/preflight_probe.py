@@ -56,7 +56,7 @@ def _ranks(profile: ClusterProfile, under_slurm: bool) -> dict[str, Any]:
     """Rank layout as the training job exports it (RANK, LOCAL_RANK, WORLD_SIZE), the masks Slurm or the site
     set before the job's own code ran, and the device the rank takes (jobs.devices, as StageJob does)."""
     before = existing_masks()
-    layout = {"rank": 0, "local_rank": 0, "world_size": 1, "local_world_size": 1}  # the single in-process rank
+    layout = {"rank": 0, "local_rank": 0, "world_size": 1, "local_world_size": 1}  # the in-process rank
     policy = "none"
     if under_slurm:
         import submitit
@@ -114,8 +114,10 @@ def _step(precision: str, device_index: int | None) -> dict[str, Any]:
                 "error": _finding(err)[:300]}
 
 
-def _all_reduce(kind: str, under_slurm: bool, ranks: dict[str, int], device_index: int | None) -> dict[str, Any]:
-    """Sum of (rank + 1) over every rank: world * (world + 1) / 2 when the collective works."""
+def _all_reduce(kind: str, under_slurm: bool, ranks: dict[str, int], device_index: int | None
+                ) -> dict[str, Any]:
+    """Sum of (rank + 1) over every rank: world * (world + 1) / 2 when the collective works; `kind` is
+    accelerators.kind."""
     import torch
     import torch.distributed as dist
 
@@ -192,9 +194,9 @@ def _writable(path: str) -> dict[str, Any]:
 
 
 def probe(profile: ClusterProfile, run_root: str, under_slurm: bool) -> dict[str, Any]:
-    """The report of this rank (a plain dict) on `profile`'s node; `run_root` is absolute (resolved where the
-    check started); `under_slurm`: ranks come from Slurm, else this is the single in-process rank. The preflight
-    job submits this function itself."""
+    """The report of this rank (a plain dict) on `profile`'s node; `run_root` is absolute (resolved where
+    the check started); `under_slurm`: ranks come from Slurm, else this is the single in-process rank. The
+    preflight job submits this function itself."""
     ranks = _ranks(profile, under_slurm)
     devices = _devices()
     index = ranks["local_rank"] % devices["count"] if devices["count"] else None

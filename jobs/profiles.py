@@ -279,17 +279,19 @@ def shell_problems(p: ClusterProfile) -> Iterator[str]:
                    else _SLURM_WORDS[key][1] if key in _SLURM_WORDS else "write it on one line")
             yield f"{key} contains {why}; {fix}"
     if not SAFE_NAME.fullmatch(p.name):
-        yield f"name {p.name!r} is not a path-safe name; use letters, digits, '.', '_' and '-' in the file name"
+        yield (f"name {p.name!r} is not a path-safe name; use letters, digits, '.', '_' and '-' in the file "
+               "name")
     for key, (pattern, fix) in _SLURM_WORDS.items():
         value = getattr(p.placement, key.split(".", 1)[1])
         if value is not None and not pattern.fullmatch(value):
             yield f"{key} {value!r} holds characters Slurm does not accept there; {fix}"
     for name in p.environment.env:
         if not ENV_NAME.fullmatch(name):
-            yield (f"environment.env key {name!r} is not a variable name; use letters, digits and _ (not starting "
-                   "with a digit), e.g. NCCL_SOCKET_IFNAME")
+            yield (f"environment.env key {name!r} is not a variable name; use letters, digits and _ (not "
+                   "starting with a digit), e.g. NCCL_SOCKET_IFNAME")
     if p.environment.python is not None and not p.environment.python.strip():
-        yield "environment.python is empty; name the interpreter (e.g. python or /opt/env/bin/python) or drop it"
+        yield ("environment.python is empty; name the interpreter (e.g. python or /opt/env/bin/python) or "
+               "drop it")
 
 
 def refuse_unsafe(p: ClusterProfile, where: str) -> None:
@@ -305,7 +307,7 @@ def profile_names() -> list[str]:
 
 def load_profile(name_or_path: str) -> ClusterProfile:
     """The profile `clusters/<name>.yaml`, or a YAML file path; raises ProfileError (one line) when bad."""
-    try:  # the file's problems (no such profile, bad YAML, wrong keys or types) worded by config_io and the codec
+    try:  # no such profile, bad YAML, wrong keys or types: worded by config_io and the codec
         path = resolve_named_yaml(name_or_path, CLUSTERS_DIR, "cluster")
         data = read_yaml(path, "profile")
         if isinstance(data, dict) and "name" not in data:  # the codec's fix would not say which name

@@ -55,8 +55,8 @@ def check_out_folder(out: str) -> None:
 
 def os_error_line(err: OSError, out: str) -> str:
     """One line for a file-system failure (full disk, read-only folder, permissions) while writing `out`."""
-    return (f"cannot write {err.filename or out}: {err.strerror or err}; free space or make the folder writable, "
-            "then rerun")
+    return (f"cannot write {err.filename or out}: {err.strerror or err}; free space or make the folder "
+            "writable, then rerun")
 
 
 def print_summary(record: dict, keys: Iterable[str]) -> NoReturn:
