@@ -42,6 +42,11 @@ class DeviceChoice:
         return asdict(self)
 
 
+def mask_entries(mask: str | None) -> list[str]:
+    """The devices a visible-device mask names: ['0', '1'] of '0,1', [] of an empty or missing mask."""
+    return [e.strip() for e in (mask or "").split(",") if e.strip()]
+
+
 def existing_masks(env: MutableMapping[str, str] | None = None) -> dict[str, str]:
     """The visible-device variables that are set, {name: value}."""
     env = os.environ if env is None else env
@@ -68,29 +73,24 @@ def select_device(policy: str, local_rank: int, local_world_size: int,
             env[found] = ",".join(str(i) for i in range(local_world_size))
         else:
             return DeviceChoice(None, None, False, None, None)
-    entries = [e.strip() for e in env[found].split(",") if e.strip()]
+    entries = mask_entries(env[found])
     if not entries:
         return DeviceChoice(found, env[found], written, None, None)
     index = local_rank % len(entries)
     return DeviceChoice(found, env[found], written, index, entries[index])
 
 
-def node_ranks(env: MutableMapping[str, str] | None = None) -> list[int]:
-    """Global ranks of this node's tasks in local-rank order (Slurm's SLURM_GTIDS), [] when unknown."""
-    env = os.environ if env is None else env
-    try:
-        return [int(x) for x in env.get("SLURM_GTIDS", "").split(",") if x.strip()]
-    except ValueError:
-        return []
-
-
 def node_devices(choice: DeviceChoice, env: MutableMapping[str, str] | None = None) -> dict[str, str | None]:
     """{global rank: physical device} for every task of this node: the tasks of one Slurm step on a node share
     its mask and each takes the entry of its local rank. Ranks on other nodes say theirs in their own log."""
-    ranks = node_ranks(env)
+    env = os.environ if env is None else env
+    try:  # Slurm's SLURM_GTIDS: the global ranks of this node's tasks in local-rank order
+        ranks = [int(x) for x in env.get("SLURM_GTIDS", "").split(",") if x.strip()]
+    except ValueError:
+        ranks = []
     if choice.mask is None:
         return {str(r): None for r in ranks}
-    entries = [e.strip() for e in choice.mask.split(",") if e.strip()]
+    entries = mask_entries(choice.mask)
     if choice.written_by_job and choice.variable == "CUDA_VISIBLE_DEVICES":
         return {str(r): str(local) for local, r in enumerate(ranks)}  # each task wrote its own local rank
     return {str(r): (entries[local % len(entries)] if entries else None) for local, r in enumerate(ranks)}

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import shlex
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -20,10 +18,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from jobs.devices import mask_entries
 from jobs.errors import LaunchError
-from jobs.preflight_probe import PreflightJob, ProbeSpec, probe
+from jobs.preflight_probe import probe
 from jobs.profiles import ClusterProfile, slurm_parameters
-from jobs.scheduler import check_cluster, slurm_conf_of, slurm_env
+from jobs.scheduler import check_cluster, python_word, slurm_conf_of, slurm_env
 from mst.compat import TORCH_FLOOR, TORCHVISION_FLOOR, version_tuple
 
 PREFLIGHT_NODES = 2       # enough for the collective to cross nodes
@@ -38,10 +37,16 @@ FALLBACK_RANGES = {"python": ">=3.10", "torch": ">={}.{}".format(*TORCH_FLOOR),
 
 @dataclasses.dataclass(frozen=True)
 class Row:
+    """One line of the printed table."""
+
     check: str
+    """What was checked, e.g. 'torch version' or 'all-reduce'."""
     where: str
+    """The node it was checked on (or the ranks and nodes of the all-reduce)."""
     found: str
+    """What the check found, in words."""
     ok: bool
+    """Whether that holds for the profile (the table prints BAD otherwise)."""
 
 
 # ------------------------------------------------------------------------------------------ ranges
@@ -84,14 +89,9 @@ def in_range(version: str, spec: str) -> bool:
 # ------------------------------------------------------------------------------------------ evaluation
 
 
-def expected_visible(profile: ClusterProfile, tasks_per_node: int) -> int:
-    """Devices one rank should see after the job layer's masks."""
-    policy = profile.environment.visible_devices
-    if policy == "cuda_per_task":
-        return 1
-    if policy == "hip_per_node":
-        return tasks_per_node
-    return profile.accelerators.per_node
+def _once(lines: list[str]) -> list[str]:
+    """`lines` in order, each said once: a problem every rank of a node shares is one line."""
+    return list(dict.fromkeys(lines))
 
 
 def evaluate(profile: ClusterProfile, reports: list[dict[str, Any]], tasks_per_node: int
@@ -99,12 +99,11 @@ def evaluate(profile: ClusterProfile, reports: list[dict[str, Any]], tasks_per_n
     """Table rows and problem lines (one per problem; a problem every rank of a node shares is said once)."""
     rows: list[Row] = []
     problems: list[str] = []
+    problem = problems.append  # a line every rank of a node shares is said once, at the end (_once)
     acc = profile.accelerators
-
-    def problem(line: str) -> None:
-        if line not in problems:
-            problems.append(line)
-
+    # the devices one rank should see after the job layer's masks (jobs.devices.select_device)
+    want = {"cuda_per_task": 1, "hip_per_node": tasks_per_node}.get(profile.environment.visible_devices,
+                                                                    acc.per_node)
     ranges = supported_ranges()
     by_host: dict[str, list[dict[str, Any]]] = {}
     for r in sorted(reports, key=lambda r: r["rank"]):
@@ -126,12 +125,11 @@ def evaluate(profile: ClusterProfile, reports: list[dict[str, Any]], tasks_per_n
         seen = f"{dev['build']} build {dev['build_version'] or ''}".strip()
         rows.append(Row("devices per rank", host,
                         f"{', '.join(map(str, counts))} ({seen}{'; ' + ', '.join(names) if names else ''})",
-                        acc.kind == "cpu" or (min(counts) > 0 and min(counts) >= expected_visible(profile, tasks_per_node))))
+                        acc.kind == "cpu" or (min(counts) > 0 and min(counts) >= want)))
         for r in ranks:
             if r["devices"]["error"]:
                 problem(f"{host}: rank {r['rank']} cannot query its devices ({r['devices']['error']})")
         if acc.kind != "cpu":
-            want = expected_visible(profile, tasks_per_node)
             if max(counts) == 0:
                 problem(f"profile asks {acc.per_node} {acc.kind} per node; the node {host} shows 0 devices")
             else:
@@ -182,7 +180,7 @@ def evaluate(profile: ClusterProfile, reports: list[dict[str, Any]], tasks_per_n
         problem(f"all-reduce over {first['backend']} across {len(reports)} ranks on {hosts} nodes failed "
                 f"({errors[0] if errors else 'wrong sum'}); check the network variables (NCCL_SOCKET_IFNAME, "
                 "NCCL_IB_HCA) in environment.env")
-    return rows, problems
+    return rows, _once(problems)
 
 
 def evaluate_downstream(profile: ClusterProfile, reports: list[dict[str, Any]]) -> tuple[list[Row], list[str]]:
@@ -197,7 +195,7 @@ def evaluate_downstream(profile: ClusterProfile, reports: list[dict[str, Any]]) 
         host, before, choice = r["host"], r.get("masks_before") or {}, r.get("choice") or {}
         variable = choice.get("variable")
         mask = before.get(variable) if variable in before else None
-        entries = [e for e in (mask or "").split(",") if e.strip()]
+        entries = mask_entries(mask)
         if mask is None:
             found = (f"no mask from Slurm or the site; the job wrote {variable}={choice.get('mask')}"
                      if variable else "no mask from Slurm or the site")
@@ -219,9 +217,9 @@ def evaluate_downstream(profile: ClusterProfile, reports: list[dict[str, Any]]) 
             problem = (f"{host}: {job} sees {r['devices']['count']} devices; it must see its own only: set "
                        "downstream.exclusive: true or have the site's cgroups isolate devices")
         rows.append(Row("downstream job devices", host, found, problem is None))
-        if problem and problem not in problems:
+        if problem:
             problems.append(problem)
-    return rows, problems
+    return rows, _once(problems)
 
 
 def format_table(rows: list[Row]) -> str:
@@ -234,14 +232,6 @@ def format_table(rows: list[Row]) -> str:
 
 
 # ------------------------------------------------------------------------------------------ running
-
-
-def probe_spec(profile: ClusterProfile, runs_root: Path, under_slurm: bool, shape: str = "pretrain") -> ProbeSpec:
-    return ProbeSpec(profile=profile.name, kind=profile.accelerators.kind, per_node=profile.accelerators.per_node,
-                     visible_devices=profile.environment.visible_devices,
-                     precision=profile.environment.precision, run_root=str(runs_root.absolute()),
-                     scratch=profile.storage.scratch, data_roots=tuple(profile.storage.data_roots.items()),
-                     under_slurm=under_slurm, shape=shape)
 
 
 def preflight_parameters(profile: ClusterProfile, shape: str = "pretrain") -> dict[str, Any]:
@@ -258,12 +248,11 @@ def preflight_parameters(profile: ClusterProfile, shape: str = "pretrain") -> di
 def _submit(profile: ClusterProfile, runs_root: Path, folder: Path, shape: str, out: Callable[[str], None]) -> Any:
     import submitit
 
-    python = profile.environment.python or shlex.quote(sys.executable)
-    executor = submitit.SlurmExecutor(folder=folder, python=python, max_num_timeout=0)
+    executor = submitit.SlurmExecutor(folder=folder, python=python_word(profile), max_num_timeout=0)
     params = preflight_parameters(profile, shape)
     executor.update_parameters(**params)
     try:
-        job = executor.submit(PreflightJob(probe_spec(profile, runs_root, under_slurm=True, shape=shape)))
+        job = executor.submit(probe, profile, str(runs_root.absolute()), under_slurm=True)
     except Exception as err:  # noqa: BLE001 - submitit's FailedJobError carries sbatch's own words
         lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
         why = next((ln for ln in reversed(lines) if "error" in ln.lower()), lines[-1] if lines else "")
@@ -310,7 +299,7 @@ def run_check(profile: ClusterProfile, runs_root: Path, wait_s: float = DEFAULT_
               out: Callable[[str], None] = print) -> list[str]:
     """Probe the profile's nodes, print the table, and return the problem lines (empty: all good)."""
     if profile.scheduler == "local":
-        reports = [probe(probe_spec(profile, runs_root, under_slurm=False))]
+        reports = [probe(profile, str(runs_root.absolute()), under_slurm=False)]
         tasks = 1
         downstream: list[dict[str, Any]] = []
     else:
@@ -323,7 +312,7 @@ def run_check(profile: ClusterProfile, runs_root: Path, wait_s: float = DEFAULT_
     if downstream:
         more_rows, more = evaluate_downstream(profile, downstream)
         rows += more_rows
-        problems += [p for p in more if p not in problems]
+        problems = _once(problems + more)
     out(f"preflight of {profile.name} ({profile.scheduler}):")
     out(format_table(rows))
     return problems

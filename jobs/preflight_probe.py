@@ -14,10 +14,14 @@ import shutil
 import socket
 import tempfile
 import time
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from jobs.devices import existing_masks, select_device
+
+if TYPE_CHECKING:
+    from jobs.profiles import ClusterProfile
 
 # Fashion-MNIST's four IDX files (mst.data.fashion_mnist.FILES), checked without importing the data package
 FASHION_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
@@ -25,30 +29,9 @@ FASHION_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
 GIB = 1024 ** 3
 
 
-@dataclass(frozen=True)
-class ProbeSpec:
-    """What the profile expects; plain values so that the job pickles small."""
-
-    profile: str
-    """Profile name (for messages)."""
-    kind: str
-    """accelerators.kind: dcu, cuda or cpu."""
-    per_node: int
-    """accelerators.per_node."""
-    visible_devices: str
-    """environment.visible_devices: cuda_per_task, hip_per_node or none."""
-    precision: str
-    """environment.precision: fp32, bf16 or fp16."""
-    run_root: str
-    """Absolute runs root (resolved where the check was started)."""
-    scratch: str
-    """storage.scratch."""
-    data_roots: tuple[tuple[str, str], ...]
-    """storage.data_roots as (name, path) pairs."""
-    under_slurm: bool
-    """Whether ranks come from Slurm (submitit) or this is the single in-process rank."""
-    shape: str = "pretrain"
-    """The job shape probed: pretrain (the profile's resources) or downstream (one device, shared node)."""
+def _finding(err: Exception) -> str:
+    """An exception as a report holds it: its type and the first line of its message."""
+    return f"{type(err).__name__}: {err}".splitlines()[0]
 
 
 def _versions() -> dict[str, str | None]:
@@ -69,21 +52,20 @@ def _versions() -> dict[str, str | None]:
     return found
 
 
-def _ranks(spec: ProbeSpec) -> dict[str, Any]:
+def _ranks(profile: ClusterProfile, under_slurm: bool) -> dict[str, Any]:
     """Rank layout as the training job exports it (RANK, LOCAL_RANK, WORLD_SIZE), the masks Slurm or the site
     set before the job's own code ran, and the device the rank takes (jobs.devices, as StageJob does)."""
-    from jobs.devices import existing_masks, select_device
-
     before = existing_masks()
-    if not spec.under_slurm:
-        return {"rank": 0, "local_rank": 0, "world_size": 1, "local_world_size": 1, "masks_before": before,
-                "choice": select_device("none", 0, 1).as_dict()}
-    import submitit
+    layout = {"rank": 0, "local_rank": 0, "world_size": 1, "local_world_size": 1}  # the in-process rank
+    policy = "none"
+    if under_slurm:
+        import submitit
 
-    env = submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
-    choice = select_device(spec.visible_devices, env.local_rank, env.local_world_size)
-    return {"rank": env.rank, "local_rank": env.local_rank, "world_size": env.world_size,
-            "local_world_size": env.local_world_size, "masks_before": before, "choice": choice.as_dict()}
+        env = submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
+        layout = {key: getattr(env, key) for key in layout}
+        policy = profile.environment.visible_devices
+    choice = select_device(policy, layout["local_rank"], layout["local_world_size"])
+    return {**layout, "masks_before": before, "choice": choice.as_dict()}
 
 
 def _devices() -> dict[str, Any]:
@@ -97,7 +79,7 @@ def _devices() -> dict[str, Any]:
             out["count"] = torch.cuda.device_count()
             out["names"] = [torch.cuda.get_device_name(i) for i in range(out["count"])]
     except Exception as err:  # noqa: BLE001 - a broken driver raises anything: that is the finding
-        out["error"] = f"{type(err).__name__}: {err}".splitlines()[0]
+        out["error"] = _finding(err)
     return out
 
 
@@ -129,21 +111,23 @@ def _step(precision: str, device_index: int | None) -> dict[str, Any]:
                 "error": None if finite else "non-finite loss or gradients"}
     except Exception as err:  # noqa: BLE001 - a failing step is a finding, reported, not raised
         return {"device": str(device), "precision": used, "ok": False, "loss": None, "ms": None,
-                "error": f"{type(err).__name__}: {err}".splitlines()[0][:300]}
+                "error": _finding(err)[:300]}
 
 
-def _all_reduce(spec: ProbeSpec, ranks: dict[str, int], device_index: int | None) -> dict[str, Any]:
-    """Sum of (rank + 1) over every rank: world * (world + 1) / 2 when the collective works."""
+def _all_reduce(kind: str, under_slurm: bool, ranks: dict[str, int], device_index: int | None
+                ) -> dict[str, Any]:
+    """Sum of (rank + 1) over every rank: world * (world + 1) / 2 when the collective works; `kind` is
+    accelerators.kind."""
     import torch
     import torch.distributed as dist
 
-    wanted = "gloo" if spec.kind == "cpu" else "nccl"  # RCCL answers to nccl on ROCm/DTK builds
+    wanted = "gloo" if kind == "cpu" else "nccl"  # RCCL answers to nccl on ROCm/DTK builds
     backend = wanted if (wanted == "gloo" or device_index is not None) else "gloo"
     world = ranks["world_size"]
     out: dict[str, Any] = {"backend": backend, "wanted": wanted, "world_size": world, "ok": False,
                            "value": None, "expected": world * (world + 1) / 2, "error": None}
     try:
-        if spec.under_slurm:
+        if under_slurm:
             dist.init_process_group(backend, timeout=timedelta(seconds=120))
         else:  # the single in-process rank: a group of one over the same backend
             dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1,
@@ -155,7 +139,7 @@ def _all_reduce(spec: ProbeSpec, ranks: dict[str, int], device_index: int | None
         out["ok"] = out["value"] == out["expected"]
         dist.destroy_process_group()
     except Exception as err:  # noqa: BLE001 - a failing collective is a finding, reported, not raised
-        out["error"] = f"{type(err).__name__}: {err}".splitlines()[0][:300]
+        out["error"] = _finding(err)[:300]
     return out
 
 
@@ -209,29 +193,20 @@ def _writable(path: str) -> dict[str, Any]:
     return out
 
 
-def probe(spec: ProbeSpec) -> dict[str, Any]:
-    """The report of this rank (a plain dict)."""
-    ranks = _ranks(spec)
+def probe(profile: ClusterProfile, run_root: str, under_slurm: bool) -> dict[str, Any]:
+    """The report of this rank (a plain dict) on `profile`'s node; `run_root` is absolute (resolved where
+    the check started); `under_slurm`: ranks come from Slurm, else this is the single in-process rank. The
+    preflight job submits this function itself."""
+    ranks = _ranks(profile, under_slurm)
     devices = _devices()
     index = ranks["local_rank"] % devices["count"] if devices["count"] else None
-    report: dict[str, Any] = {
+    storage = profile.storage
+    return {
         "host": socket.gethostname(), **ranks, "versions": _versions(), "devices": devices,
-        "visible": {k: os.environ[k] for k in ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES",
-                                               "ROCR_VISIBLE_DEVICES") if k in os.environ},
+        "visible": existing_masks(),
+        "step": _step(profile.environment.precision, index),
+        "all_reduce": _all_reduce(profile.accelerators.kind, under_slurm, ranks, index),
+        "data_roots": [_data_root(name, path) for name, path in storage.data_roots.items()],
+        "run_root": _writable(run_root),
+        "scratch": _writable(os.path.expandvars(storage.scratch)),
     }
-    report["step"] = _step(spec.precision, index)
-    report["all_reduce"] = _all_reduce(spec, ranks, index)
-    report["data_roots"] = [_data_root(name, path) for name, path in spec.data_roots]
-    report["run_root"] = _writable(spec.run_root)
-    report["scratch"] = _writable(os.path.expandvars(spec.scratch))
-    return report
-
-
-class PreflightJob:
-    """The submitted callable: every task of the job runs it and returns its rank's report."""
-
-    def __init__(self, spec: ProbeSpec) -> None:
-        self.spec = spec
-
-    def __call__(self) -> dict[str, Any]:
-        return probe(self.spec)

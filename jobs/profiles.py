@@ -18,7 +18,7 @@ from typing import Any, Literal
 from jobs.config_io import read_yaml, resolve_named_yaml, yaml_names
 from jobs.rundir import SAFE_NAME
 from jobs.shellsafe import ENV_NAME, check_shell_path, control_character, shell_value  # noqa: F401 (launcher: paths)
-from mst.config.codec import DecodeError, decode, dotted_keys
+from mst.config.codec import decode, dotted_keys
 from mst.config.errors import ConfigError
 from mst.echo import brief
 from mst.stages import stages_with_shape
@@ -270,26 +270,35 @@ def _strings(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
     return out
 
 
-def shell_problems(p: ClusterProfile) -> Iterator[tuple[str, str]]:
-    """(problem, fix) of every profile string that could end an #SBATCH line or reach the shell unquoted."""
+def shell_problems(p: ClusterProfile) -> Iterator[str]:
+    """'problem; fix' of every profile string that could end an #SBATCH line or reach the shell unquoted."""
     for key, value in _strings(p):
         why = control_character(value)
         if why:
             fix = ("split it into separate setup items" if key.startswith("environment.setup")
                    else _SLURM_WORDS[key][1] if key in _SLURM_WORDS else "write it on one line")
-            yield (f"{key} contains {why}", fix)
+            yield f"{key} contains {why}; {fix}"
     if not SAFE_NAME.fullmatch(p.name):
-        yield (f"name {p.name!r} is not a path-safe name", "use letters, digits, '.', '_' and '-' in the file name")
+        yield (f"name {p.name!r} is not a path-safe name; use letters, digits, '.', '_' and '-' in the file "
+               "name")
     for key, (pattern, fix) in _SLURM_WORDS.items():
         value = getattr(p.placement, key.split(".", 1)[1])
         if value is not None and not pattern.fullmatch(value):
-            yield (f"{key} {value!r} holds characters Slurm does not accept there", fix)
+            yield f"{key} {value!r} holds characters Slurm does not accept there; {fix}"
     for name in p.environment.env:
         if not ENV_NAME.fullmatch(name):
-            yield (f"environment.env key {name!r} is not a variable name",
-                   "use letters, digits and _ (not starting with a digit), e.g. NCCL_SOCKET_IFNAME")
+            yield (f"environment.env key {name!r} is not a variable name; use letters, digits and _ (not "
+                   "starting with a digit), e.g. NCCL_SOCKET_IFNAME")
     if p.environment.python is not None and not p.environment.python.strip():
-        yield ("environment.python is empty", "name the interpreter (e.g. python or /opt/env/bin/python) or drop it")
+        yield ("environment.python is empty; name the interpreter (e.g. python or /opt/env/bin/python) or "
+               "drop it")
+
+
+def refuse_unsafe(p: ClusterProfile, where: str) -> None:
+    """Raise ProfileError (one line) for the first string of `p` that is not safe in an sbatch script."""
+    unsafe = next(shell_problems(p), None)
+    if unsafe:
+        raise ProfileError(f"profile {where}: {unsafe}")
 
 
 def profile_names() -> list[str]:
@@ -298,24 +307,19 @@ def profile_names() -> list[str]:
 
 def load_profile(name_or_path: str) -> ClusterProfile:
     """The profile `clusters/<name>.yaml`, or a YAML file path; raises ProfileError (one line) when bad."""
-    try:
+    try:  # no such profile, bad YAML, wrong keys or types: worded by config_io and the codec
         path = resolve_named_yaml(name_or_path, CLUSTERS_DIR, "cluster")
         data = read_yaml(path, "profile")
+        if isinstance(data, dict) and "name" not in data:  # the codec's fix would not say which name
+            raise ProfileError(f"profile {path}: 'name' is missing; add name: {path.stem}")
+        profile = decode(ClusterProfile, data, f"profile {path}", WORDING)
     except ConfigError as err:
         raise ProfileError(str(err)) from None
     where = str(path)
-    if isinstance(data, dict) and "name" not in data:
-        raise ProfileError(f"profile {where}: 'name' is missing; add name: {path.stem}")
-    try:
-        profile = decode(ClusterProfile, data, f"profile {where}", WORDING)
-    except DecodeError as err:
-        raise ProfileError(str(err)) from None
     if profile.name != path.stem:
         raise ProfileError(f"profile {where}: name '{profile.name}' differs from the file name; "
                            f"set name: {path.stem}")
-    unsafe = next(shell_problems(profile), None)
-    if unsafe:
-        raise ProfileError(f"profile {where}: {unsafe[0]}; {unsafe[1]}")
+    refuse_unsafe(profile, where)
     _check(where, profile)
     return profile
 
@@ -333,6 +337,7 @@ def config_overrides(profile: ClusterProfile, data_name: str) -> dict[str, Any]:
 
 def setup_lines(profile: ClusterProfile) -> list[str]:
     """Shell lines of the sbatch script before srun: site setup, then the profile's variables."""
+    refuse_unsafe(profile, profile.name)  # load_profile refused these; a hand-built profile must not slip by
     lines = list(profile.environment.setup)  # shell lines by design (module loads); one line each
     lines.append(f"export MST_SCRATCH={shell_value(profile.storage.scratch)}")
     # submitit's job side reads the preemption signal from this variable
@@ -340,11 +345,7 @@ def setup_lines(profile: ClusterProfile) -> list[str]:
     if profile.slurm_conf:
         # the job's own scontrol/sacct calls (requeue) must reach the same cluster
         lines.append(f"export SLURM_CONF={shlex.quote(profile.slurm_conf)}")
-    for key, value in profile.environment.env.items():
-        if not ENV_NAME.fullmatch(key):  # load_profile refuses these; a hand-built profile must not slip by
-            raise ProfileError(f"profile {profile.name}: environment.env key {key!r} is not a variable name; "
-                               "use letters, digits and _")
-        lines.append(f"export {key}={shell_value(value)}")
+    lines += [f"export {key}={shell_value(value)}" for key, value in profile.environment.env.items()]
     return lines
 
 
@@ -365,6 +366,7 @@ def slurm_parameters(profile: ClusterProfile, stage: str, job_name: str) -> dict
         "ntasks_per_node": shape.tasks_per_node,
         "cpus_per_task": shape.cpus_per_task,
         "time": shape.time_min,
+        "mem": "0" if shape.mem_gb == 0 else f"{int(shape.mem_gb * 1024)}M",  # 0: all of the node's memory
         "signal_delay_s": pre.delay_s,
         "setup": setup_lines(profile),
         "stderr_to_stdout": True,
@@ -374,10 +376,6 @@ def slurm_parameters(profile: ClusterProfile, stage: str, job_name: str) -> dict
     }
     if pre.requeue:  # every stage job checkpoints and requeues itself (jobs.stage_job.StageJob)
         params["additional_parameters"]["requeue"] = True
-    if shape.mem_gb == 0:
-        params["mem"] = "0"
-    else:
-        params["mem"] = f"{int(shape.mem_gb * 1024)}M"
     for key in ("account", "qos", "constraint"):
         value = getattr(profile.placement, key)
         if value:

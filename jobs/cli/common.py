@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
+import json
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import NoReturn, TypeVar
 
 from jobs.stop_flag import StopFlag
 
 T = TypeVar("T")
+CHECKPOINT_HELP = "pre-training stage folder (holding checkpoint.pt) or the run folder above it"
+"""--checkpoint of mst-eval and mst-export: what evaluate.find_pretrain_dir accepts."""
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -41,13 +43,6 @@ class _ShownFormatter(logging.Formatter):
         return super().formatMessage(record)
 
 
-def add_config_args(parser: argparse.ArgumentParser, default_preset: str = "smoke") -> None:
-    parser.add_argument("--preset", default=default_preset,
-                        help=f"preset name (paper, smoke, tiny) or a YAML file (default: {default_preset})")
-    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                        help="dotted override, repeatable, e.g. --set optim.lr=1e-3")
-
-
 def check_out_folder(out: str) -> None:
     """--out must name a folder (new or existing), never a file or the empty string."""
     from mst.run.folder import StageFolderError, check_stage_folder
@@ -59,10 +54,15 @@ def check_out_folder(out: str) -> None:
 
 
 def os_error_line(err: OSError, out: str) -> str:
-    """One line for a file-system failure (full disk, read-only folder, permissions)."""
-    where = err.filename or out
-    return (f"cannot write {where}: {err.strerror or err}; free space or make the folder writable, then rerun "
-            "(the last checkpoint is kept)")
+    """One line for a file-system failure (full disk, read-only folder, permissions) while writing `out`."""
+    return (f"cannot write {err.filename or out}: {err.strerror or err}; free space or make the folder "
+            "writable, then rerun")
+
+
+def print_summary(record: dict, keys: Iterable[str]) -> NoReturn:
+    """Print a stage's record as one JSON line (its `keys`, then its metrics) and exit: 0 when it is done."""
+    print(json.dumps({**{k: record[k] for k in keys}, **record["metrics"]}))
+    sys.exit(0 if record["status"] == "done" else 1)
 
 
 def run_stage_command(run: Callable[[StopFlag], T], out: str, what: str) -> T:
@@ -91,4 +91,4 @@ def run_stage_command(run: Callable[[StopFlag], T], out: str, what: str) -> T:
         fail("stopped at once by a second Ctrl-C; rerun the same command to resume from the last checkpoint",
              code=130)
     except OSError as err:
-        fail(os_error_line(err, out), code=1)
+        fail(os_error_line(err, out) + " (the last checkpoint is kept)", code=1)

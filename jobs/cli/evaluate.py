@@ -5,14 +5,12 @@ finished folder is not re-run."""
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 
 from mst.boundary import console_script
-from mst.stages import StageSpec, eval_commands
+from mst.stages import eval_commands
 
-from .common import check_out_folder, fail, run_stage_command, setup_logging
+from .common import CHECKPOINT_HELP, check_out_folder, fail, print_summary, run_stage_command, setup_logging
 from .weights_source import add_weights_options, weights_config
 
 STAGES_OF = eval_commands()
@@ -52,13 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mst-eval", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True, metavar="{" + ",".join(COMMANDS) + "}")
 
-    def command(name: str, text: str) -> argparse.ArgumentParser:
+    for name, specs in STAGES_OF.items():
+        text = COMMAND_HELP.get(name) or specs[0].description
+        if not specs[0].needs_pretrain:
+            text += "; --checkpoint only supplies the config"
         # a command whose stages read pre-trained weights needs them; the others may take a config from them
-        checkpoint_required = any(spec.needs_pretrain for spec in STAGES_OF[name])
+        checkpoint_required = any(spec.needs_pretrain for spec in specs)
         c = sub.add_parser(name, help=text, description=text)
         source = c.add_mutually_exclusive_group(required=checkpoint_required)
-        source.add_argument("--checkpoint", metavar="RUN_DIR",
-                            help="pre-training stage folder (holding checkpoint.pt) or the run folder above it")
+        source.add_argument("--checkpoint", metavar="RUN_DIR", help=CHECKPOINT_HELP)
         if checkpoint_required:
             add_weights_options(source, c)
         c.add_argument("--out", required=True, help="stage folder (checkpoint.pt, metrics.jsonl, result.json)")
@@ -72,13 +72,6 @@ def build_parser() -> argparse.ArgumentParser:
             c.add_argument("--allow-partial", action="store_true",
                            help="evaluate a pre-training that has not finished (interrupted or failed); the "
                                 "record is labelled partial: true")
-        return c
-
-    for name, specs in STAGES_OF.items():
-        text = COMMAND_HELP.get(name) or specs[0].description
-        if not specs[0].needs_pretrain:
-            text += "; --checkpoint only supplies the config"
-        c = command(name, text)
         if name in OPTIONS:
             OPTIONS[name](c)
     return p
@@ -165,29 +158,19 @@ def run(args) -> dict:
     return run_stage_command(lambda stop: run_command(args, cfg, source, stop), args.out, args.command)
 
 
-def stage_of(args) -> StageSpec:
-    """The stage a command line runs (for `linear`, the one of its --probe)."""
+def run_command(args, cfg, source, stop) -> dict:
+    """Run the stage the command line names (for `linear`, the one of its --probe), passing the entry point
+    the keyword arguments its own options (OPTIONS) give."""
     specs = STAGES_OF[args.command]
-    if len(specs) == 1:
-        return specs[0]
-    return next(s for s in specs if dict(s.kwargs)["probe"] == args.probe)
-
-
-def command_options(args) -> dict:
-    """The entry point's keyword arguments that this command's own options give."""
+    spec = specs[0] if len(specs) == 1 else next(s for s in specs if dict(s.kwargs)["probe"] == args.probe)
+    kwargs = {"should_stop": stop, "show_progress": not args.quiet}
     if args.command == "linear":
-        return {"cached_features": True if args.cached_features else None}
-    if args.command == "attention":
-        return {"images": args.images, "supervised_dir": args.supervised, "video": args.video, "size": args.size}
-    return {}
-
-
-def run_command(args, cfg, pretrain_dir: Path | None, stop) -> dict:
-    spec = stage_of(args)
-    kwargs = {"should_stop": stop, "show_progress": not args.quiet, **command_options(args)}
+        kwargs["cached_features"] = True if args.cached_features else None
+    elif args.command == "attention":
+        kwargs.update(images=args.images, supervised_dir=args.supervised, video=args.video, size=args.size)
     if spec.needs_pretrain:
         kwargs["allow_partial"] = getattr(args, "allow_partial", False)
-    return spec.call(cfg, args.out, pretrain_dir, **kwargs)
+    return spec.call(cfg, args.out, source, **kwargs)
 
 
 @console_script
@@ -200,10 +183,9 @@ def main(argv: list[str] | None = None) -> None:
     record = run(args)
     if done_before:
         print(f"{args.out} is already done; not re-run")
-    summary = {k: record.get(k) for k in ("stage", "status", "mode", "weights_sha256", "wall_time_s")
-               if record.get(k) is not None}
-    print(json.dumps({**summary, **record["metrics"]}))
-    sys.exit(0 if record["status"] == "done" else 1)
+    # not every stage records every key (mode: the linear probes and baselines)
+    print_summary(record, [k for k in ("stage", "status", "mode", "weights_sha256", "wall_time_s")
+                           if record.get(k) is not None])
 
 
 if __name__ == "__main__":

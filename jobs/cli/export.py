@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .common import fail
+from .common import CHECKPOINT_HELP, fail, os_error_line
 
 FORMATS = ("timm", "dino")  # mst.weights.NAMINGS, without importing torch for --help
 
@@ -20,8 +20,7 @@ FORMATS = ("timm", "dino")  # mst.weights.NAMINGS, without importing torch for -
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mst-export", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, metavar="RUN_DIR",
-                   help="pre-training stage folder (holding checkpoint.pt) or the run folder above it")
+    p.add_argument("--checkpoint", required=True, metavar="RUN_DIR", help=CHECKPOINT_HELP)
     p.add_argument("--format", required=True, choices=FORMATS,
                    help="key names: timm's VisionTransformer, or DINO's vision_transformer.py")
     p.add_argument("--which", choices=("teacher", "student"), default="teacher",
@@ -67,8 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     except (CheckpointError, PretrainUnfinished) as err:
         fail(str(err))
     except OSError as err:
-        fail(f"cannot write {err.filename or args.out}: {err.strerror or err}; free space or make the folder "
-             "writable, then rerun", code=1)
+        fail(os_error_line(err, args.out), code=1)
     summary = {k: card[k] for k in ("file_sha256", "naming", "container", "arch", "timm_model")}
     print(json.dumps({"out": args.out, "card": str(card_path(args.out)), **summary}))
 

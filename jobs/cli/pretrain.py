@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 
 from mst.boundary import console_script
 
-from .common import add_config_args, check_out_folder, fail, run_stage_command, setup_logging
+from .common import check_out_folder, fail, print_summary, run_stage_command, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,7 +14,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mst-pretrain",
         description="Pre-train MST (DINO teacher/student ViT with attention-guided masking and image restoration). "
                     "Running the same command on the same --out folder resumes it; a finished folder is not re-run.")
-    add_config_args(p)
+    p.add_argument("--preset", default="smoke",
+                   help="preset name (paper, smoke, tiny) or a YAML file (default: smoke)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="dotted override, repeatable, e.g. --set optim.lr=1e-3")
     p.add_argument("--out", required=True, help="stage folder (checkpoint.pt, metrics.jsonl, result.json)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
@@ -48,9 +49,7 @@ def main(argv: list[str] | None = None) -> None:
         lambda stop: run_pretrain(cfg, args.out, should_stop=stop, show_progress=not args.quiet), args.out, "run")
     if done is not None:
         print(f"{args.out} is already done (weights_sha256 {record['weights_sha256'][:16]}); not re-run")
-    summary = {k: record[k] for k in ("status", "weights_sha256", "wall_time_s")}
-    print(json.dumps({**summary, **record["metrics"]}))
-    sys.exit(0 if record["status"] == "done" else 1)
+    print_summary(record, ("status", "weights_sha256", "wall_time_s"))
 
 
 if __name__ == "__main__":
