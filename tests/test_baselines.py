@@ -231,3 +231,19 @@ def test_the_typed_entry_reads_what_main_wrote_and_writes_the_same_bytes(tmp_pat
     assert bl.read_entry(old, "k", names) == (None, "version 2 / key 'k', expected 1 / k")
     old.write_text(json.dumps({**written, "baselines": {"random init": metrics}}))
     assert "must hold exactly random init, raw pixels" in bl.read_entry(old, "k", names)[1]
+
+
+def test_the_cache_key_follows_the_backbone_size_and_the_probe_norm():
+    def key(stage, *sets):
+        return bl.cache_key(bl.key_inputs(stage, load_config("tiny", [*SETS, *sets]), "cached_features", "cpu", "fp32"))
+
+    base = key("linear_cls")
+    # a resized backbone starts from another random network: never the arch's own entry
+    assert len({base, key("linear_cls", "model.embed_dim=24"), key("linear_cls", "model.depth=1"),
+                key("linear_cls", "model.embed_dim=32", "model.num_heads=4")}) == 4
+    # the probe's input norm changes the probe's numbers, not the k-NN's
+    assert key("linear_cls", "eval.linear_norm=batchnorm") != base
+    assert key("knn", "eval.linear_norm=batchnorm") == key("knn")
+    # unset fields leave the inputs as caches written before them hold them
+    assert set(bl.key_inputs("linear_cls", load_config("tiny", SETS), "cached_features", "cpu", "fp32")["model"]) == \
+        {"arch", "patch_size", "img_size"}

@@ -94,12 +94,17 @@ def key_inputs(stage: str, cfg, mode: str, device: str, precision: str) -> dict[
     transform = {"eval_resize": a.eval_resize, "eval_crop": a.eval_crop, "mean": list(a.mean), "std": list(a.std)}
     if mode == "augmented":
         transform["flip_prob"] = a.flip_prob  # the probe's training crops
+    m = cfg.model
+    # fields added after caches were written enter only when set, so that those caches keep their keys
+    resized = {k: getattr(m, k) for k in ("embed_dim", "depth", "num_heads") if getattr(m, k)}
+    extra_eval = {"linear_norm": e.linear_norm} if stage != "knn" and e.linear_norm != "none" else {}
     return {
         "stage": stage, "mode": mode,
-        "model": {"arch": cfg.model.arch, "patch_size": cfg.model.patch_size, "img_size": a.global_size},
+        "model": {"arch": m.arch, "patch_size": m.patch_size, "img_size": a.global_size, **resized},
         "data": {"name": d.name, "root": d.root, "train_subset": d.train_subset, "test_subset": d.test_subset},
         "transform": transform,
-        "eval": {k: list(v) if isinstance(v, tuple) else v for k in fields for v in [getattr(e, k)]},
+        "eval": {**{k: list(v) if isinstance(v, tuple) else v for k in fields for v in [getattr(e, k)]},
+                 **extra_eval},
         "seed": cfg.train.seed, "device": device, "precision": precision, "versions": {pkg: installed.get(pkg) for pkg in ("torch", "timm")},
     }
 
