@@ -34,7 +34,7 @@ from jobs.plan import (
     resolve_runs,
     stage_job,
 )
-from jobs.profiles import ClusterProfile, check_shell_path, load_profile
+from jobs.profiles import ClusterProfile, load_profile
 from jobs.runstate import FINAL, IN_FLIGHT, LOCAL_JOB, is_local_job, sweep_view
 from jobs.scheduler import (
     cached_poll,
@@ -46,6 +46,7 @@ from jobs.scheduler import (
     submit_array,
     task_state,
 )
+from jobs.shellsafe import check_shell_path
 from mst.run.record import is_done
 from mst.stages import NEEDS_PRETRAIN
 

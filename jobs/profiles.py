@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from jobs.config_io import read_yaml, resolve_named_yaml, yaml_names
 from jobs.rundir import SAFE_NAME
-from jobs.shellsafe import ENV_NAME, check_shell_path, control_character, shell_value  # noqa: F401 (launcher: paths)
+from jobs.shellsafe import ENV_NAME, control_character, shell_value
 from mst.config.codec import decode, dotted_keys
 from mst.config.errors import ConfigError
 from mst.echo import brief
