@@ -36,6 +36,15 @@ def resolve_named_yaml(name_or_path: str | Path, folder: Path, kind: str) -> Pat
     return path
 
 
+def check_name_is_stem(name: str | None, path: Path, where: str, show_stem: bool = True) -> None:
+    """A YAML file that writes its own `name` (a sweep, a cluster profile) must write its file name: the file
+    is found by that name, so two names for one file would split its runs. ConfigError otherwise, worded
+    for `where`; `show_stem=False` keeps the profiles' wording, which names the stem only in the fix."""
+    if name is not None and name != path.stem:
+        stem = f" '{path.stem}'" if show_stem else ""
+        raise ConfigError(f"{where}: name '{name}' differs from the file name{stem}; set name: {path.stem}")
+
+
 def parse_set(item: str) -> tuple[str, object]:
     """'optim.lr=1e-3' -> ('optim.lr', 0.001); the value is parsed as YAML (numbers, lists, booleans)."""
     if "=" not in item:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from jobs.config_io import read_yaml, resolve_named_yaml, yaml_names
+from jobs.config_io import check_name_is_stem, read_yaml, resolve_named_yaml, yaml_names
 from jobs.rundir import SAFE_NAME
 from jobs.shellsafe import ENV_NAME, control_character, shell_value
 from mst.config.codec import decode, dotted_keys
@@ -313,12 +313,10 @@ def load_profile(name_or_path: str) -> ClusterProfile:
         if isinstance(data, dict) and "name" not in data:  # the codec's fix would not say which name
             raise ProfileError(f"profile {path}: 'name' is missing; add name: {path.stem}")
         profile = decode(ClusterProfile, data, f"profile {path}", WORDING)
+        check_name_is_stem(profile.name, path, f"profile {path}", show_stem=False)
     except ConfigError as err:
         raise ProfileError(str(err)) from None
     where = str(path)
-    if profile.name != path.stem:
-        raise ProfileError(f"profile {where}: name '{profile.name}' differs from the file name; "
-                           f"set name: {path.stem}")
     refuse_unsafe(profile, where)
     _check(where, profile)
     return profile
