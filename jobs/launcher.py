@@ -164,7 +164,7 @@ def submit(sweep_name: str, cluster: str, runs_root: str | None = None, dry_run:
            ) -> list[dict[str, Any]]:
     """Submit what is not done nor in flight; returns the manifest records written (none on --dry-run).
 
-    One submission of a sweep at a time (rundir.submission_lock): a second one fails in one line instead of
+    One submission of a sweep at a time (rundir.submit_locks): a second one fails in one line instead of
     submitting the same runs twice. A dry run writes nothing, so it takes no lock. Pre-trainings go to the
     runs root's pool (jobs.pool). `planned` (dry runs of several sweeps in sequence): run id -> a label of the
     pre-trainings earlier sweeps would submit; this sweep shares them, and adds its own new ones.
@@ -186,7 +186,7 @@ def submit(sweep_name: str, cluster: str, runs_root: str | None = None, dry_run:
             for run in runs:
                 out(f"would run {', '.join(sweep.stages)} of {run.run_id} ({describe(run)}) in this process")
             return []
-        with rundir.submission_lock(folder):
+        with rundir.submit_locks(root, [folder.path], sweep=sweep.name):
             return run_local(sweep, profile, runs, folder, out)
     # the runs root reaches #SBATCH lines and srun's command line: refuse what cannot travel there safely
     try:
@@ -200,7 +200,9 @@ def submit(sweep_name: str, cluster: str, runs_root: str | None = None, dry_run:
         return _submit_slurm(sweep, profile, runs, folder, pooled, own, True, resubmit, out, planned)
     check_cluster(profile)
     # the pool entries' locks: held from reading their states until their jobs are in the pool's manifest
-    with rundir.submission_lock(folder), pool.entry_locks(root, pooled):
+    entries = rundir.SweepFolder(root, rundir.POOL)
+    with (rundir.submit_locks(root, [folder.path], sweep=sweep.name),
+          rundir.submit_locks(root, [entries.run(run_id) for run_id in pooled])):
         return _submit_slurm(sweep, profile, runs, folder, pooled, own, False, resubmit, out)
 
 
