@@ -123,11 +123,11 @@ def stage_states(folder: rundir.SweepFolder, keys: list[tuple[str, str]], profil
     if pooled is None:
         pooled = folder.pooled(run_id for run_id, stage in keys if stage == "pretrain")
     latest = rundir.latest_submissions(folder, pooled)
+    entries = rundir.SweepFolder(folder.root, rundir.POOL)
     found = []  # (key, record status, job id, seconds since its submission)
     for run_id, stage in keys:
-        shared = stage == "pretrain" and run_id in pooled
-        marker = rundir.result_status(rundir.pool_stage_dir(folder.root, run_id) if shared
-                                      else folder.stage(run_id, stage))
+        home = entries if stage == "pretrain" and run_id in pooled else folder
+        marker = rundir.result_status(home.stage(run_id, stage))
         record = latest.get((run_id, stage))
         age = 1e9
         if record and "time" in record:

@@ -55,6 +55,7 @@ def adopt(runs_root: str | Path, out: Callable[[str], None] = print) -> int:
     job; the move is one rename on the same file system.
     """
     root = Path(runs_root)
+    entries = rundir.SweepFolder(root, rundir.POOL)
     moved = kept = 0
     for name in _folders(root):
         if name == rundir.POOL:
@@ -64,7 +65,7 @@ def adopt(runs_root: str | Path, out: Callable[[str], None] = print) -> int:
             if not sweep.owns_pretrain(run):
                 continue
             folder = sweep.stage(run, "pretrain")
-            target = rundir.pool_stage_dir(root, run)
+            target = entries.stage(run, "pretrain")
             with rundir.submit_locks(root, [target.parent]):
                 if rundir.result_status(folder) not in FINAL or (target.is_dir() and any(target.iterdir())):
                     kept += 1

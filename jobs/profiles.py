@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from jobs.config_io import check_name_is_stem, read_yaml, resolve_named_yaml, yaml_names
+from jobs.config_io import check_name_is_stem, read_yaml, resolve_named_yaml
 from jobs.rundir import SAFE_NAME
 from jobs.shellsafe import ENV_NAME, control_character, shell_value
-from mst.config.codec import decode, dotted_keys
+from mst.config.codec import decode
 from mst.config.errors import ConfigError
 from mst.echo import brief
 from mst.stages import stages_with_shape
@@ -171,11 +171,6 @@ class ClusterProfile:
 WORDING = {"unknown": "{where}: unknown key '{key}'; valid keys: {valid}{tail}"}
 
 
-def valid_keys() -> list[str]:
-    """Every dotted key a profile accepts, e.g. 'resources.nodes'."""
-    return dotted_keys(ClusterProfile)
-
-
 # the largest values Slurm takes (or a node could have): beyond them sbatch refuses or Python overflows
 RESOURCE_MAXIMA = {"nodes": 65_536, "tasks_per_node": 4_096, "cpus_per_task": 4_096,
                    "mem_gb": 1 << 20, "time_min": 366 * 24 * 60}
@@ -299,10 +294,6 @@ def refuse_unsafe(p: ClusterProfile, where: str) -> None:
     unsafe = next(shell_problems(p), None)
     if unsafe:
         raise ProfileError(f"profile {where}: {unsafe}")
-
-
-def profile_names() -> list[str]:
-    return yaml_names(CLUSTERS_DIR)
 
 
 def load_profile(name_or_path: str) -> ClusterProfile:

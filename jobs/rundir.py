@@ -69,16 +69,6 @@ def contained(runs_root: str | Path, path: str | Path) -> Path:
     return Path(path)
 
 
-def stage_dir(runs_root: str | Path, sweep: str, run_id: str, stage: str) -> Path:
-    """A stage folder by names (a job, a test): `SweepFolder(runs_root, sweep).stage(run_id, stage)`."""
-    return SweepFolder(Path(runs_root), sweep).stage(run_id, stage)
-
-
-def pool_stage_dir(runs_root: str | Path, run_id: str) -> Path:
-    """The pooled pre-training of `run_id`: `<runs_root>/pretrain/<run_id>/pretrain/`."""
-    return SweepFolder(Path(runs_root), POOL).stage(run_id, "pretrain")
-
-
 @dataclass(frozen=True)
 class SweepFolder:
     """A sweep's folder under a runs root (or the pool's, named POOL), its name checked once when built: the
@@ -131,7 +121,7 @@ def link_pretrain(folder: SweepFolder, run_id: str) -> None:
     if folder.owns_pretrain(run_id):
         return
     link = folder.stage(run_id, "pretrain")
-    target = contained(folder.root, pool_stage_dir(folder.root, run_id))
+    target = contained(folder.root, SweepFolder(folder.root, POOL).stage(run_id, "pretrain"))
     target.mkdir(parents=True, exist_ok=True)
     if link.is_symlink():
         return
@@ -263,11 +253,6 @@ def submit_locks(runs_root: str | Path, folders: Iterable[Path], sweep: str | No
     finally:
         for fd in fds:
             os.close(fd)
-
-
-def read_result(path: Path) -> dict[str, Any] | None:
-    """A stage folder's result.json (or None when absent or unusable: mst.inputs' bounds; never blocks)."""
-    return read_json(Path(path) / "result.json")
 
 
 def result_status(path: Path) -> str | None:
