@@ -30,7 +30,6 @@ from jobs.sweep_file import (  # noqa: F401  (re-exported: the names callers imp
     SweepError,
     SweepFile,
     at_budget,
-    budget_names,
     budgeted,
     cell_key,
     cell_label,

@@ -150,11 +150,6 @@ def sweep_names(folder: Path = SWEEP_DIR) -> list[str]:
     return [n for n in yaml_names(folder) if n != Path(BUDGETS_FILE).stem]
 
 
-def budget_names() -> list[str]:
-    """The budgets of sweeps/budgets.yaml."""
-    return sorted(global_budgets(SWEEP_DIR))
-
-
 def budgeted(name_or_path: str | Path, budget: str) -> str:
     """The name of a sweep at a budget: `loss_weight` -> `loss_weight_smoke` (a path keeps its folder)."""
     try:
