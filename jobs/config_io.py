@@ -19,21 +19,37 @@ def yaml_names(folder: Path) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.yaml"))
 
 
-def resolve_named_yaml(name_or_path: str | Path, folder: Path, kind: str) -> Path:
-    """`folder/<name>.yaml` for a name, or the given .yaml path; a ConfigError line names the fix."""
-    names = yaml_names(folder)
+def not_found(kind: str, name_or_path: str | Path, names: list[str], known: list[str] | None = None) -> str:
+    """The line for a `kind` name or .yaml path that names no file: a path's fix lists the `names`, a name's
+    the near misses among `known` (default: the names; sweeps add their aliases), else the names."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml"):
-        if not path.exists():  # a FIFO or folder is there: read_yaml refuses it by its kind, without opening it
-            raise ConfigError(f"{kind} file {path} does not exist; give a {kind} name ({', '.join(names)}) "
-                              "or an existing .yaml path")
-        return path
-    path = folder / f"{name_or_path}.yaml"
-    if not path.is_file():
-        near = difflib.get_close_matches(str(name_or_path), names, n=3)
-        hint = f"did you mean {', '.join(near)}?" if near else f"choose one of {', '.join(names)} or give a .yaml path"
-        raise ConfigError(f"unknown {kind} '{name_or_path}'; {hint}")
+        return (f"{kind} file {path} does not exist; give a {kind} name ({', '.join(names)}) "
+                "or an existing .yaml path")
+    near = difflib.get_close_matches(str(name_or_path), known or names, n=3)
+    hint = f"did you mean {', '.join(near)}?" if near else f"choose one of {', '.join(names)} or give a .yaml path"
+    return f"unknown {kind} '{name_or_path}'; {hint}"
+
+
+def resolve_named_yaml(name_or_path: str | Path, folder: Path, kind: str) -> Path:
+    """`folder/<name>.yaml` for a name, or the given .yaml path; a ConfigError line names the fix."""
+    path = Path(name_or_path)
+    given = path.suffix in (".yaml", ".yml")
+    if not given:
+        path = folder / f"{name_or_path}.yaml"
+    # a FIFO or folder at a given path exists (read_yaml refuses it by its kind, without opening it)
+    if not (path.exists() if given else path.is_file()):
+        raise ConfigError(not_found(kind, name_or_path, yaml_names(folder)))
     return path
+
+
+def check_name_is_stem(name: str | None, path: Path, where: str, show_stem: bool = True) -> None:
+    """A YAML file that writes its own `name` (a sweep, a cluster profile) must write its file name: the file
+    is found by that name, so two names for one file would split its runs. ConfigError otherwise, worded
+    for `where`; `show_stem=False` keeps the profiles' wording, which names the stem only in the fix."""
+    if name is not None and name != path.stem:
+        stem = f" '{path.stem}'" if show_stem else ""
+        raise ConfigError(f"{where}: name '{name}' differs from the file name{stem}; set name: {path.stem}")
 
 
 def parse_set(item: str) -> tuple[str, object]:

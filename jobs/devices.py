@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import MutableMapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 MASK_VARIABLES = ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES")
 # the mask a rank selects in, by the profile's environment.visible_devices, most specific first
@@ -37,9 +37,6 @@ class DeviceChoice:
     """The device index torch uses inside the mask (local rank modulo the mask's length)."""
     physical: str | None
     """The mask's entry at that index: the device as the node numbers it (an index or a UUID)."""
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def mask_entries(mask: str | None) -> list[str]:

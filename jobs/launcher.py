@@ -34,7 +34,7 @@ from jobs.plan import (
     resolve_runs,
     stage_job,
 )
-from jobs.profiles import ClusterProfile, check_shell_path, load_profile
+from jobs.profiles import ClusterProfile, load_profile
 from jobs.runstate import FINAL, IN_FLIGHT, LOCAL_JOB, is_local_job, sweep_view
 from jobs.scheduler import (
     cached_poll,
@@ -46,6 +46,7 @@ from jobs.scheduler import (
     submit_array,
     task_state,
 )
+from jobs.shellsafe import check_shell_path
 from mst.run.record import is_done
 from mst.stages import NEEDS_PRETRAIN
 
@@ -122,11 +123,11 @@ def stage_states(folder: rundir.SweepFolder, keys: list[tuple[str, str]], profil
     if pooled is None:
         pooled = folder.pooled(run_id for run_id, stage in keys if stage == "pretrain")
     latest = rundir.latest_submissions(folder, pooled)
+    entries = rundir.SweepFolder(folder.root, rundir.POOL)
     found = []  # (key, record status, job id, seconds since its submission)
     for run_id, stage in keys:
-        shared = stage == "pretrain" and run_id in pooled
-        marker = rundir.result_status(rundir.pool_stage_dir(folder.root, run_id) if shared
-                                      else folder.stage(run_id, stage))
+        home = entries if stage == "pretrain" and run_id in pooled else folder
+        marker = rundir.result_status(home.stage(run_id, stage))
         record = latest.get((run_id, stage))
         age = 1e9
         if record and "time" in record:
@@ -163,7 +164,7 @@ def submit(sweep_name: str, cluster: str, runs_root: str | None = None, dry_run:
            ) -> list[dict[str, Any]]:
     """Submit what is not done nor in flight; returns the manifest records written (none on --dry-run).
 
-    One submission of a sweep at a time (rundir.submission_lock): a second one fails in one line instead of
+    One submission of a sweep at a time (rundir.submit_locks): a second one fails in one line instead of
     submitting the same runs twice. A dry run writes nothing, so it takes no lock. Pre-trainings go to the
     runs root's pool (jobs.pool). `planned` (dry runs of several sweeps in sequence): run id -> a label of the
     pre-trainings earlier sweeps would submit; this sweep shares them, and adds its own new ones.
@@ -185,7 +186,7 @@ def submit(sweep_name: str, cluster: str, runs_root: str | None = None, dry_run:
             for run in runs:
                 out(f"would run {', '.join(sweep.stages)} of {run.run_id} ({describe(run)}) in this process")
             return []
-        with rundir.submission_lock(folder):
+        with rundir.submit_locks(root, [folder.path], sweep=sweep.name):
             return run_local(sweep, profile, runs, folder, out)
     # the runs root reaches #SBATCH lines and srun's command line: refuse what cannot travel there safely
     try:
@@ -199,7 +200,9 @@ def submit(sweep_name: str, cluster: str, runs_root: str | None = None, dry_run:
         return _submit_slurm(sweep, profile, runs, folder, pooled, own, True, resubmit, out, planned)
     check_cluster(profile)
     # the pool entries' locks: held from reading their states until their jobs are in the pool's manifest
-    with rundir.submission_lock(folder), pool.entry_locks(root, pooled):
+    entries = rundir.SweepFolder(root, rundir.POOL)
+    with (rundir.submit_locks(root, [folder.path], sweep=sweep.name),
+          rundir.submit_locks(root, [entries.run(run_id) for run_id in pooled])):
         return _submit_slurm(sweep, profile, runs, folder, pooled, own, False, resubmit, out)
 
 

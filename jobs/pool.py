@@ -4,40 +4,18 @@ Layout (jobs.rundir): `<root>/pretrain/<run_id>/pretrain/` is the stage folder, 
 every submission of a pooled pre-training, and each sweep's `<run_id>/pretrain` a relative link to it. A sweep
 submitting a run whose pre-training is done reuses it, one queued or running gets the sweep's downstream stages
 attached (`afterok` on that job), one failed or cancelled is submitted again, by one submission only: the
-submission holds the lock of every pool entry it plans (`entry_locks`) from reading their states until their
+submission holds the lock of every pool entry it plans (`rundir.submit_locks`) from reading their states until their
 jobs are in the pool's manifest. Standard library only.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from jobs import rundir
 from jobs.runstate import FINAL, IN_FLIGHT
-
-
-@contextlib.contextmanager
-def entry_locks(runs_root: str | Path, run_ids: Iterable[str]) -> Iterator[None]:
-    """Hold `<root>/pretrain/<run_id>/.submit.lock` of every entry (flock, blocking, in sorted order so two
-    submissions never wait on each other crosswise). A submission that shares an entry with a running one waits
-    for it, then sees its job. The kernel drops the locks when the holder dies."""
-    fds: list[int] = []
-    pool = rundir.SweepFolder(Path(runs_root), rundir.POOL)
-    try:
-        for run_id in sorted(set(run_ids)):
-            path = rundir.contained(runs_root, pool.run(run_id) / rundir.LOCK_NAME)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-            fds.append(fd)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        for fd in fds:
-            os.close(fd)
 
 
 def share_line(pooled: list[str], states: dict[str, str], planned: Iterable[str] | None = None, own: int = 0
@@ -77,6 +55,7 @@ def adopt(runs_root: str | Path, out: Callable[[str], None] = print) -> int:
     job; the move is one rename on the same file system.
     """
     root = Path(runs_root)
+    entries = rundir.SweepFolder(root, rundir.POOL)
     moved = kept = 0
     for name in _folders(root):
         if name == rundir.POOL:
@@ -86,8 +65,8 @@ def adopt(runs_root: str | Path, out: Callable[[str], None] = print) -> int:
             if not sweep.owns_pretrain(run):
                 continue
             folder = sweep.stage(run, "pretrain")
-            target = rundir.pool_stage_dir(root, run)
-            with entry_locks(root, [run]):
+            target = entries.stage(run, "pretrain")
+            with rundir.submit_locks(root, [target.parent]):
                 if rundir.result_status(folder) not in FINAL or (target.is_dir() and any(target.iterdir())):
                     kept += 1
                     continue

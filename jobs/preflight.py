@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from jobs.devices import mask_entries
-from jobs.errors import LaunchError
 from jobs.preflight_probe import probe
 from jobs.profiles import ClusterProfile, slurm_parameters
-from jobs.scheduler import check_cluster, python_word, slurm_conf_of, slurm_env
+from jobs.scheduler import check_cluster, python_word, sbatch_refused, slurm_conf_of, slurm_env
 from mst.compat import TORCH_FLOOR, TORCHVISION_FLOOR, version_tuple
 
 PREFLIGHT_NODES = 2       # enough for the collective to cross nodes
@@ -254,10 +253,7 @@ def _submit(profile: ClusterProfile, runs_root: Path, folder: Path, shape: str, 
     try:
         job = executor.submit(probe, profile, str(runs_root.absolute()), under_slurm=True)
     except Exception as err:  # noqa: BLE001 - submitit's FailedJobError carries sbatch's own words
-        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-        why = next((ln for ln in reversed(lines) if "error" in ln.lower()), lines[-1] if lines else "")
-        raise LaunchError(f"sbatch refused the preflight job ({why}); check the profile's partition and "
-                          "resources (sinfo, scontrol show partition)") from None
+        raise sbatch_refused("the preflight job", str(err)) from None
     out(f"preflight job {job.job_id} on {profile.name} ({shape} shape): {params['nodes']} node(s) x "
         f"{params['ntasks_per_node']} task(s), waiting for it")
     return job

@@ -8,6 +8,7 @@ that breaks is recorded in the report, never raised: the login side turns report
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import shutil
@@ -65,7 +66,7 @@ def _ranks(profile: ClusterProfile, under_slurm: bool) -> dict[str, Any]:
         layout = {key: getattr(env, key) for key in layout}
         policy = profile.environment.visible_devices
     choice = select_device(policy, layout["local_rank"], layout["local_world_size"])
-    return {**layout, "masks_before": before, "choice": choice.as_dict()}
+    return {**layout, "masks_before": before, "choice": dataclasses.asdict(choice)}
 
 
 def _devices() -> dict[str, Any]:

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from jobs.config_io import read_yaml, resolve_named_yaml, yaml_names
+from jobs.config_io import check_name_is_stem, read_yaml, resolve_named_yaml
 from jobs.rundir import SAFE_NAME
-from jobs.shellsafe import ENV_NAME, check_shell_path, control_character, shell_value  # noqa: F401 (launcher: paths)
-from mst.config.codec import decode, dotted_keys
+from jobs.shellsafe import ENV_NAME, control_character, shell_value
+from mst.config.codec import decode
 from mst.config.errors import ConfigError
 from mst.echo import brief
 from mst.stages import stages_with_shape
@@ -171,11 +171,6 @@ class ClusterProfile:
 WORDING = {"unknown": "{where}: unknown key '{key}'; valid keys: {valid}{tail}"}
 
 
-def valid_keys() -> list[str]:
-    """Every dotted key a profile accepts, e.g. 'resources.nodes'."""
-    return dotted_keys(ClusterProfile)
-
-
 # the largest values Slurm takes (or a node could have): beyond them sbatch refuses or Python overflows
 RESOURCE_MAXIMA = {"nodes": 65_536, "tasks_per_node": 4_096, "cpus_per_task": 4_096,
                    "mem_gb": 1 << 20, "time_min": 366 * 24 * 60}
@@ -301,10 +296,6 @@ def refuse_unsafe(p: ClusterProfile, where: str) -> None:
         raise ProfileError(f"profile {where}: {unsafe}")
 
 
-def profile_names() -> list[str]:
-    return yaml_names(CLUSTERS_DIR)
-
-
 def load_profile(name_or_path: str) -> ClusterProfile:
     """The profile `clusters/<name>.yaml`, or a YAML file path; raises ProfileError (one line) when bad."""
     try:  # no such profile, bad YAML, wrong keys or types: worded by config_io and the codec
@@ -313,12 +304,10 @@ def load_profile(name_or_path: str) -> ClusterProfile:
         if isinstance(data, dict) and "name" not in data:  # the codec's fix would not say which name
             raise ProfileError(f"profile {path}: 'name' is missing; add name: {path.stem}")
         profile = decode(ClusterProfile, data, f"profile {path}", WORDING)
+        check_name_is_stem(profile.name, path, f"profile {path}", show_stem=False)
     except ConfigError as err:
         raise ProfileError(str(err)) from None
     where = str(path)
-    if profile.name != path.stem:
-        raise ProfileError(f"profile {where}: name '{profile.name}' differs from the file name; "
-                           f"set name: {path.stem}")
     refuse_unsafe(profile, where)
     _check(where, profile)
     return profile

@@ -69,16 +69,6 @@ def contained(runs_root: str | Path, path: str | Path) -> Path:
     return Path(path)
 
 
-def stage_dir(runs_root: str | Path, sweep: str, run_id: str, stage: str) -> Path:
-    """A stage folder by names (a job, a test): `SweepFolder(runs_root, sweep).stage(run_id, stage)`."""
-    return SweepFolder(Path(runs_root), sweep).stage(run_id, stage)
-
-
-def pool_stage_dir(runs_root: str | Path, run_id: str) -> Path:
-    """The pooled pre-training of `run_id`: `<runs_root>/pretrain/<run_id>/pretrain/`."""
-    return SweepFolder(Path(runs_root), POOL).stage(run_id, "pretrain")
-
-
 @dataclass(frozen=True)
 class SweepFolder:
     """A sweep's folder under a runs root (or the pool's, named POOL), its name checked once when built: the
@@ -131,7 +121,7 @@ def link_pretrain(folder: SweepFolder, run_id: str) -> None:
     if folder.owns_pretrain(run_id):
         return
     link = folder.stage(run_id, "pretrain")
-    target = contained(folder.root, pool_stage_dir(folder.root, run_id))
+    target = contained(folder.root, SweepFolder(folder.root, POOL).stage(run_id, "pretrain"))
     target.mkdir(parents=True, exist_ok=True)
     if link.is_symlink():
         return
@@ -238,30 +228,31 @@ def latest_submissions(folder: SweepFolder, pooled: Iterable[str] | None = None
 
 
 @contextlib.contextmanager
-def submission_lock(folder: SweepFolder) -> Iterator[None]:
-    """Hold `<sweep>/.submit.lock` (flock, non-blocking) while submitting; a second submission of the same
-    sweep fails at once with one line naming the holder's pid. The kernel drops the lock when its holder
-    dies, so a killed submission never leaves the sweep locked."""
-    path = contained(folder.root, folder.path / LOCK_NAME)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+def submit_locks(runs_root: str | Path, folders: Iterable[Path], sweep: str | None = None) -> Iterator[None]:
+    """Hold `<folder>/.submit.lock` of every folder (flock, in sorted order so two submissions never wait on
+    each other crosswise), each naming its holder's pid. The kernel drops the locks when their holder dies, so a
+    killed submission never leaves anything locked. A pool entry's lock held elsewhere is waited for (then its
+    job is seen); with `sweep` (the sweep's own folder), a second submission of that sweep fails at once with
+    one line naming the holder's pid instead of submitting the same runs twice."""
+    fds: list[int] = []
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            raise RunFolderError(f"another submission of sweep {folder.name} is running (pid {holder}); wait for "
-                                 "it to end, then run the command again") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        for folder in sorted(set(folders)):
+            path = contained(runs_root, Path(folder) / LOCK_NAME)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            fds.append(fd)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (fcntl.LOCK_NB if sweep else 0))
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                raise RunFolderError(f"another submission of sweep {sweep} is running (pid {holder}); wait for "
+                                     "it to end, then run the command again") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
     finally:
-        os.close(fd)
-
-
-def read_result(path: Path) -> dict[str, Any] | None:
-    """A stage folder's result.json (or None when absent or unusable: mst.inputs' bounds; never blocks)."""
-    return read_json(Path(path) / "result.json")
+        for fd in fds:
+            os.close(fd)
 
 
 def result_status(path: Path) -> str | None:

@@ -229,6 +229,15 @@ def python_word(profile: ClusterProfile) -> str:
     return shlex.quote(profile.environment.python or sys.executable)
 
 
+def sbatch_refused(what: str, text: str) -> LaunchError:
+    """sbatch's refusal of `what` as one line: its last line naming an error (else its last line), then
+    where to look. Used for the sweep's arrays and the preflight job alike."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    why = next((ln for ln in reversed(lines) if "error" in ln.lower()), lines[-1] if lines else "")
+    return LaunchError(f"sbatch refused {what} ({why}); check the profile's partition and resources "
+                       "(sinfo, scontrol show partition)")
+
+
 def submit_array(profile: ClusterProfile, folder: Path, stage: str, name: str, dependency: str | None,
                  fns: list[Any]) -> list[str]:
     """sbatch one array of `fns` (one task each) with the profile's parameters; returns the job ids.
@@ -251,10 +260,7 @@ def submit_array(profile: ClusterProfile, folder: Path, stage: str, name: str, d
             text = str(err)
             transient = any(s in text for s in ("timed out", "Socket timed out", "try again", "busy"))
             if not transient or attempt == SBATCH_TRIES - 1:
-                lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-                why = next((ln for ln in reversed(lines) if "error" in ln.lower()), lines[-1] if lines else "")
-                raise LaunchError(f"sbatch refused the {len(fns)}-task array ({why}); "
-                                  "check the profile's partition and resources (sinfo, scontrol show partition)")
+                raise sbatch_refused(f"the {len(fns)}-task array", text)
             time.sleep(delay)
             delay *= 2
     raise AssertionError("unreachable")

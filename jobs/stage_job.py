@@ -17,6 +17,7 @@ Preemption design (what happens when Slurm wants the node back):
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import socket
@@ -31,7 +32,7 @@ from jobs import rundir
 from jobs.devices import DeviceChoice, node_devices, select_device
 from jobs.runstate import FINAL
 from jobs.stop_flag import StopFlag
-from mst.atomic import atomic_write_json
+from mst.atomic import atomic_write_json, read_json
 from mst.stages import get_stage
 
 # ranks > 0 and SIGTERM-only stops wait this long for Slurm to kill or requeue the job before exiting
@@ -62,11 +63,11 @@ class StageJob(submitit.helpers.Checkpointable):
     # ------------------------------------------------------------------ paths
     @property
     def out_dir(self) -> Path:
-        return rundir.stage_dir(self.runs_root, self.sweep, self.run_id, self.stage)
+        return rundir.SweepFolder(Path(self.runs_root), self.sweep).stage(self.run_id, self.stage)
 
     @property
     def pretrain_dir(self) -> Path:
-        return rundir.stage_dir(self.runs_root, self.sweep, self.run_id, "pretrain")
+        return rundir.SweepFolder(Path(self.runs_root), self.sweep).stage(self.run_id, "pretrain")
 
     # ------------------------------------------------------------------ job body
     def __call__(self) -> dict[str, Any]:
@@ -81,7 +82,7 @@ class StageJob(submitit.helpers.Checkpointable):
         # in-process the caller gets its handlers back; a Slurm job's process ends with the job
         with StopFlag(watched, restore=not under_slurm) as flag:
             # a requeued job's record lists the jobs it ran under before
-            ran_under = (rundir.read_result(self.out_dir) or {}).get("job_ids") or []
+            ran_under = (read_json(self.out_dir / "result.json") or {}).get("job_ids") or []
             extra = {**self.extra, **_provenance(under_slurm, world, device, self.device_kind, ran_under)}
             if under_slurm:
                 self._link_logs()
@@ -204,6 +205,6 @@ def _provenance(under_slurm: bool, world: int, device: DeviceChoice, device_kind
         "visible_devices": {k: os.environ[k] for k in ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES",
                                                         "ROCR_VISIBLE_DEVICES") if k in os.environ},
         # the device each rank used: this rank's choice, and every rank of this node (global rank -> device)
-        "device_mask": device.as_dict(),
+        "device_mask": dataclasses.asdict(device),
         "rank_devices": node_devices(device) if under_slurm else {"0": device.physical},
     }

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jobs.config_io import load_config
+from jobs.config_io import check_name_is_stem, load_config
 from jobs.rundir import SAFE_NAME
 from jobs.sweep_file import (  # noqa: F401  (re-exported: the names callers import from jobs.sweep)
     SWEEP_DIR,
@@ -30,7 +30,6 @@ from jobs.sweep_file import (  # noqa: F401  (re-exported: the names callers imp
     SweepError,
     SweepFile,
     at_budget,
-    budget_names,
     budgeted,
     cell_key,
     cell_label,
@@ -184,10 +183,9 @@ def load_sweep(name_or_path: str | Path, budget: str | None = None) -> Sweep:
         alias_budget, name = budget, f"{name}_{budget}"
     try:
         written = codec.decode(SweepFile, data, str(path), WORDING)
+        check_name_is_stem(written.name, path, str(path))
     except ConfigError as err:
         raise SweepError(str(err)) from None
-    if written.name is not None and written.name != path.stem:
-        fail(path, f"name '{written.name}' differs from the file name '{path.stem}'", f"set name: {path.stem}")
     if not SAFE_NAME.fullmatch(name):
         # the name is a folder under the runs root and part of every job name: '..' would write outside it
         fail(path, f"sweep name {name!r} is not a path-safe name",

@@ -10,13 +10,12 @@ budget over the file, one loop over the budget's fields.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jobs.config_io import yaml_names
+from jobs.config_io import not_found, yaml_names
 from jobs.yaml_read import read_yaml
 from mst.config import ConfigError, codec
 from mst.config.codec import WrittenError, written
@@ -151,11 +150,6 @@ def sweep_names(folder: Path = SWEEP_DIR) -> list[str]:
     return [n for n in yaml_names(folder) if n != Path(BUDGETS_FILE).stem]
 
 
-def budget_names() -> list[str]:
-    """The budgets of sweeps/budgets.yaml."""
-    return sorted(global_budgets(SWEEP_DIR))
-
-
 def budgeted(name_or_path: str | Path, budget: str) -> str:
     """The name of a sweep at a budget: `loss_weight` -> `loss_weight_smoke` (a path keeps its folder)."""
     try:
@@ -260,10 +254,7 @@ def resolve(name_or_path: str | Path) -> tuple[Path, str | None, str]:
         raise SweepError(f"sweep '{unknown[0]}' has no budget '{unknown[1]}'; choose one of "
                          f"{', '.join(unknown[2]) or '(none defined)'} ({BUDGETS_FILE} or the sweep's budgets)")
     if is_path:
-        raise SweepError(f"sweep file {path} does not exist; give a sweep name ({', '.join(sweep_names())}) "
-                         "or an existing .yaml path")
+        raise SweepError(not_found("sweep", path, sweep_names()))
     known = list(dict.fromkeys(names + sorted(RENAMED) + [f"{n}_{b}" for n in names for b in sorted(budgets)]))
-    near = difflib.get_close_matches(name, known, n=3)
-    hint = f"did you mean {', '.join(near)}?" if near else f"choose one of {', '.join(names)} or give a .yaml path"
-    raise SweepError(f"unknown sweep '{name}'; {hint}")
+    raise SweepError(not_found("sweep", name, names, known))
 

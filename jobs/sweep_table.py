@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from jobs.sweep_file import BLANK, cell_key, cell_label
+from jobs.sweep_file import WORDING as SWEEP_WORDING
 from mst.config import codec
 from mst.config.codec import DecodeError, WrittenError, written
 from mst.stages import get_stage
@@ -211,7 +212,7 @@ class TableSpec:
 
 
 WORDING = {
-    "unknown": "{where}: unknown key '{key}'; {dotted_hint}valid keys: {valid}",
+    **SWEEP_WORDING,  # a table is written inside a sweep file (or beside it) and words an unknown key alike
     "missing": "{where}: '{key}' is missing; add {name}: (see docs/ARCHITECTURE.md, Sweeps and tables)",
     "written": "{where}.{key}: {problem}",  # as the file's own path reads: table.rows[0].label
 }

@@ -14,6 +14,7 @@ import yaml
 from conftest import wait_for
 
 from jobs import rundir
+from mst.atomic import read_json
 from mst.inputs import read_jsonl
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -36,8 +37,8 @@ def test_make_sweep_loss_weight_smoke_on_local_slurm(tmp_path, slurm_clusters, s
     assert {m["stage"] for m in manifest} == {"pretrain", "knn"} and len(manifest) == 16   # 4 weights x 2 seeds
 
     def knn_done() -> bool:
-        results = [rundir.read_result(rundir.stage_dir(runs, "loss_weight_smoke", m["run_id"], "knn"))
-                   for m in manifest if m["stage"] == "knn"]
+        sweep = rundir.SweepFolder(runs, "loss_weight_smoke")
+        results = [read_json(sweep.stage(m["run_id"], "knn") / "result.json") for m in manifest if m["stage"] == "knn"]
         failed = [r for r in results if r and r.get("status") == "failed"]
         assert not failed, failed[0].get("error")
         return all(r and r.get("status") == "done" for r in results)

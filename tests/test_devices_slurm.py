@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slurm
 
 # the job layer's own code on the node, holding the device a few seconds so that both jobs overlap
 PROBE = """
-import json, os, time
+import dataclasses, json, os, time
 from jobs.stage_job import StageJob
 job = StageJob("knn", runs_root="/nonexistent", sweep="s", run_id="r", config={{}}, extra={{}},
                visible_devices="cuda_per_task")
@@ -27,7 +27,7 @@ started = time.time()
 world, device = job._export_ranks()
 time.sleep({hold})
 print(json.dumps({{"slurm_mask": slurm_mask, "after": os.environ.get("CUDA_VISIBLE_DEVICES"), "world": world,
-                  "device": device.as_dict(), "start": started, "end": time.time()}}))
+                  "device": dataclasses.asdict(device), "start": started, "end": time.time()}}))
 """
 
 

@@ -124,7 +124,8 @@ def test_a_sweep_named_dotdot_is_refused_before_anything_is_written(tmp_path):
                                              ("run id", ("s", ".hidden", "pretrain"))])
 def test_run_folder_names_must_be_path_safe(tmp_path, kind, parts):
     with pytest.raises(ValueError, match=f"{kind} .* is not a path-safe name"):  # rundir.RunFolderError
-        rundir.stage_dir(tmp_path, *parts)
+        sweep, run_id, stage = parts
+        rundir.SweepFolder(tmp_path, sweep).stage(run_id, stage)
 
 
 def test_a_planted_link_cannot_take_writes_outside_the_runs_root(tmp_path):

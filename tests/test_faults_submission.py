@@ -19,6 +19,7 @@ from conftest import MST_SWEEP, _cli, _fake_slurm, _one_error_line, _profile, _s
 
 from jobs import rundir
 from jobs.profiles import load_profile
+from mst.atomic import read_json
 from mst.inputs import read_jsonl
 
 PLAIN_LOCAL = Path(__file__).resolve().parent / "fixtures" / "local_plain.yaml"
@@ -36,7 +37,7 @@ def test_a_failing_local_cell_is_recorded_and_the_others_still_run(tmp_path):
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     line = proc.stderr.strip().splitlines()[-1]  # the progress rules go to stderr too; the summary ends it
     assert line.startswith("error: sweep cells: 0 of 4 stages done, 2 failed, 2 skipped (first: pretrain "), line
-    records = [rundir.read_result(p.parent) for p in runs.glob("cells/*/pretrain/result.json")]
+    records = [read_json(p) for p in runs.glob("cells/*/pretrain/result.json")]
     assert len(records) == 2 and all(r["status"] == "failed" and r["error"] for r in records)
     assert not list(runs.glob("cells/*/knn/result.json"))
     assert proc.stdout.count("skipped (its pretrain failed)") == 2
@@ -49,7 +50,7 @@ def test_previously_failed_cells_run_last(tmp_path):
 
     sweep = load_sweep(str(_sweep(tmp_path, "order", grid="{loss.restore_weight: [0.2, 0.4, 0.6]}")))
     runs = resolve_runs(sweep, load_profile("local"))
-    bad = rundir.stage_dir(tmp_path, "order", runs[0].run_id, "pretrain")
+    bad = rundir.SweepFolder(tmp_path, "order").stage(runs[0].run_id, "pretrain")
     bad.mkdir(parents=True)
     (bad / "result.json").write_text(json.dumps({"status": "failed"}))
     assert [r.run_id for r in local_order(runs, sweep.stages, rundir.SweepFolder(tmp_path, "order"))] == \
@@ -246,7 +247,7 @@ def test_submission_skips_preempted_runs(tmp_path, monkeypatch):
     sweep_path, profile, runs = _sweep(tmp_path, "pre", stages="[pretrain]"), _profile(tmp_path), tmp_path / "runs"
     run_id = resolve_runs(load_sweep(str(sweep_path)), load_profile(str(profile)))[0].run_id
     _seed_manifest(runs, "pre", [{"run_id": run_id, "stage": "pretrain", "job_id": "77_0", "cluster": "fake"}])
-    out = rundir.stage_dir(runs, "pre", run_id, "pretrain")
+    out = rundir.SweepFolder(runs, "pre").stage(run_id, "pretrain")
     out.mkdir(parents=True)
     (out / "result.json").write_text(json.dumps({"status": "preempted"}))
     (fake["state"] / "sacct.txt").write_text("77_0|REQUEUED\n")

@@ -13,16 +13,18 @@ from pathlib import Path
 import pytest
 
 from jobs import rundir
+from jobs.config_io import yaml_names
 from jobs.launcher import submit
 from jobs.plan import Array, Run, dependency, plan_arrays
-from jobs.profiles import load_profile, profile_names, slurm_parameters
+from jobs.profiles import CLUSTERS_DIR, load_profile, slurm_parameters
 from jobs.runstate import classify
 from jobs.scheduler import render_sbatch, task_state
 from mst.atomic import atomic_write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 SNAPSHOTS = Path(__file__).resolve().parent / "snapshots"
-SLURM_PROFILES = [name for name in profile_names() if load_profile(name).scheduler == "slurm"]  # each has a snapshot
+# each has a snapshot
+SLURM_PROFILES = [name for name in yaml_names(CLUSTERS_DIR) if load_profile(name).scheduler == "slurm"]
 
 ONE_RUN_SWEEP = """name: snap
 table: A10

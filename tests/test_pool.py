@@ -124,7 +124,8 @@ def test_a_root_made_before_the_pool_keeps_its_results_status_and_tables(tmp_pat
     for run_id in shared:
         owned = [rundir.SweepFolder(root, n).owns_pretrain(run_id) for n in OLD]
         assert owned == [False, True]  # the first sweep's copy moved, the second's stayed
-        assert (rundir.pool_stage_dir(root, run_id) / "checkpoint.pt").read_bytes() == b"weights of " + OLD[0].encode()
+        pooled = rundir.SweepFolder(root, rundir.POOL).stage(run_id, "pretrain")
+        assert (pooled / "checkpoint.pt").read_bytes() == b"weights of " + OLD[0].encode()
     assert not files - _contents(root)  # every file is still there (moved, not dropped; config.yaml also copied)
     pool_jobs = {(r["run_id"], r["job_id"]) for r in rundir.read_manifest(rundir.SweepFolder(root, rundir.POOL))}
     assert len(pool_jobs) == len(shared)  # the moved pre-trainings' jobs, so status still names them
@@ -141,7 +142,8 @@ def test_dry_run_counts_a_pooled_pretraining_as_shared(tmp_path):
     specs = load_sweep("probe_smoke").expand()
     write_sweep_records(root, specs[:1])  # probe_smoke's first pre-training, moved into the pool as it ran
     (root / rundir.POOL / specs[0].run_id).mkdir(parents=True)
-    os.rename(root / "probe_smoke" / specs[0].run_id / "pretrain", rundir.pool_stage_dir(root, specs[0].run_id))
+    os.rename(root / "probe_smoke" / specs[0].run_id / "pretrain",
+              rundir.SweepFolder(root, rundir.POOL).stage(specs[0].run_id, "pretrain"))
     before = sorted(str(p) for p in root.rglob("*"))
     for cluster in ("local", "dcu128"):
         lines: list[str] = []
@@ -156,8 +158,9 @@ def test_a_deleted_pool_entry_is_made_again_under_the_link(tmp_path):
     root = tmp_path / "runs"
     folder = rundir.SweepFolder(root, "s")
     rundir.link_pretrain(folder, "abc-r0")
-    assert folder.links_pretrain("abc-r0") and rundir.pool_stage_dir(root, "abc-r0").is_dir()
-    rundir.pool_stage_dir(root, "abc-r0").rmdir()
+    pooled = rundir.SweepFolder(root, rundir.POOL).stage("abc-r0", "pretrain")
+    assert folder.links_pretrain("abc-r0") and pooled.is_dir()
+    pooled.rmdir()
     rundir.link_pretrain(folder, "abc-r0")
-    assert rundir.stage_dir(root, "s", "abc-r0", "pretrain").resolve() == rundir.pool_stage_dir(root, "abc-r0").resolve()
-    assert rundir.stage_dir(root, "s", "abc-r0", "pretrain").is_dir()
+    assert folder.stage("abc-r0", "pretrain").resolve() == pooled.resolve()
+    assert folder.stage("abc-r0", "pretrain").is_dir()

@@ -17,6 +17,7 @@ from conftest import wait_for
 
 from jobs import rundir
 from jobs.launcher import status, submit
+from mst.atomic import read_json
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -40,7 +41,7 @@ MST_SWEEP = [str(Path(sys.executable).parent / "mst-sweep")]
 
 
 def _done(runs: Path, sweep: str, run_id: str, stage: str) -> bool:
-    result = rundir.read_result(rundir.stage_dir(runs, sweep, run_id, stage)) or {}
+    result = read_json(rundir.SweepFolder(runs, sweep).stage(run_id, stage) / "result.json") or {}
     if result.get("status") == "failed":
         pytest.fail(f"{sweep} {stage} failed: {result.get('error')}")
     return result.get("status") == "done"
@@ -90,10 +91,11 @@ def test_a_second_sweep_shares_the_pretraining_and_its_table_fills(tmp_path, slu
         table = subprocess.run([sys.executable, "-m", "analysis.cli", "tables", "--runs", str(runs), "--sweep",
                                 str(sweep), "--format", "csv"], check=False, capture_output=True, text=True, timeout=120)
         assert table.returncode == 0 and "skipped" not in table.stderr, table.stderr
-        knn = rundir.read_result(rundir.stage_dir(runs, sweep.stem, run_id, "knn"))["metrics"]["top1@10"]
+        knn = read_json(rundir.SweepFolder(runs, sweep.stem).stage(run_id, "knn") / "result.json")
+        knn = knn["metrics"]["top1@10"]
         assert f"{knn:.1f}" in table.stdout and "/1" not in table.stdout, table.stdout  # filled, not 0/1
-    knn = [rundir.read_result(rundir.stage_dir(runs, s, run_id, "knn")) for s in ("pa", "pb", "pc")]
-    pretrain = rundir.read_result(rundir.pool_stage_dir(runs, run_id))
+    knn = [read_json(rundir.SweepFolder(runs, s).stage(run_id, "knn") / "result.json") for s in ("pa", "pb", "pc")]
+    pretrain = read_json(rundir.SweepFolder(runs, rundir.POOL).stage(run_id, "pretrain") / "result.json")
     assert {k["weights_sha256"] for k in knn} == {pretrain["weights_sha256"]}  # all three read the one checkpoint
 
 

@@ -10,21 +10,23 @@ from pathlib import Path
 
 import pytest
 
+from jobs.config_io import yaml_names
 from jobs.profiles import (
+    CLUSTERS_DIR,
+    ClusterProfile,
     ProfileError,
     config_overrides,
     load_profile,
-    profile_names,
     slurm_parameters,
-    valid_keys,
 )
+from mst.config.codec import dotted_keys
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ["dcu128", "local", "local-dcu", "local-slurm", "local-v100", "v100x32"]
 
 
 def test_shipped_profiles_load():
-    assert profile_names() == SHIPPED
+    assert yaml_names(CLUSTERS_DIR) == SHIPPED
     for name in SHIPPED:
         assert load_profile(name).name == name
 
@@ -156,7 +158,7 @@ def test_good_profile_template_loads(tmp_path):
 
 
 def test_valid_keys_cover_every_section():
-    keys = valid_keys()
+    keys = dotted_keys(ClusterProfile)
     for key in ("placement.partition", "accelerators.gres", "resources.mem_gb", "preemption.signal",
                 "environment.visible_devices", "storage.scratch", "limits.array_parallelism", "slurm_conf"):
         assert key in keys

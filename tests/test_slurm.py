@@ -21,6 +21,7 @@ from conftest import sacct_records, wait_for
 
 from jobs import rundir
 from jobs.launcher import status, submit
+from mst.atomic import read_json
 from mst.inputs import read_jsonl
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -37,7 +38,7 @@ grid: {{}}
 
 
 def _result(runs: Path, sweep: str, run_id: str, stage: str) -> dict | None:
-    return rundir.read_result(rundir.stage_dir(runs, sweep, run_id, stage))
+    return read_json(rundir.SweepFolder(runs, sweep).stage(run_id, stage) / "result.json")
 
 
 def _all_final(runs: Path, sweep: str, records: list[dict]) -> bool:
@@ -105,13 +106,13 @@ def test_same_sweep_on_both_clusters(tmp_path, slurm_sweep, slurm_clusters):
 
 
 def _log_text(runs: Path, sweep: str, run_id: str, job_id: str) -> str:
-    link = rundir.stage_dir(runs, sweep, run_id, "pretrain") / "slurm" / job_id
+    link = rundir.SweepFolder(runs, sweep).stage(run_id, "pretrain") / "slurm" / job_id
     logs = sorted(link.glob("*_0_log.out")) if link.exists() else []
     return logs[0].read_text() if logs else ""
 
 
 def _last_step(runs: Path, sweep: str, run_id: str) -> int:
-    path = rundir.stage_dir(runs, sweep, run_id, "pretrain") / "metrics.jsonl"
+    path = rundir.SweepFolder(runs, sweep).stage(run_id, "pretrain") / "metrics.jsonl"
     steps = [r.get("step", 0) for r in read_jsonl(path)]
     return max(steps, default=0)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.sweep import STAGES, SweepError, budget_names, budgeted, load_sweep, sweep_names
+from jobs.sweep import STAGES, SWEEP_DIR, SweepError, budgeted, global_budgets, load_sweep, sweep_names
 from mst.config import config_hash
 from mst.seeding import derive_seed
 
@@ -84,7 +84,7 @@ def test_every_appendix_sweep_exists_once_and_runs_at_budget_smoke():
     for name in PAPER_SWEEPS:
         assert name in names and f"{name}_smoke" not in names  # the smoke scale is a budget, not a copy
         assert load_sweep(f"{name}_smoke") == load_sweep(name, budget="smoke")
-    assert "budgets" not in names and budget_names() == ["smoke"]
+    assert "budgets" not in names and sorted(global_budgets(SWEEP_DIR)) == ["smoke"]
 
 
 @pytest.mark.parametrize("name", PAPER_SWEEPS)

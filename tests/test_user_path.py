@@ -34,6 +34,7 @@ from conftest import wait_for
 from helpers.site_env import make_site_env
 
 from jobs import rundir
+from mst.atomic import read_json
 from mst.inputs import read_jsonl
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -150,7 +151,7 @@ def test_the_user_path_from_a_login_node(site_env, user_home):
     assert "pretrain" in out and "knn" in out, out
 
     # a preemption mid-pre-training: the profile's signal; the job saves, requeues itself, resumes
-    stage = rundir.stage_dir(runs, "userpath", pre["run_id"], "pretrain")
+    stage = rundir.SweepFolder(runs, "userpath").stage(pre["run_id"], "pretrain")
 
     def last_step() -> int:
         return max((r.get("step", 0) for r in read_jsonl(stage / "metrics.jsonl")), default=0)
@@ -182,21 +183,21 @@ def test_the_user_path_from_a_login_node(site_env, user_home):
     assert "submitted knn x 1" in out and "submitted pretrain" not in out, out
 
     def finished() -> bool:
-        results = [rundir.read_result(rundir.stage_dir(runs, "userpath", pre["run_id"], s)) for s in ("pretrain",
-                                                                                                    "knn")]
+        results = [read_json(rundir.SweepFolder(runs, "userpath").stage(pre["run_id"], s) / "result.json")
+                   for s in ("pretrain", "knn")]
         failed = [r for r in results if r and r.get("status") == "failed"]
         assert not failed, failed[0].get("error")
         return all(r and r.get("status") == "done" for r in results)
 
     wait_for(finished, 600, "the pre-training and the resubmitted k-NN to finish", poll_s=3)
-    done = rundir.read_result(stage)
+    done = read_json(stage / "result.json")
     assert done["job_ids"] == [pre["job_id"]] and done["metrics"]["steps"] == 24  # one job, requeued, resumed
     assert (stage / "result.json").stat().st_uid == uid  # the jobs ran as the user
     assert done["device_mask"]["variable"] == "CUDA_VISIBLE_DEVICES" and not done["device_mask"]["written_by_job"]
 
     table = _ok(run("mst-report", "tables", "--cluster", str(profile), "--sweep", str(sweep), "--format", "csv"))
     row = _cell_row(table, "U1", "userpath")
-    knn_top1 = rundir.read_result(rundir.stage_dir(runs, "userpath", pre["run_id"], "knn"))["metrics"]["top1@10"]
+    knn_top1 = read_json(rundir.SweepFolder(runs, "userpath").stage(pre["run_id"], "knn") / "result.json")["metrics"]["top1@10"]
     assert row is not None and row["n"] == "1", table
     assert float(row["mean"]) == pytest.approx(knn_top1), table  # the cell is the k-NN record's
 
@@ -210,12 +211,12 @@ def test_the_user_path_from_a_login_node(site_env, user_home):
     assert not [r for r in rundir.read_manifest(rundir.SweepFolder(runs, "userpath2")) if r["stage"] == "pretrain"]
 
     def second_done() -> bool:
-        result = rundir.read_result(rundir.stage_dir(runs, "userpath2", pre["run_id"], "knn"))
+        result = read_json(rundir.SweepFolder(runs, "userpath2").stage(pre["run_id"], "knn") / "result.json")
         assert not (result and result.get("status") == "failed"), result
         return bool(result and result.get("status") == "done")
 
     wait_for(second_done, 300, "the second sweep's k-NN on the shared pre-training", poll_s=3)
-    assert rundir.read_result(rundir.stage_dir(runs, "userpath2", pre["run_id"], "pretrain")) == done
+    assert read_json(rundir.SweepFolder(runs, "userpath2").stage(pre["run_id"], "pretrain") / "result.json") == done
     table = _ok(run("mst-report", "tables", "--cluster", str(profile), "--sweep", str(second), "--format", "csv"))
     row = _cell_row(table, "U2", "userpath2")
     assert row is not None and row["n"] == "1" and float(row["mean"]) == pytest.approx(knn_top1), table
