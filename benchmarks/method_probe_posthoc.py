@@ -67,8 +67,8 @@ def cell(values: dict[int, float]) -> str:
 def report(arms: dict[str, dict[int, float]], baselines: dict[str, dict[int, float]], recipe: str) -> str:
     init = summarize(list(baselines["random init"].values())) if "random init" in baselines else None
     lines = ["# Method comparison, class-token probe re-run post hoc (exploratory)", "",
-             f"Probe: {recipe}. Top-1 (%) at the last epoch on the 10k test split, one probe per pre-training of "
-             "`method_smoke`; mean ± s.e. over seeds. Not the declared test (docs/METHOD.md).", "",
+             (f"Probe: {recipe}. Top-1 (%) at the last epoch on the 10k test split, one probe per pre-training of "
+              "`method_smoke`; mean ± s.e. over seeds. Not the declared test (docs/METHOD.md)."), "",
              "| arm | n | linear top-1 | Δ init | vs DINO (paired) |", "|---|---|---|---|---|"]
     ref = arms.get(REFERENCE, {})
     for label in [label for label in ARMS.values() if label in arms]:
