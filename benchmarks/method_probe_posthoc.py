@@ -21,7 +21,7 @@ from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from analysis.stats import format_p, paired_t, summarize
+from analysis.stats import Summary, format_p, paired_t, summarize
 from mst.atomic import atomic_write_text
 from mst.inputs import InputError, read_json_file
 
@@ -59,8 +59,7 @@ def read_runs(folder: Path) -> tuple[dict[str, dict[int, float]], dict[str, dict
     return arms, baselines, recipe
 
 
-def cell(values: dict[int, float]) -> str:
-    s = summarize(list(values.values()))
+def cell(s: Summary) -> str:
     return f"{s.mean:.2f}" + (f" ± {s.se:.2f}" if s.se is not None else "")
 
 
@@ -83,9 +82,10 @@ def report(arms: dict[str, dict[int, float]], baselines: dict[str, dict[int, flo
             t = paired_t([values[r] for r in seeds], [ref[r] for r in seeds])
             diff = sum(values[r] - ref[r] for r in seeds) / len(seeds)
             versus = f"{diff:+.2f}, t({t.df:g}) = {t.t:.2f}, {format_p(t.p)}"
-        lines.append(f"| {label} | {s.n} | {cell(values)} | {delta} | {versus} |")
+        lines.append(f"| {label} | {s.n} | {cell(s)} | {delta} | {versus} |")
     for name, values in sorted(baselines.items()):
-        lines.append(f"| {name} | {len(values)} | {cell(values)} | | |")
+        s = summarize(list(values.values()))
+        lines.append(f"| {name} | {s.n} | {cell(s)} | | |")
     lines += ["", "Per seed (repeat: value):", ""]
     for label, values in [*arms.items(), *baselines.items()]:
         lines.append(f"- {label}: " + ", ".join(f"r{r} {v:.2f}" for r, v in sorted(values.items())))

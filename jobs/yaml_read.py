@@ -105,8 +105,7 @@ def read_yaml(path: Path, what: str) -> dict:
     """The YAML mapping in the regular file `path` (a preset, profile, sweep or budgets file), bounded as above;
     a parse error, a bound passed, an unreadable file or a document that is no mapping is one ConfigError line."""
     try:
-        # bytes: a file that is not UTF-8 is a YAMLError too
-        data = load_yaml(read_regular(path, what, MAX_YAML_BYTES), f"{what} {path}")
+        data = read_yaml_file(path, what)  # bytes: a file that is not UTF-8 is a YAMLError too
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
