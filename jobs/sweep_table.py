@@ -1,10 +1,10 @@
 """The `table:` block of a sweep file: the appendix table the sweep fills, typed, and whether it fits the sweep.
 
-`read_table` decodes the block straight into a `TableSpec` through the shared codec (which sweep cell and which
-metric fill each cell, and the paper's numbers): the classes below are the format, their field readers take the
-written shorthands and `TableSpec.__post_init__` the checks across rows; `fit_table` checks it against a sweep's cells and stages. `load_sweep` calls both, so
-`mst-sweep submit` refuses a bad table in one line before anything is submitted; the report (analysis/) reads
-the same spec. Torch-free and pandas-free. A block:
+`read_table` decodes the block into a `TableSpec` through the shared codec: the classes below are the format
+(which sweep cell and which metric fill each cell, and the paper's numbers), their field readers take the
+written shorthands and `TableSpec.__post_init__` checks the rows against the table. `fit_table` checks it
+against a sweep's cells and stages. `load_sweep` calls both, so `mst-sweep submit` refuses a bad table in one
+line before anything is submitted; the report (analysis/) reads the same spec. Torch-free and pandas-free:
 
     table:
       id: A10
@@ -15,23 +15,20 @@ the same spec. Torch-free and pandas-free. A block:
       pairwise: false                             # optional: with --test, test every pair of rows too
       columns:                                    # key: header and metric sources (stage/metric), first run wins
         top1: {label: Linear (%), sources: [linear_cls/top1_best, knn/top1@10]}
-      rows:                                       # in the table's order
+      rows:                                       # in the table's order; the fields are Row's
         - {label: "0.2", cell: {loss.restore_weight: 0.2}, paper: {top1: 73.7}, paper_se: {top1: 0.2236}, ref: 2}
 
-A row's `cell` names every swept key ({rank: i}: the i-th smallest value of that axis), `paper` the paper's
-value per column (percent), `paper_se` the appendix's standard error of it where the appendix gives one,
-`note` a footnote on the row's paper value (where it is not the number of the same configuration), `ref` the
-row it is tested against, `sources` (optional) its own metric sources
-per column. Paper values are the appendix's DeiT-S ImageNet top-1 accuracies; our metrics are read in percent.
+Paper values are the appendix's DeiT-S ImageNet top-1 accuracies; our metrics are read in percent.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any, ClassVar
 
-from jobs.sweep_file import BLANK, cell_key, cell_label
+from jobs.sweep_file import BLANK, blank_empty, cell_key, cell_label
 from jobs.sweep_file import WORDING as SWEEP_WORDING
 from mst.config import codec
 from mst.config.codec import DecodeError, WrittenError, written
@@ -75,14 +72,8 @@ def _sources(value: Any, at: str = "") -> Any:
     return [item.split("/") for item in value]
 
 
-def _row_sources(value: Any) -> Any:
-    """Column key -> `[stage/metric, ...]`, each list read by `_sources` (blank: none of its own)."""
-    if not isinstance(value, dict):
-        return {} if value is None else value
-    return {key: _sources(v, str(key)) for key, v in value.items()}
-
-
 def _rank(value: Any, at: str) -> Any:
+    """A cell value; `{rank: i}` as Rank(i)."""
     if isinstance(value, dict):
         if list(value) != ["rank"]:
             raise WrittenError(f"a mapping value must be {{rank: i}}, got {value!r}; e.g. {{rank: 0}} (the axis' "
@@ -96,11 +87,13 @@ def _rank(value: Any, at: str) -> Any:
     return value
 
 
-def _cell(value: Any) -> Any:
-    """Swept key -> value, a `{rank: i}` value as Rank(i)."""
-    if not isinstance(value, dict):
-        return {} if value is None else value
-    return {k: _rank(v, str(k)) for k, v in value.items()}
+def _each(reader: Callable[[Any, str], Any]) -> Callable[[Any], Any]:
+    """The reader of a mapping (blank: empty) that reads each value with `reader(value, its key)`."""
+    def read(value: Any) -> Any:
+        if not isinstance(value, dict):
+            return blank_empty(value)  # a value of another type: the codec names its type
+        return {key: reader(v, str(key)) for key, v in value.items()}
+    return read
 
 
 def _columns(value: Any) -> Any:
@@ -140,10 +133,10 @@ class Row:
     label: tuple[str, ...] = field(metadata=written(_texts))
     """One text per row-header column (a single text for one header); '{dotted.key}' is replaced by the cell's
     value."""
-    cell: dict[str, Any] = field(default_factory=dict, metadata=written(_cell))
+    cell: dict[str, Any] = field(default_factory=dict, metadata=written(_each(_rank)))
     """Axis values selecting the sweep cell (the whole cell: every swept key); Rank(i) by position, written
     `{rank: i}`."""
-    sources: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict, metadata=written(_row_sources))
+    sources: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict, metadata=written(_each(_sources)))
     """Column key -> (stage, metric) alternatives, written `[stage/metric, ...]`; the first whose stage the sweep
     runs is used. In a TableSpec every column has an entry (the column's own sources where the row gives none)."""
     paper: dict[str, float] = field(default_factory=dict, metadata=BLANK)
@@ -153,7 +146,8 @@ class Row:
     paper_se: dict[str, float] = field(default_factory=dict, metadata=BLANK)
     """Column key -> the appendix's standard error of the paper's value (percent), where it gives one."""
     note: str | None = None
-    """A footnote on this row's paper value (e.g. reached only after re-tuning), marked beside the value."""
+    """A footnote on this row's paper value where it is not the number of the same configuration (e.g. reached
+    only after re-tuning), marked beside the value."""
 
 
 @dataclass(frozen=True)
