@@ -11,47 +11,21 @@ from mst.boundary import console_script
 from mst.stages import eval_commands
 
 from .common import CHECKPOINT_HELP, check_out_folder, fail, print_summary, run_stage_command, setup_logging
-from .weights_source import add_weights_options, weights_config
 
 STAGES_OF = eval_commands()
 """Sub-command -> the stages it runs (mst.stages); `linear` runs linear_cls or linear_dino by --probe."""
-COMMANDS = tuple(STAGES_OF)
 PROBES = tuple(dict(spec.kwargs)["probe"] for spec in STAGES_OF["linear"])
-
-
-COMMAND_HELP = {"linear": "linear probe on the frozen backbone (best and last epoch)"}
-"""Help of a command that runs several stages (a single stage's command shows its registry description)."""
-
-
-def _linear_options(c: argparse.ArgumentParser) -> None:
-    c.add_argument("--probe", choices=PROBES, default=PROBES[0],
-                   help="cls: last block's class token; dino: last 4 blocks' class tokens concatenated")
-    c.add_argument("--cached-features", action="store_true",
-                   help="extract centre-crop features once and train on them (faster, no augmentation)")
-
-
-def _attention_options(c: argparse.ArgumentParser) -> None:
-    c.add_argument("--images", nargs="+", metavar="IMAGE",
-                   help="scikit-image sample names (astronaut, chelsea, coffee, rocket, ...) or image files; "
-                        "default: eval.attention_images")
-    c.add_argument("--video", metavar="DIR", help="folder of video frames: also write attention.gif")
-    c.add_argument("--supervised", metavar="DIR",
-                   help="supervised stage folder to show beside MST (default: a finished supervised/ beside "
-                        "--out or beside the checkpoint's folder)")
-    c.add_argument("--size", type=int, help="side of the square input in pixels (default: augment.eval_crop)")
-
-
-OPTIONS = {"linear": _linear_options, "attention": _attention_options}
-"""The options of a command beyond the common ones (--checkpoint or --weights/--arch/--naming, --out, --preset,
---set, --quiet)."""
+NAMINGS = ("auto", "timm", "dino")  # mst.weights: auto, then its NAMINGS, without importing torch for --help
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mst-eval", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True, metavar="{" + ",".join(COMMANDS) + "}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{" + ",".join(STAGES_OF) + "}")
 
     for name, specs in STAGES_OF.items():
-        text = COMMAND_HELP.get(name) or specs[0].description
+        # a command that runs several stages (linear) is not worded by one stage's registry description
+        text = ("linear probe on the frozen backbone (best and last epoch)" if name == "linear"
+                else specs[0].description)
         if not specs[0].needs_pretrain:
             text += "; --checkpoint only supplies the config"
         # a command whose stages read pre-trained weights needs them; the others may take a config from them
@@ -60,7 +34,14 @@ def build_parser() -> argparse.ArgumentParser:
         source = c.add_mutually_exclusive_group(required=checkpoint_required)
         source.add_argument("--checkpoint", metavar="RUN_DIR", help=CHECKPOINT_HELP)
         if checkpoint_required:
-            add_weights_options(source, c)
+            source.add_argument("--weights", metavar="FILE",
+                                help="a backbone file to evaluate instead: .safetensors or a torch state dict "
+                                     "(.pth/.pt/.bin) in timm or DINO naming; needs --arch, takes data and "
+                                     "protocol from --preset (default smoke); nothing in it is unpickled")
+            c.add_argument("--arch", metavar="NAME",
+                           help="with --weights: the backbone it holds (vit_test, vit_smoke, deit_small, vit_base)")
+            c.add_argument("--naming", choices=NAMINGS, default="auto",
+                           help="with --weights: its key names (default: detected)")
         c.add_argument("--out", required=True, help="stage folder (checkpoint.pt, metrics.jsonl, result.json)")
         c.add_argument("--preset", default=None,
                        help="preset name (paper, smoke, tiny) or YAML file; default: the config stored with "
@@ -72,8 +53,20 @@ def build_parser() -> argparse.ArgumentParser:
             c.add_argument("--allow-partial", action="store_true",
                            help="evaluate a pre-training that has not finished (interrupted or failed); the "
                                 "record is labelled partial: true")
-        if name in OPTIONS:
-            OPTIONS[name](c)
+        if name == "linear":
+            c.add_argument("--probe", choices=PROBES, default=PROBES[0],
+                           help="cls: last block's class token; dino: last 4 blocks' class tokens concatenated")
+            c.add_argument("--cached-features", action="store_true",
+                           help="extract centre-crop features once and train on them (faster, no augmentation)")
+        if name == "attention":
+            c.add_argument("--images", nargs="+", metavar="IMAGE",
+                           help="scikit-image sample names (astronaut, chelsea, coffee, rocket, ...) or image "
+                                "files; default: eval.attention_images")
+            c.add_argument("--video", metavar="DIR", help="folder of video frames: also write attention.gif")
+            c.add_argument("--supervised", metavar="DIR",
+                           help="supervised stage folder to show beside MST (default: a finished supervised/ "
+                                "beside --out or beside the checkpoint's folder)")
+            c.add_argument("--size", type=int, help="side of the square input in pixels (default: augment.eval_crop)")
     return p
 
 
@@ -123,6 +116,31 @@ def resolve_config(args, pretrain_dir: Path | None):
     return apply_overrides(cfg, dict(parse_set(s) for s in args.sets))
 
 
+def weights_config(args, cfg, source):
+    """(cfg, source) as given without --weights; with it, (cfg for the file's backbone, mst.weights.WeightsFile),
+    after reading the file once: a hostile, damaged or mismatched file is one line here, before anything is
+    written. `--weights FILE --arch NAME` evaluates a backbone file (an export, or DINO's, iBOT's, timm's
+    published weights) with the protocol of a preset, in place of a pre-training folder."""
+    if not getattr(args, "weights", None):
+        if getattr(args, "arch", None) or getattr(args, "naming", "auto") != "auto":
+            fail("--arch and --naming describe a --weights file; drop them, or give --weights FILE instead of "
+                 "--checkpoint")
+        return cfg, source
+    from mst.config import apply_overrides
+    from mst.weights import WeightsError, WeightsFile
+
+    if not args.arch:
+        fail(f"--weights {args.weights} needs --arch NAME, the backbone it holds; e.g. --arch deit_small for "
+             "a ViT-S/16")
+    source = WeightsFile(Path(args.weights), args.arch, args.naming)
+    try:
+        backbone, _ = source.load()
+    except WeightsError as err:
+        fail(str(err))
+    # the record's config names the backbone evaluated; its patch size is the file's
+    return apply_overrides(cfg, {"model.arch": args.arch, "model.patch_size": backbone.patch_size}), source
+
+
 def check_attention_inputs(args, cfg) -> None:
     """Images, frames and size are checked before anything is written."""
     from mst.eval.attention import ImageError, frame_paths, load_image
@@ -143,24 +161,9 @@ def check_attention_inputs(args, cfg) -> None:
              "give a folder written by `mst-eval supervised`")
 
 
-def run(args) -> dict:
-    from mst.config import ConfigError
-
-    pretrain_dir = find_pretrain_dir(args.checkpoint) if args.checkpoint else None
-    source = pretrain_dir  # the weights the stage reads: a pre-training folder, or a file (--weights)
-    try:
-        cfg, source = weights_config(args, resolve_config(args, pretrain_dir), source)
-    except ConfigError as err:
-        fail(str(err))
-    if args.command == "attention":
-        check_attention_inputs(args, cfg)
-    setup_logging()
-    return run_stage_command(lambda stop: run_command(args, cfg, source, stop), args.out, args.command)
-
-
 def run_command(args, cfg, source, stop) -> dict:
     """Run the stage the command line names (for `linear`, the one of its --probe), passing the entry point
-    the keyword arguments its own options (OPTIONS) give."""
+    the keyword arguments its own options give."""
     specs = STAGES_OF[args.command]
     spec = specs[0] if len(specs) == 1 else next(s for s in specs if dict(s.kwargs)["probe"] == args.probe)
     kwargs = {"should_stop": stop, "show_progress": not args.quiet}
@@ -173,14 +176,25 @@ def run_command(args, cfg, source, stop) -> dict:
     return spec.call(cfg, args.out, source, **kwargs)
 
 
+
 @console_script
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     check_out_folder(args.out)
+    from mst.config import ConfigError
     from mst.run.record import is_done
 
     done_before = is_done(args.out) is not None
-    record = run(args)
+    pretrain_dir = find_pretrain_dir(args.checkpoint) if args.checkpoint else None
+    source = pretrain_dir  # the weights the stage reads: a pre-training folder, or a file (--weights)
+    try:
+        cfg, source = weights_config(args, resolve_config(args, pretrain_dir), source)
+    except ConfigError as err:
+        fail(str(err))
+    if args.command == "attention":
+        check_attention_inputs(args, cfg)
+    setup_logging()
+    record = run_stage_command(lambda stop: run_command(args, cfg, source, stop), args.out, args.command)
     if done_before:
         print(f"{args.out} is already done; not re-run")
     # not every stage records every key (mode: the linear probes and baselines)
