@@ -24,8 +24,8 @@ Paper values are the appendix's DeiT-S ImageNet top-1 accuracies; our metrics ar
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from jobs.sweep_file import BLANK, blank_empty, cell_key, cell_label

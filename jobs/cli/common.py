@@ -1,4 +1,5 @@
-"""What every command line shares: one-line user errors, logging set-up, --set parsing."""
+"""What the command lines share: one-line user errors, the --out folder, and running a stage (logging, signals,
+its summary line)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,6 @@ from typing import NoReturn, TypeVar
 from jobs.stop_flag import StopFlag
 
 T = TypeVar("T")
-CHECKPOINT_HELP = "pre-training stage folder (holding checkpoint.pt) or the run folder above it"
-"""--checkpoint of mst-eval and mst-export: what evaluate.find_pretrain_dir accepts."""
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -23,11 +22,10 @@ def fail(message: str, code: int = 2) -> NoReturn:
     print_error(message, code)
 
 
-def setup_logging(verbose: bool = False) -> None:
+def setup_logging() -> None:
     """One logger set-up per entry point; ranks other than 0 only report warnings."""
     rank = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))
-    level = logging.DEBUG if verbose else logging.INFO
-    logging.basicConfig(level=level if rank == 0 else logging.WARNING, stream=sys.stderr)
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, stream=sys.stderr)
     formatter = _ShownFormatter(f"%(asctime)s [rank {rank}] %(name)s: %(message)s", datefmt="%H:%M:%S")
     for handler in logging.getLogger().handlers:
         handler.setFormatter(formatter)
@@ -66,9 +64,9 @@ def print_summary(record: dict, keys: Iterable[str]) -> NoReturn:
 
 
 def run_stage_command(run: Callable[[StopFlag], T], out: str, what: str) -> T:
-    """Run a stage (`run(stop)`) with Ctrl-C/SIGTERM saving at the next step, and turn what a user can cause
-    (bad config or data, a foreign checkpoint, a busy folder, a full disk, a signal) into one line and an exit
-    code instead of a traceback."""
+    """Run a stage (`run(stop)`) with logging set up and Ctrl-C/SIGTERM saving at the next step, and turn what a
+    user can cause (bad config or data, a foreign checkpoint, a busy folder, a full disk, a signal) into one
+    line and an exit code instead of a traceback."""
     from mst.checkpoint import CheckpointError
     from mst.config import ConfigError
     from mst.data import DataError
@@ -76,6 +74,7 @@ def run_stage_command(run: Callable[[StopFlag], T], out: str, what: str) -> T:
     from mst.run.folder import StageFolderBusy, StageFolderError
     from mst.train import Interrupted, NonFiniteLoss, RunFolderMismatch
 
+    setup_logging()
     stop = StopFlag()
     try:
         with stop:

@@ -10,12 +10,14 @@ from pathlib import Path
 from mst.boundary import console_script
 from mst.stages import eval_commands
 
-from .common import CHECKPOINT_HELP, check_out_folder, fail, print_summary, run_stage_command, setup_logging
+from .common import check_out_folder, fail, print_summary, run_stage_command
 
 STAGES_OF = eval_commands()
 """Sub-command -> the stages it runs (mst.stages); `linear` runs linear_cls or linear_dino by --probe."""
 PROBES = tuple(dict(spec.kwargs)["probe"] for spec in STAGES_OF["linear"])
 NAMINGS = ("auto", "timm", "dino")  # mst.weights: auto, then its NAMINGS, without importing torch for --help
+CHECKPOINT_HELP = "pre-training stage folder (holding checkpoint.pt) or the run folder above it"
+"""--checkpoint of mst-eval and mst-export: what `find_pretrain_dir` accepts."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,13 +86,11 @@ def find_pretrain_dir(given: str) -> Path:
 
 def stored_config(pretrain_dir: Path) -> dict:
     """The config the checkpoint was trained with: its result.json, the run's config.yaml, or checkpoint.pt."""
-    record_path = pretrain_dir / "result.json"
-    if record_path.is_file():
-        from mst.atomic import read_json
+    from mst.atomic import read_json
 
-        record = read_json(record_path)  # None when it is not a usable JSON file
-        if isinstance(record, dict) and isinstance(record.get("config"), dict):
-            return record["config"]
+    record = read_json(pretrain_dir / "result.json")  # None when it is missing or not a usable JSON file
+    if record is not None and isinstance(record.get("config"), dict):
+        return record["config"]
     for yaml_path in (pretrain_dir / "config.yaml", pretrain_dir.parent / "config.yaml"):
         if yaml_path.is_file():
             from ..config_io import read_yaml
@@ -193,7 +193,6 @@ def main(argv: list[str] | None = None) -> None:
         fail(str(err))
     if args.command == "attention":
         check_attention_inputs(args, cfg)
-    setup_logging()
     record = run_stage_command(lambda stop: run_command(args, cfg, source, stop), args.out, args.command)
     if done_before:
         print(f"{args.out} is already done; not re-run")

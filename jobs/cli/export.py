@@ -12,7 +12,8 @@ import argparse
 import json
 from pathlib import Path
 
-from .common import CHECKPOINT_HELP, fail, os_error_line
+from .common import fail, os_error_line
+from .evaluate import CHECKPOINT_HELP, find_pretrain_dir
 
 FORMATS = ("timm", "dino")  # mst.weights.NAMINGS, without importing torch for --help
 
@@ -53,8 +54,6 @@ def check_out(out: str, overwrite: bool) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    from .evaluate import find_pretrain_dir
-
     pretrain_dir = find_pretrain_dir(args.checkpoint)
     check_out(args.out, args.overwrite)
     from mst.checkpoint import CheckpointError

@@ -6,7 +6,7 @@ import argparse
 
 from mst.boundary import console_script
 
-from .common import check_out_folder, fail, print_summary, run_stage_command, setup_logging
+from .common import check_out_folder, fail, print_summary, run_stage_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,12 +39,10 @@ def main(argv: list[str] | None = None) -> None:
         print(dump_config(cfg), end="")
         return
     check_out_folder(args.out)
-    setup_logging()
     from mst.run.record import is_done
     from mst.train import run_pretrain
 
     done = is_done(args.out)
-
     record = run_stage_command(
         lambda stop: run_pretrain(cfg, args.out, should_stop=stop, show_progress=not args.quiet), args.out, "run")
     if done is not None:
