@@ -175,11 +175,12 @@ def sweep_names(folder: Path = SWEEP_DIR) -> list[str]:
     return [n for n in yaml_names(folder) if n != Path(BUDGETS_FILE).stem]
 
 
-def resolve(name_or_path: str | Path) -> tuple[Path, str | None, str, dict[Path, dict]]:
-    """(sweep file, budget or None, name, the YAML read on the way) for a sweep name, an alias (`<name>_<budget>`,
-    an old name) or a .yaml path (`dir/<name>_<budget>.yaml` is the alias of `dir/<name>.yaml`). An alias needs
-    the budgets files, and its sweep's own budgets when its word is none of theirs: what is read for it, by path,
-    is handed on so that load_sweep reads no file twice."""
+def resolve(name_or_path: str | Path) -> tuple[Path, str | None, str, dict, dict[str, Budget]]:
+    """(sweep file, budget or None, name, the file's YAML mapping, the global budgets) for a sweep name, an alias
+    (`<name>_<budget>`, an old name) or a .yaml path (`dir/<name>_<budget>.yaml` is the alias of
+    `dir/<name>.yaml`). Each file is read once: the budgets files first (an alias's word may name one of theirs),
+    then the sweep file (its own budgets may hold the word instead). The global budgets are the sweep's folder's,
+    or sweeps/' where that folder has none."""
     path = Path(name_or_path)
     is_path = path.suffix in (".yaml", ".yml")
     folder, name = (path.parent, path.stem) if is_path else (SWEEP_DIR, str(name_or_path))
@@ -187,29 +188,28 @@ def resolve(name_or_path: str | Path) -> tuple[Path, str | None, str, dict[Path,
     files = {n: folder / f"{n}{path.suffix if is_path else '.yaml'}" for n in names}
     if not is_path:  # an old name finds the file it was renamed to
         files.update({old: files[new] for old, new in RENAMED.items() if new in files})
-    read: dict[Path, dict] = {}
+    found = {f: global_budgets(f) for f in dict.fromkeys((SWEEP_DIR, folder))}
+    budgets = found[folder] or found[SWEEP_DIR]
     if name in files:
-        return files[name], None, name, read
-    budgets = set(global_budgets(SWEEP_DIR, read)) | (set(global_budgets(folder, read)) if is_path else set())
-    unknown = None  # (sweep, budget) of a `<sweep>_<word>` whose word is no budget
+        return files[name], None, name, read_yaml(files[name], "sweep"), budgets
+    every_budget = set().union(*found.values())  # an alias may name a budget of either folder
+    unknown = None  # (sweep, budget, choices) of a `<sweep>_<word>` whose word is no budget
     for i in range(len(name) - 1, 0, -1):  # `<base>_<budget>`, the budget after the last matching '_'
         if name[i] != "_" or name[:i] not in files:
             continue
         base, word = files[name[:i]], name[i + 1:]
-        if word in budgets:
-            return base, word, name, read
-        read[base] = read_yaml(base, "sweep")  # read here only for a budget of its own
-        own = read[base].get("budgets")
+        data = read_yaml(base, "sweep")
+        own = data.get("budgets")  # as written: load_sweep decodes them
         own = own if isinstance(own, dict) else {}
-        if word in own:
-            return base, word, name, read
-        unknown = unknown or (name[:i], word, sorted(budgets | set(own)))
+        if word in every_budget or word in own:
+            return base, word, name, data, budgets
+        unknown = unknown or (name[:i], word, sorted(every_budget | set(own)))
     if unknown is not None:
         raise SweepError(f"sweep '{unknown[0]}' has no budget '{unknown[1]}'; choose one of "
                          f"{', '.join(unknown[2]) or '(none defined)'} ({BUDGETS_FILE} or the sweep's budgets)")
     if is_path:
         raise SweepError(not_found("sweep", path, sweep_names()))
-    known = list(dict.fromkeys(names + sorted(RENAMED) + [f"{n}_{b}" for n in names for b in sorted(budgets)]))
+    known = list(dict.fromkeys(names + sorted(RENAMED) + [f"{n}_{b}" for n in names for b in sorted(every_budget)]))
     raise SweepError(not_found("sweep", name, names, known))
 
 
@@ -218,7 +218,7 @@ def budgeted(name_or_path: str | Path, budget: str) -> str:
     try:
         if resolve(name_or_path)[1] == budget:  # already `<name>_<budget>`: naming the budget twice is harmless
             return str(name_or_path)
-    except SweepError:
+    except (SweepError, ConfigError):
         pass  # load_sweep names the problem
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml"):
@@ -226,17 +226,15 @@ def budgeted(name_or_path: str | Path, budget: str) -> str:
     return f"{name_or_path}_{budget}"
 
 
-def global_budgets(folder: Path, read: dict[Path, dict] | None = None) -> dict[str, Budget]:
+def global_budgets(folder: Path) -> dict[str, Budget]:
     """The budgets of `folder`'s budgets.yaml, each decoded and checked as a sweep's own block is ({} without
-    that file). `read`, when given, holds the YAML already read by path: the file is taken from it, or read
-    and added to it, so that one load reads it once."""
+    that file)."""
     path = folder / BUDGETS_FILE
-    read = {} if read is None else read
+    if not path.is_file():
+        return {}
     budgets = {}
     try:
-        if path not in read:
-            read[path] = read_yaml(path, "budgets") if path.is_file() else {}
-        for name, entry in read[path].items():
+        for name, entry in read_yaml(path, "budgets").items():
             budgets[str(name)] = codec.decode(Budget, entry, f"{path}: budget '{name}'", WORDING)
             check_block("", budgets[str(name)])
     except ConfigError as err:
@@ -290,8 +288,7 @@ def load_sweep(name_or_path: str | Path, budget: str | None = None) -> Sweep:
     """Read, decode and validate a sweep, at `budget` when given (or when the name is `<name>_<budget>`); every
     cell's config is built here, once, so impossible values fail here, and the sweep carries it."""
     try:
-        path, alias_budget, name, read = resolve(name_or_path)
-        data = read[path] if path in read else read_yaml(path, "sweep")
+        path, alias_budget, name, data, budgets = resolve(name_or_path)
     except ConfigError as err:
         raise SweepError(str(err)) from None
     if budget is not None:
@@ -308,7 +305,6 @@ def load_sweep(name_or_path: str | Path, budget: str | None = None) -> Sweep:
         # the name is a folder under the runs root and part of every job name: '..' would write outside it
         fail(path, f"sweep name {name!r} is not a path-safe name",
              "rename the file with letters, digits, '.', '_' and '-' only, starting with a letter or digit")
-    budgets = global_budgets(path.parent, read) or global_budgets(SWEEP_DIR, read)
     fields = {**{f.name: getattr(written, f.name) for f in dataclasses.fields(SweepFile)}, "name": name}
     for own in written.budgets:  # the file's own budget blocks are checked whichever budget it runs at
         if own != alias_budget:
