@@ -188,11 +188,12 @@ def resolve(name_or_path: str | Path) -> tuple[Path, str | None, str, dict, dict
     files = {n: folder / f"{n}{path.suffix if is_path else '.yaml'}" for n in names}
     if not is_path:  # an old name finds the file it was renamed to
         files.update({old: files[new] for old, new in RENAMED.items() if new in files})
-    found = {f: global_budgets(f) for f in dict.fromkeys((SWEEP_DIR, folder))}
-    budgets = found[folder] or found[SWEEP_DIR]
+    budgets = shipped = global_budgets(folder)
+    if folder != SWEEP_DIR and (not budgets or name not in files):
+        shipped = global_budgets(SWEEP_DIR)  # they stand in for a folder without any; an alias may name one too
     if name in files:
-        return files[name], None, name, read_yaml(files[name], "sweep"), budgets
-    every_budget = set().union(*found.values())  # an alias may name a budget of either folder
+        return files[name], None, name, read_yaml(files[name], "sweep"), budgets or shipped
+    every_budget = set(budgets) | set(shipped)
     unknown = None  # (sweep, budget, choices) of a `<sweep>_<word>` whose word is no budget
     for i in range(len(name) - 1, 0, -1):  # `<base>_<budget>`, the budget after the last matching '_'
         if name[i] != "_" or name[:i] not in files:
@@ -202,7 +203,7 @@ def resolve(name_or_path: str | Path) -> tuple[Path, str | None, str, dict, dict
         own = data.get("budgets")  # as written: load_sweep decodes them
         own = own if isinstance(own, dict) else {}
         if word in every_budget or word in own:
-            return base, word, name, data, budgets
+            return base, word, name, data, budgets or shipped
         unknown = unknown or (name[:i], word, sorted(every_budget | set(own)))
     if unknown is not None:
         raise SweepError(f"sweep '{unknown[0]}' has no budget '{unknown[1]}'; choose one of "
