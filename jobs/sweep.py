@@ -214,19 +214,6 @@ def resolve(name_or_path: str | Path) -> tuple[Path, str | None, str, dict, dict
     raise SweepError(not_found("sweep", name, names, known))
 
 
-def budgeted(name_or_path: str | Path, budget: str) -> str:
-    """The name of a sweep at a budget: `loss_weight` -> `loss_weight_smoke` (a path keeps its folder)."""
-    try:
-        if resolve(name_or_path)[1] == budget:  # already `<name>_<budget>`: naming the budget twice is harmless
-            return str(name_or_path)
-    except (SweepError, ConfigError):
-        pass  # load_sweep names the problem
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml"):
-        return str(path.with_name(f"{path.stem}_{budget}{path.suffix}"))
-    return f"{name_or_path}_{budget}"
-
-
 def global_budgets(folder: Path) -> dict[str, Budget]:
     """The budgets of `folder`'s budgets.yaml, each decoded and checked as a sweep's own block is ({} without
     that file)."""
@@ -338,3 +325,16 @@ def load_sweep(name_or_path: str | Path, budget: str | None = None) -> Sweep:
         except TableError as err:
             raise SweepError(f"{path}: {err}") from None
     return sweep
+
+
+def budgeted(name_or_path: str | Path, budget: str) -> str:
+    """The name of a sweep at a budget: `loss_weight` -> `loss_weight_smoke` (a path keeps its folder)."""
+    try:
+        if resolve(name_or_path)[1] == budget:  # already `<name>_<budget>`: naming the budget twice is harmless
+            return str(name_or_path)
+    except (SweepError, ConfigError):
+        pass  # load_sweep names the problem
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml"):
+        return str(path.with_name(f"{path.stem}_{budget}{path.suffix}"))
+    return f"{name_or_path}_{budget}"
