@@ -11,31 +11,11 @@ jobs are in the pool's manifest. Standard library only.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 from jobs import rundir
-from jobs.runstate import FINAL, IN_FLIGHT
-
-
-def share_line(pooled: list[str], states: dict[str, str], planned: Iterable[str] | None = None, own: int = 0
-               ) -> str:
-    """'20 pooled pre-trainings, 12 new, 8 shared (...)': how many of the sweep's pooled
-    pre-trainings this submission adds to the pool and how many it takes from it. `states`: run id -> its
-    pre-training's state; `planned`: run ids an earlier sweep of the same submission plans (None: no such);
-    `own`: how many the sweep holds in its own folders (a root made before the pool)."""
-    listed = planned is not None
-    planned = set(planned or ())
-    done = sum(1 for r in pooled if states.get(r) == "done")
-    live = sum(1 for r in pooled if states.get(r) in IN_FLIGHT)
-    early = sum(1 for r in pooled if r in planned and states.get(r) != "done" and states.get(r) not in IN_FLIGHT)
-    shared = done + live + early
-    parts = [f"{done} done", f"{live} queued or running"]
-    parts += [f"{early} planned by an earlier sweep"] if listed else []
-    line = (f"{len(pooled)} pooled pre-trainings, {len(pooled) - shared} new, {shared} shared "
-            f"({', '.join(parts)})")
-    return line + (f"; {own} in the sweep's own folders (a root made before the pool: `mst-sweep pool` moves "
-                   "them into it)" if own else "")
+from jobs.runstate import FINAL
 
 
 def users(runs_root: str | Path, run_id: str, but: str) -> list[str]:
