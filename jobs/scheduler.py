@@ -158,8 +158,10 @@ def setup_lines(profile: ClusterProfile) -> list[str]:
     return lines
 
 
-def slurm_parameters(profile: ClusterProfile, stage: str, job_name: str) -> dict[str, Any]:
-    """The submitit SlurmExecutor parameters of a `stage` job on this profile (the only mapping there is).
+def slurm_parameters(profile: ClusterProfile, stage: str, job_name: str, dependency: str | None = None
+                     ) -> dict[str, Any]:
+    """The submitit SlurmExecutor parameters of a `stage` job on this profile (the only mapping there is),
+    with its sbatch --dependency when it has one.
 
     Devices go through `gres` (raw string) or `gpus_per_node`, never both: submitit's gpus_per_node means
     gres `gpu`, which DCU nodes do not have.
@@ -196,6 +198,8 @@ def slurm_parameters(profile: ClusterProfile, stage: str, job_name: str) -> dict
         params["gres"] = profile.gres(stage)
     elif acc.request == "gpus_per_node":
         params["gpus_per_node"] = shape.tasks_per_node
+    if dependency:
+        params["dependency"] = dependency
     return params
 
 
@@ -210,9 +214,7 @@ def render_sbatch(profile: ClusterProfile, stage: str, job_name: str, folder: Pa
     from submitit.slurm.slurm import _make_sbatch_string
 
     command = submitit_command(python_word(profile), folder)
-    params = slurm_parameters(profile, stage, job_name)
-    if dependency:
-        params["dependency"] = dependency
+    params = slurm_parameters(profile, stage, job_name, dependency)
     return _make_sbatch_string(command=command, folder=folder, map_count=n_tasks if n_tasks > 1 else None, **params)
 
 
@@ -239,10 +241,7 @@ def submit_array(profile: ClusterProfile, folder: Path, stage: str, name: str, d
 
     executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=profile.preemption.max_requeues,
                                       python=python_word(profile))
-    params = slurm_parameters(profile, stage, name)
-    if dependency:
-        params["dependency"] = dependency
-    executor.update_parameters(**params)
+    executor.update_parameters(**slurm_parameters(profile, stage, name, dependency))
 
     delay = SBATCH_BACKOFF_S
     for attempt in range(SBATCH_TRIES):

@@ -76,7 +76,8 @@ def stage_states(folder: rundir.SweepFolder, keys: list[tuple[str, str]], profil
     found = []  # (key, record status, job id, seconds since its submission)
     for run_id, stage in keys:
         home = entries if stage == "pretrain" and run_id in pooled else folder
-        marker = rundir.result_status(home.stage(run_id, stage))
+        stage_dir = home.stage(run_id, stage)
+        marker = rundir.result_status(stage_dir)
         record = latest.get((run_id, stage))
         age = 1e9
         if record and "time" in record:

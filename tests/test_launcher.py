@@ -184,8 +184,7 @@ def test_atomic_json_leaves_no_temp_files(tmp_path):
 @pytest.mark.parametrize("cluster", ["local", "dcu128"])
 def test_resolved_runs_keep_the_sweep_run_ids_and_apply_the_profile(cluster):
     """Folders keep the sweep's run ids (mst-report finds them); the config is the one the cluster runs."""
-    from jobs.plan import resolve_runs
-    from jobs.plan import config_overrides
+    from jobs.plan import config_overrides, resolve_runs
     from jobs.sweep import load_sweep
     from mst.config import apply_overrides, config_to_dict
 
@@ -218,8 +217,8 @@ def test_a_manifest_entry_is_typed_once_and_reads_back(tmp_path):
 
 def test_a_run_folder_of_another_config_stops_the_submission(tmp_path):
     from jobs.launcher import LaunchError
-    from jobs.rundir import write_run_configs
     from jobs.plan import resolve_runs
+    from jobs.rundir import write_run_configs
     from jobs.sweep import load_sweep
 
     sweep = load_sweep("loss_weight_smoke")
