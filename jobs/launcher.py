@@ -153,15 +153,8 @@ def cancel(sweep_name: str, cluster: str, runs_root: Path, out: Callable[[str], 
     check_cluster(profile)
     found = stage_states(folder, list(rundir.latest_submissions(folder)), profile, force=True)
     live = {(s.run_id, s.stage): s.job_id for s in found if s.state in IN_FLIGHT and s.job_id}
-    waiting: dict[str, list[str]] = {}  # run id -> the other sweeps still waiting on its pooled pre-training
-    for run_id in [r for r, stage in live if stage == "pretrain" and folder.links_pretrain(r)]:
-        for other in pool.users(runs_root, run_id, but=name):
-            other_folder = rundir.SweepFolder(runs_root, other)
-            keys = [k for k in rundir.latest_submissions(other_folder) if k[0] == run_id]
-            downstream = [k for k in keys if k[1] != "pretrain"]
-            if (keys and not downstream) or (downstream and any(
-                    s.state in IN_FLIGHT for s in stage_states(other_folder, downstream, profile))):
-                waiting.setdefault(run_id, []).append(other)
+    shared = [run_id for run_id, stage in live if stage == "pretrain" and folder.links_pretrain(run_id)]
+    waiting = pool.waiting_sweeps(runs_root, shared, name, profile)  # run id -> the sweeps waiting on it
     ids = sorted({job for (run_id, stage), job in live.items() if not (stage == "pretrain" and run_id in waiting)})
     kept = "" if not waiting else (f"; left {len(waiting)} shared pre-trainings that "
                                   f"{', '.join(sorted({s for v in waiting.values() for s in v}))} still wait on")

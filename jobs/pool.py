@@ -5,7 +5,7 @@ every submission of a pooled pre-training, and each sweep's `<run_id>/pretrain` 
 submitting a run whose pre-training is done reuses it, one queued or running gets the sweep's downstream stages
 attached (`afterok` on that job), one failed or cancelled is submitted again, by one submission only: the
 submission holds the lock of every pool entry it plans (`rundir.submit_locks`) from reading their states until their
-jobs are in the pool's manifest. Standard library only.
+jobs are in the pool's manifest; `cancel` leaves a pooled pre-training another sweep still waits on.
 """
 
 from __future__ import annotations
@@ -15,14 +15,29 @@ from collections.abc import Callable
 from pathlib import Path
 
 from jobs import rundir
-from jobs.runstate import FINAL
+from jobs.profiles import ClusterProfile
+from jobs.runstate import FINAL, IN_FLIGHT
+from jobs.states import stage_states
 
 
-def users(runs_root: str | Path, run_id: str, but: str) -> list[str]:
-    """The other sweeps under the root whose `<run_id>/pretrain` links to the pool entry."""
+def waiting_sweeps(runs_root: str | Path, run_ids: list[str], but: str, profile: ClusterProfile
+                   ) -> dict[str, list[str]]:
+    """Run id -> the other sweeps under the root (not `but`) still waiting on its pooled pre-training: their
+    `<run_id>/pretrain` links to the pool entry, and one of their downstream stages of that run is queued,
+    running or preempted, or they submitted the pre-training alone (a sweep of pre-trainings only)."""
     root = Path(runs_root)
-    return [name for name in _folders(root)
-            if name not in (rundir.POOL, but) and rundir.SweepFolder(root, name).links_pretrain(run_id)]
+    waiting: dict[str, list[str]] = {}
+    for run_id in run_ids:
+        for name in _folders(root):
+            other = rundir.SweepFolder(root, name)
+            if name in (rundir.POOL, but) or not other.links_pretrain(run_id):
+                continue
+            keys = [k for k in rundir.latest_submissions(other) if k[0] == run_id]
+            downstream = [k for k in keys if k[1] != "pretrain"]
+            if (keys and not downstream) or (downstream and any(
+                    s.state in IN_FLIGHT for s in stage_states(other, downstream, profile))):
+                waiting.setdefault(run_id, []).append(name)
+    return waiting
 
 
 def adopt(runs_root: str | Path, out: Callable[[str], None] = print) -> int:
