@@ -1,5 +1,6 @@
-"""Planning a submission, without a scheduler: the runs a cluster will run, the job arrays, their order and
-dependencies. Nothing here submits, polls or writes.
+"""Planning a submission, without a scheduler: the runs a cluster will run (the profile's precision and data
+root applied), which of their stages to submit given where each stands, the job arrays, their order and
+dependencies. Nothing here submits, polls or writes a file.
 
 Dependencies: a downstream stage (k-NN, probes, attention) is a *dependent array aligned task-for-task* with
 its pre-training array: task i of both arrays is the same run, and `--dependency=aftercorr:<pretrain array>`

@@ -17,7 +17,8 @@ The pool: a pre-training is keyed by its run id and trained once per runs root, 
 
 A sweep's `<run_id>/pretrain` that is a real folder (made before the pool existed) stays that sweep's own.
 
-Only the standard library and PyYAML here: `mst-sweep status` reads these without importing torch.
+Only the standard library and PyYAML here (and jobs.yaml_read, to check a config.yaml already written):
+`mst-sweep status` reads these without importing torch.
 
 Containment: every folder name below a runs root (sweep, run id, stage) must be a path-safe name, and every
 path this module hands out for writing resolves under its runs root (a planted symlink cannot redirect it).
@@ -197,6 +198,7 @@ class ManifestEntry:
 
     @classmethod
     def of(cls, run: Any, stage: str, job_id: str, cluster: str, dependency: str | None) -> ManifestEntry:
+        """The entry of `stage` of `run` (a jobs.plan.Run), handed to `cluster` as job `job_id`."""
         return cls(run.run_id, stage, job_id, cluster, dependency, run.spec.repeat, run.spec.cell)
 
     def encode(self) -> dict[str, Any]:
