@@ -53,9 +53,10 @@ def run_local(sweep: Any, profile: ClusterProfile, runs: list[Run], folder: rund
     done = skipped = 0
     failures: list[str] = []
     broken: set[str] = set()  # runs whose pre-training failed in this pass
-    tasks = [(run, stage) for run in local_order(runs, sweep.stages, folder) for stage in sweep.stages]
     with rundir.submit_locks(folder.root, [folder.path], sweep=sweep.name):
         rundir.write_run_configs(runs, folder, profile.name)
+        # ordered once the links into the pool exist: a pooled pre-training's failed record counts too
+        tasks = [(run, stage) for run in local_order(runs, sweep.stages, folder) for stage in sweep.stages]
         for i, (run, stage) in enumerate(tasks, 1):
             head = f"[{i}/{len(tasks)}] {stage} {run.run_id}"
             # asked here, not planned ahead: another local sweep sharing a pooled pre-training may have
