@@ -1,5 +1,6 @@
-"""Planning a submission, without a scheduler: the runs a cluster will run, the job arrays, their order and
-dependencies. Nothing here submits, polls or writes.
+"""Planning a submission, without a scheduler: the runs a cluster will run (the profile's precision and data
+root applied), which of their stages to submit given where each stands, the job arrays, their order and
+dependencies. Nothing here submits, polls or writes a file.
 
 Dependencies: a downstream stage (k-NN, probes, attention) is a *dependent array aligned task-for-task* with
 its pre-training array: task i of both arrays is the same run, and `--dependency=aftercorr:<pretrain array>`
@@ -13,13 +14,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
-from jobs import rundir
-from jobs.profiles import ClusterProfile, config_overrides
+from jobs.profiles import ClusterProfile
+from jobs.runstate import IN_FLIGHT
 from mst.stages import NEEDS_PRETRAIN
 
 
@@ -51,36 +53,15 @@ class Array:
     """The live pre-training job (queued, running or preempted) this single-run array depends on, or None."""
 
 
-@dataclass(frozen=True)
-class ManifestEntry:
-    """One line of a sweep's manifest.jsonl: a stage of a run handed to a scheduler (the time it was
-    appended comes first; the pool's own list adds the sweep)."""
-
-    run_id: str
-    """The run's id, its folder's name."""
-    stage: str
-    """The stage submitted."""
-    job_id: str
-    """`<array>_<task>` (Slurm) or `local-<pid>` (cluster local)."""
-    cluster: str
-    """The cluster profile's name."""
-    dependency: str | None
-    """The sbatch --dependency it was submitted with, or None."""
-    repeat: int
-    """Which repeat of its cell the run is."""
-    cell: dict[str, Any]
-    """The run's swept values, {dotted key: value}."""
-
-    @classmethod
-    def of(cls, run: Run, stage: str, job_id: str, cluster: str, dependency: str | None) -> ManifestEntry:
-        return cls(run.run_id, stage, job_id, cluster, dependency, run.spec.repeat, run.spec.cell)
-
-    def encode(self) -> dict[str, Any]:
-        """The entry as the manifest holds it (after its time), in field order."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-
-
 # ------------------------------------------------------------------------------------------- runs
+
+
+def config_overrides(profile: ClusterProfile, data_name: str) -> dict[str, Any]:
+    """Dotted config overrides a profile implies: precision, and the data root of this site."""
+    out: dict[str, Any] = {"train.precision": profile.environment.precision}
+    if data_name in profile.storage.data_roots:
+        out["data.root"] = profile.storage.data_roots[data_name]
+    return out
 
 
 def resolve_runs(sweep: Any, profile: ClusterProfile) -> list[Run]:
@@ -160,6 +141,63 @@ def plan_arrays(todo: dict[str, list[Run]], stages: tuple[str, ...], array_size:
     return arrays
 
 
+def arrays_to_submit(sweep: Any, runs: list[Run], states: list[Any], profile: ClusterProfile, pooled: set[str],
+                     own: int, planned: dict[str, str] | None, preview_resubmit: bool, out: Callable[[str], None]
+                     ) -> list[Array]:
+    """The arrays of what is not done nor in flight, given every (run, stage)'s state (jobs.states.StageState),
+    saying what is shared with the pool and what is skipped. `pooled`: the run ids whose pre-training is the
+    pool's, `own`: how many the sweep holds in its own folders; `planned`: see jobs.launcher.submit;
+    `preview_resubmit` (a resubmission's dry run) says why each stage would be resubmitted."""
+    by_id = {run.run_id: run for run in runs}
+    todo: dict[str, list[Run]] = {}  # stage -> the runs to submit it for
+    skipped: dict[str, int] = {}  # state -> how many (run, stage) pairs are left alone in it
+    live: dict[str, str] = {}  # run id -> the job of its pre-training still in the scheduler
+    for s in states:
+        if s.state == "done" or s.state in IN_FLIGHT:
+            skipped[s.state] = skipped.get(s.state, 0) + 1
+            if s.stage == "pretrain" and s.state in IN_FLIGHT and s.job_id:
+                live[s.run_id] = s.job_id
+            continue
+        todo.setdefault(s.stage, []).append(by_id[s.run_id])
+        if preview_resubmit:  # why a stage is resubmitted is the scheduler's answer (cancelled, failed, lost)
+            out(f"would resubmit {s.stage} {s.run_id} ({describe(by_id[s.run_id])}): {s.state}"
+                + (f", {s.detail}" if s.detail else "") + (f" (job {s.job_id})" if s.job_id else ""))
+    if planned is not None:  # a dry run of several sweeps in sequence: an earlier one's new pre-training is shared
+        for run in [r for r in todo.get("pretrain", []) if r.run_id in planned and r.run_id in pooled]:
+            todo["pretrain"].remove(run)
+            live[run.run_id] = planned[run.run_id]
+    if pooled or own:
+        pre_states = {s.run_id: s.state for s in states if s.stage == "pretrain"}
+        out(f"{sweep.name}: " + share_line(sorted(pooled), pre_states, planned, own))
+    if planned is not None:
+        planned.update({r.run_id: f"<pre-training planned by {sweep.name}>" for r in todo.get("pretrain", [])
+                        if r.run_id in pooled})
+    if skipped:
+        out(f"{sweep.name}: skipping " + ", ".join(f"{n} {k}" for k, n in sorted(skipped.items()))
+            + " (run, stage) pairs")
+    return plan_arrays(todo, sweep.stages, profile.limits.array_size, live)
+
+
+def share_line(pooled: list[str], states: dict[str, str], planned: Iterable[str] | None = None, own: int = 0
+               ) -> str:
+    """'20 pooled pre-trainings, 12 new, 8 shared (...)': how many of the sweep's pooled
+    pre-trainings this submission adds to the pool and how many it takes from it. `states`: run id -> its
+    pre-training's state; `planned`: run ids an earlier sweep of the same submission plans (None: no such);
+    `own`: how many the sweep holds in its own folders (a root made before the pool)."""
+    listed = planned is not None
+    planned = set(planned or ())
+    done = sum(1 for r in pooled if states.get(r) == "done")
+    live = sum(1 for r in pooled if states.get(r) in IN_FLIGHT)
+    early = sum(1 for r in pooled if r in planned and states.get(r) != "done" and states.get(r) not in IN_FLIGHT)
+    shared = done + live + early
+    parts = [f"{done} done", f"{live} queued or running"]
+    parts += [f"{early} planned by an earlier sweep"] if listed else []
+    line = (f"{len(pooled)} pooled pre-trainings, {len(pooled) - shared} new, {shared} shared "
+            f"({', '.join(parts)})")
+    return line + (f"; {own} in the sweep's own folders (a root made before the pool: `mst-sweep pool` moves "
+                   "them into it)" if own else "")
+
+
 def dependency(submitted: list[list[str]] | None, array: Array) -> str | None:
     """The --dependency of `array`, given the job ids of the arrays submitted before it (plan order); on a dry
     run (`submitted` None: no job id exists yet) the aligned array's number stands in for its id."""
@@ -173,14 +211,6 @@ def dependency(submitted: list[list[str]] | None, array: Array) -> str | None:
     if len(ids) == 1 and "_" not in ids[0]:
         return f"afterok:{ids[0]}"  # a single run is a plain job, not an array
     return f"aftercorr:{ids[0].split('_')[0]}"
-
-
-def local_order(runs: list[Run], stages: tuple[str, ...], folder: rundir.SweepFolder) -> list[Run]:
-    """Runs in sweep order, those with a failed stage record last: a known-bad cell never delays the rest."""
-    def failed_before(run: Run) -> bool:
-        return any(rundir.result_status(folder.stage(run.run_id, s)) == "failed" for s in stages)
-
-    return sorted(runs, key=failed_before)  # stable: sweep order within each group
 
 
 def describe(run: Run) -> str:

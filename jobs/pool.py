@@ -5,44 +5,39 @@ every submission of a pooled pre-training, and each sweep's `<run_id>/pretrain` 
 submitting a run whose pre-training is done reuses it, one queued or running gets the sweep's downstream stages
 attached (`afterok` on that job), one failed or cancelled is submitted again, by one submission only: the
 submission holds the lock of every pool entry it plans (`rundir.submit_locks`) from reading their states until their
-jobs are in the pool's manifest. Standard library only.
+jobs are in the pool's manifest; `cancel` leaves a pooled pre-training another sweep still waits on.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 from jobs import rundir
+from jobs.profiles import ClusterProfile
 from jobs.runstate import FINAL, IN_FLIGHT
+from jobs.states import stage_states
 
 
-def share_line(pooled: list[str], states: dict[str, str], planned: Iterable[str] | None = None, own: int = 0
-               ) -> str:
-    """'20 pooled pre-trainings, 12 new, 8 shared (...)': how many of the sweep's pooled
-    pre-trainings this submission adds to the pool and how many it takes from it. `states`: run id -> its
-    pre-training's state; `planned`: run ids an earlier sweep of the same submission plans (None: no such);
-    `own`: how many the sweep holds in its own folders (a root made before the pool)."""
-    listed = planned is not None
-    planned = set(planned or ())
-    done = sum(1 for r in pooled if states.get(r) == "done")
-    live = sum(1 for r in pooled if states.get(r) in IN_FLIGHT)
-    early = sum(1 for r in pooled if r in planned and states.get(r) != "done" and states.get(r) not in IN_FLIGHT)
-    shared = done + live + early
-    parts = [f"{done} done", f"{live} queued or running"]
-    parts += [f"{early} planned by an earlier sweep"] if listed else []
-    line = (f"{len(pooled)} pooled pre-trainings, {len(pooled) - shared} new, {shared} shared "
-            f"({', '.join(parts)})")
-    return line + (f"; {own} in the sweep's own folders (a root made before the pool: `mst-sweep pool` moves "
-                   "them into it)" if own else "")
-
-
-def users(runs_root: str | Path, run_id: str, but: str) -> list[str]:
-    """The other sweeps under the root whose `<run_id>/pretrain` links to the pool entry."""
+def waiting_sweeps(runs_root: str | Path, run_ids: list[str], but: str, profile: ClusterProfile
+                   ) -> dict[str, list[str]]:
+    """Run id -> the other sweeps under the root (not `but`) still waiting on its pooled pre-training: their
+    `<run_id>/pretrain` links to the pool entry, and one of their downstream stages of that run is queued,
+    running or preempted, or they submitted the pre-training alone (a sweep of pre-trainings only)."""
     root = Path(runs_root)
-    return [name for name in _folders(root)
-            if name not in (rundir.POOL, but) and rundir.SweepFolder(root, name).links_pretrain(run_id)]
+    waiting: dict[str, list[str]] = {}
+    for run_id in run_ids:
+        for name in _folders(root):
+            other = rundir.SweepFolder(root, name)
+            if name in (rundir.POOL, but) or not other.links_pretrain(run_id):
+                continue
+            keys = [k for k in rundir.latest_submissions(other) if k[0] == run_id]
+            downstream = [k for k in keys if k[1] != "pretrain"]
+            if (keys and not downstream) or (downstream and any(
+                    s.state in IN_FLIGHT for s in stage_states(other, downstream, profile))):
+                waiting.setdefault(run_id, []).append(name)
+    return waiting
 
 
 def adopt(runs_root: str | Path, out: Callable[[str], None] = print) -> int:

@@ -20,8 +20,15 @@ from typing import Any
 
 from jobs.devices import mask_entries
 from jobs.preflight_probe import probe
-from jobs.profiles import ClusterProfile, slurm_parameters
-from jobs.scheduler import check_cluster, python_word, sbatch_refused, slurm_conf_of, slurm_env
+from jobs.profiles import ClusterProfile
+from jobs.scheduler import (
+    check_cluster,
+    python_word,
+    sbatch_refused,
+    slurm_conf_of,
+    slurm_env,
+    slurm_parameters,
+)
 from mst.compat import TORCH_FLOOR, TORCHVISION_FLOOR, version_tuple
 
 PREFLIGHT_NODES = 2       # enough for the collective to cross nodes

@@ -1,15 +1,15 @@
-"""Cluster profiles (`clusters/*.yaml`): typed, validated, and mapped onto submitit's Slurm parameters.
+"""Cluster profiles (`clusters/*.yaml`): typed and validated.
 
 A profile says where jobs run and how they ask for devices; it never changes what a job computes, except
 for `environment.precision` (the hardware decides fp16 vs bf16) and `storage.data_roots` (where a data set
-lives on that site). `slurm_parameters` is the one place a profile becomes submitit parameters.
+lives on that site). jobs.scheduler.slurm_parameters is the one place a profile becomes submitit parameters;
+jobs.plan.resolve_runs the one place it changes a run's config.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from jobs.config_io import check_name_is_stem, read_yaml, resolve_named_yaml
 from jobs.rundir import SAFE_NAME
-from jobs.shellsafe import ENV_NAME, control_character, shell_value
+from jobs.shellsafe import ENV_NAME, control_character
 from mst.config.codec import decode
 from mst.config.errors import ConfigError
 from mst.echo import brief
@@ -311,69 +311,3 @@ def load_profile(name_or_path: str) -> ClusterProfile:
     refuse_unsafe(profile, where)
     _check(where, profile)
     return profile
-
-
-# ---------------------------------------------------------------------------------------- submitit
-
-
-def config_overrides(profile: ClusterProfile, data_name: str) -> dict[str, Any]:
-    """Dotted config overrides a profile implies: precision, and the data root of this site."""
-    out: dict[str, Any] = {"train.precision": profile.environment.precision}
-    if data_name in profile.storage.data_roots:
-        out["data.root"] = profile.storage.data_roots[data_name]
-    return out
-
-
-def setup_lines(profile: ClusterProfile) -> list[str]:
-    """Shell lines of the sbatch script before srun: site setup, then the profile's variables."""
-    refuse_unsafe(profile, profile.name)  # load_profile refused these; a hand-built profile must not slip by
-    lines = list(profile.environment.setup)  # shell lines by design (module loads); one line each
-    lines.append(f"export MST_SCRATCH={shell_value(profile.storage.scratch)}")
-    # submitit's job side reads the preemption signal from this variable
-    lines.append(f"export SUBMITIT_PREEMPT_SIGNAL={shlex.quote(profile.preemption.signal)}")
-    if profile.slurm_conf:
-        # the job's own scontrol/sacct calls (requeue) must reach the same cluster
-        lines.append(f"export SLURM_CONF={shlex.quote(profile.slurm_conf)}")
-    lines += [f"export {key}={shell_value(value)}" for key, value in profile.environment.env.items()]
-    return lines
-
-
-def slurm_parameters(profile: ClusterProfile, stage: str, job_name: str) -> dict[str, Any]:
-    """The submitit SlurmExecutor parameters of a `stage` job on this profile (the only mapping there is).
-
-    Devices go through `gres` (raw string) or `gpus_per_node`, never both: submitit's gpus_per_node means
-    gres `gpu`, which DCU nodes do not have.
-    """
-    if profile.scheduler != "slurm":
-        raise ProfileError(f"profile {profile.name} has scheduler {profile.scheduler}; it submits nothing")
-    shape = profile.shape(stage)
-    pre = profile.preemption
-    params: dict[str, Any] = {
-        "job_name": job_name,
-        "partition": profile.placement.partition,
-        "nodes": shape.nodes,
-        "ntasks_per_node": shape.tasks_per_node,
-        "cpus_per_task": shape.cpus_per_task,
-        "time": shape.time_min,
-        "mem": "0" if shape.mem_gb == 0 else f"{int(shape.mem_gb * 1024)}M",  # 0: all of the node's memory
-        "signal_delay_s": pre.delay_s,
-        "setup": setup_lines(profile),
-        "stderr_to_stdout": True,
-        "array_parallelism": profile.limits.array_parallelism,
-        # a dependency that can no longer be met cancels the job instead of leaving it pending forever
-        "additional_parameters": {"signal": f"{pre.signal}@{pre.delay_s}", "kill-on-invalid-dep": "yes"},
-    }
-    if pre.requeue:  # every stage job checkpoints and requeues itself (jobs.stage_job.StageJob)
-        params["additional_parameters"]["requeue"] = True
-    for key in ("account", "qos", "constraint"):
-        value = getattr(profile.placement, key)
-        if value:
-            params[key] = value
-    if shape.exclusive:
-        params["exclusive"] = True
-    acc = profile.accelerators
-    if acc.request == "gres":
-        params["gres"] = profile.gres(stage)
-    elif acc.request == "gpus_per_node":
-        params["gpus_per_node"] = shape.tasks_per_node
-    return params

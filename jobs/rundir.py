@@ -17,7 +17,8 @@ The pool: a pre-training is keyed by its run id and trained once per runs root, 
 
 A sweep's `<run_id>/pretrain` that is a real folder (made before the pool existed) stays that sweep's own.
 
-Only the standard library and PyYAML here: `mst-sweep status` reads these without importing torch.
+Only the standard library and PyYAML here (and jobs.yaml_read, to check a config.yaml already written):
+`mst-sweep status` reads these without importing torch.
 
 Containment: every folder name below a runs root (sweep, run id, stage) must be a path-safe name, and every
 path this module hands out for writing resolves under its runs root (a planted symlink cannot redirect it).
@@ -26,6 +27,7 @@ path this module hands out for writing resolves under its runs root (a planted s
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
@@ -36,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jobs.errors import LaunchError
 from jobs.runstate import RECORD_STATUSES
 from mst.atomic import atomic_write_text, read_json
 from mst.inputs import InputError, read_jsonl_lines
@@ -132,12 +135,75 @@ def link_pretrain(folder: SweepFolder, run_id: str) -> None:
         pass  # a concurrent submission of the same sweep made it
 
 
+def write_run_configs(runs: list[Any], folder: SweepFolder, cluster: str) -> None:
+    """config.yaml of every run (a jobs.plan.Run) and of its pool entry, and the link from each run folder to
+    its pooled pre-training (libyaml's emitter when present: the pure-Python one dominates big sweeps).
+
+    A run folder (or pool entry) that already holds another config (the sweep ran on a cluster with another
+    precision or data root under this runs root) raises LaunchError, before anything is written or submitted.
+    """
+    import yaml
+
+    from jobs.yaml_read import read_yaml_file
+
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    pooled = folder.pooled(run.run_id for run in runs if "pretrain" in run.spec.stages)
+    entries = SweepFolder(folder.root, POOL)
+    texts = {}
+    for run, home in [(run, folder) for run in runs] + [(run, entries) for run in runs if run.run_id in pooled]:
+        path = contained(folder.root, home.run(run.run_id) / "config.yaml")
+        texts[path] = yaml.dump(run.config_dict, Dumper=dumper, sort_keys=False)
+        if path.is_file() and path.read_bytes() != texts[path].encode():
+            try:
+                found = read_yaml_file(path, "run config")
+            except (yaml.YAMLError, UnicodeDecodeError, InputError, OSError):
+                raise LaunchError(f"{path} is not valid YAML (it was not written by mst-sweep, or was edited); "
+                                  "it is left as it is: move it aside, or submit with another --runs root") from None
+            if found != run.config_dict:
+                raise LaunchError(f"run folder {path.parent} holds another config than cluster '{cluster}' would "
+                                  "run (another precision or data root); submit with another --runs root")
+    for path, text in texts.items():
+        write_config(folder.root, path, text)
+    for run_id in sorted(pooled):
+        link_pretrain(folder, run_id)
+
+
 def write_config(runs_root: str | Path, path: Path, config_yaml: str) -> None:
     """config.yaml of a run; rewritten only when its content changed (resubmissions leave it alone)."""
     path = contained(runs_root, path)
     if path.is_file() and path.read_text() == config_yaml:
         return
     atomic_write_text(path, config_yaml)
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """One line of a sweep's manifest.jsonl: a stage of a run handed to a scheduler (the time it was
+    appended comes first; the pool's own list adds the sweep)."""
+
+    run_id: str
+    """The run's id, its folder's name."""
+    stage: str
+    """The stage submitted."""
+    job_id: str
+    """`<array>_<task>` (Slurm) or `local-<pid>` (cluster local)."""
+    cluster: str
+    """The cluster profile's name."""
+    dependency: str | None
+    """The sbatch --dependency it was submitted with, or None."""
+    repeat: int
+    """Which repeat of its cell the run is."""
+    cell: dict[str, Any]
+    """The run's swept values, {dotted key: value}."""
+
+    @classmethod
+    def of(cls, run: Any, stage: str, job_id: str, cluster: str, dependency: str | None) -> ManifestEntry:
+        """The entry of `stage` of `run` (a jobs.plan.Run), handed to `cluster` as job `job_id`."""
+        return cls(run.run_id, stage, job_id, cluster, dependency, run.spec.repeat, run.spec.cell)
+
+    def encode(self) -> dict[str, Any]:
+        """The entry as the manifest holds it (after its time), in field order."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
 def append_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
@@ -159,10 +225,17 @@ def append_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
         os.close(fd)
 
 
-def append_manifest(folder: SweepFolder, records: list[dict[str, Any]]) -> None:
-    """Append submission records to the sweep's manifest, each led by the time (UTC) it was appended."""
+def append_manifest(folder: SweepFolder, records: list[dict[str, Any]], pooled: Iterable[str] = ()) -> None:
+    """Append submission records to the sweep's manifest, each led by the time (UTC) it was appended; those of
+    the pre-trainings of `pooled` run ids go to the pool's own list too (with the sweep's name), where the next
+    sweep that needs them finds their jobs."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     append_jsonl(contained(folder.root, folder.manifest), [{"time": stamp, **r} for r in records])
+    pooled = set(pooled)
+    shared = [{"time": stamp, **r, "sweep": folder.name} for r in records
+              if r["stage"] == "pretrain" and r["run_id"] in pooled]
+    if shared:
+        append_jsonl(contained(folder.root, SweepFolder(folder.root, POOL).manifest), shared)
 
 
 def _is_date(stamp: str) -> bool:

@@ -1,8 +1,8 @@
 """Everything that talks to Slurm or reaches into submitit's internals, in one place.
 
-sbatch goes through submitit's SlurmExecutor (with retries when slurmctld is busy); squeue/sacct answers are
-read with submitit's parser, one call per sweep, cached for a minute in the sweep folder; scancel and sinfo
-are called directly. `slurm_conf_of` scopes SLURM_CONF to the profile's cluster. On the job side,
+sbatch goes through submitit's SlurmExecutor (with retries when slurmctld is busy), with the parameters of
+`slurm_parameters`, the one mapping of a profile onto submitit's; squeue/sacct answers are read with
+submitit's parser, one call per sweep (jobs.states caches it a minute); scancel and sinfo are called directly. `slurm_conf_of` scopes SLURM_CONF to the profile's cluster. On the job side,
 `requeue_at_step_boundary` takes submitit's own checkpoint-and-requeue path from ordinary code.
 
 submitit's private API used here (and nowhere else): `submitit.slurm.slurm._make_sbatch_string` (the
@@ -19,21 +19,16 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from jobs import rundir
 from jobs.errors import LaunchError
-from jobs.profiles import ClusterProfile, slurm_parameters
-from mst.atomic import atomic_write_json, read_json
-from mst.config.codec import DecodeError, decode, encode
+from jobs.profiles import ClusterProfile, ProfileError, refuse_unsafe
+from jobs.shellsafe import shell_value
 
-STATUS_CACHE_S = 60.0
 # how often a transient sbatch failure (slurmctld busy) is retried, and the first back-off
 SBATCH_TRIES, SBATCH_BACKOFF_S = 3, 2.0
-CACHE_NAME = ".scheduler_cache.json"
 
 
 def slurm_env(profile: ClusterProfile) -> dict[str, str]:
@@ -134,64 +129,6 @@ def poll_scheduler(profile: ClusterProfile, array_ids: list[str], since: float |
     return {job: (fields.get("State") or "UNKNOWN").split()[0] for job, fields in info.items()}
 
 
-@dataclass(frozen=True)
-class SchedulerCache:
-    """A sweep's last scheduler answer, `<sweep>/.scheduler_cache.json` (launcher-owned, disposable)."""
-
-    version: Literal[1]
-    """The file's schema: one of another version is not read, and the fresh answer replaces it."""
-    time: float
-    """When the scheduler answered (epoch seconds)."""
-    cluster: str
-    """The cluster profile that was asked."""
-    arrays: tuple[str, ...]
-    """The array ids asked about, sorted."""
-    states: dict[str, str]
-    """Job or array task id ('123_4') -> the scheduler's state word."""
-
-    def answers(self, cluster: str, wanted: tuple[str, ...]) -> bool:
-        """Younger than STATUS_CACHE_S, from `cluster`, and about every array of `wanted`."""
-        fresh = 0 <= time.time() - self.time < STATUS_CACHE_S
-        return fresh and self.cluster == cluster and set(wanted) <= set(self.arrays)
-
-
-def cached_poll(profile: ClusterProfile, folder: rundir.SweepFolder, array_ids: list[str], force: bool = False,
-                counter: Callable[[], None] | None = None, since: float | None = None) -> dict[str, str]:
-    """poll_scheduler, reusing the sweep's cached answer when it is younger than a minute."""
-    path = folder.path / CACHE_NAME
-    wanted = tuple(sorted(set(array_ids)))
-    if not force:
-        try:  # the cache is this module's own: one it cannot read is replaced by the fresh answer
-            # read_json: None for a missing, foreign or irregular file (a FIFO never blocks), which decode refuses
-            cache = decode(SchedulerCache, read_json(path), str(path))
-        except DecodeError:
-            cache = None
-        if cache is not None and cache.answers(profile.name, wanted):
-            return cache.states
-    states = poll_scheduler(profile, list(wanted), since)
-    if counter:
-        counter()
-    fresh = SchedulerCache(version=1, time=time.time(), cluster=profile.name, arrays=wanted, states=states)
-    atomic_write_json(rundir.contained(folder.root, path), encode(fresh))
-    return states
-
-
-def task_state(states: dict[str, str], job_id: str) -> str | None:
-    """The scheduler's state of one job or array task ('123_4'), None when the answer does not name it.
-
-    sacct reports an array cancelled before Slurm split it into tasks under the bare array id ('123'), not
-    per task: such a task inherits the array's state.
-    """
-    if job_id in states:
-        return states[job_id]
-    return states.get(job_id.split("_")[0]) if "_" in job_id else None
-
-
-def clear_cache(folder: rundir.SweepFolder) -> None:
-    """Forget the cached scheduler answer (after a change the cache cannot know of, e.g. scancel)."""
-    (folder.path / CACHE_NAME).unlink(missing_ok=True)
-
-
 def scancel(profile: ClusterProfile, job_ids: list[str]) -> None:
     """Cancel these jobs in one scancel call."""
     try:
@@ -207,6 +144,65 @@ def scancel(profile: ClusterProfile, job_ids: list[str]) -> None:
 # ------------------------------------------------------------------------------------------- sbatch
 
 
+def setup_lines(profile: ClusterProfile) -> list[str]:
+    """Shell lines of the sbatch script before srun: site setup, then the profile's variables."""
+    refuse_unsafe(profile, profile.name)  # load_profile refused these; a hand-built profile must not slip by
+    lines = list(profile.environment.setup)  # shell lines by design (module loads); one line each
+    lines.append(f"export MST_SCRATCH={shell_value(profile.storage.scratch)}")
+    # submitit's job side reads the preemption signal from this variable
+    lines.append(f"export SUBMITIT_PREEMPT_SIGNAL={shlex.quote(profile.preemption.signal)}")
+    if profile.slurm_conf:
+        # the job's own scontrol/sacct calls (requeue) must reach the same cluster
+        lines.append(f"export SLURM_CONF={shlex.quote(profile.slurm_conf)}")
+    lines += [f"export {key}={shell_value(value)}" for key, value in profile.environment.env.items()]
+    return lines
+
+
+def slurm_parameters(profile: ClusterProfile, stage: str, job_name: str, dependency: str | None = None
+                     ) -> dict[str, Any]:
+    """The submitit SlurmExecutor parameters of a `stage` job on this profile (the only mapping there is),
+    with its sbatch --dependency when it has one.
+
+    Devices go through `gres` (raw string) or `gpus_per_node`, never both: submitit's gpus_per_node means
+    gres `gpu`, which DCU nodes do not have.
+    """
+    if profile.scheduler != "slurm":
+        raise ProfileError(f"profile {profile.name} has scheduler {profile.scheduler}; it submits nothing")
+    shape = profile.shape(stage)
+    pre = profile.preemption
+    params: dict[str, Any] = {
+        "job_name": job_name,
+        "partition": profile.placement.partition,
+        "nodes": shape.nodes,
+        "ntasks_per_node": shape.tasks_per_node,
+        "cpus_per_task": shape.cpus_per_task,
+        "time": shape.time_min,
+        "mem": "0" if shape.mem_gb == 0 else f"{int(shape.mem_gb * 1024)}M",  # 0: all of the node's memory
+        "signal_delay_s": pre.delay_s,
+        "setup": setup_lines(profile),
+        "stderr_to_stdout": True,
+        "array_parallelism": profile.limits.array_parallelism,
+        # a dependency that can no longer be met cancels the job instead of leaving it pending forever
+        "additional_parameters": {"signal": f"{pre.signal}@{pre.delay_s}", "kill-on-invalid-dep": "yes"},
+    }
+    if pre.requeue:  # every stage job checkpoints and requeues itself (jobs.stage_job.StageJob)
+        params["additional_parameters"]["requeue"] = True
+    for key in ("account", "qos", "constraint"):
+        value = getattr(profile.placement, key)
+        if value:
+            params[key] = value
+    if shape.exclusive:
+        params["exclusive"] = True
+    acc = profile.accelerators
+    if acc.request == "gres":
+        params["gres"] = profile.gres(stage)
+    elif acc.request == "gpus_per_node":
+        params["gpus_per_node"] = shape.tasks_per_node
+    if dependency:
+        params["dependency"] = dependency
+    return params
+
+
 def submitit_command(python: str, folder: Path) -> str:
     """The command submitit puts in every sbatch script (as SlurmExecutor builds it)."""
     return " ".join([python, "-u -m submitit.core._submit", shlex.quote(str(folder))])
@@ -218,9 +214,7 @@ def render_sbatch(profile: ClusterProfile, stage: str, job_name: str, folder: Pa
     from submitit.slurm.slurm import _make_sbatch_string
 
     command = submitit_command(python_word(profile), folder)
-    params = slurm_parameters(profile, stage, job_name)
-    if dependency:
-        params["dependency"] = dependency
+    params = slurm_parameters(profile, stage, job_name, dependency)
     return _make_sbatch_string(command=command, folder=folder, map_count=n_tasks if n_tasks > 1 else None, **params)
 
 
@@ -247,10 +241,7 @@ def submit_array(profile: ClusterProfile, folder: Path, stage: str, name: str, d
 
     executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=profile.preemption.max_requeues,
                                       python=python_word(profile))
-    params = slurm_parameters(profile, stage, name)
-    if dependency:
-        params["dependency"] = dependency
-    executor.update_parameters(**params)
+    executor.update_parameters(**slurm_parameters(profile, stage, name, dependency))
 
     delay = SBATCH_BACKOFF_S
     for attempt in range(SBATCH_TRIES):

@@ -11,8 +11,8 @@ import sys
 import pytest
 from conftest import wait_for
 
-from jobs.profiles import load_profile, slurm_parameters
-from jobs.scheduler import slurm_conf_of
+from jobs.profiles import load_profile
+from jobs.scheduler import slurm_conf_of, slurm_parameters
 
 pytestmark = pytest.mark.slurm
 

@@ -22,7 +22,8 @@ import pytest
 from conftest import _cli, _fake_slurm, _one_error_line, _profile, _seed_manifest, _sweep
 
 from jobs import rundir
-from jobs.profiles import ProfileError, load_profile, setup_lines
+from jobs.profiles import ProfileError, load_profile
+from jobs.scheduler import setup_lines
 
 HOSTILE = Path(__file__).resolve().parent / "fixtures" / "hostile"
 
@@ -130,8 +131,8 @@ def test_run_folder_names_must_be_path_safe(tmp_path, kind, parts):
 
 def test_a_planted_link_cannot_take_writes_outside_the_runs_root(tmp_path):
     """A run folder that is a symlink elsewhere (a careless colleague's) is refused; nothing is written there."""
-    from jobs.launcher import write_run_configs
     from jobs.plan import resolve_runs
+    from jobs.rundir import write_run_configs
     from jobs.sweep import load_sweep
 
     sweep = load_sweep(str(_sweep(tmp_path, "contain")))

@@ -45,7 +45,8 @@ def test_a_failing_local_cell_is_recorded_and_the_others_still_run(tmp_path):
 
 def test_previously_failed_cells_run_last(tmp_path):
     """A resubmission runs the cells that never failed first: a known-bad cell never delays the rest."""
-    from jobs.plan import local_order, resolve_runs
+    from jobs.local_run import local_order
+    from jobs.plan import resolve_runs
     from jobs.sweep import load_sweep
 
     sweep = load_sweep(str(_sweep(tmp_path, "order", grid="{loss.restore_weight: [0.2, 0.4, 0.6]}")))

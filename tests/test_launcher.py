@@ -16,9 +16,10 @@ from jobs import rundir
 from jobs.config_io import yaml_names
 from jobs.launcher import submit
 from jobs.plan import Array, Run, dependency, plan_arrays
-from jobs.profiles import CLUSTERS_DIR, load_profile, slurm_parameters
+from jobs.profiles import CLUSTERS_DIR, load_profile
 from jobs.runstate import classify
-from jobs.scheduler import render_sbatch, task_state
+from jobs.scheduler import render_sbatch, slurm_parameters
+from jobs.states import task_state
 from mst.atomic import atomic_write_json
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -183,8 +184,7 @@ def test_atomic_json_leaves_no_temp_files(tmp_path):
 @pytest.mark.parametrize("cluster", ["local", "dcu128"])
 def test_resolved_runs_keep_the_sweep_run_ids_and_apply_the_profile(cluster):
     """Folders keep the sweep's run ids (mst-report finds them); the config is the one the cluster runs."""
-    from jobs.plan import resolve_runs
-    from jobs.profiles import config_overrides
+    from jobs.plan import config_overrides, resolve_runs
     from jobs.sweep import load_sweep
     from mst.config import apply_overrides, config_to_dict
 
@@ -201,7 +201,8 @@ def test_resolved_runs_keep_the_sweep_run_ids_and_apply_the_profile(cluster):
 def test_a_manifest_entry_is_typed_once_and_reads_back(tmp_path):
     """Slurm and local submissions write the same typed entry; the manifest reader takes it as written."""
     from jobs import rundir
-    from jobs.plan import ManifestEntry, resolve_runs
+    from jobs.plan import resolve_runs
+    from jobs.rundir import ManifestEntry
     from jobs.sweep import load_sweep
 
     run = resolve_runs(load_sweep("loss_weight_smoke"), load_profile("dcu128"))[1]
@@ -215,8 +216,9 @@ def test_a_manifest_entry_is_typed_once_and_reads_back(tmp_path):
 
 
 def test_a_run_folder_of_another_config_stops_the_submission(tmp_path):
-    from jobs.launcher import LaunchError, write_run_configs
+    from jobs.launcher import LaunchError
     from jobs.plan import resolve_runs
+    from jobs.rundir import write_run_configs
     from jobs.sweep import load_sweep
 
     sweep = load_sweep("loss_weight_smoke")

@@ -11,14 +11,9 @@ from pathlib import Path
 import pytest
 
 from jobs.config_io import yaml_names
-from jobs.profiles import (
-    CLUSTERS_DIR,
-    ClusterProfile,
-    ProfileError,
-    config_overrides,
-    load_profile,
-    slurm_parameters,
-)
+from jobs.plan import config_overrides
+from jobs.profiles import CLUSTERS_DIR, ClusterProfile, ProfileError, load_profile
+from jobs.scheduler import slurm_parameters
 from mst.config.codec import dotted_keys
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -139,7 +139,8 @@ def main(argv: list[str] | None = None) -> None:
         from jobs.sweep import budgeted
 
         args.sweep = budgeted(args.sweep, args.budget)  # the alias `<name>_<budget>` names the runs folder
-    from jobs.launcher import LaunchError, LocalFailures, cancel, status, submit
+    from jobs.launcher import LaunchError, cancel, status, submit
+    from jobs.local_run import LocalFailures
     from jobs.profiles import ProfileError
     from jobs.rundir import RunFolderError
     from jobs.sweep import SweepError
