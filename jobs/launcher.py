@@ -26,10 +26,10 @@ from typing import Any
 from jobs import pool, rundir
 from jobs.errors import LaunchError
 from jobs.local_run import run_local
-from jobs.plan import Run, arrays_to_submit, dependency, describe, resolve_runs, stage_job
+from jobs.plan import Run, arrays_to_submit, describe, resolve_runs, stage_job
 from jobs.profiles import ClusterProfile, load_profile
 from jobs.runstate import IN_FLIGHT
-from jobs.scheduler import check_cluster, render_sbatch, scancel, slurm_conf_of, submit_array
+from jobs.scheduler import check_cluster, dependency_of, render_sbatch, scancel, slurm_conf_of, submit_array
 from jobs.shellsafe import check_shell_path
 from jobs.states import StageState, clear_cache, stage_states
 
@@ -98,17 +98,19 @@ def submit(sweep_name: str, cluster: str, runs_root: str | None = None, dry_run:
                     + (f", waits for its pre-training job {array.waits_for}" if array.waits_for else ""))
                 for t, run in enumerate(array.runs):
                     out(f"#   task {t}: {run.run_id} ({describe(run)})")
-                out(render_sbatch(profile, array.stage, job_names[array.stage], logs, len(array.runs),
-                                  dependency(None, array)))
+                dep = dependency_of(None, array)
+                out(render_sbatch(profile, array.stage, job_names[array.stage], logs, len(array.runs), dep))
             return []
+        # every job callable is built before anything is written or queued: one that cannot be built stops the
+        # submission before its first array, not half way through
+        fns_of = [[stage_job(run, array.stage, profile, folder.root) for run in array.runs] for array in arrays]
         rundir.contained(folder.root, logs.parent)
         rundir.write_run_configs(runs, folder, profile.name)
         records: list[dict[str, Any]] = []
         submitted: list[list[str]] = []
         with slurm_conf_of(profile):
-            for array in arrays:
-                dep = dependency(submitted, array)
-                fns = [stage_job(run, array.stage, profile, folder.root) for run in array.runs]
+            for array, fns in zip(arrays, fns_of):
+                dep = dependency_of(submitted, array)
                 ids = submit_array(profile, logs, array.stage, job_names[array.stage], dep, fns)
                 submitted.append(ids)
                 batch = [rundir.ManifestEntry.of(run, array.stage, jid, profile.name, dep).encode()

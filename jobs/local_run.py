@@ -16,7 +16,6 @@ from jobs.plan import Run, describe, share_line, stage_job
 from jobs.profiles import ClusterProfile
 from jobs.runstate import LOCAL_JOB
 from jobs.states import stage_states
-from mst.run.record import is_done
 from mst.stages import NEEDS_PRETRAIN
 
 
@@ -61,7 +60,8 @@ def run_local(sweep: Any, profile: ClusterProfile, runs: list[Run], folder: rund
             head = f"[{i}/{len(tasks)}] {stage} {run.run_id}"
             # asked here, not planned ahead: another local sweep sharing a pooled pre-training may have
             # finished it
-            if is_done(folder.stage(run.run_id, stage)) is not None:
+            stage_dir = folder.stage(run.run_id, stage)
+            if rundir.result_status(stage_dir) == "done":
                 out(f"{head} ({describe(run)}): done already")
                 done += 1
                 continue

@@ -198,21 +198,6 @@ def share_line(pooled: list[str], states: dict[str, str], planned: Iterable[str]
                    "them into it)" if own else "")
 
 
-def dependency(submitted: list[list[str]] | None, array: Array) -> str | None:
-    """The --dependency of `array`, given the job ids of the arrays submitted before it (plan order); on a dry
-    run (`submitted` None: no job id exists yet) the aligned array's number stands in for its id."""
-    if array.waits_for is not None:
-        return f"afterok:{array.waits_for}"  # a job id or an array task id ('123_4'): Slurm takes both
-    if array.after is None:
-        return None
-    if submitted is None:
-        return f"aftercorr:<job id of array {array.after + 1}>"
-    ids = submitted[array.after]
-    if len(ids) == 1 and "_" not in ids[0]:
-        return f"afterok:{ids[0]}"  # a single run is a plain job, not an array
-    return f"aftercorr:{ids[0].split('_')[0]}"
-
-
 def describe(run: Run) -> str:
     """'loss.restore_weight=0.6, repeat 0': the run's cell and repeat, for progress lines."""
     from jobs.sweep import cell_label

@@ -208,6 +208,21 @@ def submitit_command(python: str, folder: Path) -> str:
     return " ".join([python, "-u -m submitit.core._submit", shlex.quote(str(folder))])
 
 
+def dependency_of(submitted: list[list[str]] | None, array: Any) -> str | None:
+    """The --dependency of `array` (a jobs.plan.Array), given the job ids of the arrays submitted before it (plan order); on a dry
+    run (`submitted` None: no job id exists yet) the aligned array's number stands in for its id."""
+    if array.waits_for is not None:
+        return f"afterok:{array.waits_for}"  # a job id or an array task id ('123_4'): Slurm takes both
+    if array.after is None:
+        return None
+    if submitted is None:
+        return f"aftercorr:<job id of array {array.after + 1}>"
+    ids = submitted[array.after]
+    if len(ids) == 1 and "_" not in ids[0]:
+        return f"afterok:{ids[0]}"  # a single run is a plain job, not an array
+    return f"aftercorr:{ids[0].split('_')[0]}"
+
+
 def render_sbatch(profile: ClusterProfile, stage: str, job_name: str, folder: Path, n_tasks: int,
                   dependency: str | None = None) -> str:
     """The sbatch script submitit writes for this array (submitit's own renderer, no submission)."""

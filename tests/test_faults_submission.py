@@ -115,14 +115,15 @@ def test_resubmit_dry_run_lists_what_and_why_and_submits_nothing(tmp_path):
 
 
 def test_plan_never_leaves_a_downstream_stage_of_a_live_pretraining_unguarded():
-    from jobs.plan import Run, dependency, plan_arrays
+    from jobs.plan import Run, plan_arrays
+    from jobs.scheduler import dependency_of
 
     runs = [Run(f"r{i}", None, None) for i in range(3)]
     arrays = plan_arrays({"pretrain": runs[:1], "knn": runs}, ("pretrain", "knn"), 10, live={"r1": "5_1"})
     assert [(a.stage, [r.run_id for r in a.runs], a.after, a.waits_for) for a in arrays] == [
         ("pretrain", ["r0"], None, None), ("knn", ["r0"], 0, None), ("knn", ["r1"], None, "5_1"),
         ("knn", ["r2"], None, None)]  # r2's pre-training is done
-    assert dependency([["9"]], arrays[2]) == "afterok:5_1"
+    assert dependency_of([["9"]], arrays[2]) == "afterok:5_1"
 
 
 # ------------------------------------------------------------------------ class 8: one submission at a time

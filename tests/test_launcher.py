@@ -15,10 +15,10 @@ import pytest
 from jobs import rundir
 from jobs.config_io import yaml_names
 from jobs.launcher import submit
-from jobs.plan import Array, Run, dependency, plan_arrays
+from jobs.plan import Array, Run, plan_arrays
 from jobs.profiles import CLUSTERS_DIR, load_profile
 from jobs.runstate import classify
-from jobs.scheduler import render_sbatch, slurm_parameters
+from jobs.scheduler import dependency_of, render_sbatch, slurm_parameters
 from jobs.states import task_state
 from mst.atomic import atomic_write_json
 
@@ -129,9 +129,9 @@ def test_dependency_strings():
     arrays = [Array("pretrain", tuple(_runs(2))), Array("knn", tuple(_runs(2)), after=0),
               Array("pretrain", tuple(_runs(1))), Array("knn", tuple(_runs(1)), after=2)]
     submitted = [["41_0", "41_1"], ["42_0", "42_1"], ["43"], ["44"]]
-    assert dependency(submitted, arrays[1]) == "aftercorr:41"
-    assert dependency(submitted, arrays[3]) == "afterok:43"  # a single run is a plain job
-    assert dependency(submitted, arrays[0]) is None
+    assert dependency_of(submitted, arrays[1]) == "aftercorr:41"
+    assert dependency_of(submitted, arrays[3]) == "afterok:43"  # a single run is a plain job
+    assert dependency_of(submitted, arrays[0]) is None
 
 
 @pytest.mark.parametrize(("marker", "sched", "job", "state"), [
