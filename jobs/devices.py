@@ -71,10 +71,8 @@ def select_device(policy: str, local_rank: int, local_world_size: int,
         else:
             return DeviceChoice(None, None, False, None, None)
     entries = mask_entries(env[found])
-    if not entries:
-        return DeviceChoice(found, env[found], written, None, None)
-    index = local_rank % len(entries)
-    return DeviceChoice(found, env[found], written, index, entries[index])
+    index = local_rank % len(entries) if entries else None
+    return DeviceChoice(found, env[found], written, index, None if index is None else entries[index])
 
 
 def node_devices(choice: DeviceChoice, env: MutableMapping[str, str] | None = None) -> dict[str, str | None]:

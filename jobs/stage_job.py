@@ -17,6 +17,7 @@ Preemption design (what happens when Slurm wants the node back):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -29,7 +30,7 @@ from typing import Any
 import submitit
 
 from jobs import rundir
-from jobs.devices import DeviceChoice, node_devices, select_device
+from jobs.devices import DeviceChoice, existing_masks, node_devices, select_device
 from jobs.runstate import FINAL
 from jobs.stop_flag import StopFlag
 from mst.atomic import atomic_write_json, read_json
@@ -102,7 +103,7 @@ class StageJob(submitit.helpers.Checkpointable):
                     self._after_interrupt(flag, usr, started)  # exits
                 raise
             except Exception as err:
-                self._mark_failed(err, extra, cfg)
+                self._mark("failed", extra, err, cfg)
                 raise
 
     def run(self, cfg: Any, should_stop: Any, extra: dict[str, Any]) -> dict[str, Any]:
@@ -129,11 +130,8 @@ class StageJob(submitit.helpers.Checkpointable):
             return
         link = self.out_dir / "slurm" / env.job_id
         link.parent.mkdir(parents=True, exist_ok=True)
-        if not link.is_symlink():
-            try:
-                link.symlink_to(env.paths.folder.resolve())
-            except FileExistsError:
-                pass
+        with contextlib.suppress(FileExistsError):  # a requeued job's link is there already
+            link.symlink_to(env.paths.folder.resolve())
 
     def _after_interrupt(self, flag: StopFlag, usr: int, started: float) -> None:
         """The method saved at a step boundary; requeue (profile signal) or wait for Slurm (SIGTERM)."""
@@ -153,48 +151,38 @@ class StageJob(submitit.helpers.Checkpointable):
             time.sleep(0.5)
         sys.exit(1)
 
-    def _mark(self, status: str, extra: dict[str, Any]) -> None:
-        """A 'running' or 'preempted' result.json (no metrics yet), unless the stage is finished:
-        a done or failed record is never replaced by a progress one (a rerun of a failed stage is, though,
-        once it starts: the previous failure stays in the Slurm log)."""
-        if os.environ.get("RANK", "0") != "0":
+    def _mark(self, status: str, extra: dict[str, Any], err: Exception | None = None, cfg: Any = None) -> None:
+        """Rank 0's result.json for where the stage stands, so `status` needs no scheduler call for it:
+        'running' or 'preempted' (no metrics yet), or 'failed' (`err`) when the method left no final record.
+        A done or failed record is never replaced by a progress one (a rerun of a failed stage is, though,
+        once it starts: the previous failure stays in the Slurm log). A folder that another live process
+        holds is left alone: its record is that process's to write."""
+        from mst.run.folder import StageFolderBusy
+        from mst.run.record import encode_record, record_of, utc_now, write_failed_record
+
+        if os.environ.get("RANK", "0") != "0" or isinstance(err, StageFolderBusy):
             return
         previous = rundir.result_status(self.out_dir)
-        if previous == "done" or (previous == "failed" and status != "running"):
-            return
-        from mst.run.record import encode_record, record_of, utc_now
-
-        record = record_of({**extra, "stage": self.stage, "status": status, "error": None, "metrics": {},
-                            "config": self.config, "wall_time_s": None, "device_hours": None,
-                            "updated_at": utc_now()})
-        atomic_write_json(self.out_dir / "result.json", encode_record(record))
-
-    def _mark_failed(self, err: Exception, extra: dict[str, Any], cfg: Any) -> None:
-        """A failed result.json when the method left none, so `status` needs no scheduler call for it.
-        A folder that another live process holds is left alone: its record is that process's to write."""
-        from mst.run.folder import StageFolderBusy
-
-        if isinstance(err, StageFolderBusy) or rundir.result_status(self.out_dir) in FINAL:
-            return
-        if os.environ.get("RANK", "0") != "0":
-            return
-        from mst.run.record import write_failed_record
-
-        write_failed_record(self.out_dir, self.stage, cfg, err, wall_time_s=None, extra=extra)
+        if status == "failed":
+            if previous not in FINAL:
+                write_failed_record(self.out_dir, self.stage, cfg, err, wall_time_s=None, extra=extra)
+        elif previous != "done" and (previous != "failed" or status == "running"):
+            record = record_of({**extra, "stage": self.stage, "status": status, "error": None, "metrics": {},
+                                "config": self.config, "wall_time_s": None, "device_hours": None,
+                                "updated_at": utc_now()})
+            atomic_write_json(self.out_dir / "result.json", encode_record(record))
 
 
 def _provenance(under_slurm: bool, world: int, device: DeviceChoice, device_kind: str, ran_under: list[str]
                 ) -> dict[str, Any]:
     """Where and on what the job runs, for its record: nodes, every job id it ran under (`ran_under` before
     this one), the devices it counts and the ones the launcher left visible."""
-    job_ids = list(ran_under)
+    job_ids, nodes = list(ran_under), socket.gethostname()
     if under_slurm:
         job_id = submitit.JobEnvironment().job_id
         if job_id not in job_ids:
             job_ids.append(job_id)
-        nodes = os.environ.get("SLURM_JOB_NODELIST", socket.gethostname())
-    else:
-        nodes = socket.gethostname()
+        nodes = os.environ.get("SLURM_JOB_NODELIST", nodes)
     return {
         "nodes": nodes,
         "job_ids": job_ids,
@@ -202,8 +190,7 @@ def _provenance(under_slurm: bool, world: int, device: DeviceChoice, device_kind
         "devices": world,
         "device_kind": device_kind,
         # what the launcher left visible to this task (provenance for device-mapping problems)
-        "visible_devices": {k: os.environ[k] for k in ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES",
-                                                        "ROCR_VISIBLE_DEVICES") if k in os.environ},
+        "visible_devices": existing_masks(),
         # the device each rank used: this rank's choice, and every rank of this node (global rank -> device)
         "device_mask": dataclasses.asdict(device),
         "rank_devices": node_devices(device) if under_slurm else {"0": device.physical},
