@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import MutableMapping
 from dataclasses import dataclass
+from typing import Any
 
 MASK_VARIABLES = ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES")
 # the mask a rank selects in, by the profile's environment.visible_devices, most specific first
@@ -73,6 +74,15 @@ def select_device(policy: str, local_rank: int, local_world_size: int,
     entries = mask_entries(env[found])
     index = local_rank % len(entries) if entries else None
     return DeviceChoice(found, env[found], written, index, None if index is None else entries[index])
+
+
+def export_ranks(policy: str) -> tuple[Any, DeviceChoice]:
+    """Under Slurm: RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT exported from Slurm's variables as
+    torch's env:// reads them (submitit's environment, returned), and this rank's device by `policy`."""
+    import submitit  # imported here: the login side reads this module without the job's packages
+
+    env = submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
+    return env, select_device(policy, env.local_rank, env.local_world_size)
 
 
 def node_devices(choice: DeviceChoice, env: MutableMapping[str, str] | None = None) -> dict[str, str | None]:

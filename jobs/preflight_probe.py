@@ -18,7 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jobs.devices import existing_masks, select_device
+from jobs.devices import existing_masks, export_ranks, select_device
 from mst.run.record import error_line, versions
 
 if TYPE_CHECKING:
@@ -44,14 +44,10 @@ def _ranks(profile: ClusterProfile, under_slurm: bool) -> dict[str, Any]:
     set before the job's own code ran, and the device the rank takes (jobs.devices, as StageJob does)."""
     before = existing_masks()
     layout = {"rank": 0, "local_rank": 0, "world_size": 1, "local_world_size": 1}  # the in-process rank
-    policy = "none"
+    choice = select_device("none", 0, 1)
     if under_slurm:
-        import submitit
-
-        env = submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
+        env, choice = export_ranks(profile.environment.visible_devices)
         layout = {key: getattr(env, key) for key in layout}
-        policy = profile.environment.visible_devices
-    choice = select_device(policy, layout["local_rank"], layout["local_world_size"])
     return {**layout, "masks_before": before, "choice": dataclasses.asdict(choice)}
 
 
@@ -161,9 +157,8 @@ def _writable(path: str) -> dict[str, Any]:
     """Whether a file can be created (and removed) in `path`, or in its nearest existing parent when `path`
     does not exist yet (jobs create it); plus the free space there."""
     target = Path(path)
-    probe_dir = target
-    while not probe_dir.exists() and probe_dir != probe_dir.parent:
-        probe_dir = probe_dir.parent
+    chain = (target, *target.parents)  # ends at / (or . for a relative path), which stops the search
+    probe_dir = next((p for p in chain if p.exists()), chain[-1])
     out: dict[str, Any] = {"path": path, "exists": target.exists(), "ok": False, "free_gib": None, "detail": ""}
     try:
         fd, name = tempfile.mkstemp(prefix=".mst-preflight-", dir=probe_dir)
@@ -188,7 +183,6 @@ def probe(profile: ClusterProfile, run_root: str, under_slurm: bool) -> dict[str
     index = ranks["local_rank"] % devices["count"] if devices["count"] else None
     return {
         "host": socket.gethostname(), **ranks, "versions": _versions(), "devices": devices,
-        "visible": existing_masks(),
         "step": _step(profile.environment.precision, index),
         "all_reduce": _all_reduce(profile.accelerators.kind, under_slurm, ranks, index),
         "data_roots": [_data_root(name, path) for name, path in profile.storage.data_roots.items()],

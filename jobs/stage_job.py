@@ -30,7 +30,7 @@ from typing import Any
 import submitit
 
 from jobs import rundir
-from jobs.devices import DeviceChoice, existing_masks, node_devices, select_device
+from jobs.devices import DeviceChoice, existing_masks, export_ranks, node_devices, select_device
 from jobs.runstate import FINAL
 from jobs.stop_flag import StopFlag
 from mst.atomic import atomic_write_json, read_json
@@ -82,9 +82,7 @@ class StageJob(submitit.helpers.Checkpointable):
         watched = [usr, signal.SIGTERM] + ([] if under_slurm else [signal.SIGINT])  # Ctrl-C in-process too
         # in-process the caller gets its handlers back; a Slurm job's process ends with the job
         with StopFlag(watched, restore=not under_slurm) as flag:
-            # a requeued job's record lists the jobs it ran under before
-            ran_under = (read_json(self.out_dir / "result.json") or {}).get("job_ids") or []
-            extra = {**self.extra, **_provenance(under_slurm, world, device, self.device_kind, ran_under)}
+            extra = {**self.extra, **self._provenance(under_slurm, world, device)}
             if under_slurm:
                 self._link_logs()
 
@@ -115,13 +113,35 @@ class StageJob(submitit.helpers.Checkpointable):
     def _export_ranks(self) -> tuple[int, DeviceChoice]:
         """RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT from Slurm, as torch's env:// reads them, and
         this rank's device inside the mask Slurm or the site set (jobs.devices; a mask only where none is)."""
-        dist = submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
-        device = select_device(self.visible_devices, dist.local_rank, dist.local_world_size)
+        dist, device = export_ranks(self.visible_devices)
         print(f"[mst] rank {dist.rank} (local {dist.local_rank}) on {socket.gethostname()}: device "
               + (f"{device.physical} (entry {device.index} of {device.variable}={device.mask}"
                  + (", written by the job)" if device.written_by_job else ", set by Slurm or the site)")
                  if device.variable else "none (no visible-device mask)"), flush=True)
         return dist.world_size, device
+
+    def _provenance(self, under_slurm: bool, world: int, device: DeviceChoice) -> dict[str, Any]:
+        """Where and on what the job runs, for its record: nodes, every job id it ran under (a requeued job's
+        record lists the ones before), the devices it counts and the ones the launcher left visible."""
+        job_ids = list((read_json(self.out_dir / "result.json") or {}).get("job_ids") or [])
+        nodes = socket.gethostname()
+        if under_slurm:
+            job_id = submitit.JobEnvironment().job_id
+            if job_id not in job_ids:
+                job_ids.append(job_id)
+            nodes = os.environ.get("SLURM_JOB_NODELIST", nodes)
+        return {
+            "nodes": nodes,
+            "job_ids": job_ids,
+            # device-hours = wall time x devices; on cpu profiles a task counts as one device
+            "devices": world,
+            "device_kind": self.device_kind,
+            # what the launcher left visible to this task (provenance for device-mapping problems)
+            "visible_devices": existing_masks(),
+            # the device each rank used: this rank's choice, and every rank of this node (global rank -> device)
+            "device_mask": dataclasses.asdict(device),
+            "rank_devices": node_devices(device) if under_slurm else {"0": device.physical},
+        }
 
     def _link_logs(self) -> None:
         """<stage>/slurm/<job id> -> the submitit folder holding this job's script, pickle and log."""
@@ -172,26 +192,3 @@ class StageJob(submitit.helpers.Checkpointable):
                                 "updated_at": utc_now()})
             atomic_write_json(self.out_dir / "result.json", encode_record(record))
 
-
-def _provenance(under_slurm: bool, world: int, device: DeviceChoice, device_kind: str, ran_under: list[str]
-                ) -> dict[str, Any]:
-    """Where and on what the job runs, for its record: nodes, every job id it ran under (`ran_under` before
-    this one), the devices it counts and the ones the launcher left visible."""
-    job_ids, nodes = list(ran_under), socket.gethostname()
-    if under_slurm:
-        job_id = submitit.JobEnvironment().job_id
-        if job_id not in job_ids:
-            job_ids.append(job_id)
-        nodes = os.environ.get("SLURM_JOB_NODELIST", nodes)
-    return {
-        "nodes": nodes,
-        "job_ids": job_ids,
-        # device-hours = wall time x devices; on cpu profiles a task counts as one device
-        "devices": world,
-        "device_kind": device_kind,
-        # what the launcher left visible to this task (provenance for device-mapping problems)
-        "visible_devices": existing_masks(),
-        # the device each rank used: this rank's choice, and every rank of this node (global rank -> device)
-        "device_mask": dataclasses.asdict(device),
-        "rank_devices": node_devices(device) if under_slurm else {"0": device.physical},
-    }
