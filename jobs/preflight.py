@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import operator
 import re
-import subprocess
 import time
 import uuid
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from typing import Any
 from jobs.devices import mask_entries
 from jobs.preflight_probe import probe
 from jobs.profiles import ClusterProfile, slurm_parameters
-from jobs.scheduler import check_cluster, python_word, sbatch_refused, slurm_conf_of, slurm_env
+from jobs.scheduler import check_cluster, python_word, sbatch_refused, scancel, slurm_conf_of
 from mst.compat import TORCH_FLOOR, TORCHVISION_FLOOR, version_tuple
 
 PREFLIGHT_NODES = 2       # enough for the collective to cross nodes
@@ -253,7 +252,6 @@ def _run_slurm(profile: ClusterProfile, runs_root: Path, wait_s: float, out: Cal
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
     folder = runs_root.absolute() / ".preflight" / f"{profile.name}-{stamp}" / "%j"
     shapes = ("pretrain",) + (("downstream",) if profile.accelerators.kind != "cpu" else ())
-    env = slurm_env(profile)
     with slurm_conf_of(profile):
         jobs = {}
         for shape in shapes:
@@ -271,8 +269,7 @@ def _run_slurm(profile: ClusterProfile, runs_root: Path, wait_s: float, out: Cal
             if time.time() > deadline:
                 late = [job for job in jobs.values() if not job.done()]
                 states = ", ".join(f"{job.job_id} {job.state}" for job in late)
-                subprocess.run(["scancel", *(str(job.job_id) for job in late)], env=env, check=False,
-                               capture_output=True, timeout=30)
+                scancel(profile, [str(job.job_id) for job in late])
                 return (f"preflight job(s) {states} did not finish within {wait_s:.0f} s; cancelled; retry when "
                         "the partition has room, or pass --wait")
             time.sleep(2.0)
