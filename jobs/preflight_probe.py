@@ -8,6 +8,7 @@ that breaks is recorded in the report, never raised: the login side turns report
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -161,16 +162,13 @@ def _writable(path: str) -> dict[str, Any]:
     probe_dir = next((p for p in chain if p.exists()), chain[-1])
     out: dict[str, Any] = {"path": path, "exists": target.exists(), "ok": False, "free_gib": None, "detail": ""}
     try:
-        fd, name = tempfile.mkstemp(prefix=".mst-preflight-", dir=probe_dir)
-        os.close(fd)
-        os.unlink(name)
-        out["ok"] = True
+        with tempfile.NamedTemporaryFile(prefix=".mst-preflight-", dir=probe_dir):  # removed on leaving
+            pass
+        out["ok"] = True  # created and removed
     except OSError as err:
         out["detail"] = f"cannot write in {probe_dir} ({err.strerror or err})"
-    try:
+    with contextlib.suppress(OSError):  # no free space known: the row says nothing of it
         out["free_gib"] = round(shutil.disk_usage(probe_dir).free / GIB, 1)
-    except OSError:
-        pass
     return out
 
 
