@@ -155,13 +155,12 @@ class StageJob(submitit.helpers.Checkpointable):
 
     def _after_interrupt(self, flag: StopFlag, usr: int, started: float) -> None:
         """The method saved at a step boundary; requeue (profile signal) or wait for Slurm (SIGTERM)."""
-        env = submitit.JobEnvironment()
         deadline = time.time() + KILL_WAIT_S
         # a preemption may send SIGTERM just before the user signal: give it a moment to arrive
         grace = time.time() + 3.0
         while usr not in flag.signals and time.time() < grace:
             time.sleep(0.1)
-        if usr in flag.signals and env.global_rank == 0:
+        if usr in flag.signals and submitit.JobEnvironment().global_rank == 0:
             from jobs.scheduler import requeue_at_step_boundary
 
             print(f"[mst] {self.stage} {self.run_id}: saved at a step boundary, requeueing", flush=True)
