@@ -220,12 +220,10 @@ def evaluate_downstream(profile: ClusterProfile, reports: list[dict[str, Any]]) 
 
 
 def format_table(rows: list[Row]) -> str:
-    widths = [max(len(getattr(r, f)) for r in rows + [Row("check", "where", "found", True)])
-              for f in ("check", "where")]
-    lines = [f"{'check':{widths[0]}}  {'where':{widths[1]}}  ok   found"]
-    for r in rows:
-        lines.append(f"{r.check:{widths[0]}}  {r.where:{widths[1]}}  {'ok ' if r.ok else 'BAD'}  {r.found}")
-    return "\n".join(lines)
+    table = [Row("check", "where", "found", True), *rows]  # the header prints as a passing row does
+    widths = [max(len(getattr(r, f)) for r in table) for f in ("check", "where")]
+    return "\n".join(f"{r.check:{widths[0]}}  {r.where:{widths[1]}}  {'ok ' if r.ok else 'BAD'}  {r.found}"
+                     for r in table)
 
 
 # ------------------------------------------------------------------------------------------ running
