@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import MutableMapping
 from dataclasses import dataclass
+from typing import Any
 
 MASK_VARIABLES = ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES")
 # the mask a rank selects in, by the profile's environment.visible_devices, most specific first
@@ -59,22 +60,28 @@ def select_device(policy: str, local_rank: int, local_world_size: int,
     """
     env = os.environ if env is None else env
     found = next((name for name in PREFERRED[policy] if name in env), None)
-    written = False
-    if found is None:
-        if policy == "cuda_per_task":
-            found, written = "CUDA_VISIBLE_DEVICES", True
-            env[found] = str(local_rank)
-        elif policy == "hip_per_node":
-            # no CUDA mask beside it: HIP, ROCR and CUDA masks combined can leave a rank with zero devices
-            found, written = "HIP_VISIBLE_DEVICES", True
-            env[found] = ",".join(str(i) for i in range(local_world_size))
-        else:
-            return DeviceChoice(None, None, False, None, None)
+    written = found is None
+    if written and policy == "cuda_per_task":
+        found = "CUDA_VISIBLE_DEVICES"
+        env[found] = str(local_rank)
+    elif written and policy == "hip_per_node":
+        # no CUDA mask beside it: HIP, ROCR and CUDA masks combined can leave a rank with zero devices
+        found = "HIP_VISIBLE_DEVICES"
+        env[found] = ",".join(str(i) for i in range(local_world_size))
+    elif written:  # policy none writes no mask
+        return DeviceChoice(None, None, False, None, None)
     entries = mask_entries(env[found])
-    if not entries:
-        return DeviceChoice(found, env[found], written, None, None)
-    index = local_rank % len(entries)
-    return DeviceChoice(found, env[found], written, index, entries[index])
+    index = local_rank % len(entries) if entries else None
+    return DeviceChoice(found, env[found], written, index, None if index is None else entries[index])
+
+
+def export_ranks(policy: str) -> tuple[Any, DeviceChoice]:
+    """Under Slurm: RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT exported from Slurm's variables as
+    torch's env:// reads them (submitit's environment, returned), and this rank's device by `policy`."""
+    import submitit  # imported here: the login side reads this module without the job's packages
+
+    env = submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
+    return env, select_device(policy, env.local_rank, env.local_world_size)
 
 
 def node_devices(choice: DeviceChoice, env: MutableMapping[str, str] | None = None) -> dict[str, str | None]:
@@ -85,8 +92,6 @@ def node_devices(choice: DeviceChoice, env: MutableMapping[str, str] | None = No
         ranks = [int(x) for x in env.get("SLURM_GTIDS", "").split(",") if x.strip()]
     except ValueError:
         ranks = []
-    if choice.mask is None:
-        return {str(r): None for r in ranks}
     entries = mask_entries(choice.mask)
     if choice.written_by_job and choice.variable == "CUDA_VISIBLE_DEVICES":
         return {str(r): str(local) for local, r in enumerate(ranks)}  # each task wrote its own local rank

@@ -9,8 +9,8 @@ line per problem.
 from __future__ import annotations
 
 import dataclasses
+import operator
 import re
-import subprocess
 import time
 import uuid
 from collections.abc import Callable
@@ -25,8 +25,8 @@ from jobs.scheduler import (
     check_cluster,
     python_word,
     sbatch_refused,
+    scancel,
     slurm_conf_of,
-    slurm_env,
     slurm_parameters,
 )
 from mst.compat import TORCH_FLOOR, TORCHVISION_FLOOR, version_tuple
@@ -77,17 +77,15 @@ def supported_ranges() -> dict[str, str]:
 
 def in_range(version: str, spec: str) -> bool:
     """Whether `version` satisfies a '>=a,<b' style range (the only operators pyproject.toml uses here)."""
+    compare = {">=": operator.ge, "<=": operator.le, "==": operator.eq, "<": operator.lt, ">": operator.gt}
     have = version_tuple(version)
     for clause in filter(None, spec.split(",")):
         m = re.fullmatch(r"(>=|<=|==|<|>)([\d.]+)", clause.strip())
         if m is None:
             continue
-        op, bound = m.group(1), version_tuple(m.group(2))
+        bound = version_tuple(m.group(2))
         n = len(bound)  # compare at the bound's precision: 2.1.2 satisfies >=2.1 and ==2.1
-        mine = have[:n] + (0,) * max(0, n - len(have))
-        ok = {">=": mine >= bound, "<=": mine <= bound, "==": mine == bound, "<": mine < bound,
-              ">": mine > bound}[op]
-        if not ok:
+        if not compare[m.group(1)]((have + (0,) * n)[:n], bound):
             return False
     return True
 
@@ -229,12 +227,10 @@ def evaluate_downstream(profile: ClusterProfile, reports: list[dict[str, Any]]) 
 
 
 def format_table(rows: list[Row]) -> str:
-    widths = [max(len(getattr(r, f)) for r in rows + [Row("check", "where", "found", True)])
-              for f in ("check", "where")]
-    lines = [f"{'check':{widths[0]}}  {'where':{widths[1]}}  ok   found"]
-    for r in rows:
-        lines.append(f"{r.check:{widths[0]}}  {r.where:{widths[1]}}  {'ok ' if r.ok else 'BAD'}  {r.found}")
-    return "\n".join(lines)
+    table = [Row("check", "where", "found", True), *rows]  # the header prints as a passing row does
+    widths = [max(len(getattr(r, f)) for r in table) for f in ("check", "where")]
+    return "\n".join(f"{r.check:{widths[0]}}  {r.where:{widths[1]}}  {'ok ' if r.ok else 'BAD'}  {r.found}"
+                     for r in table)
 
 
 # ------------------------------------------------------------------------------------------ running
@@ -251,39 +247,34 @@ def preflight_parameters(profile: ClusterProfile, shape: str = "pretrain") -> di
     return params
 
 
-def _submit(profile: ClusterProfile, runs_root: Path, folder: Path, shape: str, out: Callable[[str], None]) -> Any:
-    import submitit
-
-    executor = submitit.SlurmExecutor(folder=folder, python=python_word(profile), max_num_timeout=0)
-    params = preflight_parameters(profile, shape)
-    executor.update_parameters(**params)
-    try:
-        job = executor.submit(probe, profile, str(runs_root.absolute()), under_slurm=True)
-    except Exception as err:  # noqa: BLE001 - submitit's FailedJobError carries sbatch's own words
-        raise sbatch_refused("the preflight job", str(err)) from None
-    out(f"preflight job {job.job_id} on {profile.name} ({shape} shape): {params['nodes']} node(s) x "
-        f"{params['ntasks_per_node']} task(s), waiting for it")
-    return job
-
-
 def _run_slurm(profile: ClusterProfile, runs_root: Path, wait_s: float, out: Callable[[str], None]
                ) -> dict[str, list[dict[str, Any]]] | str:
     """The reports of every task of the preflight jobs ({shape: reports}), or the one-line reason there are
     none. The pre-training shape always; the downstream shape too when the profile asks for devices."""
+    import submitit
+
     check_cluster(profile)
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
     folder = runs_root.absolute() / ".preflight" / f"{profile.name}-{stamp}" / "%j"
     shapes = ("pretrain",) + (("downstream",) if profile.accelerators.kind != "cpu" else ())
-    env = slurm_env(profile)
     with slurm_conf_of(profile):
-        jobs = {shape: _submit(profile, runs_root, folder, shape, out) for shape in shapes}
+        jobs = {}
+        for shape in shapes:
+            executor = submitit.SlurmExecutor(folder=folder, python=python_word(profile), max_num_timeout=0)
+            params = preflight_parameters(profile, shape)
+            executor.update_parameters(**params)
+            try:
+                jobs[shape] = executor.submit(probe, profile, str(runs_root.absolute()), under_slurm=True)
+            except Exception as err:  # noqa: BLE001 - submitit's FailedJobError carries sbatch's own words
+                raise sbatch_refused("the preflight job", str(err)) from None
+            out(f"preflight job {jobs[shape].job_id} on {profile.name} ({shape} shape): {params['nodes']} node(s)"
+                f" x {params['ntasks_per_node']} task(s), waiting for it")
         deadline = time.time() + wait_s
         while not all(job.done() for job in jobs.values()):
             if time.time() > deadline:
                 late = [job for job in jobs.values() if not job.done()]
                 states = ", ".join(f"{job.job_id} {job.state}" for job in late)
-                subprocess.run(["scancel", *(str(job.job_id) for job in late)], env=env, check=False,
-                               capture_output=True, timeout=30)
+                scancel(profile, [str(job.job_id) for job in late])
                 return (f"preflight job(s) {states} did not finish within {wait_s:.0f} s; cancelled; retry when "
                         "the partition has room, or pass --wait")
             time.sleep(2.0)
@@ -301,19 +292,14 @@ def _run_slurm(profile: ClusterProfile, runs_root: Path, wait_s: float, out: Cal
 def run_check(profile: ClusterProfile, runs_root: Path, wait_s: float = DEFAULT_WAIT_S,
               out: Callable[[str], None] = print) -> list[str]:
     """Probe the profile's nodes, print the table, and return the problem lines (empty: all good)."""
-    if profile.scheduler == "local":
-        reports = [probe(profile, str(runs_root.absolute()), under_slurm=False)]
-        tasks = 1
-        downstream: list[dict[str, Any]] = []
-    else:
-        found = _run_slurm(profile, runs_root, wait_s, out)
-        if isinstance(found, str):
-            return [found]
-        reports, downstream = found["pretrain"], found.get("downstream", [])
-        tasks = profile.resources.tasks_per_node
-    rows, problems = evaluate(profile, reports, tasks)
-    if downstream:
-        more_rows, more = evaluate_downstream(profile, downstream)
+    local = profile.scheduler == "local"
+    found = ({"pretrain": [probe(profile, str(runs_root.absolute()), under_slurm=False)]} if local
+             else _run_slurm(profile, runs_root, wait_s, out))
+    if isinstance(found, str):
+        return [found]
+    rows, problems = evaluate(profile, found["pretrain"], 1 if local else profile.resources.tasks_per_node)
+    if found.get("downstream"):
+        more_rows, more = evaluate_downstream(profile, found["downstream"])
         rows += more_rows
         problems = _once(problems + more)
     out(f"preflight of {profile.name} ({profile.scheduler}):")

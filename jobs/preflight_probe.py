@@ -8,9 +8,9 @@ that breaks is recorded in the report, never raised: the login side turns report
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
-import platform
 import shutil
 import socket
 import tempfile
@@ -19,7 +19,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jobs.devices import existing_masks, select_device
+from jobs.devices import existing_masks, export_ranks, select_device
+from mst.run.record import error_line, versions
 
 if TYPE_CHECKING:
     from jobs.profiles import ClusterProfile
@@ -30,26 +31,12 @@ FASHION_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
 GIB = 1024 ** 3
 
 
-def _finding(err: Exception) -> str:
-    """An exception as a report holds it: its type and the first line of its message."""
-    return f"{type(err).__name__}: {err}".splitlines()[0]
-
-
 def _versions() -> dict[str, str | None]:
-    from importlib import metadata
+    """The versions the supported ranges name (None: not installed), as a record lists them."""
+    import torch
 
-    found: dict[str, str | None] = {"python": platform.python_version()}
-    for pkg in ("torch", "torchvision", "timm"):
-        try:
-            found[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            found[pkg] = None
-    try:  # a vendor build may carry a version its metadata does not (or no metadata at all)
-        import torch
-
-        found["torch"] = torch.__version__
-    except ImportError:
-        pass
+    found = {pkg: versions().get(pkg) for pkg in ("python", "torch", "torchvision", "timm")}
+    found["torch"] = torch.__version__  # a vendor build may carry a version its metadata does not (or none)
     return found
 
 
@@ -58,14 +45,10 @@ def _ranks(profile: ClusterProfile, under_slurm: bool) -> dict[str, Any]:
     set before the job's own code ran, and the device the rank takes (jobs.devices, as StageJob does)."""
     before = existing_masks()
     layout = {"rank": 0, "local_rank": 0, "world_size": 1, "local_world_size": 1}  # the in-process rank
-    policy = "none"
+    choice = select_device("none", 0, 1)
     if under_slurm:
-        import submitit
-
-        env = submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
+        env, choice = export_ranks(profile.environment.visible_devices)
         layout = {key: getattr(env, key) for key in layout}
-        policy = profile.environment.visible_devices
-    choice = select_device(policy, layout["local_rank"], layout["local_world_size"])
     return {**layout, "masks_before": before, "choice": dataclasses.asdict(choice)}
 
 
@@ -80,7 +63,7 @@ def _devices() -> dict[str, Any]:
             out["count"] = torch.cuda.device_count()
             out["names"] = [torch.cuda.get_device_name(i) for i in range(out["count"])]
     except Exception as err:  # noqa: BLE001 - a broken driver raises anything: that is the finding
-        out["error"] = _finding(err)
+        out["error"] = error_line(err)
     return out
 
 
@@ -92,6 +75,8 @@ def _step(precision: str, device_index: int | None) -> dict[str, Any]:
 
     device = torch.device("cpu") if device_index is None else torch.device("cuda", device_index)
     used = precision if device.type == "cuda" else "fp32"  # the method trains in fp32 on the CPU
+    out: dict[str, Any] = {"device": str(device), "precision": used, "ok": False, "loss": None, "ms": None,
+                           "error": None}
     started = time.perf_counter()
     try:
         if device.type == "cuda":
@@ -107,12 +92,11 @@ def _step(precision: str, device_index: int | None) -> dict[str, Any]:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         finite = bool(torch.isfinite(loss).item() and torch.isfinite(grads).all().item())
-        return {"device": str(device), "precision": used, "ok": finite, "loss": float(loss.item()),
-                "ms": round(1000 * (time.perf_counter() - started), 1),
-                "error": None if finite else "non-finite loss or gradients"}
+        out.update(ok=finite, loss=float(loss.item()), ms=round(1000 * (time.perf_counter() - started), 1),
+                   error=None if finite else "non-finite loss or gradients")
     except Exception as err:  # noqa: BLE001 - a failing step is a finding, reported, not raised
-        return {"device": str(device), "precision": used, "ok": False, "loss": None, "ms": None,
-                "error": _finding(err)[:300]}
+        out["error"] = error_line(err)[:300]
+    return out
 
 
 def _all_reduce(kind: str, under_slurm: bool, ranks: dict[str, int], device_index: int | None
@@ -140,21 +124,19 @@ def _all_reduce(kind: str, under_slurm: bool, ranks: dict[str, int], device_inde
         out["ok"] = out["value"] == out["expected"]
         dist.destroy_process_group()
     except Exception as err:  # noqa: BLE001 - a failing collective is a finding, reported, not raised
-        out["error"] = _finding(err)[:300]
+        out["error"] = error_line(err)[:300]
     return out
 
 
 def _data_root(name: str, path: str) -> dict[str, Any]:
     root = Path(path)
     out: dict[str, Any] = {"name": name, "path": path, "ok": False, "detail": ""}
-    if not root.is_dir():
-        out["detail"] = "does not exist or is not a folder"
-        return out
-    if not os.access(root, os.R_OK | os.X_OK):
-        out["detail"] = "not readable"
-        return out
     try:
-        if name == "fashion_mnist":
+        if not root.is_dir():
+            out["detail"] = "does not exist or is not a folder"
+        elif not os.access(root, os.R_OK | os.X_OK):
+            out["detail"] = "not readable"
+        elif name == "fashion_mnist":
             missing = [f for f in FASHION_FILES if not os.access(root / f, os.R_OK)]
             out["ok"] = not missing
             out["detail"] = f"missing or unreadable: {', '.join(missing)}" if missing else "4 IDX files, 10 classes"
@@ -176,21 +158,17 @@ def _writable(path: str) -> dict[str, Any]:
     """Whether a file can be created (and removed) in `path`, or in its nearest existing parent when `path`
     does not exist yet (jobs create it); plus the free space there."""
     target = Path(path)
-    probe_dir = target
-    while not probe_dir.exists() and probe_dir != probe_dir.parent:
-        probe_dir = probe_dir.parent
+    chain = (target, *target.parents)  # ends at / (or . for a relative path), which stops the search
+    probe_dir = next((p for p in chain if p.exists()), chain[-1])
     out: dict[str, Any] = {"path": path, "exists": target.exists(), "ok": False, "free_gib": None, "detail": ""}
     try:
-        fd, name = tempfile.mkstemp(prefix=".mst-preflight-", dir=probe_dir)
-        os.close(fd)
-        os.unlink(name)
-        out["ok"] = True
+        with tempfile.NamedTemporaryFile(prefix=".mst-preflight-", dir=probe_dir):  # removed on leaving
+            pass
+        out["ok"] = True  # created and removed
     except OSError as err:
         out["detail"] = f"cannot write in {probe_dir} ({err.strerror or err})"
-    try:
+    with contextlib.suppress(OSError):  # no free space known: the row says nothing of it
         out["free_gib"] = round(shutil.disk_usage(probe_dir).free / GIB, 1)
-    except OSError:
-        pass
     return out
 
 
@@ -201,13 +179,11 @@ def probe(profile: ClusterProfile, run_root: str, under_slurm: bool) -> dict[str
     ranks = _ranks(profile, under_slurm)
     devices = _devices()
     index = ranks["local_rank"] % devices["count"] if devices["count"] else None
-    storage = profile.storage
     return {
         "host": socket.gethostname(), **ranks, "versions": _versions(), "devices": devices,
-        "visible": existing_masks(),
         "step": _step(profile.environment.precision, index),
         "all_reduce": _all_reduce(profile.accelerators.kind, under_slurm, ranks, index),
-        "data_roots": [_data_root(name, path) for name, path in storage.data_roots.items()],
+        "data_roots": [_data_root(name, path) for name, path in profile.storage.data_roots.items()],
         "run_root": _writable(run_root),
-        "scratch": _writable(os.path.expandvars(storage.scratch)),
+        "scratch": _writable(os.path.expandvars(profile.storage.scratch)),
     }

@@ -17,6 +17,7 @@ Preemption design (what happens when Slurm wants the node back):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -29,7 +30,7 @@ from typing import Any
 import submitit
 
 from jobs import rundir
-from jobs.devices import DeviceChoice, node_devices, select_device
+from jobs.devices import DeviceChoice, existing_masks, export_ranks, node_devices, select_device
 from jobs.runstate import FINAL
 from jobs.stop_flag import StopFlag
 from mst.atomic import atomic_write_json, read_json
@@ -81,9 +82,7 @@ class StageJob(submitit.helpers.Checkpointable):
         watched = [usr, signal.SIGTERM] + ([] if under_slurm else [signal.SIGINT])  # Ctrl-C in-process too
         # in-process the caller gets its handlers back; a Slurm job's process ends with the job
         with StopFlag(watched, restore=not under_slurm) as flag:
-            # a requeued job's record lists the jobs it ran under before
-            ran_under = (read_json(self.out_dir / "result.json") or {}).get("job_ids") or []
-            extra = {**self.extra, **_provenance(under_slurm, world, device, self.device_kind, ran_under)}
+            extra = {**self.extra, **self._provenance(under_slurm, world, device)}
             if under_slurm:
                 self._link_logs()
 
@@ -102,7 +101,7 @@ class StageJob(submitit.helpers.Checkpointable):
                     self._after_interrupt(flag, usr, started)  # exits
                 raise
             except Exception as err:
-                self._mark_failed(err, extra, cfg)
+                self._mark("failed", extra, err, cfg)
                 raise
 
     def run(self, cfg: Any, should_stop: Any, extra: dict[str, Any]) -> dict[str, Any]:
@@ -114,13 +113,35 @@ class StageJob(submitit.helpers.Checkpointable):
     def _export_ranks(self) -> tuple[int, DeviceChoice]:
         """RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT from Slurm, as torch's env:// reads them, and
         this rank's device inside the mask Slurm or the site set (jobs.devices; a mask only where none is)."""
-        dist = submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
-        device = select_device(self.visible_devices, dist.local_rank, dist.local_world_size)
+        dist, device = export_ranks(self.visible_devices)
         print(f"[mst] rank {dist.rank} (local {dist.local_rank}) on {socket.gethostname()}: device "
               + (f"{device.physical} (entry {device.index} of {device.variable}={device.mask}"
                  + (", written by the job)" if device.written_by_job else ", set by Slurm or the site)")
                  if device.variable else "none (no visible-device mask)"), flush=True)
         return dist.world_size, device
+
+    def _provenance(self, under_slurm: bool, world: int, device: DeviceChoice) -> dict[str, Any]:
+        """Where and on what the job runs, for its record: nodes, every job id it ran under (a requeued job's
+        record lists the ones before), the devices it counts and the ones the launcher left visible."""
+        job_ids = list((read_json(self.out_dir / "result.json") or {}).get("job_ids") or [])
+        nodes = socket.gethostname()
+        if under_slurm:
+            job_id = submitit.JobEnvironment().job_id
+            if job_id not in job_ids:
+                job_ids.append(job_id)
+            nodes = os.environ.get("SLURM_JOB_NODELIST", nodes)
+        return {
+            "nodes": nodes,
+            "job_ids": job_ids,
+            # device-hours = wall time x devices; on cpu profiles a task counts as one device
+            "devices": world,
+            "device_kind": self.device_kind,
+            # what the launcher left visible to this task (provenance for device-mapping problems)
+            "visible_devices": existing_masks(),
+            # the device each rank used: this rank's choice, and every rank of this node (global rank -> device)
+            "device_mask": dataclasses.asdict(device),
+            "rank_devices": node_devices(device) if under_slurm else {"0": device.physical},
+        }
 
     def _link_logs(self) -> None:
         """<stage>/slurm/<job id> -> the submitit folder holding this job's script, pickle and log."""
@@ -129,21 +150,17 @@ class StageJob(submitit.helpers.Checkpointable):
             return
         link = self.out_dir / "slurm" / env.job_id
         link.parent.mkdir(parents=True, exist_ok=True)
-        if not link.is_symlink():
-            try:
-                link.symlink_to(env.paths.folder.resolve())
-            except FileExistsError:
-                pass
+        with contextlib.suppress(FileExistsError):  # a requeued job's link is there already
+            link.symlink_to(env.paths.folder.resolve())
 
     def _after_interrupt(self, flag: StopFlag, usr: int, started: float) -> None:
         """The method saved at a step boundary; requeue (profile signal) or wait for Slurm (SIGTERM)."""
-        env = submitit.JobEnvironment()
         deadline = time.time() + KILL_WAIT_S
         # a preemption may send SIGTERM just before the user signal: give it a moment to arrive
         grace = time.time() + 3.0
         while usr not in flag.signals and time.time() < grace:
             time.sleep(0.1)
-        if usr in flag.signals and env.global_rank == 0:
+        if usr in flag.signals and submitit.JobEnvironment().global_rank == 0:
             from jobs.scheduler import requeue_at_step_boundary
 
             print(f"[mst] {self.stage} {self.run_id}: saved at a step boundary, requeueing", flush=True)
@@ -153,58 +170,24 @@ class StageJob(submitit.helpers.Checkpointable):
             time.sleep(0.5)
         sys.exit(1)
 
-    def _mark(self, status: str, extra: dict[str, Any]) -> None:
-        """A 'running' or 'preempted' result.json (no metrics yet), unless the stage is finished:
-        a done or failed record is never replaced by a progress one (a rerun of a failed stage is, though,
-        once it starts: the previous failure stays in the Slurm log)."""
-        if os.environ.get("RANK", "0") != "0":
+    def _mark(self, status: str, extra: dict[str, Any], err: Exception | None = None, cfg: Any = None) -> None:
+        """Rank 0's result.json for where the stage stands, so `status` needs no scheduler call for it:
+        'running' or 'preempted' (no metrics yet), or 'failed' (`err`) when the method left no final record.
+        A done or failed record is never replaced by a progress one (a rerun of a failed stage is, though,
+        once it starts: the previous failure stays in the Slurm log). A folder that another live process
+        holds is left alone: its record is that process's to write."""
+        from mst.run.folder import StageFolderBusy
+        from mst.run.record import encode_record, record_of, utc_now, write_failed_record
+
+        if os.environ.get("RANK", "0") != "0" or isinstance(err, StageFolderBusy):
             return
         previous = rundir.result_status(self.out_dir)
-        if previous == "done" or (previous == "failed" and status != "running"):
-            return
-        from mst.run.record import encode_record, record_of, utc_now
+        if status == "failed":
+            if previous not in FINAL:
+                write_failed_record(self.out_dir, self.stage, cfg, err, wall_time_s=None, extra=extra)
+        elif previous != "done" and (previous != "failed" or status == "running"):
+            record = record_of({**extra, "stage": self.stage, "status": status, "error": None, "metrics": {},
+                                "config": self.config, "wall_time_s": None, "device_hours": None,
+                                "updated_at": utc_now()})
+            atomic_write_json(self.out_dir / "result.json", encode_record(record))
 
-        record = record_of({**extra, "stage": self.stage, "status": status, "error": None, "metrics": {},
-                            "config": self.config, "wall_time_s": None, "device_hours": None,
-                            "updated_at": utc_now()})
-        atomic_write_json(self.out_dir / "result.json", encode_record(record))
-
-    def _mark_failed(self, err: Exception, extra: dict[str, Any], cfg: Any) -> None:
-        """A failed result.json when the method left none, so `status` needs no scheduler call for it.
-        A folder that another live process holds is left alone: its record is that process's to write."""
-        from mst.run.folder import StageFolderBusy
-
-        if isinstance(err, StageFolderBusy) or rundir.result_status(self.out_dir) in FINAL:
-            return
-        if os.environ.get("RANK", "0") != "0":
-            return
-        from mst.run.record import write_failed_record
-
-        write_failed_record(self.out_dir, self.stage, cfg, err, wall_time_s=None, extra=extra)
-
-
-def _provenance(under_slurm: bool, world: int, device: DeviceChoice, device_kind: str, ran_under: list[str]
-                ) -> dict[str, Any]:
-    """Where and on what the job runs, for its record: nodes, every job id it ran under (`ran_under` before
-    this one), the devices it counts and the ones the launcher left visible."""
-    job_ids = list(ran_under)
-    if under_slurm:
-        job_id = submitit.JobEnvironment().job_id
-        if job_id not in job_ids:
-            job_ids.append(job_id)
-        nodes = os.environ.get("SLURM_JOB_NODELIST", socket.gethostname())
-    else:
-        nodes = socket.gethostname()
-    return {
-        "nodes": nodes,
-        "job_ids": job_ids,
-        # device-hours = wall time x devices; on cpu profiles a task counts as one device
-        "devices": world,
-        "device_kind": device_kind,
-        # what the launcher left visible to this task (provenance for device-mapping problems)
-        "visible_devices": {k: os.environ[k] for k in ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES",
-                                                        "ROCR_VISIBLE_DEVICES") if k in os.environ},
-        # the device each rank used: this rank's choice, and every rank of this node (global rank -> device)
-        "device_mask": dataclasses.asdict(device),
-        "rank_devices": node_devices(device) if under_slurm else {"0": device.physical},
-    }
