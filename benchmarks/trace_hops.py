@@ -131,7 +131,7 @@ def trace_name(sweep: str, cluster: str) -> None:
 
 def trace_prob(sweep: str, value: float) -> None:
     from jobs.launcher import load_for_cluster
-    from jobs.plan import stage_job
+    from jobs.stage_job import stage_job
     from mst.train import Interrupted
 
     match = prob_match(value)

@@ -26,7 +26,7 @@ from typing import Any
 from jobs import pool, rundir
 from jobs.errors import LaunchError
 from jobs.local_run import run_local
-from jobs.plan import Run, arrays_to_submit, describe, resolve_runs, stage_job
+from jobs.plan import Run, arrays_to_submit, describe, resolve_runs
 from jobs.profiles import ClusterProfile, load_profile
 from jobs.runstate import IN_FLIGHT
 from jobs.scheduler import check_cluster, dependency_of, render_sbatch, scancel, slurm_conf_of, submit_array
@@ -85,32 +85,35 @@ def submit(sweep_name: str, cluster: str, runs_root: str | None = None, dry_run:
         if not arrays:
             out(f"{sweep.name}: nothing to {'resubmit' if resubmit else 'submit'} on {profile.name}")
             return []
+        # every job callable is built before anything is written or queued (a dry run builds them too): one that
+        # cannot be built stops the submission before its first array, not half way through; submitit is imported
+        # here, not by `mst-sweep status`
+        from jobs.stage_job import stage_job
+
+        fns_of = [[stage_job(run, array.stage, profile, folder.root) for run in array.runs] for array in arrays]
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
         logs = folder.submitit.resolve() / f"{profile.name}-{stamp}" / "%j"
         job_names = {stage: f"mst-{sweep.name}-{stage}" for stage in sweep.stages}  # what squeue shows
         if dry_run and resubmit:
             out(f"{sweep.name}: dry run, nothing resubmitted; {len(arrays)} array(s) would be")
             return []
-        if dry_run:
-            for i, array in enumerate(arrays):
-                out(f"# --- array {i + 1}/{len(arrays)}: {array.stage} x {len(array.runs)} on {profile.name}"
-                    + (f", task i waits for task i of array {array.after + 1}" if array.after is not None else "")
-                    + (f", waits for its pre-training job {array.waits_for}" if array.waits_for else ""))
-                for t, run in enumerate(array.runs):
-                    out(f"#   task {t}: {run.run_id} ({describe(run)})")
-                dep = dependency_of(None, array)
-                out(render_sbatch(profile, array.stage, job_names[array.stage], logs, len(array.runs), dep))
-            return []
-        # every job callable is built before anything is written or queued: one that cannot be built stops the
-        # submission before its first array, not half way through
-        fns_of = [[stage_job(run, array.stage, profile, folder.root) for run in array.runs] for array in arrays]
-        rundir.contained(folder.root, logs.parent)
-        rundir.write_run_configs(runs, folder, profile.name)
+        if not dry_run:
+            rundir.contained(folder.root, logs.parent)
+            rundir.write_run_configs(runs, folder, profile.name)
         records: list[dict[str, Any]] = []
         submitted: list[list[str]] = []
         with slurm_conf_of(profile):
-            for array, fns in zip(arrays, fns_of):
-                dep = dependency_of(submitted, array)
+            for i, (array, fns) in enumerate(zip(arrays, fns_of)):
+                # a dry run has no job ids yet: the aligned array's number stands in for its id
+                dep = dependency_of(None if dry_run else submitted, array)
+                if dry_run:
+                    out(f"# --- array {i + 1}/{len(arrays)}: {array.stage} x {len(array.runs)} on {profile.name}"
+                        + (f", task i waits for task i of array {array.after + 1}" if array.after is not None else "")
+                        + (f", waits for its pre-training job {array.waits_for}" if array.waits_for else ""))
+                    for t, run in enumerate(array.runs):
+                        out(f"#   task {t}: {run.run_id} ({describe(run)})")
+                    out(render_sbatch(profile, array.stage, job_names[array.stage], logs, len(array.runs), dep))
+                    continue
                 ids = submit_array(profile, logs, array.stage, job_names[array.stage], dep, fns)
                 submitted.append(ids)
                 batch = [rundir.ManifestEntry.of(run, array.stage, jid, profile.name, dep).encode()

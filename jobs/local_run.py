@@ -12,7 +12,7 @@ from typing import Any
 
 from jobs import rundir
 from jobs.errors import LaunchError
-from jobs.plan import Run, describe, share_line, stage_job
+from jobs.plan import Run, describe, share_line
 from jobs.profiles import ClusterProfile
 from jobs.runstate import LOCAL_JOB
 from jobs.states import stage_states
@@ -45,6 +45,7 @@ def run_local(sweep: Any, profile: ClusterProfile, runs: list[Run], folder: rund
         return []
     from rich.console import Console
 
+    from jobs.stage_job import stage_job
     from mst.train import Interrupted
 
     console = Console(stderr=True)

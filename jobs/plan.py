@@ -17,7 +17,6 @@ import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from operator import attrgetter
-from pathlib import Path
 from typing import Any
 
 from jobs.profiles import ClusterProfile
@@ -95,21 +94,6 @@ def resolve_runs(sweep: Any, profile: ClusterProfile) -> list[Run]:
         data["train"]["seed"] = spec.seed
         runs.append(Run(spec.run_id, spec, cfg, data))
     return runs
-
-
-def stage_job(run: Run, stage: str, profile: ClusterProfile, runs_root: Path) -> Any:
-    """The job callable of one stage of one run (jobs.stage_job.StageJob), with the record fields it adds."""
-    from jobs.stage_job import StageJob
-
-    spec = run.spec
-    # config_hash: the record names the run by the hash its run id carries (one identity per run on every
-    # cluster); its `config` is the one that ran, with the profile's precision and data root
-    extra = {"run_id": run.run_id, "config_hash": spec.config_hash, "sweep": spec.sweep, "cell": spec.cell,
-             "repeat": spec.repeat, "seed": spec.seed, "cluster": profile.name}
-    return StageJob(stage, runs_root=str(runs_root), sweep=spec.sweep, run_id=run.run_id,
-                    config=run.config_dict, validated=run.config, extra=extra,
-                    preempt_signal=profile.preemption.signal, visible_devices=profile.environment.visible_devices,
-                    node_dirs=profile.environment.node_dirs, device_kind=profile.accelerators.kind)
 
 
 # ------------------------------------------------------------------------------------------- arrays

@@ -25,7 +25,7 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import submitit
 
@@ -35,6 +35,10 @@ from jobs.runstate import FINAL
 from jobs.stop_flag import StopFlag
 from mst.atomic import atomic_write_json, read_json
 from mst.stages import get_stage
+
+if TYPE_CHECKING:
+    from jobs.plan import Run
+    from jobs.profiles import ClusterProfile
 
 # ranks > 0 and SIGTERM-only stops wait this long for Slurm to kill or requeue the job before exiting
 KILL_WAIT_S = 120.0
@@ -191,3 +195,16 @@ class StageJob(submitit.helpers.Checkpointable):
                                 "updated_at": utc_now()})
             atomic_write_json(self.out_dir / "result.json", encode_record(record))
 
+
+def stage_job(run: Run, stage: str, profile: ClusterProfile, runs_root: Path) -> StageJob:
+    """The job callable of one stage of a sweep's run (a jobs.plan.Run) on `profile`, with the record fields it
+    adds."""
+    spec = run.spec
+    # config_hash: the record names the run by the hash its run id carries (one identity per run on every
+    # cluster); its `config` is the one that ran, with the profile's precision and data root
+    extra = {"run_id": run.run_id, "config_hash": spec.config_hash, "sweep": spec.sweep, "cell": spec.cell,
+             "repeat": spec.repeat, "seed": spec.seed, "cluster": profile.name}
+    return StageJob(stage, runs_root=str(runs_root), sweep=spec.sweep, run_id=run.run_id,
+                    config=run.config_dict, validated=run.config, extra=extra,
+                    preempt_signal=profile.preemption.signal, visible_devices=profile.environment.visible_devices,
+                    node_dirs=profile.environment.node_dirs, device_kind=profile.accelerators.kind)

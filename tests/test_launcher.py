@@ -233,7 +233,8 @@ def test_a_run_folder_of_another_config_stops_the_submission(tmp_path):
 def test_a_run_has_one_identity_the_hash_its_run_id_carries(tmp_path):
     """On a cluster that changes the config (dcu128: fp16), the record still names the run by the hash of its
     run id, and holds the config that ran."""
-    from jobs.plan import resolve_runs, stage_job
+    from jobs.plan import resolve_runs
+    from jobs.stage_job import stage_job
     from jobs.sweep import load_sweep
     from mst.config import config_hash
 

@@ -395,8 +395,9 @@ def test_each_cell_config_is_built_once_and_carried_to_the_job(cluster, tmp_path
     """load_sweep builds and validates each cell's config; expanding, fitting the table, resolving the runs
     for a cluster and starting a job reuse it. Only a profile that changes a value (dcu128's fp16) builds
     the cluster's config again, once per cell."""
-    from jobs.plan import resolve_runs, stage_job
+    from jobs.plan import resolve_runs
     from jobs.profiles import load_profile
+    from jobs.stage_job import stage_job
     from mst.config import Config, codec
 
     sweep = load_sweep("mask_prob_smoke")
