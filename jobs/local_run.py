@@ -56,7 +56,7 @@ def run_local(sweep: Any, profile: ClusterProfile, runs: list[Run], folder: rund
     with rundir.submit_locks(folder.root, [folder.path], sweep=sweep.name):
         rundir.write_run_configs(runs, folder, profile.name)
         # ordered once the links into the pool exist: a pooled pre-training's failed record counts too
-        tasks = [(run, stage) for run in local_order(runs, sweep.stages, folder) for stage in sweep.stages]
+        tasks = [(run, stage) for run in rundir.failed_last(folder, runs, sweep.stages) for stage in sweep.stages]
         for i, (run, stage) in enumerate(tasks, 1):
             head = f"[{i}/{len(tasks)}] {stage} {run.run_id}"
             # asked here, not planned ahead: another local sweep sharing a pooled pre-training may have
@@ -100,11 +100,3 @@ def run_local(sweep: Any, profile: ClusterProfile, runs: list[Run], folder: rund
                             "it and run the same command again (done stages are kept)")
     out(summary)
     return records
-
-
-def local_order(runs: list[Run], stages: tuple[str, ...], folder: rundir.SweepFolder) -> list[Run]:
-    """Runs in sweep order, those with a failed stage record last: a known-bad cell never delays the rest."""
-    def failed_before(run: Run) -> bool:
-        return any(rundir.result_status(folder.stage(run.run_id, s)) == "failed" for s in stages)
-
-    return sorted(runs, key=failed_before)  # stable: sweep order within each group

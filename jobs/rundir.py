@@ -333,3 +333,12 @@ def result_status(path: Path) -> str | None:
     result = read_json(Path(path) / "result.json")
     status = result.get("status") if isinstance(result, dict) else None
     return status if status in RECORD_STATUSES else None
+
+
+def failed_last(folder: SweepFolder, runs: list[Any], stages: Iterable[str]) -> list[Any]:
+    """`runs` (each with a `run_id`) in their order, those with a failed record of one of `stages` in `folder`
+    last: a known-bad cell never delays the rest of a local sweep."""
+    def failed_before(run: Any) -> bool:
+        return any(result_status(folder.stage(run.run_id, s)) == "failed" for s in stages)
+
+    return sorted(runs, key=failed_before)  # stable: the given order within each group

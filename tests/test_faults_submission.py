@@ -45,7 +45,6 @@ def test_a_failing_local_cell_is_recorded_and_the_others_still_run(tmp_path):
 
 def test_previously_failed_cells_run_last(tmp_path):
     """A resubmission runs the cells that never failed first: a known-bad cell never delays the rest."""
-    from jobs.local_run import local_order
     from jobs.plan import resolve_runs
     from jobs.sweep import load_sweep
 
@@ -54,7 +53,7 @@ def test_previously_failed_cells_run_last(tmp_path):
     bad = rundir.SweepFolder(tmp_path, "order").stage(runs[0].run_id, "pretrain")
     bad.mkdir(parents=True)
     (bad / "result.json").write_text(json.dumps({"status": "failed"}))
-    assert [r.run_id for r in local_order(runs, sweep.stages, rundir.SweepFolder(tmp_path, "order"))] == \
+    assert [r.run_id for r in rundir.failed_last(rundir.SweepFolder(tmp_path, "order"), runs, sweep.stages)] == \
         [runs[1].run_id, runs[2].run_id, runs[0].run_id]
 
 
