@@ -85,19 +85,19 @@ def submit(sweep_name: str, cluster: str, runs_root: str | None = None, dry_run:
         if not arrays:
             out(f"{sweep.name}: nothing to {'resubmit' if resubmit else 'submit'} on {profile.name}")
             return []
-        # every job callable is built before anything is written or queued (a dry run builds them too): one that
-        # cannot be built stops the submission before its first array, not half way through; submitit is imported
-        # here, not by `mst-sweep status`
-        from jobs.stage_job import stage_job
-
-        fns_of = [[stage_job(run, array.stage, profile, folder.root) for run in array.runs] for array in arrays]
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
         logs = folder.submitit.resolve() / f"{profile.name}-{stamp}" / "%j"
         job_names = {stage: f"mst-{sweep.name}-{stage}" for stage in sweep.stages}  # what squeue shows
         if dry_run and resubmit:
             out(f"{sweep.name}: dry run, nothing resubmitted; {len(arrays)} array(s) would be")
             return []
+        fns_of: list[list[Any]] = [[] for _ in arrays]  # a dry run submits nothing
         if not dry_run:
+            # every job callable is built before anything is written or queued: one that cannot be built stops
+            # the submission before its first array, not half way through (submitit is imported only here)
+            from jobs.stage_job import stage_job
+
+            fns_of = [[stage_job(run, array.stage, profile, folder.root) for run in array.runs] for array in arrays]
             rundir.contained(folder.root, logs.parent)
             rundir.write_run_configs(runs, folder, profile.name)
         records: list[dict[str, Any]] = []
